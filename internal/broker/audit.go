@@ -1,0 +1,126 @@
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// Detail types of the audit events on the bus (CONTRACT.md section 4).
+const (
+	DetailCredentialsIssued  = "CredentialsIssued"
+	DetailCredentialsDenied  = "CredentialsDenied"
+	DetailPolicyChanged      = "PolicyChanged"
+	DetailProjectionRejected = "ProjectionRejected"
+	DetailPolicyDrift        = "PolicyDrift"
+)
+
+// AuditSchemaVersion is carried by every detail; events/schemas holds the
+// JSON Schema of each detail type at this version.
+const AuditSchemaVersion = "1"
+
+// Event sources on the bus, one per function.
+const (
+	SourceCredentials = "credbroker.credentials"
+	SourceProjector   = "credbroker.projector"
+	SourceReplay      = "credbroker.replay"
+)
+
+// AuditEvent is one event for the audit bus. Detail is one of the *Detail
+// structs below and is sent as JSON.
+type AuditEvent struct {
+	Source     string
+	DetailType string
+	Time       time.Time
+	Detail     any
+}
+
+// Auditor delivers audit events. Emit returns nil only when every event was
+// accepted by the bus; on error the caller decides whether to retry or
+// withhold what the event records.
+type Auditor interface {
+	Emit(ctx context.Context, events ...AuditEvent) error
+}
+
+// AuditorFunc adapts a function to Auditor (tests and the null auditor).
+type AuditorFunc func(ctx context.Context, events ...AuditEvent) error
+
+func (f AuditorFunc) Emit(ctx context.Context, events ...AuditEvent) error { return f(ctx, events...) }
+
+// CredentialsIssuedDetail records one successful credential request.
+type CredentialsIssuedDetail struct {
+	SchemaVersion string    `json:"schemaVersion"`
+	RequestID     string    `json:"requestId"`
+	UserID        string    `json:"userId"`
+	PolicyVersion string    `json:"policyVersion"`
+	AccessKeyIDs  []string  `json:"accessKeyIds"`
+	Buckets       []string  `json:"buckets"`
+	Grants        []Place   `json:"grants"`
+	Project       string    `json:"project,omitempty"`
+	Expiration    time.Time `json:"expiration"`
+	FromCache     bool      `json:"fromCache"`
+	ClientID      string    `json:"clientId,omitempty"`
+	TokenID       string    `json:"tokenId,omitempty"`
+	SourceIP      string    `json:"sourceIp,omitempty"`
+	UserAgent     string    `json:"userAgent,omitempty"`
+}
+
+// CredentialsDeniedDetail records one refused credential request.
+type CredentialsDeniedDetail struct {
+	SchemaVersion string `json:"schemaVersion"`
+	RequestID     string `json:"requestId"`
+	Reason        string `json:"reason"`
+	Status        int    `json:"status"`
+	UserID        string `json:"userId,omitempty"`
+	Project       string `json:"project,omitempty"`
+	Message       string `json:"message,omitempty"`
+	SourceIP      string `json:"sourceIp,omitempty"`
+	UserAgent     string `json:"userAgent,omitempty"`
+}
+
+// PolicyChangedDetail records one committed change of a user's policy item.
+// ChangeID (user, previous version, new version) is the idempotency key: the
+// projector delivers at least once.
+type PolicyChangedDetail struct {
+	SchemaVersion   string    `json:"schemaVersion"`
+	ChangeID        string    `json:"changeId"`
+	UserID          string    `json:"userId"`
+	PolicyVersion   string    `json:"policyVersion"`
+	PreviousVersion string    `json:"previousVersion"`
+	Added           []Grant   `json:"added"`
+	Removed         []Grant   `json:"removed"`
+	Sets            int       `json:"sets"`
+	Causes          []string  `json:"causes"`
+	ChangedAt       time.Time `json:"changedAt"`
+	// Truncated is set when the detail was cut to fit the bus's entry size;
+	// the counts still describe the whole change.
+	Truncated    bool `json:"truncated,omitempty"`
+	AddedCount   int  `json:"addedCount"`
+	RemovedCount int  `json:"removedCount"`
+}
+
+// ProjectionRejectedDetail records a source record that grants nothing
+// because it breaks the schema.
+type ProjectionRejectedDetail struct {
+	SchemaVersion  string `json:"schemaVersion"`
+	PK             string `json:"pk"`
+	SK             string `json:"sk"`
+	Reason         string `json:"reason"`
+	EventID        string `json:"eventId,omitempty"`
+	EventName      string `json:"eventName,omitempty"`
+	SequenceNumber string `json:"sequenceNumber,omitempty"`
+}
+
+// PolicyDriftDetail records what a verify run found different between the
+// policy table and a recomputation from the membership table.
+type PolicyDriftDetail struct {
+	SchemaVersion string    `json:"schemaVersion"`
+	RunID         string    `json:"runId"`
+	CheckedUsers  int       `json:"checkedUsers"`
+	Missing       int       `json:"missing"`
+	Extra         int       `json:"extra"`
+	Different     int       `json:"different"`
+	MissingIndex  int       `json:"missingIndex"`
+	Users         []string  `json:"users"`
+	Truncated     bool      `json:"truncated,omitempty"`
+	CheckedAt     time.Time `json:"checkedAt"`
+}

@@ -1,0 +1,104 @@
+// Package broker holds the domain of the credential broker: who may reach which
+// bucket, at which access level, and the interfaces the rest of the program
+// implements. It imports nothing from AWS; adapters live in sibling packages
+// named after what they adapt (ddbstore, stsissuer, ebaudit, ...).
+package broker
+
+import (
+	"slices"
+	"time"
+)
+
+// Access is the level a membership grants on a project's buckets.
+type Access string
+
+const (
+	Read  Access = "read"
+	Write Access = "write"
+)
+
+// Covers reports whether a covers b: write covers read, every level covers itself.
+func (a Access) Covers(b Access) bool { return a == b || (a == Write && b == Read) }
+
+// Valid reports whether a is one of the two contract levels.
+func (a Access) Valid() bool { return a == Read || a == Write }
+
+// Grant is one reachable place: a bucket, or a folder of it, at one access
+// level, with the projects that grant it. Prefix is "" (whole bucket) or a
+// normalized folder ending in "/".
+type Grant struct {
+	Bucket   string   `json:"bucket"`
+	Prefix   string   `json:"prefix"`
+	Access   Access   `json:"access"`
+	Projects []string `json:"projects"`
+}
+
+// Place is a grant without its provenance; it identifies a grant in diffs.
+type Place struct {
+	Bucket string `json:"bucket"`
+	Prefix string `json:"prefix"`
+	Access Access `json:"access"`
+}
+
+// Place returns g without its projects.
+func (g Grant) Place() Place { return Place{Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access} }
+
+// Membership is a validated membership record: the user belongs to the
+// project at the given access level.
+type Membership struct {
+	UserID    string
+	ProjectID string
+	Access    Access
+}
+
+// ProjectBucket is a validated bucket record: the project owns the bucket, or
+// only the folder Prefix of it when Prefix is not "".
+type ProjectBucket struct {
+	ProjectID string
+	Bucket    string
+	Prefix    string
+}
+
+// PolicySet is one session policy and the grants (indexes into
+// UserPolicy.Grants) it reaches. Each grant is in exactly one set.
+type PolicySet struct {
+	Policy string `json:"policy"`
+	Grants []int  `json:"grants"`
+}
+
+// UserPolicy is the materialized answer for one user: everything the
+// credential endpoint needs, read in one GetItem.
+type UserPolicy struct {
+	UserID string
+	// Version changes whenever the grants change; it is a content hash, so the
+	// same grants always give the same version.
+	Version string
+	// Grants is the normalized union over all projects, sorted.
+	Grants []Grant
+	// Sets are the precompiled session policies covering Grants.
+	Sets []PolicySet
+	// ByProject holds each project's own grants, for ?project= answers.
+	ByProject map[string][]Place
+	UpdatedAt time.Time
+}
+
+// Empty reports whether the policy grants nothing (no item, or a tombstone).
+func (p UserPolicy) Empty() bool { return len(p.Grants) == 0 }
+
+// Projects returns the user's projects that grant at least one place, sorted.
+func (p UserPolicy) Projects() []string {
+	out := make([]string, 0, len(p.ByProject))
+	for id := range p.ByProject {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Credentials are temporary AWS credentials for one policy set.
+type Credentials struct {
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	Expiration      time.Time
+}

@@ -1,0 +1,114 @@
+package broker
+
+import (
+	"context"
+	"time"
+)
+
+// PolicyReader is what the credential endpoint reads: the user's policy item,
+// in one strongly consistent read. It returns a NotFound error when the user
+// has no item.
+type PolicyReader interface {
+	GetPolicy(ctx context.Context, userID string) (UserPolicy, error)
+}
+
+// Claim is the right to replace one user's policy item, with what the item
+// held when the claim was taken.
+//
+// Every recompute takes a claim before it reads the membership table, and a
+// write under a claim succeeds only while no newer claim exists. A recompute
+// that read older state therefore can never overwrite one that read newer
+// state: the newer one claimed later, which voids the older claim.
+type Claim struct {
+	UserID string
+	Ticket int64
+	// Prev is the item's policy when claimed; zero for a new user.
+	Prev UserPolicy
+	// Outbox holds committed changes whose PolicyChanged events the bus has
+	// not yet confirmed.
+	Outbox []PolicyChangedDetail
+}
+
+// PolicyStore is the policy table as the projector writes it.
+type PolicyStore interface {
+	PolicyReader
+	// Claim takes a new ticket for the user, voiding every older one.
+	Claim(ctx context.Context, userID string, now time.Time) (Claim, error)
+	// Commit replaces the user's policy and outbox. It returns a Conflict
+	// error when a newer claim exists.
+	Commit(ctx context.Context, c Claim, p UserPolicy, outbox []PolicyChangedDetail) error
+	// ClearOutbox empties the outbox. It returns a Conflict error when a newer
+	// claim exists (whose holder then owns the outbox).
+	ClearOutbox(ctx context.Context, c Claim) error
+}
+
+// Member is one entry of the member index. Token is the claim ticket of the
+// recompute that wrote it; removals are conditional on it.
+type Member struct {
+	UserID string
+	Token  int64
+}
+
+// MemberPage is one page of a project's members; Next is "" on the last page.
+type MemberPage struct {
+	Members []Member
+	Next    string
+}
+
+// MemberIndex maps a project to its members with strongly consistent reads,
+// which a DynamoDB GSI cannot. Bucket changes fan out through it.
+type MemberIndex interface {
+	// MemberTokens returns the tokens of the user's entries in the given
+	// projects; projects without an entry are absent from the map.
+	MemberTokens(ctx context.Context, userID string, projects []string) (map[string]int64, error)
+	// PutMembers writes the user's entries for the projects with a new token.
+	PutMembers(ctx context.Context, userID string, projects []string, token int64) error
+	// RemoveMember deletes an entry only if it still carries token, and
+	// reports whether it did.
+	RemoveMember(ctx context.Context, projectID, userID string, token int64) (bool, error)
+	// ProjectMembers returns one page of the project's members.
+	ProjectMembers(ctx context.Context, projectID, cursor string, limit int) (MemberPage, error)
+}
+
+// Checkpoints keep the progress of a long fan-out across Lambda retries.
+type Checkpoints interface {
+	LoadCheckpoint(ctx context.Context, key string) (string, error) // "" when none
+	SaveCheckpoint(ctx context.Context, key, cursor string, expires time.Time) error
+	DeleteCheckpoint(ctx context.Context, key string) error
+}
+
+// SourceReader reads the membership table with strongly consistent reads. It
+// returns items unvalidated: validation is the domain's (SourceItem.Parse).
+type SourceReader interface {
+	UserMemberships(ctx context.Context, userID string) ([]SourceItem, error)
+	ProjectBuckets(ctx context.Context, projectID string) ([]SourceItem, error)
+}
+
+// Principal is the verified identity behind a bearer token.
+type Principal struct {
+	UserID   string // the token's sub
+	ClientID string
+	Username string
+	TokenID  string // jti
+	Expires  time.Time
+}
+
+// TokenVerifier checks a bearer token. It returns an Unauthenticated error
+// for any token it does not accept and a Transient error when it cannot
+// decide (the key set is unreachable): it never accepts by default.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (Principal, error)
+}
+
+// IssueRequest is one AssumeRole call. Policy is never empty.
+type IssueRequest struct {
+	UserID      string
+	SessionName string
+	Policy      string
+	Duration    time.Duration
+}
+
+// CredentialIssuer turns a session policy into temporary credentials.
+type CredentialIssuer interface {
+	Issue(ctx context.Context, req IssueRequest) (Credentials, error)
+}

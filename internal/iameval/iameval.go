@@ -1,0 +1,222 @@
+// Package iameval evaluates the small subset of IAM policy grammar that the
+// policy compiler emits, so that tests can check what a compiled session
+// policy allows without AWS. It is deliberately strict: any element outside
+// the subset is a parse error, never silently ignored.
+//
+// Supported: Version, Statement (object or list) with Effect Allow|Deny,
+// Action and Resource (string or list, '*' and '?' wildcards; actions match
+// case-insensitively), Sid, and Condition with StringEquals and StringLike
+// (several keys are ANDed, the values of one key ORed; a key absent from the
+// request fails its condition). An explicit Deny wins over any Allow.
+package iameval
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Request is one API call to authorize.
+type Request struct {
+	Action   string            // e.g. "s3:GetObject"
+	Resource string            // e.g. "arn:aws:s3:::bucket/key"
+	Context  map[string]string // condition keys, e.g. "s3:prefix"
+}
+
+// Policy is a parsed policy document.
+type Policy struct {
+	Statements []Statement
+}
+
+// Statement is one parsed statement.
+type Statement struct {
+	Effect     string
+	Actions    []string
+	Resources  []string
+	Conditions []Condition
+}
+
+// Condition is one operator/key pair with its alternative values.
+type Condition struct {
+	Operator string
+	Key      string
+	Values   []string
+}
+
+type rawDoc struct {
+	Version   string          `json:"Version"`
+	Statement json.RawMessage `json:"Statement"`
+}
+
+type rawStatement struct {
+	Sid       string                                `json:"Sid"`
+	Effect    string                                `json:"Effect"`
+	Action    json.RawMessage                       `json:"Action"`
+	Resource  json.RawMessage                       `json:"Resource"`
+	Condition map[string]map[string]json.RawMessage `json:"Condition"`
+}
+
+// Parse parses a policy document in the supported subset.
+func Parse(doc string) (Policy, error) {
+	var raw rawDoc
+	if err := strictDecode([]byte(doc), &raw); err != nil {
+		return Policy{}, fmt.Errorf("policy: %w", err)
+	}
+	if raw.Version != "2012-10-17" {
+		return Policy{}, fmt.Errorf("policy: Version %q, want 2012-10-17", raw.Version)
+	}
+	var raws []rawStatement
+	if bytes.HasPrefix(bytes.TrimSpace(raw.Statement), []byte("{")) {
+		var one rawStatement
+		if err := strictDecode(raw.Statement, &one); err != nil {
+			return Policy{}, fmt.Errorf("statement: %w", err)
+		}
+		raws = []rawStatement{one}
+	} else if err := strictDecode(raw.Statement, &raws); err != nil {
+		return Policy{}, fmt.Errorf("statements: %w", err)
+	}
+	var p Policy
+	for i, rs := range raws {
+		st := Statement{Effect: rs.Effect}
+		if st.Effect != "Allow" && st.Effect != "Deny" {
+			return Policy{}, fmt.Errorf("statement %d: Effect %q", i, rs.Effect)
+		}
+		var err error
+		if st.Actions, err = stringOrList(rs.Action); err != nil || len(st.Actions) == 0 {
+			return Policy{}, fmt.Errorf("statement %d: Action: %v", i, orEmpty(err))
+		}
+		if st.Resources, err = stringOrList(rs.Resource); err != nil || len(st.Resources) == 0 {
+			return Policy{}, fmt.Errorf("statement %d: Resource: %v", i, orEmpty(err))
+		}
+		for op, keys := range rs.Condition {
+			if op != "StringEquals" && op != "StringLike" {
+				return Policy{}, fmt.Errorf("statement %d: unsupported condition operator %q", i, op)
+			}
+			for key, rawVals := range keys {
+				vals, err := stringOrList(rawVals)
+				if err != nil || len(vals) == 0 {
+					return Policy{}, fmt.Errorf("statement %d: condition %s %s: %v", i, op, key, orEmpty(err))
+				}
+				st.Conditions = append(st.Conditions, Condition{Operator: op, Key: key, Values: vals})
+			}
+		}
+		p.Statements = append(p.Statements, st)
+	}
+	return p, nil
+}
+
+func orEmpty(err error) error {
+	if err == nil {
+		return fmt.Errorf("empty")
+	}
+	return err
+}
+
+func strictDecode(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return err
+	}
+	if d.More() {
+		return fmt.Errorf("trailing data")
+	}
+	return nil
+}
+
+func stringOrList(raw json.RawMessage) ([]string, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(raw, &one); err == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, fmt.Errorf("want a string or a list of strings")
+	}
+	return many, nil
+}
+
+// Allows reports whether the policy allows the request: some Allow statement
+// matches and no Deny statement does.
+func (p Policy) Allows(r Request) bool {
+	allowed := false
+	for _, st := range p.Statements {
+		if !st.matches(r) {
+			continue
+		}
+		if st.Effect == "Deny" {
+			return false
+		}
+		allowed = true
+	}
+	return allowed
+}
+
+func (st Statement) matches(r Request) bool {
+	if !anyMatch(st.Actions, r.Action, true) || !anyMatch(st.Resources, r.Resource, false) {
+		return false
+	}
+	for _, c := range st.Conditions {
+		v, ok := r.Context[c.Key]
+		if !ok {
+			return false
+		}
+		switch c.Operator {
+		case "StringLike":
+			if !anyMatch(c.Values, v, false) {
+				return false
+			}
+		case "StringEquals":
+			if !slices.Contains(c.Values, v) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func anyMatch(patterns []string, s string, fold bool) bool {
+	for _, p := range patterns {
+		if fold {
+			if Glob(strings.ToLower(p), strings.ToLower(s)) {
+				return true
+			}
+		} else if Glob(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Glob matches s against an IAM pattern: '*' is any run of characters
+// (including none and '/'), '?' is exactly one character.
+func Glob(pattern, s string) bool {
+	p, q := []rune(pattern), []rune(s)
+	pi, si := 0, 0
+	star, mark := -1, 0
+	for si < len(q) {
+		switch {
+		case pi < len(p) && (p[pi] == '?' || p[pi] == q[si]):
+			pi++
+			si++
+		case pi < len(p) && p[pi] == '*':
+			star, mark = pi, si
+			pi++
+		case star >= 0:
+			pi = star + 1
+			mark++
+			si = mark
+		default:
+			return false
+		}
+	}
+	for pi < len(p) && p[pi] == '*' {
+		pi++
+	}
+	return pi == len(p)
+}

@@ -1,0 +1,108 @@
+package iameval
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestGlob(t *testing.T) {
+	tests := []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"abc", "abc", true},
+		{"abc", "abd", false},
+		{"abc", "ab", false},
+		{"a*", "a", true},
+		{"a*", "a/b/c", true},
+		{"*", "", true},
+		{"a*c", "abbbc", true},
+		{"a*c", "abbbd", false},
+		{"a?c", "abc", true},
+		{"a?c", "ac", false},
+		{"a?c", "abbc", false},
+		{"arn:aws:s3:::b/raw/*", "arn:aws:s3:::b/raw/x/y", true},
+		{"arn:aws:s3:::b/raw/*", "arn:aws:s3:::b/raw", false},
+		{"arn:aws:s3:::b/raw/*", "arn:aws:s3:::b/rawx/y", false},
+		{"arn:aws:s3:::b/*", "arn:aws:s3:::bb/x", false},
+		{"*a*b", "xaxxb", true},
+		{"*a*b", "xaxxbc", false},
+		{"日*", "日本", true},
+		{"?", "日", true},
+	}
+	for _, tt := range tests {
+		if got := Glob(tt.pattern, tt.s); got != tt.want {
+			t.Errorf("Glob(%q, %q) = %v, want %v", tt.pattern, tt.s, got, tt.want)
+		}
+	}
+}
+
+func TestAllows(t *testing.T) {
+	const doc = `{"Version":"2012-10-17","Statement":[
+		{"Effect":"Allow","Action":"s3:GetObject","Resource":["arn:aws:s3:::b/raw/*","arn:aws:s3:::c/*"]},
+		{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::b","Condition":{"StringLike":{"s3:prefix":["raw/*"]}}},
+		{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::c"},
+		{"Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::c/secret/*"},
+		{"Effect":"Allow","Action":"S3:PutObject","Resource":"arn:aws:s3:::d/*","Condition":{"StringEquals":{"s3:x-amz-acl":"private"}}}
+	]}`
+	p, err := Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		req  Request
+		want bool
+	}{
+		{"object under the prefix is readable", Request{"s3:GetObject", "arn:aws:s3:::b/raw/x", nil}, true},
+		{"object outside the prefix is not", Request{"s3:GetObject", "arn:aws:s3:::b/other/x", nil}, false},
+		{"action case is ignored", Request{"S3:getobject", "arn:aws:s3:::b/raw/x", nil}, true},
+		{"resource case matters", Request{"s3:GetObject", "arn:aws:s3:::B/raw/x", nil}, false},
+		{"other action is denied", Request{"s3:PutObject", "arn:aws:s3:::b/raw/x", nil}, false},
+		{"listing within the prefix is allowed", Request{"s3:ListBucket", "arn:aws:s3:::b", map[string]string{"s3:prefix": "raw/2024/"}}, true},
+		{"listing outside the prefix is denied", Request{"s3:ListBucket", "arn:aws:s3:::b", map[string]string{"s3:prefix": "ra"}}, false},
+		{"listing without a prefix is denied when a condition needs one", Request{"s3:ListBucket", "arn:aws:s3:::b", nil}, false},
+		{"unconditional listing is allowed with no prefix", Request{"s3:ListBucket", "arn:aws:s3:::c", nil}, true},
+		{"explicit deny wins", Request{"s3:GetObject", "arn:aws:s3:::c/secret/k", nil}, false},
+		{"StringEquals must match exactly", Request{"s3:PutObject", "arn:aws:s3:::d/k", map[string]string{"s3:x-amz-acl": "private"}}, true},
+		{"StringEquals does not glob", Request{"s3:PutObject", "arn:aws:s3:::d/k", map[string]string{"s3:x-amz-acl": "public-read"}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := p.Allows(tt.req); got != tt.want {
+				t.Errorf("Allows(%+v) = %v, want %v", tt.req, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseRejectsWhatItCannotEvaluate(t *testing.T) {
+	tests := map[string]string{
+		"NotAction is refused":         `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"s3:*","Resource":"*"}]}`,
+		"NotResource is refused":       `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","NotResource":"*"}]}`,
+		"unknown operator is refused":  `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"1.2.3.4"}}}]}`,
+		"old version is refused":       `{"Version":"2008-10-17","Statement":[]}`,
+		"missing Action is refused":    `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Resource":"*"}]}`,
+		"odd Effect is refused":        `{"Version":"2012-10-17","Statement":[{"Effect":"allow","Action":"s3:*","Resource":"*"}]}`,
+		"trailing data is refused":     `{"Version":"2012-10-17","Statement":[]} {}`,
+		"numeric resource is refused":  `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":1}]}`,
+		"unknown top level is refused": `{"Version":"2012-10-17","Id":"x","Statement":[]}`,
+	}
+	for name, doc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse(doc); err == nil {
+				t.Errorf("Parse accepted %s", doc)
+			}
+		})
+	}
+}
+
+func TestParseAcceptsASingleStatementObjectAndEscapes(t *testing.T) {
+	p, err := Parse(`{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/\u65e5/*"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Allows(Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::b/" + strings.Repeat("日", 1) + "/k"}) {
+		t.Error("escaped resource did not match its decoded form")
+	}
+}

@@ -1,0 +1,93 @@
+// Package mototest connects tests to the moto_server that `make test` starts
+// (its URL is in MOTO_ENDPOINT). Without it the tests fail loudly instead of
+// skipping: nothing here is optional.
+package mototest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// Region is the region every test uses.
+const Region = "us-east-1"
+
+// Endpoint returns moto's base URL or fails the test.
+func Endpoint(tb testing.TB) string {
+	tb.Helper()
+	url := os.Getenv("MOTO_ENDPOINT")
+	if url == "" {
+		tb.Fatal("MOTO_ENDPOINT is not set: run the tests with `make test`, which starts moto_server, " +
+			"or start `moto_server -H 127.0.0.1 -p 4566` and export MOTO_ENDPOINT=http://127.0.0.1:4566")
+	}
+	return url
+}
+
+// Config returns an AWS SDK config that talks to moto with dummy credentials.
+func Config(tb testing.TB) aws.Config {
+	tb.Helper()
+	return ConfigFor(Endpoint(tb))
+}
+
+// ConfigFor returns an AWS SDK config for a moto at url.
+func ConfigFor(url string) aws.Config {
+	return aws.Config{
+		Region:       Region,
+		BaseEndpoint: aws.String(url),
+		Credentials:  credentials.NewStaticCredentialsProvider("testing", "testing", ""),
+		HTTPClient:   &http.Client{Timeout: 30 * time.Second},
+	}
+}
+
+// Name returns a name unique to this test run, for tables, buses and pools
+// that share one moto: "<prefix>-<random>".
+func Name(tb testing.TB, prefix string) string {
+	tb.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		tb.Fatal(err)
+	}
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// Data returns moto's internal state for one service (GET /moto-api/data.json),
+// for checks that moto exposes no API for, such as the session policy STS got.
+func Data(tb testing.TB, service string) map[string]json.RawMessage {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(Endpoint(tb), "/")+"/moto-api/data.json", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("moto data.json: %v", err)
+	}
+	defer resp.Body.Close()
+	var all map[string]map[string]json.RawMessage
+	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
+		tb.Fatalf("decode moto data.json: %v", err)
+	}
+	svc, ok := all[service]
+	if !ok {
+		tb.Fatalf("moto data.json has no service %q", service)
+	}
+	return svc
+}
+
+// Must fails the test on err; it keeps setup code short.
+func Must[T any](tb testing.TB, v T, err error) T {
+	tb.Helper()
+	if err != nil {
+		tb.Fatal(fmt.Errorf("setup: %w", err))
+	}
+	return v
+}

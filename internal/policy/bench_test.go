@@ -1,0 +1,43 @@
+package policy
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/credbroker/credbroker/internal/broker"
+)
+
+func BenchmarkCompile(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		in := randomInput(rand.New(rand.NewPCG(uint64(n), 1)), n)
+		b.Run(fmt.Sprint(n, "-grants"), func(b *testing.B) {
+			b.ReportAllocs()
+			var sets int
+			for b.Loop() {
+				res, err := Compiler{}.Compile(in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sets = len(res.Sets)
+			}
+			b.ReportMetric(float64(sets), "sets")
+		})
+	}
+}
+
+// BenchmarkCompileProject is the work behind a ?project= answer: one
+// project's places compiled on the request path.
+func BenchmarkCompileProject(b *testing.B) {
+	in := map[string][]broker.Place{"p1": {
+		{Bucket: "analytics-raw", Prefix: "", Access: broker.Read},
+		{Bucket: "analytics-curated", Prefix: "team-a/", Access: broker.Write},
+		{Bucket: "shared-exports", Prefix: "p1/", Access: broker.Read},
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := (Compiler{}).Compile(in); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,212 @@
+// Package policy compiles a user's grants into the fewest AssumeRole session
+// policies that reach exactly those grants. It is pure Go: no AWS SDK.
+package policy
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/base64"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/credbroker/credbroker/internal/broker"
+)
+
+// MaxPolicyBytes is AWS's limit on the plain text of a session policy passed
+// to AssumeRole (2,048 characters). Policies are ASCII, so bytes are
+// characters.
+const MaxPolicyBytes = 2048
+
+// Compiler turns grants into session policies. The zero value is ready to use.
+type Compiler struct {
+	// Partition is the ARN partition of the buckets ("aws" when empty).
+	Partition string
+	// MaxBytes bounds each policy (MaxPolicyBytes when zero). Tests lower it
+	// to exercise packing with few grants.
+	MaxBytes int
+}
+
+// Rejection is a place the compiler refused, with the reason. The projector
+// validates records before they reach the compiler, so a rejection here
+// means a bug upstream; it is reported, and the place grants nothing.
+type Rejection struct {
+	Project string
+	Place   broker.Place
+	Reason  string
+}
+
+// Result is a compiled policy.
+type Result struct {
+	// Grants is the normalized union of all projects' places, sorted by
+	// bucket, prefix and access.
+	Grants []broker.Grant
+	// Sets cover Grants: each grant index is in exactly one set.
+	Sets []broker.PolicySet
+	// ByProject is the validated input, deduplicated and sorted; projects
+	// left with no place are dropped.
+	ByProject map[string][]broker.Place
+	// Version is a content hash of all of the above.
+	Version  string
+	Rejected []Rejection
+}
+
+func (c Compiler) partition() string { return cmp.Or(c.Partition, "aws") }
+func (c Compiler) maxBytes() int     { return cmp.Or(c.MaxBytes, MaxPolicyBytes) }
+
+// Compile validates, normalizes and packs the places each project grants.
+// The same input in any order gives the same Result, byte for byte.
+func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
+	var res Result
+	res.ByProject = make(map[string][]broker.Place, len(byProject))
+	var all []broker.Grant
+	for _, project := range slices.Sorted(maps.Keys(byProject)) {
+		if err := broker.ValidateProjectID(project); err != nil {
+			for _, pl := range byProject[project] {
+				res.Rejected = append(res.Rejected, Rejection{project, pl, broker.MessageOf(err)})
+			}
+			continue
+		}
+		var grants []broker.Grant
+		for _, pl := range byProject[project] {
+			if reason := c.check(pl); reason != "" {
+				res.Rejected = append(res.Rejected, Rejection{project, pl, reason})
+				continue
+			}
+			grants = append(grants, broker.Grant{Bucket: pl.Bucket, Prefix: pl.Prefix, Access: pl.Access, Projects: []string{project}})
+		}
+		grants = normalize(grants)
+		if len(grants) == 0 {
+			continue
+		}
+		places := make([]broker.Place, len(grants))
+		for i, g := range grants {
+			places[i] = g.Place()
+		}
+		res.ByProject[project] = places
+		all = append(all, grants...)
+	}
+	slices.SortFunc(res.Rejected, func(a, b Rejection) int {
+		return cmp.Or(cmp.Compare(a.Project, b.Project), cmp.Compare(a.Place.Bucket, b.Place.Bucket),
+			cmp.Compare(a.Place.Prefix, b.Place.Prefix), cmp.Compare(a.Place.Access, b.Place.Access))
+	})
+	res.Grants = normalize(all)
+	sets, err := c.pack(res.Grants)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Sets = sets
+	res.Version = version(res)
+	return res, nil
+}
+
+// check returns why a place cannot be granted, or "".
+func (c Compiler) check(pl broker.Place) string {
+	if err := broker.ValidateBucketName(pl.Bucket); err != nil {
+		return broker.MessageOf(err)
+	}
+	if norm, err := broker.NormalizePrefix(pl.Prefix); err != nil {
+		return broker.MessageOf(err)
+	} else if norm != pl.Prefix {
+		return "prefix is not normalized"
+	}
+	if !pl.Access.Valid() {
+		return "unknown access level"
+	}
+	if !c.FitsAlone(pl.Bucket, pl.Prefix) {
+		return "prefix too long: one grant of it would not fit in a session policy"
+	}
+	return ""
+}
+
+// FitsAlone reports whether a write grant on bucket/prefix fits in a session
+// policy on its own. A source record that fails this grants nothing: the
+// contract allows 1,024-character prefixes, but a prefix appears twice in a
+// policy (object ARN and listing condition) under a 2,048-character limit.
+func (c Compiler) FitsAlone(bucket, prefix string) bool {
+	g := []broker.Grant{{Bucket: bucket, Prefix: prefix, Access: broker.Write}}
+	return c.unitOf(g, []int{0}).alone <= c.maxBytes()
+}
+
+// normalize merges grants of the same place (union of projects) and drops
+// every grant that another grant of the same bucket covers: same or wider
+// prefix at the same or higher access. It sorts grants in place and returns
+// the result sorted.
+func normalize(grants []broker.Grant) []broker.Grant {
+	slices.SortFunc(grants, compareGrants)
+	merged := make([]broker.Grant, 0, len(grants))
+	for _, g := range grants {
+		if n := len(merged); n > 0 && merged[n-1].Place() == g.Place() {
+			// Clip so that appending never writes into an input's slice.
+			merged[n-1].Projects = append(slices.Clip(merged[n-1].Projects), g.Projects...)
+			continue
+		}
+		merged = append(merged, g)
+	}
+	out := merged[:0]
+	for start := 0; start < len(merged); {
+		end := start + 1
+		for end < len(merged) && merged[end].Bucket == merged[start].Bucket {
+			end++
+		}
+		run := merged[start:end]
+		for i, g := range run {
+			if !covered(i, run) {
+				if len(g.Projects) > 1 {
+					slices.Sort(g.Projects)
+					g.Projects = slices.Compact(g.Projects)
+				}
+				out = append(out, g)
+			}
+		}
+		start = end
+	}
+	return out
+}
+
+// covered reports whether another grant of the same bucket covers run[i].
+func covered(i int, run []broker.Grant) bool {
+	g := run[i]
+	for j, o := range run {
+		if j != i && strings.HasPrefix(g.Prefix, o.Prefix) && o.Access.Covers(g.Access) {
+			return true
+		}
+	}
+	return false
+}
+
+func compareGrants(a, b broker.Grant) int {
+	return cmp.Or(cmp.Compare(a.Bucket, b.Bucket), cmp.Compare(a.Prefix, b.Prefix), cmp.Compare(a.Access, b.Access))
+}
+
+// version hashes the whole result, compiled policies included, so that a
+// change of grants, of project attribution or of the compiler itself gives
+// a new version.
+func version(r Result) string {
+	b := make([]byte, 0, 4096)
+	b = append(b, "credbroker/policy/v1\n"...)
+	for _, g := range r.Grants {
+		b = appendPlace(b, g.Place())
+		for _, p := range g.Projects {
+			b = append(append(b, p...), 1)
+		}
+		b = append(b, '\n')
+	}
+	for _, s := range r.Sets {
+		b = append(append(b, s.Policy...), '\n')
+	}
+	for _, p := range slices.Sorted(maps.Keys(r.ByProject)) {
+		b = append(append(b, p...), '\n')
+		for _, pl := range r.ByProject[p] {
+			b = append(appendPlace(b, pl), '\n')
+		}
+	}
+	sum := sha256.Sum256(b)
+	return "v1." + base64.RawURLEncoding.EncodeToString(sum[:15])
+}
+
+func appendPlace(b []byte, pl broker.Place) []byte {
+	b = append(append(b, pl.Bucket...), 0)
+	b = append(append(b, pl.Prefix...), 0)
+	return append(append(b, pl.Access...), 0)
+}

@@ -1,0 +1,126 @@
+package policy
+
+import (
+	"strings"
+	"unicode/utf8"
+)
+
+// A session policy is laid out as at most four kinds of statement, so that
+// every grant in a set shares statements with the others:
+//
+//	read objects   {"Effect":"Allow","Action":"s3:GetObject","Resource":[...]}
+//	write objects  {"Effect":"Allow","Action":[Get,Put,Delete,Abort],"Resource":[...]}
+//	whole listing  {"Effect":"Allow","Action":"s3:ListBucket","Resource":[...]}
+//	prefix listing {"Effect":"Allow","Action":"s3:ListBucket","Resource":[...],
+//	                "Condition":{"StringLike":{"s3:prefix":["raw/*",...]}}}
+//
+// There is one prefix-listing statement per distinct set of prefixes, shared by
+// every bucket listed under exactly that set; a condition list is never shared
+// by buckets whose grants differ, since that would let one bucket be listed
+// under another's prefixes.
+//
+// The packer needs the size of a set before it renders it, so sizes are
+// computed from counts (see listLen) and checked against the rendering in tests.
+const (
+	docOpen  = `{"Version":"2012-10-17","Statement":[`
+	docClose = `]}`
+
+	readOpen   = `{"Effect":"Allow","Action":"s3:GetObject","Resource":`
+	writeOpen  = `{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload"],"Resource":`
+	listOpen   = `{"Effect":"Allow","Action":"s3:ListBucket","Resource":`
+	stmtClose  = `}`
+	condOpen   = `,"Condition":{"StringLike":{"s3:prefix":`
+	condClose  = `}}`
+	docOverLen = len(docOpen) + len(docClose)
+)
+
+// Object and bucket actions of each access level (CONTRACT.md section 2); the
+// statements above are their only source.
+var (
+	readObjectActions  = []string{"s3:GetObject"}
+	writeObjectActions = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+	bucketActions      = []string{"s3:ListBucket"}
+)
+
+// list is a JSON string list as a policy writes it: a bare string when it has
+// one element, an array otherwise. n is the element count and sum the total
+// length of the encoded elements with their quotes.
+type list struct{ n, sum int }
+
+func (l list) len() int {
+	switch l.n {
+	case 0:
+		return 0
+	case 1:
+		return l.sum
+	default:
+		return l.sum + (l.n - 1) + 2 // commas and brackets
+	}
+}
+
+func (l list) plus(o list) list { return list{l.n + o.n, l.sum + o.sum} }
+
+// quotedLen is the length of s as a JSON string, quotes included, as
+// writeQuoted writes it.
+func quotedLen(s string) int {
+	n := 2
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			n += 2
+		case r < utf8.RuneSelf:
+			n++
+		case r <= 0xFFFF:
+			n += 6
+		default:
+			n += 12 // surrogate pair
+		}
+	}
+	return n
+}
+
+// writeQuoted writes s as a JSON string using only printable ASCII: the policy
+// grammar of IAM accepts characters up to U+00FF only, so everything beyond
+// ASCII is written as \u escapes. Input never holds control characters.
+func writeQuoted(b *strings.Builder, s string) {
+	const hex = "0123456789abcdef"
+	u4 := func(r rune) {
+		b.WriteString(`\u`)
+		b.WriteByte(hex[r>>12&0xF])
+		b.WriteByte(hex[r>>8&0xF])
+		b.WriteByte(hex[r>>4&0xF])
+		b.WriteByte(hex[r&0xF])
+	}
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+			b.WriteByte(byte(r))
+		case r < utf8.RuneSelf:
+			b.WriteByte(byte(r))
+		case r <= 0xFFFF:
+			u4(r)
+		default:
+			r -= 0x10000
+			u4(0xD800 + r>>10)
+			u4(0xDC00 + r&0x3FF)
+		}
+	}
+	b.WriteByte('"')
+}
+
+func writeList(b *strings.Builder, items []string) {
+	if len(items) == 1 {
+		writeQuoted(b, items[0])
+		return
+	}
+	b.WriteByte('[')
+	for i, s := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		writeQuoted(b, s)
+	}
+	b.WriteByte(']')
+}
