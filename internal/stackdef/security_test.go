@@ -1,0 +1,730 @@
+package stackdef_test
+
+// The security rules of the template, enforced on template.yaml itself. Each
+// rule is a function that lists what it finds wrong, so the same rules run on
+// the real template (which must pass) and on weakened copies (which must not).
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/credbroker/credbroker/internal/stackdef"
+)
+
+// X-Ray has no resource-level permissions, so these are the only actions that
+// may name Resource "*".
+var resourceStarAllowed = []string{"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+// The contract's S3 actions (read plus write), the ceiling of every session.
+var contractS3Actions = []string{"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
+
+// Every function, and its source folder under functions/.
+var functionDirs = map[string]string{
+	"CredentialsFunction": "credentials",
+	"ProjectorFunction":   "projector",
+	"ReplayFunction":      "replay",
+}
+
+type rule struct {
+	name  string
+	check func(*stackdef.Template) []string
+}
+
+var securityRules = []rule{
+	{"no wildcard actions or resources in IAM", checkNoWildcards},
+	{"base role trusts only the credentials function role", checkBaseRoleTrust},
+	{"base role allows only the contract S3 actions", checkBaseRolePermissions},
+	{"only the credentials function may assume roles", checkOnlyCredentialsAssumes},
+	{"functions use their own least-privilege roles", checkFunctionRoles},
+	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
+	{"tables are protected", checkTables},
+	{"functions are arm64 provided.al2023 makefile builds with tracing", checkFunctions},
+	{"audit bus is archived", checkAuditArchive},
+	{"credential route needs a Cognito JWT", checkHTTPAuth},
+}
+
+func TestTemplateSecurityRules(t *testing.T) {
+	tpl := mustLoad(t)
+	for _, r := range securityRules {
+		t.Run(r.name, func(t *testing.T) {
+			for _, p := range r.check(tpl) {
+				t.Errorf("template.yaml weakens %q: %s", r.name, p)
+			}
+		})
+	}
+}
+
+// Each case weakens the real template in one place; the named rule must
+// notice.
+func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
+	path, err := stackdef.DefaultPath()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		old, new string
+		rule     string
+	}{
+		{
+			name: "s3:* on the base role is rejected",
+			old:  "                  - s3:GetObject\n", new: "                  - s3:*\n",
+			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "an extra S3 action on the base role is rejected",
+			old:  "                  - s3:GetObject\n", new: "                  - s3:GetObject\n                  - s3:PutBucketPolicy\n",
+			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "dropping the TLS condition on the base role is rejected",
+			old:  "aws:SecureTransport: \"true\"", new: "aws:SecureTransport: \"false\"",
+			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "a second trusted principal on the base role is rejected",
+			old:  "AWS: !GetAtt CredentialsFunctionRole.Arn", new: "AWS: [!GetAtt CredentialsFunctionRole.Arn, !GetAtt ReplayFunctionRole.Arn]",
+			rule: "base role trusts only the credentials function role",
+		},
+		{
+			name: "Resource * outside X-Ray is rejected",
+			old:  "Action: dynamodb:GetItem\n                Resource: !GetAtt PolicyTable.Arn", new: "Action: dynamodb:GetItem\n                Resource: \"*\"",
+			rule: "no wildcard actions or resources in IAM",
+		},
+		{
+			name: "a wildcard action is rejected",
+			old:  "Action: sqs:SendMessage", new: "Action: sqs:*",
+			rule: "no wildcard actions or resources in IAM",
+		},
+		{
+			name: "the projector assuming roles is rejected",
+			old:  "Action: sqs:SendMessage", new: "Action: [sqs:SendMessage, sts:AssumeRole]",
+			rule: "only the credentials function may assume roles",
+		},
+		{
+			name: "a managed policy on a function role is rejected",
+			old:  "      Description: Execution role of the rebuild/verify function.\n", new: "      Description: x\n      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n",
+			rule: "functions use their own least-privilege roles",
+		},
+		{
+			name: "a SAM-generated function role is rejected",
+			old:  "      Role: !GetAtt ReplayFunctionRole.Arn\n", new: "      Policies: [AmazonDynamoDBFullAccess]\n",
+			rule: "functions use their own least-privilege roles",
+		},
+		{
+			name: "turning off bisection is rejected",
+			old:  "BisectBatchOnFunctionError: true", new: "BisectBatchOnFunctionError: false",
+			rule: "stream consumers report, bisect, bound retries and keep failures",
+		},
+		{
+			name: "infinite retries are rejected",
+			old:  "MaximumRetryAttempts: 10\n", new: "MaximumRetryAttempts: -1\n",
+			rule: "stream consumers report, bisect, bound retries and keep failures",
+		},
+		{
+			name: "unbounded record age is rejected",
+			old:  "MaximumRecordAgeInSeconds: 21600", new: "MaximumRecordAgeInSeconds: -1",
+			rule: "stream consumers report, bisect, bound retries and keep failures",
+		},
+		{
+			name: "dropping partial batch responses is rejected",
+			old:  "FunctionResponseTypes: [ReportBatchItemFailures]", new: "FunctionResponseTypes: []",
+			rule: "stream consumers report, bisect, bound retries and keep failures",
+		},
+		{
+			name: "dropping the on-failure destination is rejected",
+			old:  "            DestinationConfig:\n", new: "            XDestinationConfig:\n",
+			rule: "stream consumers report, bisect, bound retries and keep failures",
+		},
+		{
+			name: "a table without PITR is rejected",
+			old:  "PointInTimeRecoveryEnabled: true", new: "PointInTimeRecoveryEnabled: false",
+			rule: "tables are protected",
+		},
+		{
+			name: "a table without SSE is rejected",
+			old:  "SSEEnabled: true", new: "SSEEnabled: false",
+			rule: "tables are protected",
+		},
+		{
+			name: "provisioned billing is rejected",
+			old:  "BillingMode: PAY_PER_REQUEST", new: "BillingMode: PROVISIONED",
+			rule: "tables are protected",
+		},
+		{
+			name: "deletion protection ignoring the parameter is rejected",
+			old:  "DeletionProtectionEnabled: !If [ProtectData, true, false]", new: "DeletionProtectionEnabled: false",
+			rule: "tables are protected",
+		},
+		{
+			name: "a keys-only membership stream is rejected",
+			old:  "StreamViewType: NEW_AND_OLD_IMAGES", new: "StreamViewType: KEYS_ONLY",
+			rule: "tables are protected",
+		},
+		{
+			name: "an x86_64 function is rejected",
+			old:  "      MemorySize: 1024\n", new: "      MemorySize: 1024\n      Architectures: [x86_64]\n",
+			rule: "functions are arm64 provided.al2023 makefile builds with tracing",
+		},
+		{
+			name: "tracing turned off is rejected",
+			old:  "Tracing: Active", new: "Tracing: PassThrough",
+			rule: "functions are arm64 provided.al2023 makefile builds with tracing",
+		},
+		{
+			name: "a non-makefile build is rejected",
+			old:  "      BuildMethod: makefile\n", new: "      BuildMethod: go1.x\n",
+			rule: "functions are arm64 provided.al2023 makefile builds with tracing",
+		},
+		{
+			name: "an audit bus without archive is rejected",
+			old:  "SourceArn: !GetAtt AuditBus.Arn", new: "SourceArn: !Sub arn:aws:events:us-east-1:123456789012:event-bus/other",
+			rule: "audit bus is archived",
+		},
+		{
+			name: "an unauthenticated route is rejected",
+			old:  "            Auth:\n              Authorizer: CognitoJwt\n", new: "            Auth:\n              Authorizer: NONE\n",
+			rule: "credential route needs a Cognito JWT",
+		},
+		{
+			name: "a JWT authorizer without audience is rejected",
+			old:  "              audience: !If\n", new: "              xaudience: !If\n",
+			rule: "credential route needs a Cognito JWT",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(string(orig), tc.old) {
+				t.Fatalf("template.yaml no longer contains %q: update this case", tc.old)
+			}
+			tpl, err := stackdef.Parse([]byte(strings.Replace(string(orig), tc.old, tc.new, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(securityRules, func(r rule) bool { return r.name == tc.rule })
+			if i < 0 {
+				t.Fatalf("no rule %q", tc.rule)
+			}
+			if problems := securityRules[i].check(tpl); len(problems) == 0 {
+				t.Errorf("rule %q accepted the weakened template", tc.rule)
+			}
+		})
+	}
+}
+
+// ---------------------------------------------------------------- IAM
+
+type statement struct {
+	where string // for messages
+	role  string // logical id of the role it applies to, "" if none
+	trust bool   // part of a role's trust policy
+	m     map[string]any
+}
+
+func (s statement) actions() []string { return strs(s.m["Action"]) }
+func (s statement) resources() []any  { return list(s.m["Resource"]) }
+func (s statement) allow() bool       { return s.m["Effect"] == "Allow" }
+func (s statement) String() string    { return s.where }
+func ref(v any) string                { return intrinsicArg(v, "Ref") }
+func getAtt(id, attr string) any      { return map[string]any{"Fn::GetAtt": []any{id, attr}} }
+func roleOf(function string) string   { return function + "Role" }
+func isFunction(r stackdef.Resource) bool {
+	return r.Type == "AWS::Serverless::Function" || r.Type == "AWS::Lambda::Function"
+}
+
+// iamStatements lists every IAM statement of the template with the role it
+// is attached to.
+func iamStatements(t *stackdef.Template) ([]statement, []string) {
+	rs, err := t.Resources()
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	var out []statement
+	var problems []string
+	add := func(where, role string, trust bool, doc any) {
+		d, _ := doc.(map[string]any)
+		if d == nil {
+			problems = append(problems, where+": no policy document")
+			return
+		}
+		for i, s := range list(d["Statement"]) {
+			m, _ := s.(map[string]any)
+			out = append(out, statement{where: fmt.Sprintf("%s.Statement[%d]", where, i), role: role, trust: trust, m: m})
+		}
+	}
+	for _, r := range rs {
+		p := r.Properties
+		switch r.Type {
+		case "AWS::IAM::Role":
+			add(r.LogicalID+".AssumeRolePolicyDocument", r.LogicalID, true, p["AssumeRolePolicyDocument"])
+			for i, pol := range list(p["Policies"]) {
+				pm, _ := pol.(map[string]any)
+				add(fmt.Sprintf("%s.Policies[%d]", r.LogicalID, i), r.LogicalID, false, pm["PolicyDocument"])
+			}
+		case "AWS::IAM::RolePolicy":
+			add(r.LogicalID, ref(p["RoleName"]), false, p["PolicyDocument"])
+		case "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy":
+			roles := list(p["Roles"])
+			if len(roles) == 0 {
+				add(r.LogicalID, "", false, p["PolicyDocument"])
+			}
+			for _, role := range roles {
+				add(r.LogicalID, ref(role), false, p["PolicyDocument"])
+			}
+		case "AWS::Serverless::Function":
+			for i, pol := range list(p["Policies"]) {
+				if pm, ok := pol.(map[string]any); ok && pm["Statement"] != nil {
+					add(fmt.Sprintf("%s.Policies[%d]", r.LogicalID, i), roleOf(r.LogicalID), false, pm)
+				}
+			}
+		}
+	}
+	return out, problems
+}
+
+func checkNoWildcards(t *stackdef.Template) []string {
+	stmts, problems := iamStatements(t)
+	for _, s := range stmts {
+		for _, k := range []string{"NotAction", "NotResource", "NotPrincipal"} {
+			if _, ok := s.m[k]; ok && s.allow() {
+				problems = append(problems, fmt.Sprintf("%s: Allow with %s", s, k))
+			}
+		}
+		if s.trust {
+			if p := s.m["Principal"]; p == "*" || slices.Contains(strs(mapOf(p)["AWS"]), "*") {
+				problems = append(problems, fmt.Sprintf("%s: trusts every principal", s))
+			}
+			continue
+		}
+		acts := s.actions()
+		if len(acts) == 0 {
+			problems = append(problems, fmt.Sprintf("%s: Action is not a literal list of actions", s))
+		}
+		for _, a := range acts {
+			if strings.Contains(a, "*") {
+				problems = append(problems, fmt.Sprintf("%s: wildcard action %q", s, a))
+			}
+		}
+		for _, res := range s.resources() {
+			if res != "*" {
+				continue
+			}
+			for _, a := range acts {
+				if !slices.Contains(resourceStarAllowed, a) {
+					problems = append(problems, fmt.Sprintf("%s: %s on Resource \"*\" (only %v may)", s, a, resourceStarAllowed))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+func checkBaseRoleTrust(t *stackdef.Template) []string {
+	r, err := t.Resource("BaseRole")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	doc := mapOf(r.Properties["AssumeRolePolicyDocument"])
+	stmts := list(doc["Statement"])
+	if len(stmts) != 1 {
+		return []string{fmt.Sprintf("trust policy has %d statements, want exactly 1", len(stmts))}
+	}
+	s := mapOf(stmts[0])
+	var problems []string
+	wantPrincipal := map[string]any{"AWS": getAtt("CredentialsFunctionRole", "Arn")}
+	if diff := cmp.Diff(wantPrincipal, s["Principal"]); diff != "" {
+		problems = append(problems, fmt.Sprintf("trusted principal is not exactly CredentialsFunctionRole (-want +got):\n%s", diff))
+	}
+	if s["Effect"] != "Allow" {
+		problems = append(problems, fmt.Sprintf("trust Effect = %v", s["Effect"]))
+	}
+	if got := sorted(strs(s["Action"])); !slices.Equal(got, []string{"sts:AssumeRole", "sts:SetSourceIdentity"}) {
+		problems = append(problems, fmt.Sprintf("trust actions = %v, want sts:AssumeRole and sts:SetSourceIdentity", got))
+	}
+	return problems
+}
+
+func checkBaseRolePermissions(t *stackdef.Template) []string {
+	r, err := t.Resource("BaseRole")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	if _, ok := r.Properties["ManagedPolicyArns"]; ok {
+		problems = append(problems, "BaseRole has ManagedPolicyArns")
+	}
+	if n := len(list(r.Properties["Policies"])); n != 1 {
+		problems = append(problems, fmt.Sprintf("BaseRole has %d inline policies, want 1", n))
+	}
+	wantResources := []any{
+		map[string]any{"Fn::Sub": "arn:${AWS::Partition}:s3:::*"},
+		map[string]any{"Fn::Sub": "arn:${AWS::Partition}:s3:::*/*"},
+	}
+	wantCondition := map[string]any{"Bool": map[string]any{"aws:SecureTransport": "true"}}
+	stmts, more := iamStatements(t)
+	problems = append(problems, more...)
+	for _, s := range stmts {
+		if s.role != "BaseRole" || s.trust {
+			continue
+		}
+		if !strings.HasPrefix(s.where, "BaseRole.Policies[") {
+			problems = append(problems, fmt.Sprintf("%s: a policy outside BaseRole's own grants it permissions", s))
+		}
+		if !s.allow() {
+			continue // a Deny only narrows
+		}
+		for _, a := range s.actions() {
+			if !slices.Contains(contractS3Actions, a) {
+				problems = append(problems, fmt.Sprintf("%s: action %q is not one of the contract's %v", s, a, contractS3Actions))
+			}
+		}
+		if len(s.actions()) == 0 {
+			problems = append(problems, fmt.Sprintf("%s: no literal actions", s))
+		}
+		for _, res := range s.resources() {
+			if !slices.ContainsFunc(wantResources, func(w any) bool { return cmp.Equal(w, res) }) {
+				problems = append(problems, fmt.Sprintf("%s: resource %v is not an S3 bucket/object ARN pattern", s, res))
+			}
+		}
+		if !cmp.Equal(wantCondition, s.m["Condition"]) {
+			problems = append(problems, fmt.Sprintf("%s: Condition %v, want exactly %v", s, s.m["Condition"], wantCondition))
+		}
+	}
+	return problems
+}
+
+func checkOnlyCredentialsAssumes(t *stackdef.Template) []string {
+	stmts, problems := iamStatements(t)
+	for _, s := range stmts {
+		if s.trust || !s.allow() {
+			continue
+		}
+		for _, a := range s.actions() {
+			if !strings.HasPrefix(strings.ToLower(a), "sts:") {
+				continue
+			}
+			if s.role != "CredentialsFunctionRole" {
+				problems = append(problems, fmt.Sprintf("%s: %s granted to %q; only CredentialsFunctionRole may call STS", s, a, s.role))
+				continue
+			}
+			for _, res := range s.resources() {
+				if !cmp.Equal(res, getAtt("BaseRole", "Arn")) {
+					problems = append(problems, fmt.Sprintf("%s: %s on %v, want only BaseRole", s, a, res))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// SAM's generated roles carry managed policies (logs and X-Ray on every
+// resource), which the rules above cannot see: every function names its own
+// role, and no role has managed policies.
+func checkFunctionRoles(t *stackdef.Template) []string {
+	rs, err := t.Resources()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	for _, r := range rs {
+		switch {
+		case r.Type == "AWS::IAM::Role":
+			if _, ok := r.Properties["ManagedPolicyArns"]; ok {
+				problems = append(problems, r.LogicalID+" has ManagedPolicyArns")
+			}
+		case isFunction(r):
+			if !cmp.Equal(r.Properties["Role"], getAtt(roleOf(r.LogicalID), "Arn")) {
+				problems = append(problems, fmt.Sprintf("%s: Role is %v, want its own %s", r.LogicalID, r.Properties["Role"], roleOf(r.LogicalID)))
+			}
+			if _, ok := r.Properties["Policies"]; ok {
+				problems = append(problems, r.LogicalID+": SAM Policies are ignored with an explicit Role; put them in the role")
+			}
+		}
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- streams
+
+func checkStreamMappings(t *stackdef.Template) []string {
+	rs, err := t.Resources()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	projectorOnMembership := false
+	checkProps := func(where string, p map[string]any) {
+		if !slices.Contains(strs(p["FunctionResponseTypes"]), "ReportBatchItemFailures") {
+			problems = append(problems, where+": FunctionResponseTypes lacks ReportBatchItemFailures")
+		}
+		if p["BisectBatchOnFunctionError"] != true {
+			problems = append(problems, where+": BisectBatchOnFunctionError is not true")
+		}
+		if n, ok := p["MaximumRetryAttempts"].(int); !ok || n < 0 || n > 10000 {
+			problems = append(problems, fmt.Sprintf("%s: MaximumRetryAttempts %v is not a finite count", where, p["MaximumRetryAttempts"]))
+		}
+		if n, ok := p["MaximumRecordAgeInSeconds"].(int); !ok || n < 60 || n > 604800 {
+			problems = append(problems, fmt.Sprintf("%s: MaximumRecordAgeInSeconds %v is not a finite age", where, p["MaximumRecordAgeInSeconds"]))
+		}
+		if mapOf(mapOf(p["DestinationConfig"])["OnFailure"])["Destination"] == nil {
+			problems = append(problems, where+": no DestinationConfig.OnFailure.Destination")
+		}
+	}
+	for _, r := range rs {
+		switch r.Type {
+		case "AWS::Lambda::EventSourceMapping":
+			if arn := r.Properties["EventSourceArn"]; strings.Contains(fmt.Sprint(arn), "Stream") {
+				checkProps(r.LogicalID, r.Properties)
+			}
+		case "AWS::Serverless::Function":
+			events := mapOf(r.Properties["Events"])
+			for _, name := range slices.Sorted(maps.Keys(events)) {
+				ev := mapOf(events[name])
+				if typ := ev["Type"]; typ != "DynamoDB" && typ != "Kinesis" {
+					continue
+				}
+				p := mapOf(ev["Properties"])
+				checkProps(r.LogicalID+".Events."+name, p)
+				if r.LogicalID == "ProjectorFunction" && cmp.Equal(p["Stream"], getAtt("MembershipTable", "StreamArn")) {
+					projectorOnMembership = true
+				}
+			}
+		}
+	}
+	if !projectorOnMembership {
+		problems = append(problems, "ProjectorFunction has no DynamoDB event on MembershipTable's stream")
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- data
+
+func checkTables(t *stackdef.Template) []string {
+	var problems []string
+	protectData := map[string]any{"Fn::Equals": []any{map[string]any{"Ref": "DeletionProtection"}, "true"}}
+	if !cmp.Equal(protectData, t.Section("Conditions")["ProtectData"]) {
+		problems = append(problems, fmt.Sprintf("condition ProtectData is %v, want %v", t.Section("Conditions")["ProtectData"], protectData))
+	}
+	fromParameter := []any{
+		map[string]any{"Fn::If": []any{"ProtectData", true, false}},
+		map[string]any{"Ref": "DeletionProtection"},
+	}
+	for _, id := range []string{"MembershipTable", "PolicyTable"} {
+		r, err := t.Resource(id)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		p := r.Properties
+		if p["BillingMode"] != "PAY_PER_REQUEST" {
+			problems = append(problems, fmt.Sprintf("%s: BillingMode %v, want PAY_PER_REQUEST", id, p["BillingMode"]))
+		}
+		if mapOf(p["PointInTimeRecoverySpecification"])["PointInTimeRecoveryEnabled"] != true {
+			problems = append(problems, id+": point-in-time recovery is off")
+		}
+		if mapOf(p["SSESpecification"])["SSEEnabled"] != true {
+			problems = append(problems, id+": SSESpecification.SSEEnabled is not true")
+		}
+		if !slices.ContainsFunc(fromParameter, func(w any) bool { return cmp.Equal(w, p["DeletionProtectionEnabled"]) }) {
+			problems = append(problems, fmt.Sprintf("%s: DeletionProtectionEnabled %v does not follow the DeletionProtection parameter", id, p["DeletionProtectionEnabled"]))
+		}
+	}
+	for id, want := range map[string]string{"MembershipTable": "NEW_AND_OLD_IMAGES", "PolicyTable": ""} {
+		def, err := t.Table(id)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if string(def.StreamViewType) != want {
+			problems = append(problems, fmt.Sprintf("%s: stream view type %q, want %q", id, def.StreamViewType, want))
+		}
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- functions
+
+func checkFunctions(t *stackdef.Template) []string {
+	rs, err := t.Resources()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	var seen []string
+	for _, r := range rs {
+		if r.Type == "AWS::Lambda::Function" {
+			problems = append(problems, r.LogicalID+": a plain AWS::Lambda::Function escapes these rules; use AWS::Serverless::Function")
+		}
+		if r.Type != "AWS::Serverless::Function" {
+			continue
+		}
+		seen = append(seen, r.LogicalID)
+		fn, err := t.Function(r.LogicalID)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		p := fn.Properties
+		want := map[string]any{
+			"Runtime":       "provided.al2023",
+			"Architectures": []any{"arm64"},
+			"Handler":       "bootstrap",
+			"Tracing":       "Active",
+			"CodeUri":       "functions/" + functionDirs[r.LogicalID] + "/",
+		}
+		for _, k := range slices.Sorted(maps.Keys(want)) {
+			if !cmp.Equal(want[k], p[k]) {
+				problems = append(problems, fmt.Sprintf("%s: %s is %v, want %v", r.LogicalID, k, p[k], want[k]))
+			}
+		}
+		if fn.Metadata["BuildMethod"] != "makefile" {
+			problems = append(problems, fmt.Sprintf("%s: Metadata.BuildMethod is %v, want makefile", r.LogicalID, fn.Metadata["BuildMethod"]))
+		}
+	}
+	if want := sorted(slices.Collect(maps.Keys(functionDirs))); !slices.Equal(seen, want) {
+		problems = append(problems, fmt.Sprintf("functions are %v, want %v", seen, want))
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- audit, API
+
+func checkAuditArchive(t *stackdef.Template) []string {
+	rs, err := t.Resources()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	for _, r := range rs {
+		if r.Type == "AWS::Events::Archive" && cmp.Equal(r.Properties["SourceArn"], getAtt("AuditBus", "Arn")) {
+			if days, ok := r.Properties["RetentionDays"].(int); ok && days == 0 {
+				return nil // 0 keeps events forever
+			} else if !ok || days < 90 {
+				return []string{fmt.Sprintf("%s keeps events %v days, want at least 90", r.LogicalID, r.Properties["RetentionDays"])}
+			}
+			return nil
+		}
+	}
+	return []string{"no AWS::Events::Archive has SourceArn AuditBus.Arn"}
+}
+
+func checkHTTPAuth(t *stackdef.Template) []string {
+	api, err := t.Resource("HttpApi")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	auth := mapOf(api.Properties["Auth"])
+	jwt := map[string]bool{}
+	for name, a := range mapOf(auth["Authorizers"]) {
+		am := mapOf(a)
+		cfg := mapOf(am["JwtConfiguration"])
+		if cfg == nil {
+			continue
+		}
+		ok := true
+		if !strings.Contains(fmt.Sprint(cfg["issuer"]), "https://cognito-idp.${AWS::Region}.amazonaws.com/") {
+			problems = append(problems, fmt.Sprintf("authorizer %s: issuer %v is not a Cognito user pool", name, cfg["issuer"]))
+			ok = false
+		}
+		if cfg["audience"] == nil {
+			problems = append(problems, fmt.Sprintf("authorizer %s: no audience (client ids)", name))
+			ok = false
+		}
+		if am["IdentitySource"] != "$request.header.Authorization" {
+			problems = append(problems, fmt.Sprintf("authorizer %s: IdentitySource %v", name, am["IdentitySource"]))
+			ok = false
+		}
+		jwt[name] = ok
+	}
+	def, _ := auth["DefaultAuthorizer"].(string)
+	if !jwt[def] {
+		problems = append(problems, fmt.Sprintf("HttpApi DefaultAuthorizer %q is not a valid Cognito JWT authorizer", def))
+	}
+	rs, err := t.Resources()
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	route := false
+	for _, r := range rs {
+		if r.Type != "AWS::Serverless::Function" {
+			continue
+		}
+		events := mapOf(r.Properties["Events"])
+		for _, name := range slices.Sorted(maps.Keys(events)) {
+			ev := mapOf(events[name])
+			if ev["Type"] != "HttpApi" {
+				continue
+			}
+			p := mapOf(ev["Properties"])
+			authorizer := def
+			if a, ok := mapOf(p["Auth"])["Authorizer"].(string); ok {
+				authorizer = a
+			}
+			if !jwt[authorizer] {
+				problems = append(problems, fmt.Sprintf("%s.Events.%s: route authorizer %q is not a Cognito JWT authorizer", r.LogicalID, name, authorizer))
+			}
+			if r.LogicalID == "CredentialsFunction" && p["Path"] == "/auths/resources" && p["Method"] == "GET" && ref(p["ApiId"]) == "HttpApi" {
+				route = true
+			}
+		}
+	}
+	if !route {
+		problems = append(problems, "CredentialsFunction has no GET /auths/resources route on HttpApi")
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- helpers
+
+func list(v any) []any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		return x
+	default:
+		return []any{x}
+	}
+}
+
+// strs returns v's literal strings, or nil if any element is not one.
+func strs(v any) []string {
+	var out []string
+	for _, e := range list(v) {
+		s, ok := e.(string)
+		if !ok {
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func mapOf(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func intrinsicArg(v any, name string) string {
+	n, arg, ok := stackdef.IsIntrinsic(v)
+	if !ok || n != name {
+		return ""
+	}
+	s, _ := arg.(string)
+	return s
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}

@@ -1,0 +1,441 @@
+// Package stackdef reads the SAM template (template.yaml) so that the local
+// stack and the tests build their resources from the template's own
+// definitions: there is no second, hand-kept copy of a table schema or of the
+// base role's policy.
+//
+// CloudFormation short tags (!Ref, !GetAtt, !Sub, !If, ...) are decoded into
+// their long JSON form ({"Ref": x}, {"Fn::GetAtt": [r, a]}, {"Fn::Sub": s},
+// ...), which is what CloudFormation itself sees after parsing the YAML.
+package stackdef
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/credbroker/credbroker/internal/broker"
+)
+
+// FileName is the template's name at the module root.
+const FileName = "template.yaml"
+
+// Template is a parsed SAM template.
+type Template struct {
+	path string
+	root *yaml.Node
+	doc  map[string]any
+}
+
+// Resource is one entry of the template's Resources section.
+type Resource struct {
+	LogicalID string
+	Type      string
+	// Condition names the template condition the resource depends on, or "".
+	Condition string
+	// Properties and Metadata are decoded with intrinsics in long form.
+	// For an AWS::Serverless::Function from Template.Function, Properties has
+	// the Globals merged in.
+	Properties map[string]any
+	Metadata   map[string]any
+	// Node is the resource's YAML mapping, for callers that need positions or
+	// the exact tags.
+	Node *yaml.Node
+}
+
+// Load reads and parses the template at path.
+func Load(path string) (*Template, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, broker.Wrap(broker.Internal, "stackdef.Load", err)
+	}
+	t, err := Parse(data)
+	if err != nil {
+		return nil, broker.Wrap(broker.Other, "stackdef.Load "+path, err)
+	}
+	t.path = path
+	return t, nil
+}
+
+// LoadDefault loads template.yaml from the module root: the nearest
+// directory at or above the working directory that holds go.mod. Tests of any
+// package can call it.
+func LoadDefault() (*Template, error) {
+	path, err := DefaultPath()
+	if err != nil {
+		return nil, err
+	}
+	return Load(path)
+}
+
+// DefaultPath returns the path LoadDefault reads.
+func DefaultPath() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", broker.Wrap(broker.Internal, "stackdef.DefaultPath", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, FileName), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", broker.Errorf(broker.Internal, "stackdef.DefaultPath", "no go.mod at or above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Parse parses a template from its YAML (or JSON) text.
+func Parse(data []byte) (*Template, error) {
+	const op = "stackdef.Parse"
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		return nil, broker.Wrap(broker.Internal, op, err)
+	}
+	v, err := decode(&root)
+	if err != nil {
+		return nil, broker.Wrap(broker.Internal, op, err)
+	}
+	doc, ok := v.(map[string]any)
+	if !ok {
+		return nil, broker.Errorf(broker.Internal, op, "template is not a mapping")
+	}
+	if _, ok := doc["Resources"].(map[string]any); !ok {
+		return nil, broker.Errorf(broker.Internal, op, "template has no Resources mapping")
+	}
+	return &Template{root: &root, doc: doc}, nil
+}
+
+// Path returns the file the template was loaded from ("" after Parse).
+func (t *Template) Path() string { return t.path }
+
+// Section returns a top-level section (Parameters, Conditions, Globals,
+// Outputs, ...) decoded with intrinsics in long form, or nil when absent.
+func (t *Template) Section(name string) map[string]any {
+	m, _ := t.doc[name].(map[string]any)
+	return m
+}
+
+// Resource returns the resource with the given logical id.
+func (t *Template) Resource(logicalID string) (Resource, error) {
+	const op = "stackdef.Resource"
+	raw, ok := t.Section("Resources")[logicalID]
+	if !ok {
+		return Resource{}, broker.Errorf(broker.NotFound, op, "template has no resource %q", logicalID)
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return Resource{}, broker.Errorf(broker.Internal, op, "resource %q is not a mapping", logicalID)
+	}
+	r := Resource{LogicalID: logicalID, Node: t.resourceNode(logicalID)}
+	r.Type, _ = m["Type"].(string)
+	r.Condition, _ = m["Condition"].(string)
+	r.Properties, _ = m["Properties"].(map[string]any)
+	r.Metadata, _ = m["Metadata"].(map[string]any)
+	if r.Type == "" {
+		return Resource{}, broker.Errorf(broker.Internal, op, "resource %q has no Type", logicalID)
+	}
+	return r, nil
+}
+
+// Resources returns every resource, sorted by logical id.
+func (t *Template) Resources() ([]Resource, error) {
+	ids := slices.Sorted(maps.Keys(t.Section("Resources")))
+	out := make([]Resource, 0, len(ids))
+	for _, id := range ids {
+		r, err := t.Resource(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Function returns an AWS::Serverless::Function with Globals.Function merged
+// into its Properties the way SAM merges them: the function's scalars win,
+// maps merge key by key, lists append.
+func (t *Template) Function(logicalID string) (Resource, error) {
+	r, err := t.Resource(logicalID)
+	if err != nil {
+		return Resource{}, err
+	}
+	if r.Type != "AWS::Serverless::Function" {
+		return Resource{}, broker.Errorf(broker.Invalid, "stackdef.Function", "%s is a %s, not an AWS::Serverless::Function", logicalID, r.Type)
+	}
+	globals, _ := t.Section("Globals")["Function"].(map[string]any)
+	merged, _ := mergeGlobal(globals, r.Properties).(map[string]any)
+	r.Properties = merged
+	return r, nil
+}
+
+// UserPoolClientAuthFlows returns the ExplicitAuthFlows of UserPoolClient.
+func (t *Template) UserPoolClientAuthFlows() ([]string, error) {
+	const op = "stackdef.UserPoolClientAuthFlows"
+	r, err := t.Resource("UserPoolClient")
+	if err != nil {
+		return nil, err
+	}
+	flows, err := stringList(r.Properties["ExplicitAuthFlows"])
+	if err != nil {
+		return nil, broker.Wrap(broker.Internal, op, fmt.Errorf("UserPoolClient.ExplicitAuthFlows: %w", err))
+	}
+	return flows, nil
+}
+
+// BaseRolePolicy returns BaseRole's one inline policy document as JSON, with
+// ${AWS::Partition} resolved to "aws", ready for iam:PutRolePolicy.
+func (t *Template) BaseRolePolicy() (string, error) {
+	const op = "stackdef.BaseRolePolicy"
+	r, err := t.Resource("BaseRole")
+	if err != nil {
+		return "", err
+	}
+	policies, _ := r.Properties["Policies"].([]any)
+	if len(policies) != 1 {
+		return "", broker.Errorf(broker.Internal, op, "BaseRole has %d inline policies, want 1", len(policies))
+	}
+	p, _ := policies[0].(map[string]any)
+	doc, ok := p["PolicyDocument"]
+	if !ok {
+		return "", broker.Errorf(broker.Internal, op, "BaseRole's policy has no PolicyDocument")
+	}
+	resolved, err := Resolve(doc, map[string]string{"AWS::Partition": "aws"})
+	if err != nil {
+		return "", broker.Wrap(broker.Internal, op, err)
+	}
+	return marshalJSON(resolved)
+}
+
+func (t *Template) resourceNode(logicalID string) *yaml.Node {
+	root := t.root
+	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
+		root = root.Content[0]
+	}
+	return mappingValue(mappingValue(root, "Resources"), logicalID)
+}
+
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// decode turns a YAML node into plain Go values, short-form intrinsics into
+// their long form.
+func decode(n *yaml.Node) (any, error) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil, nil
+		}
+		return decode(n.Content[0])
+	case yaml.AliasNode:
+		return decode(n.Alias)
+	}
+	if fn, ok := intrinsicName(n.Tag); ok {
+		if fn == "Fn::GetAtt" && n.Kind == yaml.ScalarNode {
+			res, attr, ok := strings.Cut(n.Value, ".")
+			if !ok {
+				return nil, fmt.Errorf("line %d: !GetAtt %q is not Resource.Attribute", n.Line, n.Value)
+			}
+			return map[string]any{fn: []any{res, attr}}, nil
+		}
+		arg := *n
+		arg.Tag = ""
+		v, err := decode(&arg)
+		if err != nil {
+			return nil, err
+		}
+		return map[string]any{fn: v}, nil
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != yaml.ScalarNode {
+				return nil, fmt.Errorf("line %d: mapping key is not a scalar", k.Line)
+			}
+			v, err := decode(n.Content[i+1])
+			if err != nil {
+				return nil, err
+			}
+			m[k.Value] = v
+		}
+		return m, nil
+	case yaml.SequenceNode:
+		s := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, err := decode(c)
+			if err != nil {
+				return nil, err
+			}
+			s = append(s, v)
+		}
+		return s, nil
+	case yaml.ScalarNode:
+		var v any
+		if err := n.Decode(&v); err != nil {
+			return nil, fmt.Errorf("line %d: %w", n.Line, err)
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("line %d: unexpected YAML node kind %v", n.Line, n.Kind)
+}
+
+// intrinsicName maps a CloudFormation short tag to its long-form key.
+func intrinsicName(tag string) (string, bool) {
+	if !strings.HasPrefix(tag, "!") || strings.HasPrefix(tag, "!!") {
+		return "", false
+	}
+	switch name := tag[1:]; name {
+	case "Ref", "Condition":
+		return name, true
+	default:
+		return "Fn::" + name, true
+	}
+}
+
+// IsIntrinsic reports whether v is a long-form intrinsic function call, such
+// as {"Ref": "X"} or {"Fn::If": [...]}, and returns its name and argument.
+func IsIntrinsic(v any) (name string, arg any, ok bool) {
+	m, isMap := v.(map[string]any)
+	if !isMap || len(m) != 1 {
+		return "", nil, false
+	}
+	for k, a := range m {
+		if k == "Ref" || k == "Condition" || strings.HasPrefix(k, "Fn::") {
+			return k, a, true
+		}
+	}
+	return "", nil, false
+}
+
+// mergeGlobal merges a Globals value under a resource's own value.
+func mergeGlobal(global, local any) any {
+	if global == nil {
+		return local
+	}
+	if local == nil {
+		return global
+	}
+	if _, _, ok := IsIntrinsic(local); ok {
+		return local
+	}
+	if _, _, ok := IsIntrinsic(global); ok {
+		return local
+	}
+	switch g := global.(type) {
+	case map[string]any:
+		l, ok := local.(map[string]any)
+		if !ok {
+			return local
+		}
+		out := maps.Clone(g)
+		for k, lv := range l {
+			out[k] = mergeGlobal(g[k], lv)
+		}
+		return out
+	case []any:
+		l, ok := local.([]any)
+		if !ok {
+			return local
+		}
+		return slices.Concat(g, l)
+	}
+	return local
+}
+
+// Resolve returns v with Fn::Sub strings resolved against vars (pseudo
+// parameters such as AWS::Partition). Any other intrinsic, or a ${...} that
+// vars does not define, is an error: the caller asked for a literal value.
+func Resolve(v any, vars map[string]string) (any, error) {
+	if name, arg, ok := IsIntrinsic(v); ok {
+		s, isString := arg.(string)
+		if name != "Fn::Sub" || !isString {
+			return nil, fmt.Errorf("cannot resolve %s %v", name, arg)
+		}
+		return substitute(s, vars)
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			r, err := Resolve(e, vars)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", k, err)
+			}
+			out[k] = r
+		}
+		return out, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			r, err := Resolve(e, vars)
+			if err != nil {
+				return nil, fmt.Errorf("[%d]: %w", i, err)
+			}
+			out[i] = r
+		}
+		return out, nil
+	}
+	return v, nil
+}
+
+// substitute expands Fn::Sub's ${Name} (and keeps ${!Literal} as ${Literal}).
+func substitute(s string, vars map[string]string) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("Fn::Sub %q: unterminated ${", s)
+		}
+		b.WriteString(s[:i])
+		name := s[i+2 : i+j]
+		switch val, ok := vars[name]; {
+		case strings.HasPrefix(name, "!"):
+			b.WriteString("${" + name[1:] + "}")
+		case ok:
+			b.WriteString(val)
+		default:
+			return "", fmt.Errorf("Fn::Sub %q: no value for ${%s}", s, name)
+		}
+		s = s[i+j+1:]
+	}
+}
+
+func stringList(v any) ([]string, error) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, errors.New("not a list")
+	}
+	out := make([]string, 0, len(list))
+	for i, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return nil, fmt.Errorf("[%d] is not a string", i)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
