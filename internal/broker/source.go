@@ -286,7 +286,9 @@ func NormalizePrefix(prefix string) (string, error) {
 	return prefix, nil
 }
 
-func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' }
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
 
 // truncate keeps error messages and log lines bounded for oversized input.
 func truncate(s string, n int) string {

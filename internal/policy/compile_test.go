@@ -87,8 +87,8 @@ func TestCompileTables(t *testing.T) {
 				`{"Effect":"Allow","Action":"s3:ListBucket","Resource":["arn:aws:s3:::alpha","arn:aws:s3:::beta"],"Condition":{"StringLike":{"s3:prefix":"raw/*"}}}]}`},
 		},
 		{
-			name: "non-ASCII and quotes in a prefix are escaped to printable ASCII",
-			in:   map[string][]broker.Place{"p1": {pl("alpha", "日本/\"q\"/", r)}},
+			name:       "non-ASCII and quotes in a prefix are escaped to printable ASCII",
+			in:         map[string][]broker.Place{"p1": {pl("alpha", "日本/\"q\"/", r)}},
 			wantGrants: []broker.Grant{{"alpha", "日本/\"q\"/", r, []string{"p1"}}},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::alpha/\u65e5\u672c/\"q\"/*"},` +

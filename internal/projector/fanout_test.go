@@ -1,0 +1,135 @@
+package projector_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/projector"
+)
+
+// members writes n membership records of project with batch writes and
+// projects them (which also builds the member index).
+func (f *fixture) members(project string, n int) []string {
+	f.t.Helper()
+	users := make([]string, n)
+	var writes []types.WriteRequest
+	flush := func() {
+		if len(writes) == 0 {
+			return
+		}
+		req := map[string][]types.WriteRequest{f.tables.Membership: writes}
+		for len(req) > 0 {
+			out, err := f.tables.DDB.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: req})
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			req = out.UnprocessedItems
+		}
+		writes = nil
+	}
+	var changes []projector.Change
+	for i := range users {
+		users[i] = fmt.Sprintf("user-%05d", i)
+		item := map[string]types.AttributeValue{"pk": s("USER#" + users[i]), "sk": s("PROJECT#" + project), "role": s("read")}
+		writes = append(writes, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+		if len(writes) == 25 {
+			flush()
+		}
+		img := broker.SourceItem{PK: "USER#" + users[i], SK: "PROJECT#" + project, Role: broker.StringAttr("read")}
+		changes = append(changes, projector.Change{EventID: "setup-" + users[i], EventName: "INSERT", SequenceNumber: fmt.Sprint(i), Keys: img, New: &img})
+	}
+	flush()
+	for start := 0; start < len(changes); start += 100 {
+		out := f.proj.Process(context.Background(), changes[start:min(start+100, len(changes))], nil)
+		if len(out.Failed) > 0 {
+			f.t.Fatalf("setup: %d failed", len(out.Failed))
+		}
+	}
+	return users
+}
+
+// countingStore counts claims per user: how many times each was recomputed.
+type countingStore struct {
+	broker.PolicyStore
+	mu     sync.Mutex
+	claims map[string]int
+}
+
+func (c *countingStore) Claim(ctx context.Context, user string, now time.Time) (broker.Claim, error) {
+	c.mu.Lock()
+	c.claims[user]++
+	c.mu.Unlock()
+	return c.PolicyStore.Claim(ctx, user, now)
+}
+
+// A fan-out that cannot finish before the invocation's deadline saves its
+// cursor and hands the change back; the redelivered change resumes where it
+// stopped instead of starting over, and the checkpoint is then removed.
+func TestAFanoutNearTheDeadlineResumesFromItsCheckpoint(t *testing.T) {
+	f := newFixture(t)
+	f.bucket("p1", "lake", "")
+	users := f.members("p1", 30)
+	f.unbucket("p1", "lake")
+	removal := projector.Change{EventID: "removal-1", EventName: "REMOVE", SequenceNumber: "900",
+		Keys: broker.SourceItem{PK: "PROJECT#p1", SK: "BUCKET#lake"}}
+
+	// A clock that moves one minute per page read; the invocation has 150s.
+	start := time.Now().Add(time.Hour)
+	var minutes atomic.Int64
+	clock := func() time.Time { return start.Add(time.Duration(minutes.Load()) * time.Minute) }
+	counting := &countingStore{PolicyStore: f.store, claims: map[string]int{}}
+	p := *f.proj
+	p.Now, p.PageSize, p.DeadlineMargin, p.Store = clock, 10, time.Minute, counting
+	p.Index = pageTicker{MemberIndex: f.store, tick: func() { minutes.Add(1) }}
+
+	ctx, cancel := context.WithDeadline(context.Background(), start.Add(150*time.Second))
+	defer cancel()
+	out := p.Process(ctx, []projector.Change{removal}, nil)
+	if len(out.Failed) != 1 {
+		t.Fatalf("want the change handed back near the deadline, got %+v", out)
+	}
+	first := len(counting.claims)
+	if first != 20 {
+		t.Fatalf("recomputed %d members before the deadline, want two pages (20)", first)
+	}
+	cursor, err := f.store.LoadCheckpoint(context.Background(), "p1#removal-1")
+	if err != nil || cursor == "" {
+		t.Fatalf("no checkpoint saved: %q, %v", cursor, err)
+	}
+
+	out = p.Process(context.Background(), []projector.Change{removal}, nil)
+	if len(out.Failed) != 0 {
+		t.Fatalf("redelivery failed: %+v", out)
+	}
+	for _, u := range users {
+		if n := counting.claims[u]; n != 1 {
+			t.Errorf("%s recomputed %d times, want once across both deliveries", u, n)
+		}
+		if got := f.item(u); !got.Empty() {
+			t.Errorf("%s keeps %v", u, places(got))
+		}
+	}
+	if cursor, _ := f.store.LoadCheckpoint(context.Background(), "p1#removal-1"); cursor != "" {
+		t.Errorf("checkpoint left behind: %q", cursor)
+	}
+}
+
+// pageTicker advances the test clock on every page of the member index.
+type pageTicker struct {
+	broker.MemberIndex
+	tick func()
+}
+
+func (p pageTicker) ProjectMembers(ctx context.Context, project, cursor string, limit int) (broker.MemberPage, error) {
+	page, err := p.MemberIndex.ProjectMembers(ctx, project, cursor, limit)
+	p.tick()
+	return page, err
+}

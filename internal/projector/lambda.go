@@ -1,0 +1,55 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+
+	"github.com/credbroker/credbroker/internal/emf"
+)
+
+// Handler serves the projector as a Lambda function on the membership
+// table's stream, reporting partial batch failures by sequence number.
+type Handler struct {
+	Projector *Projector
+	Metrics   *emf.Writer
+}
+
+// Handle projects one stream batch. It decodes records one by one, so a
+// malformed record is rejected alone; it returns an error only when the
+// payload is not a DynamoDB event at all, so that Lambda retries it and
+// finally hands it to the on-failure destination.
+func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (events.DynamoDBEventResponse, error) {
+	start := time.Now()
+	p := *h.Projector
+	requestID := ""
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		requestID = lc.AwsRequestID
+	}
+	p.Logger = p.logger().With("requestId", requestID)
+	changes, decodeErrs, err := DecodeEvent(payload)
+	if err != nil {
+		p.Logger.Error("payload is not a DynamoDB event", "err", err, "bytes", len(payload))
+		return events.DynamoDBEventResponse{}, err
+	}
+	out := p.Process(ctx, changes, decodeErrs)
+	resp := events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{}}
+	for _, seq := range out.Failed {
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: seq})
+	}
+	p.Logger.Info("batch projected", "records", len(changes), "failed", len(out.Failed), "rejected", out.Rejected,
+		"recomputed", out.Recomputed, "changed", out.Changed, "fanoutUsers", out.FanoutUsers,
+		"ms", time.Since(start).Milliseconds())
+	_ = h.Metrics.Write(map[string]string{"Function": "projector"}, map[string]any{"requestId": requestID},
+		emf.Metric{Name: "Records", Unit: emf.Count, Value: float64(len(changes))},
+		emf.Metric{Name: "FailedRecords", Unit: emf.Count, Value: float64(len(out.Failed))},
+		emf.Metric{Name: "RejectedRecords", Unit: emf.Count, Value: float64(out.Rejected)},
+		emf.Metric{Name: "Recomputes", Unit: emf.Count, Value: float64(out.Recomputed)},
+		emf.Metric{Name: "PolicyChanges", Unit: emf.Count, Value: float64(out.Changed)},
+		emf.Metric{Name: "BatchDuration", Unit: emf.Milliseconds, Value: float64(time.Since(start).Milliseconds())},
+	)
+	return resp, nil
+}

@@ -1,0 +1,338 @@
+// Package projector keeps the policy table equal to what the membership table
+// grants. It takes membership-table changes (from the DynamoDB stream, or a
+// replay), finds the users they affect and recomputes each of them from the
+// membership table with strongly consistent reads.
+//
+// Streams deliver at least once, in order per item only, with shards in
+// parallel, so nothing here trusts a record's images: a record only says
+// whom to recompute. Correctness rests on three rules:
+//
+//   - A recompute claims the user's item before it reads (broker.Claim); a
+//     write under an older claim fails, so stale state never overwrites newer.
+//   - Bucket changes fan out through a member index in the policy table,
+//     read strongly consistently, never through an eventually consistent
+//     GSI. Before a recompute reads a project's buckets it writes the user's
+//     entry for that project, so a bucket change committed after those reads
+//     finds the user in the index, and one committed before is in the reads.
+//   - An entry is removed only after the item without that project's grants
+//     is committed, and only if it still holds the token read before the
+//     memberships were: a removal never undoes a concurrent re-join, and a
+//     user is never missing from the index while their item holds grants of
+//     that project.
+package projector
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/policy"
+)
+
+// Projector recomputes policy items. Its dependencies are injected; see
+// functions/projector for the wiring.
+type Projector struct {
+	Source      broker.SourceReader
+	Store       broker.PolicyStore
+	Index       broker.MemberIndex
+	Checkpoints broker.Checkpoints
+	Auditor     broker.Auditor
+	Compiler    policy.Compiler
+	Logger      *slog.Logger
+	Now         func() time.Time
+
+	// Concurrency bounds parallel recomputes (default 16).
+	Concurrency int
+	// PageSize is the number of members read per index page (default 500).
+	PageSize int
+	// ConflictRetries bounds recomputes of one user that lose a claim race
+	// before the change is handed back for retry (default 5).
+	ConflictRetries int
+	// DeadlineMargin is how long before the invocation's deadline a fan-out
+	// stops starting pages and saves its place (default 20s).
+	DeadlineMargin time.Duration
+	// MaxOutbox bounds the PolicyChanged events an item keeps while the bus
+	// is unreachable (default 50); older ones are dropped with an error log.
+	MaxOutbox int
+}
+
+func (p *Projector) logger() *slog.Logger { return cmp.Or(p.Logger, slog.Default()) }
+
+func (p *Projector) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// Outcome is what became of one batch.
+type Outcome struct {
+	// Failed holds the sequence numbers of changes to deliver again, in
+	// batch order.
+	Failed      []string
+	Rejected    int
+	Recomputed  int
+	Changed     int
+	FanoutUsers int
+}
+
+// job is one user's recompute in this batch. Every change that needs the
+// user shares it, and its result.
+type job struct {
+	userID  string
+	touched map[string]bool  // projects whose index entry follows membership
+	prune   map[string]int64 // index entries to drop if no longer a member
+	causes  []string         // event ids, for the PolicyChanged event
+	done    chan struct{}
+	err     error
+	changed bool
+}
+
+// batch is the shared state of one Process call.
+type batch struct {
+	p    *Projector
+	sem  chan struct{}
+	mu   sync.Mutex
+	jobs map[string]*job
+}
+
+// Process projects one batch of changes. It never fails as a whole: each
+// change either succeeds, is rejected (invalid; reported and not retried),
+// or is listed in Outcome.Failed for redelivery.
+func (p *Projector) Process(ctx context.Context, changes []Change, decodeErrs []error) Outcome {
+	b := &batch{p: p, sem: make(chan struct{}, cmp.Or(p.Concurrency, 16)), jobs: map[string]*job{}}
+	var out Outcome
+	failed := make([]bool, len(changes))
+	direct := make([]*job, len(changes)) // the user a membership change needs
+	fanouts := make(map[int]string)      // change index -> project to fan out
+	var rejections []broker.AuditEvent
+	rejectedBy := map[int]bool{}
+
+	for i, c := range changes {
+		var decodeErr error
+		if i < len(decodeErrs) {
+			decodeErr = decodeErrs[i]
+		}
+		plan := p.plan(c, decodeErr)
+		if plan.reject != "" {
+			p.logger().Warn("source record rejected", "pk", c.Keys.PK, "sk", c.Keys.SK, "reason", plan.reject,
+				"eventId", c.EventID, "sequenceNumber", c.SequenceNumber)
+			rejections = append(rejections, p.rejection(c, plan.reject))
+			rejectedBy[i] = true
+			out.Rejected++
+		}
+		switch plan.ref.Kind {
+		case broker.MembershipRecord:
+			if plan.ref.UserID != "" && plan.ref.ProjectID != "" {
+				direct[i] = b.want(plan.ref.UserID, plan.ref.ProjectID, c.EventID)
+			}
+		case broker.BucketRecord:
+			if plan.ref.ProjectID != "" {
+				fanouts[i] = plan.ref.ProjectID
+			}
+		}
+	}
+
+	// Rejections are audit events like any other: if the bus refuses them,
+	// the records come back rather than being lost.
+	if len(rejections) > 0 {
+		if err := p.Auditor.Emit(ctx, rejections...); err != nil {
+			p.logger().Error("emit ProjectionRejected", "err", err, "count", len(rejections))
+			for i := range rejectedBy {
+				failed[i] = true
+			}
+		}
+	}
+
+	// Direct jobs all start before any fan-out, so a fan-out only ever
+	// finds started jobs.
+	var wg sync.WaitGroup
+	for _, j := range b.jobs {
+		j.done = make(chan struct{})
+		wg.Go(func() { b.run(ctx, j) })
+	}
+	var fmu sync.Mutex
+	for i, project := range fanouts {
+		wg.Go(func() {
+			n, err := b.fanout(ctx, changes[i], project)
+			fmu.Lock()
+			defer fmu.Unlock()
+			out.FanoutUsers += n
+			if err != nil {
+				failed[i] = true
+				p.logger().Error("fan-out incomplete, change handed back", "project", project, "eventId", changes[i].EventID, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+
+	for i, j := range direct {
+		if j != nil && j.err != nil {
+			failed[i] = true
+		}
+	}
+	for _, j := range b.jobs {
+		<-j.done
+		out.Recomputed++
+		if j.changed {
+			out.Changed++
+		}
+	}
+	for i, f := range failed {
+		if f {
+			out.Failed = append(out.Failed, changes[i].SequenceNumber)
+		}
+	}
+	return out
+}
+
+// want registers that a change needs user's recompute, touching project's
+// index entry.
+func (b *batch) want(userID, projectID, cause string) *job {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	j := b.jobs[userID]
+	if j == nil {
+		j = &job{userID: userID, touched: map[string]bool{}, prune: map[string]int64{}}
+		b.jobs[userID] = j
+	}
+	j.touched[projectID] = true
+	j.causes = append(j.causes, cause)
+	return j
+}
+
+func (b *batch) run(ctx context.Context, j *job) {
+	defer close(j.done)
+	b.sem <- struct{}{}
+	defer func() { <-b.sem }()
+	j.changed, j.err = b.p.Recompute(ctx, j.userID, Hint{Touched: j.touched, Prune: j.prune}, j.causes)
+	if j.err != nil {
+		b.p.logger().Error("recompute failed", "userId", j.userID, "err", j.err, "kind", broker.KindOf(j.err).String())
+	}
+}
+
+// memberJob returns the user's job for a fan-out, starting it if it is new.
+// A user already recomputed in this batch is not recomputed again: every
+// change of the batch had committed before the batch began.
+func (b *batch) memberJob(ctx context.Context, m broker.Member, projectID, cause string) *job {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if j := b.jobs[m.UserID]; j != nil {
+		return j
+	}
+	j := &job{userID: m.UserID, prune: map[string]int64{projectID: m.Token}, causes: []string{cause}, done: make(chan struct{})}
+	b.jobs[m.UserID] = j
+	go b.run(ctx, j)
+	return j
+}
+
+// fanout recomputes every member of the project, page by page. Near the
+// invocation's deadline it saves its cursor under the change's event id
+// and fails the change; the redelivered change resumes there.
+func (b *batch) fanout(ctx context.Context, c Change, projectID string) (int, error) {
+	p := b.p
+	ckKey := projectID + "#" + c.EventID
+	cursor, err := p.Checkpoints.LoadCheckpoint(ctx, ckKey)
+	if err != nil {
+		return 0, err
+	}
+	if cursor != "" {
+		p.logger().Info("fan-out resumes from checkpoint", "project", projectID, "eventId", c.EventID, "cursor", cursor)
+	}
+	margin := cmp.Or(p.DeadlineMargin, 20*time.Second)
+	n := 0
+	for {
+		if dl, ok := ctx.Deadline(); ok && dl.Sub(p.now()) < margin {
+			if cursor == "" {
+				return n, fmt.Errorf("no time left to start fan-out")
+			}
+			if err := p.Checkpoints.SaveCheckpoint(ctx, ckKey, cursor, p.now().Add(48*time.Hour)); err != nil {
+				return n, err
+			}
+			return n, fmt.Errorf("deadline near: fan-out saved at %q after %d members", cursor, n)
+		}
+		page, err := p.Index.ProjectMembers(ctx, projectID, cursor, cmp.Or(p.PageSize, 500))
+		if err != nil {
+			return n, err
+		}
+		jobs := make([]*job, 0, len(page.Members))
+		for _, m := range page.Members {
+			jobs = append(jobs, b.memberJob(ctx, m, projectID, c.EventID))
+		}
+		var errs []error
+		for _, j := range jobs {
+			<-j.done
+			if j.err != nil {
+				errs = append(errs, j.err)
+			}
+		}
+		n += len(jobs)
+		if len(errs) > 0 {
+			return n, fmt.Errorf("%d of %d members failed, first: %w", len(errs), len(jobs), errs[0])
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	if cursor != "" {
+		if err := p.Checkpoints.DeleteCheckpoint(ctx, ckKey); err != nil {
+			p.logger().Warn("delete fan-out checkpoint", "key", ckKey, "err", err)
+		}
+	}
+	return n, nil
+}
+
+// plan says what a change means: whom it concerns, and whether it is
+// rejected. A rejected record still names the user or project it concerns,
+// so that an item turning invalid revokes what it granted.
+type plan struct {
+	ref    broker.Ref
+	reject string
+}
+
+func (p *Projector) plan(c Change, decodeErr error) plan {
+	ref, err := broker.ParseRef(c.Keys.PK, c.Keys.SK)
+	if decodeErr != nil {
+		return plan{ref: ref, reject: "malformed stream record: " + decodeErr.Error()}
+	}
+	if err != nil {
+		return plan{ref: ref, reject: broker.MessageOf(err)}
+	}
+	if ref.Kind == broker.Ignored || c.New == nil {
+		return plan{ref: ref}
+	}
+	parsed, err := c.New.Parse()
+	if err != nil {
+		return plan{ref: ref, reject: broker.MessageOf(err)}
+	}
+	if ref.Kind == broker.BucketRecord && !p.Compiler.FitsAlone(parsed.Bucket.Bucket, parsed.Bucket.Prefix) {
+		return plan{ref: ref, reject: "prefix too long: one grant of it would not fit in a session policy"}
+	}
+	return plan{ref: ref}
+}
+
+func (p *Projector) rejection(c Change, reason string) broker.AuditEvent {
+	return broker.AuditEvent{
+		Source: broker.SourceProjector, DetailType: broker.DetailProjectionRejected, Time: p.now(),
+		Detail: broker.ProjectionRejectedDetail{
+			SchemaVersion: broker.AuditSchemaVersion, PK: c.Keys.PK, SK: c.Keys.SK, Reason: reason,
+			EventID: c.EventID, EventName: c.EventName, SequenceNumber: c.SequenceNumber,
+		},
+	}
+}
+
+// sortedKeys returns a map's keys in order, for deterministic calls.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,284 @@
+package projector
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/credbroker/credbroker/internal/broker"
+)
+
+// Hint tells a recompute which member-index entries to maintain besides
+// computing the policy.
+type Hint struct {
+	// Touched projects had a membership change: their entry is written if
+	// the user is a member and removed (conditionally) if not.
+	Touched map[string]bool
+	// Prune holds entries read from a project's index during a fan-out,
+	// with their tokens: each is removed if the user is no longer a member.
+	Prune map[string]int64
+}
+
+// Recompute rebuilds one user's policy item from the membership table and
+// reports whether it changed. Losing a claim race is retried a few times;
+// after that the Conflict error is returned and the change redelivered.
+func (p *Projector) Recompute(ctx context.Context, userID string, h Hint, causes []string) (bool, error) {
+	retries := cmp.Or(p.ConflictRetries, 5)
+	for attempt := 0; ; attempt++ {
+		changed, err := p.recomputeOnce(ctx, userID, h, causes)
+		if broker.KindOf(err) != broker.Conflict || attempt >= retries {
+			return changed, err
+		}
+		p.logger().Debug("recompute lost a claim race, retrying", "userId", userID, "attempt", attempt+1)
+		// Jittered backoff, so that recomputes of one user racing on
+		// several shards stop voiding each other's claims.
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(5*time.Millisecond<<attempt))) + time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return changed, broker.Wrap(broker.Transient, "recompute", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, causes []string) (bool, error) {
+	claim, err := p.Store.Claim(ctx, userID, p.now())
+	if err != nil {
+		return false, err
+	}
+	// Tokens are read before the memberships, so that a removal below can
+	// only delete an entry that no recompute has rewritten since.
+	touched := sortedKeys(h.Touched)
+	tokens := map[string]int64{}
+	if len(touched) > 0 {
+		if tokens, err = p.Index.MemberTokens(ctx, userID, touched); err != nil {
+			return false, err
+		}
+	}
+	items, err := p.Source.UserMemberships(ctx, userID)
+	if err != nil {
+		return false, err
+	}
+	memberships := map[string]broker.Access{}
+	for _, it := range items {
+		parsed, err := it.Parse()
+		if err != nil || parsed.Kind != broker.MembershipRecord || parsed.Membership.UserID != userID {
+			continue // rejected when its own change was projected
+		}
+		memberships[parsed.Membership.ProjectID] = parsed.Membership.Access
+	}
+	// Every project whose buckets this recompute reads gets a fresh index
+	// entry first. A bucket change committed after the bucket reads below
+	// then finds this user in the index; one committed before them is in
+	// what they read. The fresh token voids any removal racing with it.
+	if len(memberships) > 0 {
+		if err := p.Index.PutMembers(ctx, userID, sortedKeys(memberships), claim.Ticket); err != nil {
+			return false, err
+		}
+	}
+	byProject, err := p.readBuckets(ctx, memberships)
+	if err != nil {
+		return false, err
+	}
+	res, err := p.Compiler.Compile(byProject)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range res.Rejected {
+		p.logger().Warn("grant not compiled", "userId", userID, "project", r.Project, "bucket", r.Place.Bucket, "reason", r.Reason)
+	}
+	next := broker.UserPolicy{UserID: userID, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, UpdatedAt: p.now()}
+	changed, outbox, err := p.write(ctx, claim, next, causes)
+	if err != nil {
+		return false, err
+	}
+	// Entries of projects the user has left go only now that the item
+	// without them is the newest: until then a fan-out must still find the
+	// user, whose current item may hold those projects' grants.
+	if err := p.pruneIndex(ctx, userID, touched, tokens, h.Prune, memberships); err != nil {
+		return changed, err
+	}
+	return changed, p.emit(ctx, claim, outbox)
+}
+
+// pruneIndex removes, each on the token read before the memberships were,
+// the entries of touched or pruned projects the user is not a member of.
+func (p *Projector) pruneIndex(ctx context.Context, userID string, touched []string, tokens, prune map[string]int64, memberships map[string]broker.Access) error {
+	remove := map[string]int64{}
+	for _, project := range touched {
+		if tok, ok := tokens[project]; ok {
+			remove[project] = tok
+		}
+	}
+	maps.Copy(remove, prune)
+	for _, project := range sortedKeys(remove) {
+		if _, member := memberships[project]; member {
+			continue
+		}
+		if _, err := p.Index.RemoveMember(ctx, project, userID, remove[project]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readBuckets reads each project's buckets, a few projects at a time.
+func (p *Projector) readBuckets(ctx context.Context, memberships map[string]broker.Access) (map[string][]broker.Place, error) {
+	var mu sync.Mutex
+	out := make(map[string][]broker.Place, len(memberships))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for project, access := range memberships {
+		g.Go(func() error {
+			items, err := p.Source.ProjectBuckets(gctx, project)
+			if err != nil {
+				return err
+			}
+			var places []broker.Place
+			for _, it := range items {
+				parsed, err := it.Parse()
+				if err != nil || parsed.Kind != broker.BucketRecord || parsed.Bucket.ProjectID != project {
+					continue // rejected when its own change was projected
+				}
+				places = append(places, broker.Place{Bucket: parsed.Bucket.Bucket, Prefix: parsed.Bucket.Prefix, Access: access})
+			}
+			mu.Lock()
+			out[project] = places
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// write commits the new policy if it differs from what the claim saw, and
+// returns the item's outbox. A PolicyChanged event joins the outbox in the
+// same write as the change, so the event survives a crash or a bus outage:
+// whoever next claims the item sends it.
+func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.UserPolicy, causes []string) (bool, []broker.PolicyChangedDetail, error) {
+	prev := claim.Prev
+	if next.Version == prev.Version {
+		return false, claim.Outbox, nil
+	}
+	outbox := claim.Outbox
+	if ev, ok := p.changeEvent(claim, next, causes); ok {
+		outbox = p.boundOutbox(claim.UserID, append(outbox, ev))
+	}
+	err := p.Store.Commit(ctx, claim, next, outbox)
+	if broker.KindOf(err) == broker.Invalid {
+		// The item is too large for DynamoDB. Keeping the old item could
+		// keep revoked grants alive, so the user gets nothing until an
+		// operator splits the grants.
+		p.logger().Error("policy item rejected by DynamoDB; granting nothing", "userId", claim.UserID, "grants", len(next.Grants), "err", err)
+		empty, cerr := p.Compiler.Compile(nil)
+		if cerr != nil {
+			return false, nil, cerr
+		}
+		next = broker.UserPolicy{UserID: claim.UserID, Version: empty.Version, UpdatedAt: next.UpdatedAt}
+		if next.Version == prev.Version {
+			return false, claim.Outbox, nil
+		}
+		outbox = claim.Outbox
+		if ev, ok := p.changeEvent(claim, next, causes); ok {
+			outbox = p.boundOutbox(claim.UserID, append(outbox, ev))
+		}
+		err = p.Store.Commit(ctx, claim, next, outbox)
+	}
+	if err != nil {
+		return false, nil, err
+	}
+	return true, outbox, nil
+}
+
+// emit delivers the outbox after the commit, then clears it.
+func (p *Projector) emit(ctx context.Context, claim broker.Claim, outbox []broker.PolicyChangedDetail) error {
+	if len(outbox) == 0 {
+		return nil
+	}
+	events := make([]broker.AuditEvent, len(outbox))
+	for i, d := range outbox {
+		events[i] = broker.AuditEvent{Source: broker.SourceProjector, DetailType: broker.DetailPolicyChanged, Time: d.ChangedAt, Detail: d}
+	}
+	if err := p.Auditor.Emit(ctx, events...); err != nil {
+		return broker.Wrap(broker.Transient, "emit PolicyChanged", err)
+	}
+	// Conflict means a newer claim exists; its holder saw this outbox and
+	// sends it again. Consumers dedupe on changeId.
+	if err := p.Store.ClearOutbox(ctx, claim); err != nil && broker.KindOf(err) != broker.Conflict {
+		p.logger().Warn("clear outbox", "userId", claim.UserID, "err", err)
+	}
+	return nil
+}
+
+// changeEvent describes the change from the claimed item to next. A user
+// seen for the first time with nothing granted is not a change worth an
+// event.
+func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, causes []string) (broker.PolicyChangedDetail, bool) {
+	prev := claim.Prev
+	if prev.Version == "" && len(next.Grants) == 0 {
+		return broker.PolicyChangedDetail{}, false
+	}
+	added, removed := diff(prev.Grants, next.Grants)
+	return broker.PolicyChangedDetail{
+		SchemaVersion:   broker.AuditSchemaVersion,
+		ChangeID:        fmt.Sprintf("%s/%s/%d", claim.UserID, next.Version, claim.Ticket),
+		UserID:          claim.UserID,
+		PolicyVersion:   next.Version,
+		PreviousVersion: prev.Version,
+		Added:           added,
+		Removed:         removed,
+		AddedCount:      len(added),
+		RemovedCount:    len(removed),
+		Sets:            len(next.Sets),
+		Causes:          causes,
+		ChangedAt:       next.UpdatedAt,
+	}, true
+}
+
+func (p *Projector) boundOutbox(userID string, outbox []broker.PolicyChangedDetail) []broker.PolicyChangedDetail {
+	limit := cmp.Or(p.MaxOutbox, 50)
+	if len(outbox) <= limit {
+		return outbox
+	}
+	dropped := outbox[:len(outbox)-limit]
+	for _, d := range dropped {
+		p.logger().Error("audit bus unreachable too long: PolicyChanged dropped from outbox",
+			"userId", userID, "changeId", d.ChangeID, "policyVersion", d.PolicyVersion, "added", len(d.Added), "removed", len(d.Removed))
+	}
+	return outbox[len(outbox)-limit:]
+}
+
+// diff returns the grants of next whose place is not in prev, and the
+// reverse.
+func diff(prev, next []broker.Grant) (added, removed []broker.Grant) {
+	in := func(gs []broker.Grant) map[broker.Place]bool {
+		m := make(map[broker.Place]bool, len(gs))
+		for _, g := range gs {
+			m[g.Place()] = true
+		}
+		return m
+	}
+	old, cur := in(prev), in(next)
+	added, removed = []broker.Grant{}, []broker.Grant{}
+	for _, g := range next {
+		if !old[g.Place()] {
+			added = append(added, g)
+		}
+	}
+	for _, g := range prev {
+		if !cur[g.Place()] {
+			removed = append(removed, g)
+		}
+	}
+	return added, removed
+}
