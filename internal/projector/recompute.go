@@ -62,17 +62,9 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 			return false, err
 		}
 	}
-	items, err := p.Source.UserMemberships(ctx, userID)
+	memberships, err := p.readMemberships(ctx, userID)
 	if err != nil {
 		return false, err
-	}
-	memberships := map[string]broker.Access{}
-	for _, it := range items {
-		parsed, err := it.Parse()
-		if err != nil || parsed.Kind != broker.MembershipRecord || parsed.Membership.UserID != userID {
-			continue // rejected when its own change was projected
-		}
-		memberships[parsed.Membership.ProjectID] = parsed.Membership.Access
 	}
 	// Every project whose buckets this recompute reads gets a fresh index
 	// entry first. A bucket change committed after the bucket reads below
@@ -83,18 +75,10 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 			return false, err
 		}
 	}
-	byProject, err := p.readBuckets(ctx, memberships)
+	next, err := p.compile(ctx, userID, memberships)
 	if err != nil {
 		return false, err
 	}
-	res, err := p.Compiler.Compile(byProject)
-	if err != nil {
-		return false, err
-	}
-	for _, r := range res.Rejected {
-		p.logger().Warn("grant not compiled", "userId", userID, "project", r.Project, "bucket", r.Place.Bucket, "reason", r.Reason)
-	}
-	next := broker.UserPolicy{UserID: userID, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, UpdatedAt: p.now()}
 	changed, outbox, err := p.write(ctx, claim, next, causes)
 	if err != nil {
 		return false, err
@@ -106,6 +90,50 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 		return changed, err
 	}
 	return changed, p.emit(ctx, claim, outbox)
+}
+
+// Compute reads the user's memberships and buckets and compiles them,
+// writing nothing: the policy item the user should have now. Verify
+// compares the table with it.
+func (p *Projector) Compute(ctx context.Context, userID string) (broker.UserPolicy, error) {
+	memberships, err := p.readMemberships(ctx, userID)
+	if err != nil {
+		return broker.UserPolicy{}, err
+	}
+	return p.compile(ctx, userID, memberships)
+}
+
+// readMemberships returns the user's valid memberships by project.
+func (p *Projector) readMemberships(ctx context.Context, userID string) (map[string]broker.Access, error) {
+	items, err := p.Source.UserMemberships(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	memberships := map[string]broker.Access{}
+	for _, it := range items {
+		parsed, err := it.Parse()
+		if err != nil || parsed.Kind != broker.MembershipRecord || parsed.Membership.UserID != userID {
+			continue // rejected when its own change was projected
+		}
+		memberships[parsed.Membership.ProjectID] = parsed.Membership.Access
+	}
+	return memberships, nil
+}
+
+// compile reads the buckets of the user's projects and compiles the policy.
+func (p *Projector) compile(ctx context.Context, userID string, memberships map[string]broker.Access) (broker.UserPolicy, error) {
+	byProject, err := p.readBuckets(ctx, memberships)
+	if err != nil {
+		return broker.UserPolicy{}, err
+	}
+	res, err := p.Compiler.Compile(byProject)
+	if err != nil {
+		return broker.UserPolicy{}, err
+	}
+	for _, r := range res.Rejected {
+		p.logger().Warn("grant not compiled", "userId", userID, "project", r.Project, "bucket", r.Place.Bucket, "reason", r.Reason)
+	}
+	return broker.UserPolicy{UserID: userID, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, UpdatedAt: p.now()}, nil
 }
 
 // pruneIndex removes, each on the token read before the memberships were,
