@@ -76,9 +76,3 @@ func TestStreamFixtureProjects(t *testing.T) {
 		t.Errorf("rejections = %+v", rej)
 	}
 }
-
-// Example shows the projector fed one stream batch, as Lambda does.
-func ExampleHandler_Handle() {
-	h := &projector.Handler{Projector: &projector.Projector{ /* Source, Store, Index, Checkpoints, Auditor */ }}
-	_ = h // lambda.Start(h.Handle) in functions/projector
-}

@@ -1,0 +1,231 @@
+// Package memstore is an in-memory membership table and policy table with
+// the semantics of ddbstore: every read strongly consistent, a newer claim
+// voids older ones, index removals conditional on their token. It is a
+// hand-written fake for what moto cannot serve in reasonable time (fan-outs
+// to 10,000 members, in-process benchmarks); internal/storetest runs one
+// conformance suite against it and against ddbstore on moto, so the two
+// cannot drift apart.
+package memstore
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/credbroker/credbroker/internal/broker"
+)
+
+// Store holds both tables. The zero value is not usable; call New.
+type Store struct {
+	mu          sync.Mutex
+	source      map[string]map[string]broker.SourceItem // pk -> sk -> item
+	policies    map[string]*row
+	index       map[string]map[string]int64 // project -> user -> token
+	checkpoints map[string]string
+
+	// Calls counts every store call, like DynamoDB calls.
+	Calls atomic.Int64
+}
+
+type row struct {
+	claim     int64
+	checkedAt time.Time
+	written   bool
+	policy    broker.UserPolicy
+	outbox    []broker.PolicyChangedDetail
+}
+
+var (
+	_ broker.SourceReader = (*Store)(nil)
+	_ broker.PolicyStore  = (*Store)(nil)
+	_ broker.MemberIndex  = (*Store)(nil)
+	_ broker.Checkpoints  = (*Store)(nil)
+)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		source:      map[string]map[string]broker.SourceItem{},
+		policies:    map[string]*row{},
+		index:       map[string]map[string]int64{},
+		checkpoints: map[string]string{},
+	}
+}
+
+func (s *Store) lock() func() {
+	s.Calls.Add(1)
+	s.mu.Lock()
+	return s.mu.Unlock
+}
+
+// PutSource writes a membership-table item.
+func (s *Store) PutSource(it broker.SourceItem) {
+	defer s.lock()()
+	if s.source[it.PK] == nil {
+		s.source[it.PK] = map[string]broker.SourceItem{}
+	}
+	s.source[it.PK][it.SK] = it
+}
+
+// DeleteSource deletes a membership-table item.
+func (s *Store) DeleteSource(pk, sk string) {
+	defer s.lock()()
+	delete(s.source[pk], sk)
+}
+
+// UserMemberships implements broker.SourceReader.
+func (s *Store) UserMemberships(_ context.Context, userID string) ([]broker.SourceItem, error) {
+	return s.query(broker.UserKeyPrefix+userID, broker.ProjectKeyPrefix), nil
+}
+
+// ProjectBuckets implements broker.SourceReader.
+func (s *Store) ProjectBuckets(_ context.Context, projectID string) ([]broker.SourceItem, error) {
+	return s.query(broker.ProjectKeyPrefix+projectID, broker.BucketKeyPrefix), nil
+}
+
+// MembershipExists reads one membership item.
+func (s *Store) MembershipExists(_ context.Context, userID, projectID string) (bool, error) {
+	defer s.lock()()
+	_, ok := s.source[broker.UserKeyPrefix+userID][broker.ProjectKeyPrefix+projectID]
+	return ok, nil
+}
+
+func (s *Store) query(pk, skPrefix string) []broker.SourceItem {
+	defer s.lock()()
+	var out []broker.SourceItem
+	for sk, it := range s.source[pk] {
+		if strings.HasPrefix(sk, skPrefix) {
+			out = append(out, it)
+		}
+	}
+	slices.SortFunc(out, func(a, b broker.SourceItem) int { return strings.Compare(a.SK, b.SK) })
+	return out
+}
+
+// GetPolicy implements broker.PolicyReader.
+func (s *Store) GetPolicy(_ context.Context, userID string) (broker.UserPolicy, error) {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		return broker.UserPolicy{}, broker.Errorf(broker.NotFound, "get policy", "no policy item")
+	}
+	return r.policy, nil
+}
+
+// Claim implements broker.PolicyStore.
+func (s *Store) Claim(_ context.Context, userID string, now time.Time) (broker.Claim, error) {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		r = &row{policy: broker.UserPolicy{UserID: userID}}
+		s.policies[userID] = r
+	}
+	r.claim++
+	r.checkedAt = now
+	return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Outbox: slices.Clone(r.outbox)}, nil
+}
+
+// Commit implements broker.PolicyStore.
+func (s *Store) Commit(_ context.Context, c broker.Claim, p broker.UserPolicy, outbox []broker.PolicyChangedDetail) error {
+	defer s.lock()()
+	r := s.policies[c.UserID]
+	if r == nil || r.claim != c.Ticket {
+		return broker.Errorf(broker.Conflict, "commit policy", "claim %d superseded", c.Ticket)
+	}
+	p.UserID = c.UserID
+	if len(p.Grants) == 0 {
+		p.Grants, p.Sets, p.ByProject = nil, nil, nil
+	}
+	r.policy, r.outbox, r.written, r.checkedAt = p, slices.Clone(outbox), true, p.UpdatedAt
+	return nil
+}
+
+// ClearOutbox implements broker.PolicyStore.
+func (s *Store) ClearOutbox(_ context.Context, c broker.Claim) error {
+	defer s.lock()()
+	r := s.policies[c.UserID]
+	if r == nil || r.claim != c.Ticket {
+		return broker.Errorf(broker.Conflict, "clear outbox", "claim %d superseded", c.Ticket)
+	}
+	r.outbox = nil
+	return nil
+}
+
+// MemberTokens implements broker.MemberIndex.
+func (s *Store) MemberTokens(_ context.Context, userID string, projects []string) (map[string]int64, error) {
+	defer s.lock()()
+	out := map[string]int64{}
+	for _, p := range projects {
+		if tok, ok := s.index[p][userID]; ok {
+			out[p] = tok
+		}
+	}
+	return out, nil
+}
+
+// PutMembers implements broker.MemberIndex.
+func (s *Store) PutMembers(_ context.Context, userID string, projects []string, token int64) error {
+	defer s.lock()()
+	for _, p := range projects {
+		if s.index[p] == nil {
+			s.index[p] = map[string]int64{}
+		}
+		s.index[p][userID] = token
+	}
+	return nil
+}
+
+// RemoveMember implements broker.MemberIndex.
+func (s *Store) RemoveMember(_ context.Context, projectID, userID string, token int64) (bool, error) {
+	defer s.lock()()
+	if tok, ok := s.index[projectID][userID]; !ok || tok != token {
+		return false, nil
+	}
+	delete(s.index[projectID], userID)
+	return true, nil
+}
+
+// ProjectMembers implements broker.MemberIndex, in user id order like a
+// DynamoDB query on the sort key.
+func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limit int) (broker.MemberPage, error) {
+	defer s.lock()()
+	users := make([]string, 0, len(s.index[projectID]))
+	for u := range s.index[projectID] {
+		if u > cursor {
+			users = append(users, u)
+		}
+	}
+	slices.Sort(users)
+	var page broker.MemberPage
+	if limit > 0 && len(users) > limit {
+		users = users[:limit]
+		page.Next = users[limit-1]
+	}
+	for _, u := range users {
+		page.Members = append(page.Members, broker.Member{UserID: u, Token: s.index[projectID][u]})
+	}
+	return page, nil
+}
+
+// LoadCheckpoint implements broker.Checkpoints.
+func (s *Store) LoadCheckpoint(_ context.Context, key string) (string, error) {
+	defer s.lock()()
+	return s.checkpoints[key], nil
+}
+
+// SaveCheckpoint implements broker.Checkpoints; expiry is not modelled.
+func (s *Store) SaveCheckpoint(_ context.Context, key, cursor string, _ time.Time) error {
+	defer s.lock()()
+	s.checkpoints[key] = cursor
+	return nil
+}
+
+// DeleteCheckpoint implements broker.Checkpoints.
+func (s *Store) DeleteCheckpoint(_ context.Context, key string) error {
+	defer s.lock()()
+	delete(s.checkpoints, key)
+	return nil
+}
