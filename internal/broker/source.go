@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"net/netip"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -216,7 +215,9 @@ func ValidateBucketName(name string) error {
 	if strings.Contains(name, "..") {
 		return Errorf(Invalid, op, "bucket name %q must not contain \"..\"", name)
 	}
-	if _, err := netip.ParseAddr(name); err == nil || looksLikeIPv4(name) {
+	// Only '.', '-', digits and lowercase letters got this far, so the only
+	// address shape left is a dotted quad.
+	if looksLikeIPv4(name) {
 		return Errorf(Invalid, op, "bucket name %q must not be shaped like an IP address", name)
 	}
 	for _, p := range reservedBucketPrefixes {

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/credbroker/credbroker/internal/broker"
@@ -96,7 +97,7 @@ func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
 		return Result{}, err
 	}
 	res.Sets = sets
-	res.Version = version(res)
+	res.Version = c.version(res)
 	return res, nil
 }
 
@@ -124,8 +125,24 @@ func (c Compiler) check(pl broker.Place) string {
 // contract allows 1,024-character prefixes, but a prefix appears twice in a
 // policy (object ARN and listing condition) under a 2,048-character limit.
 func (c Compiler) FitsAlone(bucket, prefix string) bool {
-	g := []broker.Grant{{Bucket: bucket, Prefix: prefix, Access: broker.Write}}
-	return c.unitOf(g, []int{0}).alone <= c.maxBytes()
+	return c.aloneSize(bucket, prefix, broker.Write) <= c.maxBytes()
+}
+
+// aloneSize is the size of a policy holding one grant: what unitOf computes
+// for a one-grant unit, without building one.
+func (c Compiler) aloneSize(bucket, prefix string, a broker.Access) int {
+	arnLen := c.arnPrefixLen() + len(bucket)
+	obj := list{1, arnLen + 1 + quotedLen(prefix) + 1}
+	body, stmts := stmtDelta(list{}, obj, readOver)
+	if a == broker.Write {
+		body, stmts = stmtDelta(list{}, obj, writeOver)
+	}
+	listing := listOver
+	if prefix != "" {
+		listing += condOver + quotedLen(prefix) + 1
+	}
+	lb, ls := stmtDelta(list{}, list{1, arnLen + 2}, listing)
+	return docOverLen + body + lb + (stmts + ls - 1)
 }
 
 // normalize merges grants of the same place (union of projects) and drops
@@ -176,24 +193,34 @@ func covered(i int, run []broker.Grant) bool {
 }
 
 func compareGrants(a, b broker.Grant) int {
-	return cmp.Or(cmp.Compare(a.Bucket, b.Bucket), cmp.Compare(a.Prefix, b.Prefix), cmp.Compare(a.Access, b.Access))
+	if c := strings.Compare(a.Bucket, b.Bucket); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.Prefix, b.Prefix); c != 0 {
+		return c
+	}
+	return strings.Compare(string(a.Access), string(b.Access))
 }
 
-// version hashes the whole result, compiled policies included, so that a
-// change of grants, of project attribution or of the compiler itself gives
-// a new version.
-func version(r Result) string {
-	b := make([]byte, 0, 4096)
-	b = append(b, "credbroker/policy/v1\n"...)
+// compilerVersion names the policy layout. The policies are a function of
+// the grants, the partition, the size limit and this layout, so the version
+// hashes those instead of the policy text; change it whenever the layout
+// changes, so that every user's version (and cached credential) changes too.
+const compilerVersion = "credbroker/policy/v1"
+
+// version hashes everything the result depends on.
+func (c Compiler) version(r Result) string {
+	b := make([]byte, 0, 1024)
+	b = append(b, compilerVersion...)
+	b = append(append(append(b, '\n'), c.partition()...), '\n')
+	b = strconv.AppendInt(b, int64(c.maxBytes()), 10)
+	b = append(b, '\n')
 	for _, g := range r.Grants {
 		b = appendPlace(b, g.Place())
 		for _, p := range g.Projects {
 			b = append(append(b, p...), 1)
 		}
 		b = append(b, '\n')
-	}
-	for _, s := range r.Sets {
-		b = append(append(b, s.Policy...), '\n')
 	}
 	for _, p := range slices.Sorted(maps.Keys(r.ByProject)) {
 		b = append(append(b, p...), '\n')

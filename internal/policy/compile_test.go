@@ -12,6 +12,10 @@ import (
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
+func gr(bucket, prefix string, a broker.Access, projects ...string) broker.Grant {
+	return broker.Grant{Bucket: bucket, Prefix: prefix, Access: a, Projects: projects}
+}
+
 func pl(bucket, prefix string, a broker.Access) broker.Place {
 	return broker.Place{Bucket: bucket, Prefix: prefix, Access: a}
 }
@@ -27,7 +31,7 @@ func TestCompileTables(t *testing.T) {
 		{
 			name:       "whole-bucket read gets GetObject on objects and unconditional listing",
 			in:         map[string][]broker.Place{"p1": {pl("alpha", "", r)}},
-			wantGrants: []broker.Grant{{"alpha", "", r, []string{"p1"}}},
+			wantGrants: []broker.Grant{gr("alpha", "", r, "p1")},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::alpha/*"},` +
 				`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::alpha"}]}`},
@@ -35,7 +39,7 @@ func TestCompileTables(t *testing.T) {
 		{
 			name:       "prefix write gets object actions under the folder and listing limited by s3:prefix",
 			in:         map[string][]broker.Place{"p1": {pl("alpha", "raw/2024/", w)}},
-			wantGrants: []broker.Grant{{"alpha", "raw/2024/", w, []string{"p1"}}},
+			wantGrants: []broker.Grant{gr("alpha", "raw/2024/", w, "p1")},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload"],"Resource":"arn:aws:s3:::alpha/raw/2024/*"},` +
 				`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::alpha","Condition":{"StringLike":{"s3:prefix":"raw/2024/*"}}}]}`},
@@ -46,7 +50,7 @@ func TestCompileTables(t *testing.T) {
 				"p2": {pl("alpha", "", r)},
 				"p1": {pl("alpha", "", r)},
 			},
-			wantGrants: []broker.Grant{{"alpha", "", r, []string{"p1", "p2"}}},
+			wantGrants: []broker.Grant{gr("alpha", "", r, "p1", "p2")},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::alpha/*"},` +
 				`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::alpha"}]}`},
@@ -58,7 +62,7 @@ func TestCompileTables(t *testing.T) {
 				"p2": {pl("alpha", "", w)},
 				"p3": {pl("alpha", "raw/", r), pl("alpha", "raw/", w)},
 			},
-			wantGrants: []broker.Grant{{"alpha", "", w, []string{"p2"}}},
+			wantGrants: []broker.Grant{gr("alpha", "", w, "p2")},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload"],"Resource":"arn:aws:s3:::alpha/*"},` +
 				`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::alpha"}]}`},
@@ -69,7 +73,7 @@ func TestCompileTables(t *testing.T) {
 				"p1": {pl("alpha", "", r)},
 				"p2": {pl("alpha", "raw/", w)},
 			},
-			wantGrants: []broker.Grant{{"alpha", "", r, []string{"p1"}}, {"alpha", "raw/", w, []string{"p2"}}},
+			wantGrants: []broker.Grant{gr("alpha", "", r, "p1"), gr("alpha", "raw/", w, "p2")},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::alpha/*"},` +
 				`{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject","s3:DeleteObject","s3:AbortMultipartUpload"],"Resource":"arn:aws:s3:::alpha/raw/*"},` +
@@ -80,7 +84,7 @@ func TestCompileTables(t *testing.T) {
 			in: map[string][]broker.Place{
 				"p1": {pl("alpha", "raw/", r), pl("beta", "raw/", r), pl("gamma", "out/", r)},
 			},
-			wantGrants: []broker.Grant{{"alpha", "raw/", r, []string{"p1"}}, {"beta", "raw/", r, []string{"p1"}}, {"gamma", "out/", r, []string{"p1"}}},
+			wantGrants: []broker.Grant{gr("alpha", "raw/", r, "p1"), gr("beta", "raw/", r, "p1"), gr("gamma", "out/", r, "p1")},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":"s3:GetObject","Resource":["arn:aws:s3:::alpha/raw/*","arn:aws:s3:::beta/raw/*","arn:aws:s3:::gamma/out/*"]},` +
 				`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::gamma","Condition":{"StringLike":{"s3:prefix":"out/*"}}},` +
@@ -89,7 +93,7 @@ func TestCompileTables(t *testing.T) {
 		{
 			name:       "non-ASCII and quotes in a prefix are escaped to printable ASCII",
 			in:         map[string][]broker.Place{"p1": {pl("alpha", "日本/\"q\"/", r)}},
-			wantGrants: []broker.Grant{{"alpha", "日本/\"q\"/", r, []string{"p1"}}},
+			wantGrants: []broker.Grant{gr("alpha", "日本/\"q\"/", r, "p1")},
 			wantPolicy: []string{`{"Version":"2012-10-17","Statement":[` +
 				`{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::alpha/\u65e5\u672c/\"q\"/*"},` +
 				`{"Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::alpha","Condition":{"StringLike":{"s3:prefix":"\u65e5\u672c/\"q\"/*"}}}]}`},
@@ -140,7 +144,7 @@ func TestCompileRejectsBadPlacesAndKeepsTheRest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff([]broker.Grant{{"alpha", "raw/", broker.Read, []string{"p1"}}}, res.Grants); diff != "" {
+			if diff := cmp.Diff([]broker.Grant{gr("alpha", "raw/", broker.Read, "p1")}, res.Grants); diff != "" {
 				t.Errorf("grants (-want +got):\n%s", diff)
 			}
 			if len(res.Rejected) != 1 || res.Rejected[0].Place != b {
@@ -305,6 +309,21 @@ func TestCapacityPerSet(t *testing.T) {
 		want := []int{tt.read, tt.write, tt.pref}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("%d-character names: grants per set [read write prefix] (-README +actual):\n%s", tt.nameLen, diff)
+		}
+	}
+}
+
+// FitsAlone's closed form must agree with the packer's size model.
+func TestAloneSizeMatchesTheSizeModel(t *testing.T) {
+	c := Compiler{}
+	for _, b := range []string{"abc", "bucket-with-a-longer-name", strings.Repeat("b", 63)} {
+		for _, p := range []string{"", "raw/", "日本/", `q"/`, strings.Repeat("p", 500) + "/"} {
+			for _, a := range []broker.Access{broker.Read, broker.Write} {
+				g := []broker.Grant{{Bucket: b, Prefix: p, Access: a}}
+				if got, want := c.aloneSize(b, p, a), c.unitOf(g, []int{0}).alone; got != want {
+					t.Errorf("aloneSize(%q, %q, %s) = %d, size model %d", b, p, a, got, want)
+				}
+			}
 		}
 	}
 }

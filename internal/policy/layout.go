@@ -79,10 +79,12 @@ func quotedLen(s string) int {
 	return n
 }
 
-// writeQuoted writes s as a JSON string using only printable ASCII: the policy
-// grammar of IAM accepts characters up to U+00FF only, so everything beyond
-// ASCII is written as \u escapes. Input never holds control characters.
-func writeQuoted(b *strings.Builder, s string) {
+// writeEscaped writes s as the inside of a JSON string using only printable
+// ASCII: IAM's policy grammar accepts characters up to U+00FF only, so
+// everything beyond ASCII is written as \u escapes. Input never holds
+// control characters (validation refuses them). quotedLen counts exactly
+// what this writes, plus two quotes.
+func writeEscaped(b *strings.Builder, s string) {
 	const hex = "0123456789abcdef"
 	u4 := func(r rune) {
 		b.WriteString(`\u`)
@@ -91,36 +93,24 @@ func writeQuoted(b *strings.Builder, s string) {
 		b.WriteByte(hex[r>>4&0xF])
 		b.WriteByte(hex[r&0xF])
 	}
-	b.WriteByte('"')
-	for _, r := range s {
-		switch {
-		case r == '"' || r == '\\':
-			b.WriteByte('\\')
-			b.WriteByte(byte(r))
-		case r < utf8.RuneSelf:
-			b.WriteByte(byte(r))
-		case r <= 0xFFFF:
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c == '"' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		if r <= 0xFFFF {
 			u4(r)
-		default:
+		} else {
 			r -= 0x10000
 			u4(0xD800 + r>>10)
 			u4(0xDC00 + r&0x3FF)
 		}
 	}
-	b.WriteByte('"')
-}
-
-func writeList(b *strings.Builder, items []string) {
-	if len(items) == 1 {
-		writeQuoted(b, items[0])
-		return
-	}
-	b.WriteByte('[')
-	for i, s := range items {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		writeQuoted(b, s)
-	}
-	b.WriteByte(']')
 }

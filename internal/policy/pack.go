@@ -96,28 +96,28 @@ func stmtDelta(cur, inc list, over int) (body, stmts int) {
 
 func (s *packSet) apply(u *unit, commit bool) int {
 	body, stmts := s.body, s.stmts
-	step := func(cur *list, inc list, over int) {
-		db, ds := stmtDelta(*cur, inc, over)
-		body, stmts = body+db, stmts+ds
-		if commit {
-			*cur = cur.plus(inc)
-		}
-	}
-	step(&s.read, u.read, readOver)
-	step(&s.write, u.write, writeOver)
+	db, ds := stmtDelta(s.read, u.read, readOver)
+	body, stmts = body+db, stmts+ds
+	db, ds = stmtDelta(s.write, u.write, writeOver)
+	body, stmts = body+db, stmts+ds
+	var group list
 	if u.whole {
-		step(&s.whole, u.arn, listOver)
+		db, ds = stmtDelta(s.whole, u.arn, listOver)
 	} else {
-		g := s.groups[u.condKey]
-		step(&g, u.arn, listOver+condOver+u.condLen)
-		if commit {
+		group = s.groups[u.condKey]
+		db, ds = stmtDelta(group, u.arn, listOver+condOver+u.condLen)
+	}
+	body, stmts = body+db, stmts+ds
+	if commit {
+		s.read, s.write = s.read.plus(u.read), s.write.plus(u.write)
+		if u.whole {
+			s.whole = s.whole.plus(u.arn)
+		} else {
 			if s.groups == nil {
 				s.groups = map[string]list{}
 			}
-			s.groups[u.condKey] = g
+			s.groups[u.condKey] = group.plus(u.arn)
 		}
-	}
-	if commit {
 		s.body, s.stmts = body, stmts
 		if s.buckets == nil {
 			s.buckets = map[string]bool{}
@@ -193,63 +193,111 @@ func (c Compiler) chunks(grants []broker.Grant, idx []int, limit int) []*unit {
 	return append(out, c.unitOf(grants, cur))
 }
 
-// render writes a set's policy with every list sorted, so equal sets render
-// equal bytes.
+// render writes a set's policy. Lists follow the canonical order of the
+// grants (bucket, prefix, access) and prefix-listing statements the order
+// of their prefix sets, so equal sets render equal bytes; ARNs are written
+// straight into the policy, never built as strings.
 func (c Compiler) render(s *packSet, grants []broker.Grant) broker.PolicySet {
-	arnPrefix := "arn:" + c.partition() + ":s3:::"
-	var read, write, whole []string
-	groups := map[string][]string{}
-	var idx []int
+	idx := make([]int, 0, 8)
 	for _, u := range s.units {
-		bucketARN := arnPrefix + u.bucket
-		for _, i := range u.grants {
-			obj := bucketARN + "/" + grants[i].Prefix + "*"
-			if grants[i].Access == broker.Write {
-				write = append(write, obj)
-			} else {
-				read = append(read, obj)
-			}
-		}
-		if u.whole {
-			whole = append(whole, bucketARN)
-		} else {
-			groups[u.condKey] = append(groups[u.condKey], bucketARN)
-		}
 		idx = append(idx, u.grants...)
 	}
+	slices.Sort(idx)
+	units := slices.Clone(s.units)
+	slices.SortFunc(units, func(a, b *unit) int { return cmp.Compare(a.grants[0], b.grants[0]) })
+
+	arnPrefix := "arn:" + c.partition() + ":s3:::"
 	var b strings.Builder
 	b.Grow(docOverLen + s.body + s.stmts)
 	b.WriteString(docOpen)
 	n := 0
-	stmt := func(open string, res []string, conds []string) {
-		if len(res) == 0 {
-			return
-		}
+	open := func(head string) {
 		if n > 0 {
 			b.WriteByte(',')
 		}
 		n++
-		slices.Sort(res)
-		b.WriteString(open)
-		writeList(&b, res)
-		if conds != nil {
-			b.WriteString(condOpen)
-			writeList(&b, conds)
-			b.WriteString(condClose)
+		b.WriteString(head)
+	}
+	// items writes a resource list of count elements from write(i, sep).
+	items := func(count int, each func(func(arn, prefix string, object bool))) {
+		if count > 1 {
+			b.WriteByte('[')
 		}
+		first := true
+		each(func(bucket, prefix string, object bool) {
+			if !first {
+				b.WriteByte(',')
+			}
+			first = false
+			b.WriteByte('"')
+			b.WriteString(arnPrefix)
+			b.WriteString(bucket)
+			if object {
+				b.WriteByte('/')
+				writeEscaped(&b, prefix)
+				b.WriteByte('*')
+			}
+			b.WriteByte('"')
+		})
+		if count > 1 {
+			b.WriteByte(']')
+		}
+	}
+	objects := func(head string, l list, access broker.Access) {
+		if l.n == 0 {
+			return
+		}
+		open(head)
+		items(l.n, func(emit func(string, string, bool)) {
+			for _, i := range idx {
+				if grants[i].Access == access {
+					emit(grants[i].Bucket, grants[i].Prefix, true)
+				}
+			}
+		})
 		b.WriteString(stmtClose)
 	}
-	stmt(readOpen, read, nil)
-	stmt(writeOpen, write, nil)
-	stmt(listOpen, whole, nil)
-	for _, key := range slices.Sorted(maps.Keys(groups)) {
+	objects(readOpen, s.read, broker.Read)
+	objects(writeOpen, s.write, broker.Write)
+	if s.whole.n > 0 {
+		open(listOpen)
+		items(s.whole.n, func(emit func(string, string, bool)) {
+			for _, u := range units {
+				if u.whole {
+					emit(u.bucket, "", false)
+				}
+			}
+		})
+		b.WriteString(stmtClose)
+	}
+	for _, key := range slices.Sorted(maps.Keys(s.groups)) {
+		open(listOpen)
+		items(s.groups[key].n, func(emit func(string, string, bool)) {
+			for _, u := range units {
+				if !u.whole && u.condKey == key {
+					emit(u.bucket, "", false)
+				}
+			}
+		})
+		b.WriteString(condOpen)
 		conds := strings.Split(key, "\x00")
-		for i := range conds {
-			conds[i] += "*"
+		if len(conds) > 1 {
+			b.WriteByte('[')
 		}
-		stmt(listOpen, groups[key], conds)
+		for i, p := range conds {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('"')
+			writeEscaped(&b, p)
+			b.WriteString(`*"`)
+		}
+		if len(conds) > 1 {
+			b.WriteByte(']')
+		}
+		b.WriteString(condClose)
+		b.WriteString(stmtClose)
 	}
 	b.WriteString(docClose)
-	slices.Sort(idx)
 	return broker.PolicySet{Policy: b.String(), Grants: idx}
 }
