@@ -48,5 +48,9 @@ test: lint ## Lint, then run every test against a fresh moto_server on a free po
 bench: ## Run the benchmarks (against moto where they need AWS).
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test -run='^$$' -bench='$(BENCH)' -benchmem ./...
 
+.PHONY: run
+run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED=1 AUDIT_TAIL=1).
+	$(GO) run ./internal/cmd/localstack
+
 .PHONY: FORCE
 FORCE:

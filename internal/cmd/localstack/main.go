@@ -1,0 +1,47 @@
+// Command localstack is `make run`: the whole broker on loopback, until
+// Ctrl-C. MOTO_PORT (4566) and PORT (8080) choose the ports; SEED=1 adds a
+// demo user, project and buckets; AUDIT_TAIL=1 copies audit events to an
+// SQS queue.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/credbroker/credbroker/internal/localstack"
+	"github.com/credbroker/credbroker/internal/logging"
+)
+
+func main() {
+	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "localstack")}
+	for name, dst := range map[string]*int{"MOTO_PORT": &o.MotoPort, "PORT": &o.Port} {
+		if v := os.Getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 65535 {
+				fmt.Fprintf(os.Stderr, "%s=%q is not a port number\n", name, v)
+				os.Exit(localstack.ExitBadOptions)
+			}
+			*dst = n
+		}
+	}
+	o.Seed = truthy(os.Getenv("SEED"))
+	o.AuditTail = truthy(os.Getenv("AUDIT_TAIL"))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := localstack.Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "local stack:", err)
+		os.Exit(localstack.ExitCode(err))
+	}
+}
+
+func truthy(v string) bool {
+	switch v {
+	case "", "0", "false", "no":
+		return false
+	}
+	return true
+}

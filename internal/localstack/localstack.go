@@ -1,0 +1,321 @@
+// Package localstack runs the whole broker on this machine with no AWS
+// account (`make run`): moto on loopback as every AWS service, the
+// resources of template.yaml created in it, the projector fed by a poller
+// on the membership table's real stream, and the credential endpoint as a
+// local HTTP server that drives the Lambda handler through API Gateway v2
+// events.
+package localstack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+
+	credsvc "github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/ddbstream"
+	"github.com/credbroker/credbroker/internal/motoserver"
+	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/wire"
+)
+
+// Info is .local/stack.json: what a tester or a tool needs to reach the
+// local stack (CONTRACT.md section 5).
+type Info struct {
+	Region           string `json:"region"`
+	AWSEndpoint      string `json:"awsEndpoint"`
+	APIURL           string `json:"apiUrl"`
+	MembershipTable  string `json:"membershipTable"`
+	PolicyTable      string `json:"policyTable"`
+	EventBusName     string `json:"eventBusName"`
+	UserPoolID       string `json:"userPoolId"`
+	UserPoolClientID string `json:"userPoolClientId"`
+	BaseRoleARN      string `json:"baseRoleArn"`
+	// AuditQueueURL receives a copy of every audit event (local only,
+	// with Options.AuditTail).
+	AuditQueueURL string `json:"auditQueueUrl,omitempty"`
+
+	streamARN string
+}
+
+// Options configure a local stack.
+type Options struct {
+	MotoPort int    // default 4566
+	Port     int    // default 8080
+	Region   string // default us-east-1
+	Dir      string // where stack.json and logs go; default .local
+	// Moto, when set, is the URL of a moto already running (tests); no
+	// moto is started or stopped then.
+	Moto string
+	// Name prefixes every resource (default "credbroker-local").
+	Name string
+	// Seed adds a demo user, project and buckets.
+	Seed bool
+	// AuditTail copies every audit event to an SQS queue.
+	AuditTail bool
+	Logger    *slog.Logger
+	// Out receives the human-readable status lines.
+	Out io.Writer
+}
+
+// Exit codes of `make run`, documented in the README.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1
+	ExitPortInUse   = 3
+	ExitMotoMissing = 4
+	ExitBadOptions  = 2
+)
+
+// ExitCode maps a Start error to the process's exit code.
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, motoserver.ErrPortInUse):
+		return ExitPortInUse
+	case errors.Is(err, motoserver.ErrNotInstalled):
+		return ExitMotoMissing
+	default:
+		return ExitFailure
+	}
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	Info     Info
+	Demo     *Demo // set when seeded
+	moto     *motoserver.Server
+	server   *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	infoPath string
+}
+
+// Start brings everything up and writes stack.json. Stop undoes it.
+func Start(ctx context.Context, o Options) (*Stack, error) {
+	o = o.withDefaults()
+	log := o.Logger
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Both ports are checked before anything starts, so a clash is
+	// reported at once and nothing is left behind.
+	if err := motoserver.CheckFree(o.Port); err != nil {
+		return nil, fmt.Errorf("API port: %w (set PORT)", err)
+	}
+	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json")}
+	endpoint := o.Moto
+	if endpoint == "" {
+		logf, err := os.Create(filepath.Join(o.Dir, "moto.log"))
+		if err != nil {
+			return nil, err
+		}
+		if st.moto, err = motoserver.Start(ctx, o.MotoPort, logf); err != nil {
+			return nil, fmt.Errorf("moto (MOTO_PORT %d): %w", o.MotoPort, err)
+		}
+		endpoint = st.moto.URL
+		fmt.Fprintf(o.Out, "moto_server running at %s (log %s)\n", endpoint, logf.Name())
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Stop()
+		}
+	}()
+
+	awsCfg := aws.Config{
+		Region:       o.Region,
+		BaseEndpoint: aws.String(endpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
+	}
+	tpl, err := stackdef.LoadDefault()
+	if err != nil {
+		return nil, err
+	}
+	st.Info = Info{Region: o.Region, AWSEndpoint: endpoint, APIURL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
+	if err := provision(ctx, names{o.Name}, tpl, awsCfg, o.AuditTail, &st.Info); err != nil {
+		return nil, fmt.Errorf("create resources in moto: %w", err)
+	}
+
+	env := map[string]string{
+		"MEMBERSHIP_TABLE": st.Info.MembershipTable, "POLICY_TABLE": st.Info.PolicyTable,
+		"AUDIT_BUS_NAME": st.Info.EventBusName, "ARN_PARTITION": "aws",
+		"BASE_ROLE_ARN": st.Info.BaseRoleARN, "USER_POOL_ID": st.Info.UserPoolID,
+		"ALLOWED_CLIENT_IDS": st.Info.UserPoolClientID, "AWS_REGION": o.Region,
+		"JWKS_URL": endpoint + "/" + st.Info.UserPoolID + "/.well-known/jwks.json",
+	}
+	getenv := func(k string) string { return env[k] }
+	pcfg, err := projector.ConfigFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	ccfg, err := credsvc.ConfigFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	proj := wire.Projector(pcfg, awsCfg, log.With("function", "projector"), io.Discard)
+	svc, err := wire.Credentials(ccfg, awsCfg, log.With("function", "credentials"), io.Discard)
+	if err != nil {
+		return nil, err
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	st.cancel = cancel
+	reader := &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: st.Info.streamARN, Logger: log}
+	st.wg.Go(func() {
+		if err := reader.Poll(runCtx, 50*time.Millisecond, 2*time.Second, feed(proj)); err != nil {
+			log.Error("stream poller stopped", "err", err)
+		}
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle(credsvc.Path, credsvc.NewHTTPHandler(svc.Handle))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"error":"not_found","message":"the only route is GET /auths/resources"}`)
+	})
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("API port %d: %w: %w", o.Port, motoserver.ErrPortInUse, err)
+	}
+	st.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	st.wg.Go(func() {
+		if err := st.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server stopped", "err", err)
+		}
+	})
+
+	if o.Seed {
+		if st.Demo, err = seed(ctx, awsCfg, st.Info); err != nil {
+			return nil, fmt.Errorf("demo seed: %w", err)
+		}
+	}
+	if err := writeJSON(st.infoPath, st.Info); err != nil {
+		return nil, err
+	}
+	ok = true
+	return st, nil
+}
+
+// feed hands each stream page to the projector as a Lambda event and, like
+// Lambda, asks for redelivery from the first failed record.
+func feed(h *projector.Handler) func(context.Context, string, []events.DynamoDBEventRecord) (string, error) {
+	return func(ctx context.Context, _ string, recs []events.DynamoDBEventRecord) (string, error) {
+		for start := 0; start < len(recs); start += 100 {
+			batch := recs[start:min(start+100, len(recs))]
+			payload, err := ddbstream.Payload(batch)
+			if err != nil {
+				return "", err
+			}
+			resp, err := h.Handle(ctx, payload)
+			if err != nil {
+				return batch[0].Change.SequenceNumber, err
+			}
+			if len(resp.BatchItemFailures) > 0 {
+				return resp.BatchItemFailures[0].ItemIdentifier, nil
+			}
+		}
+		return "", nil
+	}
+}
+
+// InfoPath is where stack.json is.
+func (s *Stack) InfoPath() string { return s.infoPath }
+
+// Stop shuts the server and poller down, stops moto if it started it, and
+// removes stack.json.
+func (s *Stack) Stop() {
+	if s.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.server.Shutdown(ctx)
+		cancel()
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.moto != nil {
+		s.moto.Stop()
+	}
+	_ = os.Remove(s.infoPath)
+}
+
+// Run starts the stack, reports it on o.Out and runs until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	o = o.withDefaults()
+	st, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	fmt.Fprintf(o.Out, "\nLocal stack ready (stack file %s)\n", st.infoPath)
+	fmt.Fprintf(o.Out, "  credential endpoint  %s%s\n", st.Info.APIURL, credsvc.Path)
+	fmt.Fprintf(o.Out, "  AWS endpoint (moto)  %s   region %s\n", st.Info.AWSEndpoint, st.Info.Region)
+	fmt.Fprintf(o.Out, "  user pool %s   app client %s\n", st.Info.UserPoolID, st.Info.UserPoolClientID)
+	if st.Demo != nil {
+		fmt.Fprintf(o.Out, "  demo user %q password %q (project %q, buckets %v)\n", st.Demo.Username, st.Demo.Password, st.Demo.Project, st.Demo.Buckets)
+	}
+	if st.Info.AuditQueueURL != "" {
+		fmt.Fprintf(o.Out, "  audit events copied to %s\n", st.Info.AuditQueueURL)
+	}
+	fmt.Fprintln(o.Out, "Press Ctrl-C to stop.")
+	<-ctx.Done()
+	fmt.Fprintln(o.Out, "\nStopping the local stack...")
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.MotoPort == 0 {
+		o.MotoPort = 4566
+	}
+	if o.Port == 0 {
+		o.Port = 8080
+	}
+	if o.Name == "" {
+		o.Name = "credbroker-local"
+	}
+	if o.Region == "" {
+		o.Region = "us-east-1"
+	}
+	if o.Dir == "" {
+		o.Dir = ".local"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	return o
+}
+
+// writeJSON writes atomically, so a reader never sees half a file.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,147 @@
+package localstack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	cip "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider"
+	ciptypes "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/credbroker/credbroker/internal/stackdef"
+)
+
+// auditPattern matches every event of the broker's sources.
+const auditPattern = `{"source":[{"prefix":"credbroker."}]}`
+
+// names are the local resources' names, all derived from one prefix. One
+// local stack runs per moto, so fixed names are fine and make the AWS CLI
+// examples copyable; tests pick their own prefix.
+type names struct{ prefix string }
+
+func (n names) membership() string { return n.prefix + "-membership" }
+func (n names) policy() string     { return n.prefix + "-policy" }
+func (n names) bus() string        { return n.prefix + "-audit" }
+func (n names) archive() string    { return n.prefix + "-audit-archive" }
+func (n names) tail() string       { return n.prefix + "-audit-tail" }
+func (n names) role() string       { return n.prefix + "-base-role" }
+func (n names) pool() string       { return n.prefix + "-users" }
+func (n names) client() string     { return n.prefix + "-web" }
+
+// provision creates the resources of template.yaml in moto, from the
+// template's own definitions where moto needs them (table schemas, the base
+// role's policy, the app client's auth flows).
+func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Config, tail bool, info *Info) error {
+	ddb := dynamodb.NewFromConfig(cfg)
+	for _, t := range []struct{ logical, name string }{{"MembershipTable", n.membership()}, {"PolicyTable", n.policy()}} {
+		def, err := tpl.Table(t.logical)
+		if err != nil {
+			return err
+		}
+		desc, err := def.Create(ctx, ddb, t.name)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", t.logical, err)
+		}
+		if t.logical == "MembershipTable" {
+			info.streamARN = aws.ToString(desc.LatestStreamArn)
+		}
+	}
+	info.MembershipTable, info.PolicyTable = n.membership(), n.policy()
+
+	eb := eventbridge.NewFromConfig(cfg)
+	bus, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(n.bus())})
+	if err != nil {
+		return fmt.Errorf("create audit bus: %w", err)
+	}
+	info.EventBusName = n.bus()
+	if _, err := eb.CreateArchive(ctx, &eventbridge.CreateArchiveInput{
+		ArchiveName: aws.String(n.archive()), EventSourceArn: bus.EventBusArn,
+		EventPattern: aws.String(auditPattern), RetentionDays: aws.Int32(7),
+	}); err != nil {
+		return fmt.Errorf("create audit archive: %w", err)
+	}
+	if tail {
+		url, err := auditTail(ctx, n, cfg)
+		if err != nil {
+			return err
+		}
+		info.AuditQueueURL = url
+	}
+
+	policyDoc, err := tpl.BaseRolePolicy()
+	if err != nil {
+		return err
+	}
+	// Locally the account root stands in for the credential function's role.
+	trust, _ := json.Marshal(map[string]any{
+		"Version": "2012-10-17",
+		"Statement": []map[string]any{{
+			"Effect": "Allow", "Principal": map[string]string{"AWS": "arn:aws:iam::123456789012:root"},
+			"Action": []string{"sts:AssumeRole", "sts:SetSourceIdentity"},
+		}},
+	})
+	im := iam.NewFromConfig(cfg)
+	role, err := im.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(n.role()), AssumeRolePolicyDocument: aws.String(string(trust)), MaxSessionDuration: aws.Int32(3600)})
+	if err != nil {
+		return fmt.Errorf("create base role: %w", err)
+	}
+	if _, err := im.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(n.role()), PolicyName: aws.String("s3-access"), PolicyDocument: aws.String(policyDoc)}); err != nil {
+		return fmt.Errorf("base role policy: %w", err)
+	}
+	info.BaseRoleARN = aws.ToString(role.Role.Arn)
+
+	flows, err := tpl.UserPoolClientAuthFlows()
+	if err != nil {
+		return err
+	}
+	idp := cip.NewFromConfig(cfg)
+	pool, err := idp.CreateUserPool(ctx, &cip.CreateUserPoolInput{PoolName: aws.String(n.pool())})
+	if err != nil {
+		return fmt.Errorf("create user pool: %w", err)
+	}
+	var explicit []ciptypes.ExplicitAuthFlowsType
+	for _, f := range flows {
+		explicit = append(explicit, ciptypes.ExplicitAuthFlowsType(f))
+	}
+	client, err := idp.CreateUserPoolClient(ctx, &cip.CreateUserPoolClientInput{
+		UserPoolId: pool.UserPool.Id, ClientName: aws.String(n.client()), ExplicitAuthFlows: explicit,
+	})
+	if err != nil {
+		return fmt.Errorf("create user pool client: %w", err)
+	}
+	info.UserPoolID = aws.ToString(pool.UserPool.Id)
+	info.UserPoolClientID = aws.ToString(client.UserPoolClient.ClientId)
+	return nil
+}
+
+// auditTail adds a queue that receives every audit event, so that a tester
+// can read the trail with `aws sqs receive-message`. It is opt-in: moto
+// delivers to SQS targets slowly (about 100 ms a PutEvents, measured), which
+// would slow every request of the local stack.
+func auditTail(ctx context.Context, n names, cfg aws.Config) (string, error) {
+	eb := eventbridge.NewFromConfig(cfg)
+	q := sqs.NewFromConfig(cfg)
+	queue, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(n.tail())})
+	if err != nil {
+		return "", fmt.Errorf("create audit queue: %w", err)
+	}
+	attrs, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: queue.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", fmt.Errorf("read audit queue: %w", err)
+	}
+	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String(n.tail()), EventBusName: aws.String(n.bus()), EventPattern: aws.String(auditPattern)}); err != nil {
+		return "", fmt.Errorf("create audit rule: %w", err)
+	}
+	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(n.tail()), EventBusName: aws.String(n.bus()),
+		Targets: []ebtypes.Target{{Id: aws.String("tail"), Arn: aws.String(attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)])}}}); err != nil {
+		return "", fmt.Errorf("target audit queue: %w", err)
+	}
+	return aws.ToString(queue.QueueUrl), nil
+}

@@ -1,0 +1,67 @@
+// Package wire builds the functions' handlers from their configuration and
+// an AWS SDK configuration. The Lambda mains and the local stack share it,
+// so what runs locally is wired exactly like what runs in Lambda.
+package wire
+
+import (
+	"io"
+	"log/slog"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/ddbstore"
+	"github.com/credbroker/credbroker/internal/ebaudit"
+	"github.com/credbroker/credbroker/internal/emf"
+	"github.com/credbroker/credbroker/internal/jwtauth"
+	"github.com/credbroker/credbroker/internal/policy"
+	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/stsissuer"
+)
+
+// Projector builds the stream handler.
+func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) *projector.Handler {
+	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
+	return &projector.Handler{
+		Projector: &projector.Projector{
+			Source: store, Store: store, Index: store, Checkpoints: store,
+			Auditor:     ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
+			Compiler:    policy.Compiler{Partition: cfg.Partition},
+			Logger:      log,
+			Concurrency: cfg.Concurrency,
+		},
+		Metrics: &emf.Writer{W: metrics},
+	}
+}
+
+// Credentials builds the credential endpoint's service.
+func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (*credentials.Service, error) {
+	verifier, err := jwtauth.New(jwtauth.Config{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, ClientIDs: cfg.ClientIDs, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	issuer, err := stsissuer.New(stsissuer.Config{Client: sts.NewFromConfig(awsCfg), RoleARN: cfg.BaseRoleARN})
+	if err != nil {
+		return nil, err
+	}
+	svc := &credentials.Service{
+		Verifier:        verifier,
+		Policies:        &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable},
+		Issuer:          issuer,
+		Auditor:         ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
+		Compiler:        policy.Compiler{Partition: cfg.Partition},
+		Cache:           credentials.NewCache(cfg.CacheSize, nil),
+		AuditMode:       cfg.AuditMode,
+		SessionDuration: cfg.SessionDuration,
+		RequestTimeout:  cfg.RequestTimeout,
+		Logger:          log,
+		Metrics:         &emf.Writer{W: metrics},
+	}
+	if err := svc.Validate(); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
