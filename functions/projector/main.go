@@ -7,16 +7,11 @@ import (
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
-	"github.com/credbroker/credbroker/internal/ddbstore"
-	"github.com/credbroker/credbroker/internal/ebaudit"
-	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/logging"
-	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/wire"
 )
 
 func main() {
@@ -31,16 +26,5 @@ func main() {
 		log.Error("load AWS configuration", "err", err)
 		os.Exit(1)
 	}
-	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(aws), MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
-	h := &projector.Handler{
-		Projector: &projector.Projector{
-			Source: store, Store: store, Index: store, Checkpoints: store,
-			Auditor:     ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(aws), BusName: cfg.AuditBusName, Logger: log}),
-			Compiler:    policy.Compiler{Partition: cfg.Partition},
-			Logger:      log,
-			Concurrency: cfg.Concurrency,
-		},
-		Metrics: &emf.Writer{W: os.Stdout},
-	}
-	lambda.Start(h.Handle)
+	lambda.Start(wire.Projector(cfg, aws, log, os.Stdout).Handle)
 }

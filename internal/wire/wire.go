@@ -39,6 +39,9 @@ func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metric
 
 // Credentials builds the credential endpoint's service.
 func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (*credentials.Service, error) {
+	// Every line logged during a request, the verifier's and the audit
+	// emitter's included, carries the request id.
+	log = slog.New(credentials.LogHandler(log.Handler()))
 	verifier, err := jwtauth.New(jwtauth.Config{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, ClientIDs: cfg.ClientIDs, Logger: log})
 	if err != nil {
 		return nil, err
