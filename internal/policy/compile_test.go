@@ -1,8 +1,11 @@
 package policy
 
 import (
+	"slices"
+
 	"encoding/json"
 	"fmt"
+	"github.com/credbroker/credbroker/internal/iameval"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -323,6 +326,34 @@ func TestAloneSizeMatchesTheSizeModel(t *testing.T) {
 				if got, want := c.aloneSize(b, p, a), c.unitOf(g, []int{0}).alone; got != want {
 					t.Errorf("aloneSize(%q, %q, %s) = %d, size model %d", b, p, a, got, want)
 				}
+			}
+		}
+	}
+}
+
+// A bucket whose folders do not fit one policy is split into chunks, each in
+// a different set, each set listing only its own chunk's folders.
+func TestABucketTooLargeForOnePolicyIsSplit(t *testing.T) {
+	in := map[string][]broker.Place{}
+	for i := range 120 {
+		in["p"] = append(in["p"], pl("big-bucket", fmt.Sprintf("team-%03d/", i), broker.Read))
+	}
+	in["p"] = append(in["p"], pl("small", "", broker.Write))
+	res := mustCompile(t, Compiler{}, in)
+	assertPartition(t, res)
+	if len(res.Sets) < 2 {
+		t.Fatalf("%d sets for 120 folders", len(res.Sets))
+	}
+	for i, s := range res.Sets {
+		p, err := iameval.Parse(s.Policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, g := range res.Grants {
+			inSet := slices.Contains(s.Grants, j)
+			req := iameval.Request{Action: "s3:ListBucket", Resource: "arn:aws:s3:::" + g.Bucket, Context: map[string]string{"s3:prefix": g.Prefix + "x"}}
+			if g.Prefix != "" && p.Allows(req) != inSet {
+				t.Errorf("set %d lists %s%s: %v, but holds the grant: %v", i, g.Bucket, g.Prefix, p.Allows(req), inSet)
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"cmp"
-	"maps"
 	"slices"
 	"strings"
 
@@ -33,6 +32,11 @@ type unit struct {
 	whole   bool
 	condKey string
 	condLen int
+	// group is condKey interned by pack (an index into its key list), so
+	// that sizing a unit against a set costs no string hashing.
+	group int
+	// chunk marks part of a bucket split over sets.
+	chunk bool
 
 	alone int // size of a policy holding only this unit
 }
@@ -76,9 +80,9 @@ func (c Compiler) unitOf(grants []broker.Grant, idx []int) *unit {
 // adding a unit costs O(1).
 type packSet struct {
 	read, write, whole list
-	groups             map[string]list // prefix-listing resources by condKey
+	groups             []list // prefix-listing resources by unit group
 	body, stmts        int
-	buckets            map[string]bool
+	chunked            map[string]bool // buckets with a chunk in this set
 	units              []*unit
 }
 
@@ -104,7 +108,9 @@ func (s *packSet) apply(u *unit, commit bool) int {
 	if u.whole {
 		db, ds = stmtDelta(s.whole, u.arn, listOver)
 	} else {
-		group = s.groups[u.condKey]
+		if u.group < len(s.groups) {
+			group = s.groups[u.group]
+		}
 		db, ds = stmtDelta(group, u.arn, listOver+condOver+u.condLen)
 	}
 	body, stmts = body+db, stmts+ds
@@ -113,16 +119,18 @@ func (s *packSet) apply(u *unit, commit bool) int {
 		if u.whole {
 			s.whole = s.whole.plus(u.arn)
 		} else {
-			if s.groups == nil {
-				s.groups = map[string]list{}
+			if u.group >= len(s.groups) {
+				s.groups = append(s.groups, make([]list, u.group+1-len(s.groups))...)
 			}
-			s.groups[u.condKey] = group.plus(u.arn)
+			s.groups[u.group] = group.plus(u.arn)
 		}
 		s.body, s.stmts = body, stmts
-		if s.buckets == nil {
-			s.buckets = map[string]bool{}
+		if u.chunk {
+			if s.chunked == nil {
+				s.chunked = map[string]bool{}
+			}
+			s.chunked[u.bucket] = true
 		}
-		s.buckets[u.bucket] = true
 		s.units = append(s.units, u)
 	}
 	return docOverLen + body + max(stmts-1, 0)
@@ -154,12 +162,27 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 		}
 		start = end
 	}
+	// Intern prefix sets in order of first appearance (deterministic).
+	groupOf := map[string]int{}
+	var groupKeys []string
+	for _, u := range units {
+		if u.whole {
+			continue
+		}
+		g, ok := groupOf[u.condKey]
+		if !ok {
+			g = len(groupKeys)
+			groupOf[u.condKey] = g
+			groupKeys = append(groupKeys, u.condKey)
+		}
+		u.group = g
+	}
 	slices.SortStableFunc(units, func(a, b *unit) int {
 		return cmp.Or(cmp.Compare(b.alone, a.alone), cmp.Compare(a.grants[0], b.grants[0]))
 	})
 	var sets []*packSet
 	for _, u := range units {
-		i := slices.IndexFunc(sets, func(s *packSet) bool { return !s.buckets[u.bucket] && s.sizeWith(u) <= limit })
+		i := slices.IndexFunc(sets, func(s *packSet) bool { return !(u.chunk && s.chunked[u.bucket]) && s.sizeWith(u) <= limit })
 		if i < 0 {
 			sets = append(sets, &packSet{})
 			i = len(sets) - 1
@@ -168,7 +191,7 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 	}
 	out := make([]broker.PolicySet, len(sets))
 	for i, s := range sets {
-		ps := c.render(s, grants)
+		ps := c.render(s, grants, groupKeys)
 		if want := docOverLen + s.body + max(s.stmts-1, 0); len(ps.Policy) != want || want > limit {
 			return nil, broker.Errorf(broker.Internal, "compile policy", "set %d renders %d bytes, size model says %d (limit %d)", i, len(ps.Policy), want, limit)
 		}
@@ -190,14 +213,18 @@ func (c Compiler) chunks(grants []broker.Grant, idx []int, limit int) []*unit {
 		}
 		cur = next
 	}
-	return append(out, c.unitOf(grants, cur))
+	out = append(out, c.unitOf(grants, cur))
+	for _, u := range out {
+		u.chunk = true
+	}
+	return out
 }
 
 // render writes a set's policy. Lists follow the canonical order of the
 // grants (bucket, prefix, access) and prefix-listing statements the order
 // of their prefix sets, so equal sets render equal bytes; ARNs are written
 // straight into the policy, never built as strings.
-func (c Compiler) render(s *packSet, grants []broker.Grant) broker.PolicySet {
+func (c Compiler) render(s *packSet, grants []broker.Grant, groupKeys []string) broker.PolicySet {
 	idx := make([]int, 0, 8)
 	for _, u := range s.units {
 		idx = append(idx, u.grants...)
@@ -270,11 +297,19 @@ func (c Compiler) render(s *packSet, grants []broker.Grant) broker.PolicySet {
 		})
 		b.WriteString(stmtClose)
 	}
-	for _, key := range slices.Sorted(maps.Keys(s.groups)) {
+	var groups []int
+	for g, l := range s.groups {
+		if l.n > 0 {
+			groups = append(groups, g)
+		}
+	}
+	slices.SortFunc(groups, func(a, b int) int { return strings.Compare(groupKeys[a], groupKeys[b]) })
+	for _, g := range groups {
+		key := groupKeys[g]
 		open(listOpen)
-		items(s.groups[key].n, func(emit func(string, string, bool)) {
+		items(s.groups[g].n, func(emit func(string, string, bool)) {
 			for _, u := range units {
-				if !u.whole && u.condKey == key {
+				if !u.whole && u.group == g {
 					emit(u.bucket, "", false)
 				}
 			}
