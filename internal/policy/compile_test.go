@@ -1,18 +1,17 @@
 package policy
 
 import (
-	"slices"
-
 	"encoding/json"
 	"fmt"
-	"github.com/credbroker/credbroker/internal/iameval"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/iameval"
 )
 
 func gr(bucket, prefix string, a broker.Access, projects ...string) broker.Grant {
