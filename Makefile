@@ -48,9 +48,36 @@ test: lint ## Lint, then run every test against a fresh moto_server on a free po
 bench: ## Run the benchmarks (against moto where they need AWS).
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test -run='^$$' -bench='$(BENCH)' -benchmem ./...
 
+.PHONY: deploy
+deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentials; not run in CI).
+	@command -v sam >/dev/null || { echo "the SAM CLI is not installed: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html"; exit 1; }
+	sam build && sam deploy --guided
+
 .PHONY: run
 run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED=1 AUDIT_TAIL=1).
 	$(GO) run ./internal/cmd/localstack
 
 .PHONY: FORCE
 FORCE:
+
+# ---------------------------------------------- rebuild, verify, replay
+# On the running local stack (`make run`); see internal/rebuild/README-ops.md
+# for the same operations against a deployed stack.
+STACK_FILE ?= .local/stack.json
+SINCE      ?=
+define need_stack
+	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
+endef
+
+.PHONY: rebuild verify replay
+rebuild: ## Recompute every user of the local stack's policy table (safe while it runs, idempotent).
+	$(need_stack)
+	$(GO) run ./functions/replay -stack $(STACK_FILE) -mode rebuild
+
+verify: ## Compare the local stack's policy table with a recomputation; exit status 1 on drift.
+	$(need_stack)
+	$(GO) run ./functions/replay -stack $(STACK_FILE) -mode verify
+
+replay: ## Replay the local stack's membership stream through the projector (SINCE=<RFC 3339> skips older records).
+	$(need_stack)
+	$(GO) run ./functions/replay -stack $(STACK_FILE) -mode replay $(if $(SINCE),-since '$(SINCE)')

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
 
@@ -20,28 +21,27 @@ const MaxAttempts = 3
 
 // Load reads the default configuration (environment, shared files, the
 // Lambda role). AWS_ENDPOINT_URL, when set, points every client at one
-// endpoint: that is how the local stack reaches moto.
-func Load(ctx context.Context) (aws.Config, error) {
-	return config.LoadDefaultConfig(ctx,
+// endpoint.
+func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
+	return config.LoadDefaultConfig(ctx, append([]func(*config.LoadOptions) error{
 		config.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
 		}),
 		config.WithHTTPClient(HTTPClient()),
-	)
+	}, opts...)...)
 }
 
-// HTTPClient is the SDK's transport with explicit timeouts.
-func HTTPClient() *http.Client {
-	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   3 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-			MaxIdleConns:          100,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-		},
-	}
+// HTTPClient is the SDK's own buildable client (which honours
+// AWS_CA_BUNDLE) with explicit timeouts: a stuck connection fails within a
+// request's deadline and leaves time for the retries.
+func HTTPClient() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().
+		WithTimeout(10 * time.Second).
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 3 * time.Second }).
+		WithTransportOptions(func(t *http.Transport) {
+			t.TLSHandshakeTimeout = 3 * time.Second
+			t.ResponseHeaderTimeout = 8 * time.Second
+			t.IdleConnTimeout = 90 * time.Second
+			t.MaxIdleConnsPerHost = 64
+		})
 }

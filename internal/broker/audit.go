@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -40,6 +41,10 @@ type AuditEvent struct {
 type Auditor interface {
 	Emit(ctx context.Context, events ...AuditEvent) error
 }
+
+// ErrEventRejected is in the chain of an Emit error when the bus refused
+// some event for good (malformed, invalid): sending it again cannot succeed.
+var ErrEventRejected = errors.New("audit event rejected by the bus")
 
 // AuditorFunc adapts a function to Auditor (tests and the null auditor).
 type AuditorFunc func(ctx context.Context, events ...AuditEvent) error

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -27,6 +28,10 @@ type Claim struct {
 	// Outbox holds committed changes whose PolicyChanged events the bus has
 	// not yet confirmed.
 	Outbox []PolicyChangedDetail
+	// Corrupt says why the item could not be decoded, when it could not.
+	// Prev and Outbox are then empty, so the recompute overwrites the item
+	// instead of failing on it forever.
+	Corrupt string
 }
 
 // PolicyStore is the policy table as the projector writes it.
@@ -107,6 +112,12 @@ type IssueRequest struct {
 	Policy      string
 	Duration    time.Duration
 }
+
+// ErrPolicyTooLarge is in the chain of an Issue error when STS refused the
+// session policy as too large once packed: STS compresses the policy into a
+// form with its own limit, which a policy under the 2,048-character limit
+// can still exceed. Splitting the policy's grants over more sets helps.
+var ErrPolicyTooLarge = errors.New("session policy too large once packed by STS")
 
 // CredentialIssuer turns a session policy into temporary credentials.
 type CredentialIssuer interface {

@@ -136,8 +136,10 @@ func (it SourceItem) Parse() (ParsedItem, error) {
 	return p, nil
 }
 
+// parseRole reads the role attribute. Only absence means "read": a NULL or
+// any other unexpected value is refused, never guessed.
 func parseRole(a Attr) (Access, error) {
-	if !a.Present || a.Type == "NULL" {
+	if !a.Present {
 		return Read, nil
 	}
 	if a.Type != "S" {
@@ -149,12 +151,18 @@ func parseRole(a Attr) (Access, error) {
 	return "", Errorf(Invalid, "role", "role %q is not \"read\" or \"write\"", truncate(a.S, 32))
 }
 
+// parsePrefix reads the prefix attribute. Only absence means the whole
+// bucket: a NULL or empty prefix is refused, since reading it as "no
+// folder" would widen the grant to the whole bucket.
 func parsePrefix(a Attr) (string, error) {
-	if !a.Present || a.Type == "NULL" {
+	if !a.Present {
 		return "", nil
 	}
 	if a.Type != "S" {
 		return "", Errorf(Invalid, "prefix", "prefix must be a string, got type %s", a.Type)
+	}
+	if a.S == "" {
+		return "", Errorf(Invalid, "prefix", "prefix is empty: remove the attribute to grant the whole bucket")
 	}
 	return NormalizePrefix(a.S)
 }

@@ -45,15 +45,15 @@ func TestValidateBucketName(t *testing.T) {
 
 func TestNormalizePrefix(t *testing.T) {
 	ok := map[string]string{
-		"":          "",
-		"raw":       "raw/",
-		"raw/":      "raw/",
-		"raw/2024":  "raw/2024/",
-		"raw/2024/": "raw/2024/",
-		"a b/c":     "a b/c/",
-		"日本":        "日本/",
-		`q"uote`:    `q"uote/`,
-		"a//b":      "a//b/",
+		"":                                "",
+		"raw":                             "raw/",
+		"raw/":                            "raw/",
+		"raw/2024":                        "raw/2024/",
+		"raw/2024/":                       "raw/2024/",
+		"a b/c":                           "a b/c/",
+		"日本":                              "日本/",
+		`q"uote`:                          `q"uote/`,
+		"a//b":                            "a//b/",
 		strings.Repeat("x", MaxPrefixLen): strings.Repeat("x", MaxPrefixLen) + "/",
 	}
 	for in, want := range ok {
@@ -132,6 +132,24 @@ func TestParseSourceItems(t *testing.T) {
 			name:    "membership with a numeric role is invalid",
 			item:    SourceItem{PK: "USER#alice", SK: "PROJECT#p1", Role: Attr{Present: true, Type: "N"}},
 			want:    ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}},
+			invalid: true,
+		},
+		{
+			name:    "membership with a NULL role is invalid, not read",
+			item:    SourceItem{PK: "USER#alice", SK: "PROJECT#p1", Role: Attr{Present: true, Type: "NULL"}},
+			want:    ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}},
+			invalid: true,
+		},
+		{
+			name:    "bucket with a NULL prefix is invalid, not the whole bucket",
+			item:    SourceItem{PK: "PROJECT#p1", SK: "BUCKET#lake", Prefix: Attr{Present: true, Type: "NULL"}},
+			want:    ParsedItem{Ref: Ref{Kind: BucketRecord, ProjectID: "p1", Bucket: "lake"}},
+			invalid: true,
+		},
+		{
+			name:    "bucket with an empty prefix is invalid, not the whole bucket",
+			item:    SourceItem{PK: "PROJECT#p1", SK: "BUCKET#lake", Prefix: StringAttr("")},
+			want:    ParsedItem{Ref: Ref{Kind: BucketRecord, ProjectID: "p1", Bucket: "lake"}},
 			invalid: true,
 		},
 		{

@@ -11,9 +11,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/credentials"
-	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/jwtauth/jwttest"
 	"github.com/credbroker/credbroker/internal/policy"
@@ -88,7 +88,7 @@ func TestEndToEndWithMotoCognito(t *testing.T) {
 		if events[0].DetailType != broker.DetailCredentialsIssued || events[0].Source != broker.SourceCredentials {
 			t.Fatalf("event %s from %s, want CredentialsIssued from %s", events[0].DetailType, events[0].Source, broker.SourceCredentials)
 		}
-		if err := ebaudit.ValidateDetail(events[0].DetailType, events[0].Detail); err != nil {
+		if err := auditschema.Validate(events[0].DetailType, events[0].Detail); err != nil {
 			t.Error(err)
 		}
 		var d broker.CredentialsIssuedDetail
@@ -151,7 +151,7 @@ func TestEndToEndWithMotoCognito(t *testing.T) {
 			t.Errorf("%d AssumeRole calls, want 0", n)
 		}
 		ev := e.bus.Receive(t, 1)[0]
-		if err := ebaudit.ValidateDetail(ev.DetailType, ev.Detail); err != nil {
+		if err := auditschema.Validate(ev.DetailType, ev.Detail); err != nil {
 			t.Error(err)
 		}
 		var d broker.CredentialsDeniedDetail

@@ -3,7 +3,9 @@ package credentials_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,10 +16,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/ddbstore"
+	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
@@ -107,7 +111,7 @@ func TestDependencyFaultsAnswer503WithoutCredentials(t *testing.T) {
 			store := &ddbstore.Store{Client: faultyGetItem{API: e.store.Client, getItem: tt.err}, PolicyTable: e.store.PolicyTable}
 			svc := e.service(pool.verifier, func(s *credentials.Service) {
 				s.Policies = store
-				s.RequestTimeout = 200 * time.Millisecond
+				s.RequestTimeout = faultDeadline
 			})
 			wantUnavailable(t, get(t, svc, "/auths/resources", bearer))
 			if n := e.issue.Load(); n != 0 {
@@ -124,6 +128,7 @@ func TestDependencyFaultsAnswer503WithoutCredentials(t *testing.T) {
 		{"AssumeRole 5xx", func(context.Context, int) error {
 			return &smithy.GenericAPIError{Code: "InternalFailure", Fault: smithy.FaultServer}
 		}},
+		// Refused once packed even after the split (see below): 503.
 		{"AssumeRole refusing a too large policy", func(context.Context, int) error {
 			return &ststypes.PackedPolicyTooLargeException{Message: aws.String("102% of the limit")}
 		}},
@@ -139,11 +144,15 @@ func TestDependencyFaultsAnswer503WithoutCredentials(t *testing.T) {
 			}
 			svc := e.service(pool.verifier, func(s *credentials.Service) {
 				s.Issuer = issuer
-				s.RequestTimeout = 200 * time.Millisecond
+				s.RequestTimeout = faultDeadline
 			})
 			wantUnavailable(t, get(t, svc, "/auths/resources", bearer))
-			if n := faulty.calls.Load(); n != 1 {
-				t.Errorf("%d AssumeRole calls, want 1", n)
+			want := int64(1)
+			if strings.Contains(tt.name, "too large") {
+				want = 2 // the set, then its split
+			}
+			if n := faulty.calls.Load(); n != want {
+				t.Errorf("%d AssumeRole calls, want %d", n, want)
 			}
 		})
 	}
@@ -167,6 +176,12 @@ func TestDependencyFaultsAnswer503WithoutCredentials(t *testing.T) {
 		}
 	})
 }
+
+// faultDeadline bounds the requests of the fault tests. The calls before
+// the faulty one go to moto, which on a loaded CI machine under -race can
+// take a few hundred milliseconds: the deadline must leave room for them,
+// or the test sees a timeout earlier in the path than the fault it injects.
+const faultDeadline = 2 * time.Second
 
 func TestOneFailedSetFailsTheWholeAnswer(t *testing.T) {
 	e := newEnv(t)
@@ -288,5 +303,73 @@ func TestInconsistentItemIs503WithoutSTS(t *testing.T) {
 				t.Errorf("%d AssumeRole calls for an inconsistent item", n)
 			}
 		})
+	}
+}
+
+// packedLimitSTS refuses, like STS, any session policy whose packed form is
+// too large; here: longer than max characters (a hand-written fault, since
+// moto never checks the policy).
+type packedLimitSTS struct {
+	next     stsissuer.AssumeRoleAPI
+	max      int
+	refused  atomic.Int64
+	policies sync.Map // access key id -> policy
+}
+
+func (f *packedLimitSTS) AssumeRole(ctx context.Context, in *sts.AssumeRoleInput, opts ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+	if len(aws.ToString(in.Policy)) > f.max {
+		f.refused.Add(1)
+		return nil, &ststypes.PackedPolicyTooLargeException{Message: aws.String("Packed policy consumes 104% of allotted space")}
+	}
+	out, err := f.next.AssumeRole(ctx, in, opts...)
+	if err == nil {
+		f.policies.Store(aws.ToString(out.Credentials.AccessKeyId), aws.ToString(in.Policy))
+	}
+	return out, err
+}
+
+// STS may refuse a policy under 2,048 characters once packed: the answer
+// then splits the same grants over more, smaller sets, each covering
+// exactly the grants it lists.
+func TestAPolicyTooLargeOncePackedIsSplit(t *testing.T) {
+	e := newEnv(t)
+	pool := newLocalPool(t)
+	const user = "6f708192-a3b4-4cef-90a1-5c6d7e8f9a0b"
+	byProject := map[string][]broker.Place{}
+	for i := range 20 {
+		byProject["p"] = append(byProject["p"], places(fmt.Sprintf("research-data-bucket-%03d", i))...)
+	}
+	item := e.seed(t, user, byProject)
+	faulty := &packedLimitSTS{next: e.sts, max: policy.MaxPolicyBytes / 2}
+	issuer, err := stsissuer.New(stsissuer.Config{Client: faulty, RoleARN: e.roleARN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := e.service(pool.verifier, func(s *credentials.Service) { s.Issuer = issuer; s.Cache = credentials.NewCache(16, nil) })
+	r := get(t, svc, "/auths/resources", "Bearer "+pool.token(t, user))
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	a := r.answer(t)
+	if faulty.refused.Load() == 0 || len(a.CredentialSets) <= len(item.Sets) {
+		t.Fatalf("%d refusals, %d sets (item has %d): nothing was split", faulty.refused.Load(), len(a.CredentialSets), len(item.Sets))
+	}
+	var got []broker.Grant
+	for _, set := range a.CredentialSets {
+		got = append(got, set.Grants...)
+		pol, _ := faulty.policies.Load(set.AccessKeyID)
+		for _, g := range set.Grants {
+			if !strings.Contains(pol.(string), "arn:aws:s3:::"+g.Bucket+"/*") {
+				t.Errorf("set %s lists %s but its policy does not reach it", set.AccessKeyID, g.Bucket)
+			}
+		}
+	}
+	slices.SortFunc(got, func(x, y broker.Grant) int { return strings.Compare(x.Bucket, y.Bucket) })
+	if diff := cmp.Diff(item.Grants, got); diff != "" {
+		t.Errorf("grants of the split answer (-item +answer):\n%s", diff)
+	}
+	// The next request gets the same split answer.
+	if r := get(t, svc, "/auths/resources", "Bearer "+pool.token(t, user)); r.status != 200 || len(r.answer(t).CredentialSets) != len(a.CredentialSets) {
+		t.Errorf("second request: %d %s", r.status, r.body)
 	}
 }

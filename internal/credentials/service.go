@@ -10,6 +10,7 @@ package credentials
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -245,7 +246,15 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 		return o
 	}
 
-	issued, err := s.issue(rctx, principal.UserID, pol.Version, project, sets, o)
+	cacheAs := project
+	issued, err := s.issue(rctx, principal.UserID, pol.Version, cacheAs, sets, o)
+	if errors.Is(err, broker.ErrPolicyTooLarge) {
+		log.WarnContext(ctx, "STS refused a packed session policy as too large; splitting the sets", "userId", principal.UserID, "sets", len(sets))
+		cacheAs = project + splitCacheSuffix
+		if grants, sets, err = s.split(grants); err == nil {
+			issued, err = s.issue(rctx, principal.UserID, pol.Version, cacheAs, sets, o)
+		}
+	}
 	if err != nil {
 		o.err = err
 		return o
@@ -271,7 +280,7 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 	// dropped, never served later.
 	for i, is := range issued {
 		if !is.fromCache {
-			s.Cache.Put(CacheKey{UserID: principal.UserID, PolicyVersion: pol.Version, Project: project, Set: i}, is.creds)
+			s.Cache.Put(CacheKey{UserID: principal.UserID, PolicyVersion: pol.Version, Project: cacheAs, Set: i}, is.creds)
 		}
 	}
 	o.body = body
@@ -313,6 +322,32 @@ func (s *Service) plan(ctx context.Context, log *slog.Logger, pol broker.UserPol
 	}
 	if len(res.Grants) == 0 {
 		return nil, nil, broker.Errorf(broker.NoAccess, "plan", "no access to project %q", project)
+	}
+	return res.Grants, res.Sets, nil
+}
+
+// splitCacheSuffix keeps the cache entries of split sets apart from those of
+// the item's own sets, whose indexes they would otherwise share.
+const splitCacheSuffix = "\x00split"
+
+// split compiles the same grants into sets of at most half the usual size:
+// the answer when STS refused a set as too large once packed. It is pure
+// CPU; the grants stay the same, only their grouping changes.
+func (s *Service) split(grants []broker.Grant) ([]broker.Grant, []broker.PolicySet, error) {
+	byProject := map[string][]broker.Place{}
+	for _, g := range grants {
+		for _, p := range g.Projects {
+			byProject[p] = append(byProject[p], g.Place())
+		}
+	}
+	c := s.Compiler
+	c.MaxBytes = policy.MaxPolicyBytes / 2
+	res, err := c.Compile(byProject)
+	if err != nil {
+		return nil, nil, broker.Wrap(broker.Internal, "split policy sets", err)
+	}
+	if len(res.Grants) != len(grants) || len(res.Rejected) > 0 {
+		return nil, nil, broker.Errorf(broker.Internal, "split policy sets", "recompiling %d grants gave %d (%d rejected)", len(grants), len(res.Grants), len(res.Rejected))
 	}
 	return res.Grants, res.Sets, nil
 }

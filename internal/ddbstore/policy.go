@@ -3,6 +3,7 @@ package ddbstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -115,15 +116,16 @@ func (s *Store) Claim(ctx context.Context, userID string, now time.Time) (broker
 	if err != nil {
 		return broker.Claim{}, broker.Wrap(broker.Internal, "claim policy", err)
 	}
-	prev, err := decodePolicy(userID, out.Attributes)
-	if err != nil {
-		return broker.Claim{}, err
+	c := broker.Claim{UserID: userID, Ticket: ticket}
+	prev, perr := decodePolicy(userID, out.Attributes)
+	outbox, oerr := decodeOutbox(out.Attributes["outbox"])
+	if err := errors.Join(perr, oerr); err != nil {
+		// The claim stands: the recompute will overwrite the item.
+		c.Prev, c.Corrupt = broker.UserPolicy{UserID: userID}, err.Error()
+		return c, nil
 	}
-	outbox, err := decodeOutbox(out.Attributes["outbox"])
-	if err != nil {
-		return broker.Claim{}, err
-	}
-	return broker.Claim{UserID: userID, Ticket: ticket, Prev: prev, Outbox: outbox}, nil
+	c.Prev, c.Outbox = prev, outbox
+	return c, nil
 }
 
 func decodeOutbox(v types.AttributeValue) ([]broker.PolicyChangedDetail, error) {

@@ -52,7 +52,7 @@ func (e *Emitter) entry(ctx context.Context, i int, ev broker.AuditEvent) (entry
 // MarshalDetail returns the JSON that Emit sends as an event's detail
 // (before any trimming): HTML characters unescaped, lists never null, and
 // schemaVersion filled in when a known detail left it empty. Producers' tests
-// can pass the result to ValidateDetail.
+// can pass the result to auditschema.Validate.
 func MarshalDetail(detail any) ([]byte, error) {
 	v, err := normalize(detail)
 	if err != nil {

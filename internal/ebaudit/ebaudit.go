@@ -138,6 +138,7 @@ func (e *Emitter) Emit(ctx context.Context, events ...broker.AuditEvent) error {
 		what := "not accepted by the bus"
 		if rejected > 0 {
 			kind, what = broker.Internal, "rejected by the bus"
+			errs = append(errs, broker.ErrEventRejected)
 		}
 		return &broker.Error{Kind: kind, Op: op,
 			Message: fmt.Sprintf("%d of %d audit events %s%s (%s)", notAccepted, total, what, how, formatCodes(rejectedCodes, retryCodes)),

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/mototest"
@@ -60,7 +61,7 @@ func TestEmitDeliversEveryDetailTypeThroughMoto(t *testing.T) {
 	}
 	var got []event
 	for _, ev := range bus.Receive(t, len(events)) {
-		if err := ebaudit.ValidateDetail(ev.DetailType, ev.Detail); err != nil {
+		if err := auditschema.Validate(ev.DetailType, ev.Detail); err != nil {
 			t.Errorf("delivered detail: %v", err)
 		}
 		if ev.ID == "" {
@@ -112,7 +113,7 @@ func TestEmitDeliversABatchedAndATrimmedEventThroughMoto(t *testing.T) {
 			if !d.Truncated || d.Count != 5000 || len(d.Added) == 0 || len(d.Added) >= 5000 {
 				t.Errorf("PolicyChanged delivered with truncated=%v addedCount=%d and %d grants", d.Truncated, d.Count, len(d.Added))
 			}
-			if err := ebaudit.ValidateDetail(ev.DetailType, ev.Detail); err != nil {
+			if err := auditschema.Validate(ev.DetailType, ev.Detail); err != nil {
 				t.Error(err)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
@@ -47,7 +48,7 @@ type schemaDoc struct {
 
 func readSchema(t *testing.T, detailType string) schemaDoc {
 	t.Helper()
-	path, err := SchemaPath(detailType)
+	path, err := auditschema.Path(detailType)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,11 +110,7 @@ type envelope struct {
 }
 
 func TestSampleEventsValidate(t *testing.T) {
-	root, err := moduleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	files, err := filepath.Glob(filepath.Join(root, "events", "audit", "*.json"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "events", "audit", "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +139,7 @@ func TestSampleEventsValidate(t *testing.T) {
 			if !strings.HasPrefix(*ev.Source, "credbroker.") {
 				t.Errorf("source %q does not match the audit rule's prefix credbroker.", *ev.Source)
 			}
-			if err := ValidateDetail(dt, ev.Detail); err != nil {
+			if err := auditschema.Validate(dt, ev.Detail); err != nil {
 				t.Error(err)
 			}
 		})
@@ -205,7 +202,7 @@ func TestMarshalledDetailsValidate(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := ValidateDetail(dt, b); err != nil {
+				if err := auditschema.Validate(dt, b); err != nil {
 					t.Errorf("%v\n%s", err, b)
 				}
 			})
@@ -227,7 +224,7 @@ func TestInvalidDetailsFailValidation(t *testing.T) {
 					t.Fatal(err)
 				}
 				delete(m, field)
-				if err := ValidateDetail(dt, mustJSON(t, m)); err == nil {
+				if err := auditschema.Validate(dt, mustJSON(t, m)); err == nil {
 					t.Errorf("detail without %q validates", field)
 				}
 			})
@@ -266,15 +263,15 @@ func TestInvalidDetailsFailValidation(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.change(m)
-			if err := ValidateDetail(tc.detailType, mustJSON(t, m)); err == nil {
+			if err := auditschema.Validate(tc.detailType, mustJSON(t, m)); err == nil {
 				t.Errorf("invalid detail validates: %s", mustJSON(t, m))
 			}
 		})
 	}
 }
 
-func TestValidateDetailOfAnUnknownTypeFails(t *testing.T) {
-	if err := ValidateDetail("NoSuchDetail", []byte(`{}`)); err == nil {
+func TestValidatingAnUnknownDetailTypeFails(t *testing.T) {
+	if err := auditschema.Validate("NoSuchDetail", []byte(`{}`)); err == nil {
 		t.Error("ValidateDetail of an unknown detail type = nil, want an error")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
@@ -71,7 +72,7 @@ func TestOversizedPolicyChangedIsTrimmedAndStillValid(t *testing.T) {
 	}
 	detail, size := emitOne(t, ev)
 
-	if err := ValidateDetail(broker.DetailPolicyChanged, detail); err != nil {
+	if err := auditschema.Validate(broker.DetailPolicyChanged, detail); err != nil {
 		t.Errorf("trimmed detail does not validate: %v", err)
 	}
 	var got broker.PolicyChangedDetail
@@ -163,7 +164,7 @@ func TestOversizedDetailsAreTrimmedNotDropped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			detail, _ := emitOne(t, tc.event)
 			if knownDetail(tc.event.DetailType) {
-				if err := ValidateDetail(tc.event.DetailType, detail); err != nil {
+				if err := auditschema.Validate(tc.event.DetailType, detail); err != nil {
 					t.Errorf("trimmed detail does not validate: %v", err)
 				}
 			}

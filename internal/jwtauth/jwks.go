@@ -41,13 +41,18 @@ type keyCache struct {
 	keys      map[string]*rsa.PublicKey
 	loaded    bool      // a fetch has succeeded
 	lastFetch time.Time // start of the last fetch, successful or not
+	lastErr   error     // the last fetch's error, nil once one succeeds
 }
 
 // key returns the key for kid, fetching the key set when the cache is cold
 // and refreshing it once per interval when kid is unknown.
 func (c *keyCache) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
-	if k, ok, due := c.lookup(kid); ok {
+	if k, ok, due, failing := c.lookup(kid); ok {
 		return k, nil
+	} else if !due && failing != nil {
+		// The key may be new and the key set unreachable: that is an
+		// outage (503), not a verdict on the token (401).
+		return nil, &broker.Error{Kind: broker.Transient, Op: "fetch signing keys", Message: "signing keys unavailable", Err: failing}
 	} else if !due {
 		return nil, reject("unknown signing key", fmt.Errorf("kid %q not in key set (refresh not due)", kid))
 	}
@@ -64,7 +69,7 @@ func (c *keyCache) key(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 			return nil, r.Err
 		}
 	}
-	if k, ok, _ := c.lookup(kid); ok {
+	if k, ok, _, _ := c.lookup(kid); ok {
 		return k, nil
 	}
 	return nil, reject("unknown signing key", fmt.Errorf("kid %q not in key set", kid))
@@ -73,27 +78,27 @@ func (c *keyCache) key(ctx context.Context, kid string) (*rsa.PublicKey, error) 
 // lookup returns the cached key for kid, or whether a fetch is due: always
 // while no fetch has succeeded (there is nothing else to verify with), else
 // once the last fetch is an interval old.
-func (c *keyCache) lookup(kid string) (key *rsa.PublicKey, ok, due bool) {
+func (c *keyCache) lookup(kid string) (key *rsa.PublicKey, ok, due bool, failing error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if k, ok := c.keys[kid]; ok {
-		return k, true, false
+		return k, true, false, nil
 	}
-	return nil, false, !c.loaded || c.now().Sub(c.lastFetch) >= c.interval
+	return nil, false, !c.loaded || c.now().Sub(c.lastFetch) >= c.interval, c.lastErr
 }
 
 // refresh fetches the key set unless a fetch that finished while the caller
 // was queueing made it unnecessary; checking again here keeps a burst of
 // unknown kids to one fetch.
 func (c *keyCache) refresh(ctx context.Context, kid string) error {
-	if _, ok, due := c.lookup(kid); ok || !due {
+	if _, ok, due, _ := c.lookup(kid); ok || !due {
 		return nil
 	}
 	started := c.now()
 	keys, err := c.fetch(ctx)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.lastFetch = started
+	c.lastFetch, c.lastErr = started, err
 	if err != nil {
 		c.log.WarnContext(ctx, "jwks fetch failed", "url", c.url, "err", err, "cached_keys", len(c.keys))
 		return &broker.Error{Kind: broker.Transient, Op: "fetch signing keys", Message: "signing keys unavailable", Err: err}

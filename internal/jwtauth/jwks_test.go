@@ -185,14 +185,24 @@ func TestJWKSDownLaterKeepsTheCachedKeys(t *testing.T) {
 	_, err := f.v.Verify(t.Context(), unknown)
 	wantKind(t, err, broker.Transient)
 	wantFetches(t, f.jwks, 2)
-	// The failed refresh counts against the interval too.
+	// The failed refresh counts against the interval too, and until a fetch
+	// succeeds an unknown kid stays undecidable: 503, never 401.
 	_, err = f.v.Verify(t.Context(), unknown)
-	wantKind(t, err, broker.Unauthenticated)
+	wantKind(t, err, broker.Transient)
 	wantFetches(t, f.jwks, 2)
 	if _, err := f.v.Verify(t.Context(), token); err != nil {
 		t.Fatalf("cached key after a failed refresh: %v", err)
 	}
 	wantFetches(t, f.jwks, 2)
+	// Once the key set answers again, the unknown kid is judged: 401.
+	f.jwks.SetFailing(false)
+	f.clock.Advance(time.Hour)
+	_, err = f.v.Verify(t.Context(), unknown)
+	wantKind(t, err, broker.Unauthenticated)
+	wantFetches(t, f.jwks, 3)
+	_, err = f.v.Verify(t.Context(), unknown)
+	wantKind(t, err, broker.Unauthenticated)
+	wantFetches(t, f.jwks, 3)
 }
 
 func TestBadJWKSResponsesAreTransient(t *testing.T) {

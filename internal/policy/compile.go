@@ -160,7 +160,7 @@ func normalize(grants []broker.Grant) []broker.Grant {
 		}
 		merged = append(merged, g)
 	}
-	out := merged[:0]
+	out := make([]broker.Grant, 0, len(merged))
 	for start := 0; start < len(merged); {
 		end := start + 1
 		for end < len(merged) && merged[end].Bucket == merged[start].Bucket {

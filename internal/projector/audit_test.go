@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
+	"github.com/credbroker/credbroker/internal/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/mototest"
@@ -83,7 +84,7 @@ func TestProjectionEventsReachTheBus(t *testing.T) {
 	got := map[string][]mototest.ReceivedEvent{}
 	for _, ev := range bus.Receive(t, 2) {
 		got[ev.DetailType] = append(got[ev.DetailType], ev)
-		if err := ebaudit.ValidateDetail(ev.DetailType, ev.Detail); err != nil {
+		if err := auditschema.Validate(ev.DetailType, ev.Detail); err != nil {
 			t.Errorf("%s does not match its schema: %v", ev.DetailType, err)
 		}
 	}

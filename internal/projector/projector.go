@@ -57,7 +57,8 @@ type Projector struct {
 	// stops starting pages and saves its place (default 20s).
 	DeadlineMargin time.Duration
 	// MaxOutbox bounds the PolicyChanged events an item keeps while the bus
-	// is unreachable (default 50); older ones are dropped with an error log.
+	// is unreachable (default 50; at most 96 KiB of them whatever the
+	// count); older ones are dropped with an error log.
 	MaxOutbox int
 }
 
@@ -141,7 +142,7 @@ func (p *Projector) Process(ctx context.Context, changes []Change, decodeErrs []
 	// Rejections are audit events like any other: if the bus refuses them,
 	// the records come back rather than being lost.
 	if len(rejections) > 0 {
-		if err := p.Auditor.Emit(ctx, rejections...); err != nil {
+		if err := p.deliver(ctx, rejections); err != nil {
 			p.logger().Error("emit ProjectionRejected", "err", err, "count", len(rejections))
 			for i := range rejectedBy {
 				failed[i] = true

@@ -128,11 +128,14 @@ func TestBadRecordsGrantNothingAndDoNotStopGoodOnes(t *testing.T) {
 		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#slash-prefix"), "prefix": s("/etc/")},
 		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#control-prefix"), "prefix": s("a\x00b/")},
 		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#number-prefix"), "prefix": &types.AttributeValueMemberN{Value: "7"}},
+		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#null-prefix"), "prefix": &types.AttributeValueMemberNULL{Value: true}},
+		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#empty-prefix"), "prefix": s("")},
 		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#list-prefix"), "prefix": &types.AttributeValueMemberL{}},
 		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#huge-prefix"), "prefix": s(strings.Repeat("x", 1100))},
 		{"pk": s("PROJECT#p1"), "sk": s("BUCKET#unfittable-prefix"), "prefix": s(strings.Repeat("y", 950))},
 		{"pk": s("USER#alice"), "sk": s("PROJECT#p3"), "role": s("admin")},
 		{"pk": s("USER#alice"), "sk": s("PROJECT#p4"), "role": &types.AttributeValueMemberBOOL{Value: true}},
+		{"pk": s("USER#alice"), "sk": s("PROJECT#p5"), "role": &types.AttributeValueMemberNULL{Value: true}},
 		{"pk": s("USER#alice"), "sk": s("PROJECT#bad project")},
 		{"pk": s("USER#a"), "sk": s("PROJECT#p1")},
 		{"pk": s("PROJECT#" + strings.Repeat("p", 129)), "sk": s("BUCKET#fine-bucket")},
@@ -143,6 +146,7 @@ func TestBadRecordsGrantNothingAndDoNotStopGoodOnes(t *testing.T) {
 	// Projects p3 and p4 own buckets: the bad memberships must not reach them.
 	f.bucket("p3", "p3-bucket", "")
 	f.bucket("p4", "p4-bucket", "")
+	f.bucket("p5", "p5-bucket", "")
 	f.put(map[string]types.AttributeValue{"pk": s("ORG#x"), "sk": s("SETTINGS")}) // not ours: ignored
 	f.member("alice", "p1", "write")
 

@@ -3,9 +3,12 @@ package projector
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -52,6 +55,9 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 	claim, err := p.Store.Claim(ctx, userID, p.now())
 	if err != nil {
 		return false, err
+	}
+	if claim.Corrupt != "" {
+		p.logger().Error("policy item unreadable; recomputing it from scratch (its pending events are lost)", "userId", userID, "reason", claim.Corrupt)
 	}
 	// Tokens are read before the memberships, so that a removal below can
 	// only delete an entry that no recompute has rewritten since.
@@ -198,15 +204,16 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 	if next.Version == prev.Version {
 		return false, claim.Outbox, nil
 	}
+	ev, hasEvent := p.changeEvent(claim, next, causes)
 	outbox := claim.Outbox
-	if ev, ok := p.changeEvent(claim, next, causes); ok {
-		outbox = p.boundOutbox(claim.UserID, append(outbox, ev))
+	if hasEvent {
+		outbox = p.boundOutbox(claim.UserID, append(slices.Clip(outbox), shrinkEvent(ev, maxEventBytes)))
 	}
 	err := p.Store.Commit(ctx, claim, next, outbox)
 	if broker.KindOf(err) == broker.Invalid {
-		// The item is too large for DynamoDB. Keeping the old item could
+		// DynamoDB refused the item (too large). Keeping the old item could
 		// keep revoked grants alive, so the user gets nothing until an
-		// operator splits the grants.
+		// operator splits the grants; the event says so with counts only.
 		p.logger().Error("policy item rejected by DynamoDB; granting nothing", "userId", claim.UserID, "grants", len(next.Grants), "err", err)
 		empty, cerr := p.Compiler.Compile(nil)
 		if cerr != nil {
@@ -216,11 +223,21 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 		if next.Version == prev.Version {
 			return false, claim.Outbox, nil
 		}
+		ev, hasEvent = p.changeEvent(claim, next, causes)
+		ev = shrinkEvent(ev, 0)
 		outbox = claim.Outbox
-		if ev, ok := p.changeEvent(claim, next, causes); ok {
-			outbox = p.boundOutbox(claim.UserID, append(outbox, ev))
+		if hasEvent {
+			outbox = p.boundOutbox(claim.UserID, append(slices.Clip(outbox), ev))
 		}
-		err = p.Store.Commit(ctx, claim, next, outbox)
+		if err = p.Store.Commit(ctx, claim, next, outbox); broker.KindOf(err) == broker.Invalid {
+			// Only the outbox can be too large now; the revocation matters more.
+			p.logger().Error("dropping the unsent PolicyChanged events of an oversized item", "userId", claim.UserID, "events", len(claim.Outbox))
+			outbox = nil
+			if hasEvent {
+				outbox = []broker.PolicyChangedDetail{ev}
+			}
+			err = p.Store.Commit(ctx, claim, next, outbox)
+		}
 	}
 	if err != nil {
 		return false, nil, err
@@ -237,7 +254,7 @@ func (p *Projector) emit(ctx context.Context, claim broker.Claim, outbox []broke
 	for i, d := range outbox {
 		events[i] = broker.AuditEvent{Source: broker.SourceProjector, DetailType: broker.DetailPolicyChanged, Time: d.ChangedAt, Detail: d}
 	}
-	if err := p.Auditor.Emit(ctx, events...); err != nil {
+	if err := p.deliver(ctx, events); err != nil {
 		return broker.Wrap(broker.Transient, "emit PolicyChanged", err)
 	}
 	// Conflict means a newer claim exists; its holder saw this outbox and
@@ -246,6 +263,29 @@ func (p *Projector) emit(ctx context.Context, claim broker.Claim, outbox []broke
 		p.logger().Warn("clear outbox", "userId", claim.UserID, "err", err)
 	}
 	return nil
+}
+
+// deliver emits events. An event the bus refuses for good can never be
+// delivered: it is logged in full as a dead letter and dropped, instead of
+// failing every later attempt (and holding up everything after it).
+// Anything else that fails is returned, to be sent again.
+func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) error {
+	err := p.Auditor.Emit(ctx, events...)
+	if !errors.Is(err, broker.ErrEventRejected) {
+		return err
+	}
+	var retry []error
+	for _, ev := range events {
+		switch err := p.Auditor.Emit(ctx, ev); {
+		case err == nil:
+		case errors.Is(err, broker.ErrEventRejected):
+			p.logger().Error("audit event refused by the bus for good; dropped (dead letter)",
+				"detailType", ev.DetailType, "detail", ev.Detail, "err", err)
+		default:
+			retry = append(retry, err)
+		}
+	}
+	return errors.Join(retry...)
 }
 
 // changeEvent describes the change from the claimed item to next. A user
@@ -273,17 +313,54 @@ func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, caus
 	}, true
 }
 
+// Bounds of the outbox kept in a policy item while the bus is unreachable:
+// the item, policy document included, must stay under DynamoDB's 400 KB.
+const (
+	maxEventBytes  = 32 << 10
+	maxOutboxBytes = 96 << 10
+)
+
+// boundOutbox keeps the newest events within MaxOutbox events and
+// maxOutboxBytes; the dropped ones are logged as errors.
 func (p *Projector) boundOutbox(userID string, outbox []broker.PolicyChangedDetail) []broker.PolicyChangedDetail {
 	limit := cmp.Or(p.MaxOutbox, 50)
-	if len(outbox) <= limit {
-		return outbox
+	total := 0
+	keep := len(outbox)
+	for keep > 0 && len(outbox)-keep < limit {
+		n := eventBytes(outbox[keep-1])
+		if total+n > maxOutboxBytes && keep < len(outbox) {
+			break
+		}
+		total += n
+		keep--
 	}
-	dropped := outbox[:len(outbox)-limit]
-	for _, d := range dropped {
+	for _, d := range outbox[:keep] {
 		p.logger().Error("audit bus unreachable too long: PolicyChanged dropped from outbox",
-			"userId", userID, "changeId", d.ChangeID, "policyVersion", d.PolicyVersion, "added", len(d.Added), "removed", len(d.Removed))
+			"userId", userID, "changeId", d.ChangeID, "policyVersion", d.PolicyVersion, "added", d.AddedCount, "removed", d.RemovedCount)
 	}
-	return outbox[len(outbox)-limit:]
+	return outbox[keep:]
+}
+
+// shrinkEvent cuts an event's lists (the longest first) until its JSON is
+// at most max bytes, keeping the counts and setting Truncated.
+func shrinkEvent(d broker.PolicyChangedDetail, max int) broker.PolicyChangedDetail {
+	for eventBytes(d) > max && (len(d.Added) > 0 || len(d.Removed) > 0 || len(d.Causes) > 1) {
+		d.Truncated = true
+		switch {
+		case len(d.Added) >= len(d.Removed) && len(d.Added) > 0:
+			d.Added = d.Added[:len(d.Added)/2]
+		case len(d.Removed) > 0:
+			d.Removed = d.Removed[:len(d.Removed)/2]
+		default:
+			d.Causes = d.Causes[:len(d.Causes)/2]
+		}
+	}
+	return d
+}
+
+func eventBytes(d broker.PolicyChangedDetail) int {
+	b, _ := json.Marshal(d)
+	return len(b)
 }
 
 // diff returns the grants of next whose place is not in prev, and the

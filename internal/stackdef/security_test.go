@@ -369,7 +369,10 @@ func checkBaseRolePermissions(t *stackdef.Template) []string {
 		map[string]any{"Fn::Sub": "arn:${AWS::Partition}:s3:::*"},
 		map[string]any{"Fn::Sub": "arn:${AWS::Partition}:s3:::*/*"},
 	}
-	wantCondition := map[string]any{"Bool": map[string]any{"aws:SecureTransport": "true"}}
+	wantCondition := map[string]any{
+		"Bool":         map[string]any{"aws:SecureTransport": "true"},
+		"StringEquals": map[string]any{"s3:ResourceAccount": map[string]any{"Ref": "AWS::AccountId"}},
+	}
 	stmts, more := iamStatements(t)
 	problems = append(problems, more...)
 	for _, s := range stmts {

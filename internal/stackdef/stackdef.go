@@ -191,8 +191,13 @@ func (t *Template) UserPoolClientAuthFlows() ([]string, error) {
 	return flows, nil
 }
 
+// LocalAccountID is the account moto serves: what AWS::AccountId stands
+// for when the template's policies are created there.
+const LocalAccountID = "123456789012"
+
 // BaseRolePolicy returns BaseRole's one inline policy document as JSON, with
-// ${AWS::Partition} resolved to "aws", ready for iam:PutRolePolicy.
+// ${AWS::Partition} resolved to "aws" and AWS::AccountId to moto's account,
+// ready for iam:PutRolePolicy.
 func (t *Template) BaseRolePolicy() (string, error) {
 	const op = "stackdef.BaseRolePolicy"
 	r, err := t.Resource("BaseRole")
@@ -208,7 +213,7 @@ func (t *Template) BaseRolePolicy() (string, error) {
 	if !ok {
 		return "", broker.Errorf(broker.Internal, op, "BaseRole's policy has no PolicyDocument")
 	}
-	resolved, err := Resolve(doc, map[string]string{"AWS::Partition": "aws"})
+	resolved, err := Resolve(doc, map[string]string{"AWS::Partition": "aws", "AWS::AccountId": LocalAccountID})
 	if err != nil {
 		return "", broker.Wrap(broker.Internal, op, err)
 	}
@@ -361,16 +366,21 @@ func mergeGlobal(global, local any) any {
 	return local
 }
 
-// Resolve returns v with Fn::Sub strings resolved against vars (pseudo
-// parameters such as AWS::Partition). Any other intrinsic, or a ${...} that
-// vars does not define, is an error: the caller asked for a literal value.
+// Resolve returns v with Fn::Sub strings and Refs resolved against vars
+// (pseudo parameters such as AWS::Partition). Any other intrinsic, or a name
+// that vars does not define, is an error: the caller asked for a literal.
 func Resolve(v any, vars map[string]string) (any, error) {
 	if name, arg, ok := IsIntrinsic(v); ok {
 		s, isString := arg.(string)
-		if name != "Fn::Sub" || !isString {
-			return nil, fmt.Errorf("cannot resolve %s %v", name, arg)
+		switch {
+		case name == "Fn::Sub" && isString:
+			return substitute(s, vars)
+		case name == "Ref" && isString:
+			if val, ok := vars[s]; ok {
+				return val, nil
+			}
 		}
-		return substitute(s, vars)
+		return nil, fmt.Errorf("cannot resolve %s %v", name, arg)
 	}
 	switch x := v.(type) {
 	case map[string]any:

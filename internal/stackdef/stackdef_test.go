@@ -323,7 +323,11 @@ func TestBaseRolePolicyIsTheFiveContractActionsOverHTTPS(t *testing.T) {
 	if diff := cmp.Diff([]string{"arn:aws:s3:::*", "arn:aws:s3:::*/*"}, st.Resource); diff != "" {
 		t.Errorf("resources (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(map[string]map[string]string{"Bool": {"aws:SecureTransport": "true"}}, st.Condition); diff != "" {
+	wantCondition := map[string]map[string]string{
+		"Bool":         {"aws:SecureTransport": "true"},
+		"StringEquals": {"s3:ResourceAccount": stackdef.LocalAccountID},
+	}
+	if diff := cmp.Diff(wantCondition, st.Condition); diff != "" {
 		t.Errorf("condition (-want +got):\n%s", diff)
 	}
 }

@@ -7,6 +7,7 @@ package stsissuer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"time"
@@ -210,6 +211,9 @@ func Classify(ctx context.Context, err error) error {
 	if errors.As(err, &apiErr) {
 		code := apiErr.ErrorCode()
 		switch {
+		case code == "PackedPolicyTooLarge":
+			internal.Err = fmt.Errorf("%w: %w", broker.ErrPolicyTooLarge, err)
+			return internal
 		case permanentCodes[code]:
 			return internal
 		case transientCodes[code]:

@@ -1,4 +1,7 @@
-package ebaudit
+// Package auditschema validates audit event details against the versioned
+// JSON Schemas in events/schemas. Tests use it; the functions do not, so
+// the schema library stays out of the Lambda binaries.
+package auditschema
 
 import (
 	"bytes"
@@ -13,15 +16,15 @@ import (
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
-// SchemaDir is where the detail schemas live, relative to the module root.
-const SchemaDir = "events/schemas"
+// Dir is where the detail schemas live, relative to the module root.
+const Dir = "events/schemas"
 
-// ValidateDetail checks detail against the JSON Schema of detailType at the
+// Validate checks detail against the JSON Schema of detailType at the
 // current schema version (events/schemas/<detailType>.v<N>.json), with
 // formats such as date-time asserted. It finds the schemas by walking up
 // from the working directory to go.mod, so it is meant for tests: producers
 // validate what MarshalDetail makes of their details.
-func ValidateDetail(detailType string, detail []byte) error {
+func Validate(detailType string, detail []byte) error {
 	sch, err := schemaFor(detailType)
 	if err != nil {
 		return err
@@ -36,13 +39,13 @@ func ValidateDetail(detailType string, detail []byte) error {
 	return nil
 }
 
-// SchemaPath returns the schema file of detailType at the current version.
-func SchemaPath(detailType string) (string, error) {
+// Path returns the schema file of detailType at the current version.
+func Path(detailType string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(root, SchemaDir, fmt.Sprintf("%s.v%s.json", detailType, broker.AuditSchemaVersion)), nil
+	return filepath.Join(root, Dir, fmt.Sprintf("%s.v%s.json", detailType, broker.AuditSchemaVersion)), nil
 }
 
 var (
@@ -56,7 +59,7 @@ func schemaFor(detailType string) (*jsonschema.Schema, error) {
 	if s, ok := schemas[detailType]; ok {
 		return s, nil
 	}
-	path, err := SchemaPath(detailType)
+	path, err := Path(detailType)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +101,7 @@ func moduleRoot() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod above the working directory: ValidateDetail runs from within the module (tests)")
+			return "", errors.New("no go.mod above the working directory: Validate runs from within the module (tests)")
 		}
 		dir = parent
 	}

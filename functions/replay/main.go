@@ -1,0 +1,194 @@
+// Command replay rebuilds, verifies or replays the policy table.
+//
+// Under Lambda (AWS_LAMBDA_RUNTIME_API set) it takes an event
+// {"mode":"rebuild"|"verify"|"replay","since":"<RFC 3339, replay only>"}
+// and answers with a JSON report; the daily schedule sends {"mode":"verify"}.
+//
+// From a terminal:
+//
+//	replay -stack .local/stack.json -mode verify          # the local stack
+//	replay -mode rebuild                                  # a deployed stack: MEMBERSHIP_TABLE,
+//	                                                      # POLICY_TABLE, AUDIT_BUS_NAME, ... and
+//	                                                      # the usual AWS credentials
+//
+// It prints the report as JSON on stdout and progress on stderr, and exits
+// 0 when all is well, 1 when verify found drift, 2 on a usage or
+// configuration error, 3 on any other failure.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+
+	"github.com/credbroker/credbroker/internal/awsconfig"
+	"github.com/credbroker/credbroker/internal/ddbstore"
+	"github.com/credbroker/credbroker/internal/ddbstream"
+	"github.com/credbroker/credbroker/internal/ebaudit"
+	"github.com/credbroker/credbroker/internal/logging"
+	"github.com/credbroker/credbroker/internal/policy"
+	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/rebuild"
+)
+
+func main() {
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		os.Exit(lambdaMain())
+	}
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func lambdaMain() int {
+	cfg, err := rebuild.ConfigFromEnv(os.Getenv)
+	log := logging.New(os.Stdout, cfg.LogLevel, "replay")
+	if err != nil {
+		log.Error("invalid configuration", "err", err)
+		return rebuild.ExitUsage
+	}
+	awsCfg, err := awsconfig.Load(context.Background())
+	if err != nil {
+		log.Error("load AWS configuration", "err", err)
+		return rebuild.ExitFailure
+	}
+	svc := wire(awsCfg, cfg, log)
+	svc.Progress, svc.ProgressEvery = rebuild.LogProgress(log), 30*time.Second
+	lambda.Start(func(ctx context.Context, payload json.RawMessage) (rebuild.Report, error) {
+		req, err := rebuild.DecodeEvent(payload)
+		if err != nil {
+			log.Error("invalid event", "err", err, "event", string(payload))
+			return rebuild.Report{}, err
+		}
+		if req.Mode == rebuild.ModeReplay && cfg.StreamARN == "" {
+			return rebuild.Report{}, fmt.Errorf("MEMBERSHIP_STREAM_ARN is required for replay")
+		}
+		rep, err := svc.Run(ctx, req)
+		// An error result carries only a message; the whole report goes
+		// to the log.
+		log.Info("report", "report", rep, "exitCode", rebuild.ExitCode(err))
+		return rep, err
+	})
+	return 0
+}
+
+// cli runs one operation from a terminal and returns the exit code.
+func cli(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mode := fs.String("mode", "", `operation: "rebuild", "verify" or "replay"`)
+	since := fs.String("since", "", "replay only: skip records created before this RFC 3339 time")
+	stack := fs.String("stack", "", "path to the local stack's stack.json; without it, the environment names a deployed stack")
+	segments := fs.Int("segments", 4, "parallel Scan segments")
+	concurrency := fs.Int("concurrency", 16, "users processed at once")
+	every := fs.Duration("progress", 2*time.Second, "interval between progress lines")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: replay -mode rebuild|verify|replay [-since RFC3339] [-stack .local/stack.json]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return rebuild.ExitUsage
+	}
+	req, err := rebuild.NewRequest(*mode, *since)
+	switch {
+	case err != nil:
+	case fs.NArg() > 0:
+		err = fmt.Errorf("unexpected arguments %q", fs.Args())
+	case *segments < 1 || *concurrency < 1:
+		err = fmt.Errorf("-segments and -concurrency must be at least 1")
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "replay:", err)
+		fs.Usage()
+		return rebuild.ExitUsage
+	}
+
+	var cfg rebuild.Config
+	if *stack != "" {
+		st, err := rebuild.LoadStack(*stack)
+		if err != nil {
+			fmt.Fprintln(stderr, "replay:", err)
+			return rebuild.ExitUsage
+		}
+		cfg = st.Config()
+	} else if cfg, err = rebuild.ConfigFromEnv(os.Getenv); err != nil {
+		fmt.Fprintln(stderr, "replay:", err, "(or pass -stack .local/stack.json for the local stack)")
+		return rebuild.ExitUsage
+	}
+	// Progress lines are the terminal's; the log says only what went wrong.
+	level := cfg.LogLevel
+	if level == "" {
+		level = "WARN"
+	}
+	log := logging.New(stderr, level, "replay")
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var awsCfg aws.Config
+	if cfg.Endpoint != "" {
+		// The local stack is moto on loopback, which takes any
+		// credentials: nothing from the environment is needed or wanted.
+		awsCfg = aws.Config{
+			Region: cfg.Region, BaseEndpoint: aws.String(cfg.Endpoint), HTTPClient: awsconfig.HTTPClient(),
+			Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
+			Retryer: func() aws.Retryer {
+				return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = awsconfig.MaxAttempts })
+			},
+		}
+	} else if awsCfg, err = awsconfig.Load(ctx); err != nil {
+		fmt.Fprintln(stderr, "replay: load AWS configuration:", err)
+		return rebuild.ExitUsage
+	}
+	if req.Mode == rebuild.ModeReplay && cfg.StreamARN == "" {
+		tables := ddbstore.Tables{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable}
+		if cfg.StreamARN, err = tables.MembershipStreamARN(ctx); err != nil {
+			fmt.Fprintln(stderr, "replay: find the membership table's stream:", err)
+			return rebuild.ExitFailure
+		}
+	}
+	svc := wire(awsCfg, cfg, log)
+	svc.Segments, svc.Concurrency = *segments, *concurrency
+	svc.Progress, svc.ProgressEvery = rebuild.TerminalProgress(stderr), *every
+
+	rep, err := svc.Run(ctx, req)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(rep)
+	if err != nil {
+		fmt.Fprintln(stderr, "replay:", err)
+	}
+	return rebuild.ExitCode(err)
+}
+
+// wire builds the service on the real adapters, as functions/projector
+// builds the projector.
+func wire(awsCfg aws.Config, cfg rebuild.Config, log *slog.Logger) *rebuild.Service {
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	store := &ddbstore.Store{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
+	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
+	proj := &projector.Projector{
+		Source: store, Store: store, Index: store, Checkpoints: store,
+		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
+	}
+	return &rebuild.Service{
+		Memberships: store, Policies: store, Store: store, Projector: proj,
+		Stream:  &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: cfg.StreamARN, Logger: log},
+		Handler: &projector.Handler{Projector: proj},
+		Auditor: auditor,
+		Sizes:   ddbstore.Tables{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable},
+		Logger:  log,
+	}
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/credbroker/credbroker/internal/mototest"
+	"github.com/credbroker/credbroker/internal/rebuild"
+)
+
+// The command against a stack.json naming tables in moto, as `make verify`
+// runs it against the local stack.
+func TestCommandLineAgainstAStackFile(t *testing.T) {
+	tables := mototest.NewTables(t)
+	bus := mototest.NewAuditBus(t)
+	stack, err := json.Marshal(map[string]string{
+		"region": mototest.Region, "awsEndpoint": mototest.Endpoint(t), "apiUrl": "http://127.0.0.1:8080",
+		"membershipTable": tables.Membership, "policyTable": tables.Policy, "eventBusName": bus.Name,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "stack.json")
+	if err := os.WriteFile(path, stack, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	put := func(pk, sk string, extra map[string]types.AttributeValue, table string) {
+		item := map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}, "sk": &types.AttributeValueMemberS{Value: sk}}
+		for k, v := range extra {
+			item[k] = v
+		}
+		if _, err := tables.DDB.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("USER#alice", "PROJECT#p1", map[string]types.AttributeValue{"role": &types.AttributeValueMemberS{Value: "write"}}, tables.Membership)
+	put("PROJECT#p1", "BUCKET#lake-raw", nil, tables.Membership)
+
+	run := func(args ...string) (int, rebuild.Report, string) {
+		var stdout, stderr bytes.Buffer
+		code := cli(args, &stdout, &stderr)
+		var rep rebuild.Report
+		if stdout.Len() > 0 {
+			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+				t.Fatalf("stdout is not a report: %v\n%s", err, stdout.String())
+			}
+		}
+		return code, rep, stderr.String()
+	}
+
+	steps := []struct {
+		name     string
+		args     []string
+		wantCode int
+		check    func(rebuild.Report, string) bool
+	}{
+		{"verify of a table the projector never wrote finds alice missing and exits 1",
+			[]string{"-stack", path, "-mode", "verify"}, rebuild.ExitDrift,
+			func(r rebuild.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
+		{"rebuild repairs it and exits 0",
+			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, rebuild.ExitOK,
+			func(r rebuild.Report, stderr string) bool {
+				return r.Users == 1 && r.Changed == 1 && strings.Contains(stderr, "rebuild memberships:")
+			}},
+		{"verify then exits 0",
+			[]string{"-stack", path, "-mode", "verify"}, rebuild.ExitOK,
+			func(r rebuild.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
+		{"replay finds the stream from the table and exits 0",
+			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, rebuild.ExitOK,
+			func(r rebuild.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
+		{"unknown mode exits 2",
+			[]string{"-stack", path, "-mode", "repair"}, rebuild.ExitUsage,
+			func(_ rebuild.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
+		{"since without replay exits 2",
+			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, rebuild.ExitUsage,
+			func(_ rebuild.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
+		{"a missing stack file exits 2 and says how to start the stack",
+			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, rebuild.ExitUsage,
+			func(_ rebuild.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
+	}
+	for _, st := range steps {
+		code, rep, stderr := run(st.args...)
+		if code != st.wantCode || !st.check(rep, stderr) {
+			t.Fatalf("%s: exit code %d (want %d), report %+v\nstderr:\n%s", st.name, code, st.wantCode, rep, stderr)
+		}
+	}
+}

@@ -1,0 +1,191 @@
+package projector_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/ebaudit"
+	"github.com/credbroker/credbroker/internal/memstore"
+	"github.com/credbroker/credbroker/internal/mototest"
+	"github.com/credbroker/credbroker/internal/projector"
+)
+
+// While the bus is down a user's changes pile up in the item's outbox; the
+// outbox stays within its byte budget (the item within DynamoDB's limit),
+// large events are cut with their counts kept, and the newest events are
+// delivered once the bus is back.
+func TestAnOutboxNeverOutgrowsItsItem(t *testing.T) {
+	mem := memstore.New()
+	audit := &recordingAuditor{Fail: func([]broker.AuditEvent) error { return broker.Errorf(broker.Transient, "emit", "bus down") }}
+	p := &projector.Projector{Source: mem, Store: mem, Index: mem, Checkpoints: mem, Auditor: audit}
+	for i := range 300 {
+		mem.PutSource(broker.SourceItem{PK: "PROJECT#p1", SK: fmt.Sprintf("BUCKET#bucket-with-a-long-name-%04d", i)})
+	}
+	join := broker.SourceItem{PK: "USER#alice", SK: "PROJECT#p1", Role: broker.StringAttr("read")}
+	for i := range 12 {
+		join.Role = broker.StringAttr([]string{"read", "write"}[i%2])
+		mem.PutSource(join)
+		c := join
+		out := p.Process(context.Background(), []projector.Change{{EventID: fmt.Sprint("e", i), EventName: "MODIFY", SequenceNumber: fmt.Sprint(i), Keys: c, New: &c}}, nil)
+		if len(out.Failed) != 1 {
+			t.Fatalf("change %d: bus down, want the change handed back, got %+v", i, out)
+		}
+		claim, err := mem.Claim(context.Background(), "alice", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(claim.Outbox)
+		if len(b) > 96<<10+1024 || len(claim.Outbox) == 0 {
+			t.Fatalf("change %d: outbox of %d events is %d bytes", i, len(claim.Outbox), len(b))
+		}
+	}
+	audit.Fail = nil
+	c := join
+	if out := p.Process(context.Background(), []projector.Change{{EventID: "last", EventName: "MODIFY", SequenceNumber: "x", Keys: c, New: &c}}, nil); len(out.Failed) != 0 {
+		t.Fatalf("bus back: %+v", out)
+	}
+	evs := audit.of(broker.DetailPolicyChanged)
+	if len(evs) < 2 {
+		t.Fatalf("%d events delivered", len(evs))
+	}
+	last := evs[len(evs)-1].Detail.(broker.PolicyChangedDetail)
+	if !last.Truncated || last.AddedCount != 300 || last.RemovedCount != 300 || len(last.Added) >= 300 {
+		t.Errorf("newest event: truncated=%v added %d/%d removed %d/%d", last.Truncated, len(last.Added), last.AddedCount, len(last.Removed), last.RemovedCount)
+	}
+}
+
+// A user whose item DynamoDB cannot store (over 400 KB) is granted nothing:
+// keeping the previous item could keep revoked grants alive.
+func TestAUserTooLargeForOneItemIsGrantedNothing(t *testing.T) {
+	f := newFixture(t)
+	f.member("alice", "big", "write")
+	f.bucket("big", "small-first", "")
+	f.deliver(f.streamRecords())
+	if len(f.item("alice").Grants) != 1 {
+		t.Fatal("setup: alice should hold one grant")
+	}
+	n := len(f.streamRecords())
+	var writes []types.WriteRequest
+	flush := func() {
+		req := map[string][]types.WriteRequest{f.tables.Membership: writes}
+		for len(req) > 0 {
+			out, err := f.tables.DDB.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: req})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req = out.UnprocessedItems
+		}
+		writes = nil
+	}
+	for i := range 1600 {
+		writes = append(writes, types.WriteRequest{PutRequest: &types.PutRequest{Item: map[string]types.AttributeValue{
+			"pk": s("PROJECT#big"), "sk": s(fmt.Sprintf("BUCKET#b%04d-%s", i, strings.Repeat("x", 50))), "prefix": s(fmt.Sprintf("team-%04d/", i))}}})
+		if len(writes) == 25 {
+			flush()
+		}
+	}
+	flush()
+	recs := f.streamRecords()[n:]
+	if resp := f.deliver(recs[len(recs)-1:]); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("failures: %v", seqs(resp))
+	}
+	if got := f.item("alice"); !got.Empty() {
+		t.Fatalf("an item too large to store left %d grants in place", len(got.Grants))
+	}
+	evs := f.audit.of(broker.DetailPolicyChanged)
+	last := evs[len(evs)-1].Detail.(broker.PolicyChangedDetail)
+	if last.RemovedCount != 1 || !last.Truncated {
+		t.Errorf("fallback event = removed %d (list %d), truncated %v", last.RemovedCount, len(last.Removed), last.Truncated)
+	}
+}
+
+// An item that no longer decodes does not block its user forever: the next
+// recompute overwrites it.
+func TestACorruptItemIsOverwritten(t *testing.T) {
+	f := newFixture(t)
+	f.member("alice", "p1", "read")
+	f.bucket("p1", "lake", "")
+	_, err := f.tables.DDB.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(f.tables.Policy), Item: map[string]types.AttributeValue{
+		"pk": s("USER#alice"), "sk": s("POLICY"), "claim": &types.AttributeValueMemberN{Value: "3"},
+		"version": s("v1.x"), "doc": s("{not json"), "outbox": &types.AttributeValueMemberL{Value: []types.AttributeValue{s("[")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := f.deliver(f.streamRecords()); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("failures: %v", seqs(resp))
+	}
+	f.assertConverged("alice")
+	if got := places(f.item("alice")); len(got) != 1 {
+		t.Errorf("alice = %v", got)
+	}
+}
+
+// rejectingEventBridge refuses, for good, every entry whose detail contains
+// a marker, and passes the rest to moto: the bus accepting some events and
+// refusing others as malformed.
+type rejectingEventBridge struct {
+	real   ebaudit.PutEventsAPI
+	marker string
+}
+
+func (r rejectingEventBridge) PutEvents(ctx context.Context, in *eventbridge.PutEventsInput, o ...func(*eventbridge.Options)) (*eventbridge.PutEventsOutput, error) {
+	out := &eventbridge.PutEventsOutput{Entries: make([]ebtypes.PutEventsResultEntry, len(in.Entries))}
+	var pass []ebtypes.PutEventsRequestEntry
+	var at []int
+	for i, e := range in.Entries {
+		if strings.Contains(aws.ToString(e.Detail), r.marker) {
+			out.Entries[i] = ebtypes.PutEventsResultEntry{ErrorCode: aws.String("MalformedDetail"), ErrorMessage: aws.String("injected")}
+			out.FailedEntryCount++
+			continue
+		}
+		pass = append(pass, e)
+		at = append(at, i)
+	}
+	if len(pass) > 0 {
+		real, err := r.real.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: pass}, o...)
+		if err != nil {
+			return nil, err
+		}
+		for j, e := range real.Entries {
+			out.Entries[at[j]] = e
+		}
+		out.FailedEntryCount += real.FailedEntryCount
+	}
+	return out, nil
+}
+
+// An event the bus refuses for good is logged and dropped, and does not
+// hold up the change, the user or the other events.
+func TestAnEventTheBusRefusesForGoodDoesNotBlock(t *testing.T) {
+	f := newFixture(t)
+	bus, _ := f.withBus(t)
+	f.proj.Auditor = ebaudit.New(ebaudit.Config{Client: rejectingEventBridge{real: eventbridge.NewFromConfig(mototest.Config(t)), marker: `"userId":"alice"`},
+		BusName: bus.Name, MaxAttempts: 2})
+	f.member("alice", "p1", "read")
+	f.member("bob", "p1", "read")
+	f.bucket("p1", "lake", "")
+	if resp := f.deliver(f.streamRecords()); len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("a permanently refused event failed the batch: %v", seqs(resp))
+	}
+	evs := bus.Receive(t, 1)
+	var d broker.PolicyChangedDetail
+	if err := json.Unmarshal(evs[0].Detail, &d); err != nil || d.UserID != "bob" {
+		t.Errorf("delivered %s", evs[0].Detail)
+	}
+	claim, err := f.store.Claim(context.Background(), "alice", time.Now())
+	if err != nil || len(claim.Outbox) != 0 {
+		t.Errorf("alice's outbox still holds %d events (%v)", len(claim.Outbox), err)
+	}
+}

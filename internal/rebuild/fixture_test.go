@@ -1,0 +1,230 @@
+package rebuild_test
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/ddbstore"
+	"github.com/credbroker/credbroker/internal/ddbstream"
+	"github.com/credbroker/credbroker/internal/mototest"
+	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/rebuild"
+)
+
+// fixture is a membership and a policy table in moto, the live projector
+// on them, and a rebuild service wired like functions/replay wires it.
+type fixture struct {
+	t         testing.TB
+	tables    mototest.Tables
+	store     *ddbstore.Store
+	audit     *recordingAuditor
+	proj      *projector.Projector
+	reader    *ddbstream.Reader
+	svc       *rebuild.Service
+	projected int // stream records the live projector has been given
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	tables := mototest.NewTables(t)
+	f := &fixture{t: t, tables: tables, audit: &recordingAuditor{}}
+	f.reader = &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(mototest.Config(t)), StreamARN: tables.StreamARN}
+	f.store, f.proj, f.svc = f.wire(tables.Membership, tables.Policy)
+	return f
+}
+
+// wire builds a store, a projector and a service on the fixture's
+// membership table and the given policy table.
+func (f *fixture) wire(membership, policyTable string) (*ddbstore.Store, *projector.Projector, *rebuild.Service) {
+	store := &ddbstore.Store{Client: f.tables.DDB, MembershipTable: membership, PolicyTable: policyTable}
+	// Logs go to the test's output, shown when it fails or with -v.
+	log := slog.New(slog.NewTextHandler(f.t.Output(), nil))
+	proj := &projector.Projector{Source: store, Store: store, Index: store, Checkpoints: store, Auditor: f.audit, Logger: log}
+	svc := &rebuild.Service{
+		Memberships: store, Policies: store, Store: store, Projector: proj,
+		Stream: f.reader, Handler: &projector.Handler{Projector: proj}, Auditor: f.audit,
+		Sizes:        ddbstore.Tables{Client: f.tables.DDB, MembershipTable: membership, PolicyTable: policyTable},
+		RecheckAfter: -1, Segments: 3, Concurrency: 8, Logger: log,
+	}
+	return store, proj, svc
+}
+
+// recordingAuditor keeps what it is given.
+type recordingAuditor struct {
+	mu     sync.Mutex
+	events []broker.AuditEvent
+}
+
+func (a *recordingAuditor) Emit(_ context.Context, evs ...broker.AuditEvent) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, evs...)
+	return nil
+}
+
+func (a *recordingAuditor) of(detailType string) []broker.AuditEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []broker.AuditEvent
+	for _, e := range a.events {
+		if e.DetailType == detailType {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+func n(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
+
+func (f *fixture) putIn(table string, item map[string]types.AttributeValue) {
+	f.t.Helper()
+	if _, err := f.tables.DDB.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) delIn(table, pk, sk string) {
+	f.t.Helper()
+	_, err := f.tables.DDB.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{
+		TableName: aws.String(table), Key: map[string]types.AttributeValue{"pk": s(pk), "sk": s(sk)},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// Source-table writes, as onboarding tools make them.
+
+func (f *fixture) member(user, project, role string) {
+	f.t.Helper()
+	f.putIn(f.tables.Membership, map[string]types.AttributeValue{"pk": s("USER#" + user), "sk": s("PROJECT#" + project), "role": s(role)})
+}
+
+func (f *fixture) leave(user, project string) {
+	f.t.Helper()
+	f.delIn(f.tables.Membership, "USER#"+user, "PROJECT#"+project)
+}
+
+func (f *fixture) bucket(project, bucket, prefix string) {
+	f.t.Helper()
+	item := map[string]types.AttributeValue{"pk": s("PROJECT#" + project), "sk": s("BUCKET#" + bucket)}
+	if prefix != "" {
+		item["prefix"] = s(prefix)
+	}
+	f.putIn(f.tables.Membership, item)
+}
+
+func (f *fixture) unbucket(project, bucket string) {
+	f.t.Helper()
+	f.delIn(f.tables.Membership, "PROJECT#"+project, "BUCKET#"+bucket)
+}
+
+// streamRecords reads every record of the membership table's stream.
+func (f *fixture) streamRecords() []events.DynamoDBEventRecord {
+	f.t.Helper()
+	var out []events.DynamoDBEventRecord
+	err := f.reader.ReadAll(context.Background(), 2, func(_ context.Context, _ string, recs []events.DynamoDBEventRecord) error {
+		out = append(out, recs...)
+		return nil
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return out
+}
+
+// project runs the live projector's Lambda handler on the stream records
+// it has not seen yet.
+func (f *fixture) project() {
+	f.t.Helper()
+	recs := f.streamRecords()[f.projected:]
+	if len(recs) == 0 {
+		return
+	}
+	payload, err := ddbstream.Payload(recs)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	resp, err := (&projector.Handler{Projector: f.proj}).Handle(context.Background(), payload)
+	if err != nil || len(resp.BatchItemFailures) > 0 {
+		f.t.Fatalf("live projection: %v %+v", err, resp.BatchItemFailures)
+	}
+	f.projected += len(recs)
+}
+
+// policyTable is a policy table's content reduced to what must match:
+// each user item's version and the member-index entries.
+type policyTable struct {
+	Versions map[string]string // user -> version ("" for a claim without commit)
+	Index    []string          // "project/user", sorted
+}
+
+func (f *fixture) snapshot(table string) policyTable {
+	f.t.Helper()
+	out := policyTable{Versions: map[string]string{}}
+	in := &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)}
+	for {
+		page, err := f.tables.DDB.Scan(context.Background(), in)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			pk, sk := str(it["pk"]), str(it["sk"])
+			switch {
+			case sk == "POLICY":
+				out.Versions[strings.TrimPrefix(pk, "USER#")] = str(it["version"])
+			case strings.HasPrefix(sk, "MEMBER#"):
+				out.Index = append(out.Index, strings.TrimPrefix(pk, "PROJECT#")+"/"+strings.TrimPrefix(sk, "MEMBER#"))
+			}
+		}
+		if len(page.LastEvaluatedKey) == 0 {
+			break
+		}
+		in.ExclusiveStartKey = page.LastEvaluatedKey
+	}
+	sort.Strings(out.Index)
+	return out
+}
+
+func str(v types.AttributeValue) string {
+	if sv, ok := v.(*types.AttributeValueMemberS); ok {
+		return sv.Value
+	}
+	return ""
+}
+
+// item reads a user's policy; no item reads as empty.
+func (f *fixture) item(user string) broker.UserPolicy {
+	f.t.Helper()
+	p, err := f.store.GetPolicy(context.Background(), user)
+	if broker.KindOf(err) == broker.NotFound {
+		return broker.UserPolicy{UserID: user}
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return p
+}
+
+// hasEntry reports whether the member index holds project/user.
+func (f *fixture) hasEntry(project, user string) bool {
+	f.t.Helper()
+	toks, err := f.store.MemberTokens(context.Background(), user, []string{project})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	_, ok := toks[project]
+	return ok
+}
