@@ -244,21 +244,23 @@ func ValidateBucketName(name string) error {
 // looksLikeIPv4 catches dotted-quad shapes that netip rejects, such as
 // leading zeros ("192.168.01.1"): S3 refuses those too.
 func looksLikeIPv4(name string) bool {
-	parts := strings.Split(name, ".")
-	if len(parts) != 4 {
-		return false
-	}
-	for _, p := range parts {
-		if p == "" || len(p) > 3 {
-			return false
-		}
-		for i := 0; i < len(p); i++ {
-			if p[i] < '0' || p[i] > '9' {
+	parts, digits := 1, 0
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '.':
+			if digits == 0 {
 				return false
 			}
+			parts, digits = parts+1, 0
+		case c >= '0' && c <= '9':
+			if digits++; digits > 3 {
+				return false
+			}
+		default:
+			return false
 		}
 	}
-	return true
+	return parts == 4 && digits > 0
 }
 
 // NormalizePrefix validates a bucket record's prefix and returns it as a

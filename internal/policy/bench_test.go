@@ -41,3 +41,40 @@ func BenchmarkCompileProject(b *testing.B) {
 		}
 	}
 }
+
+// typicalInput is n grants as a data platform has them: ten projects,
+// distinct 20-40 character bucket names, half whole buckets, half one team
+// folder, a quarter write.
+func typicalInput(n int) map[string][]broker.Place {
+	in := map[string][]broker.Place{}
+	for i := range n {
+		p := fmt.Sprintf("project-%02d", i%10)
+		pl := broker.Place{Bucket: fmt.Sprintf("acme-data-%s-%04d", []string{"raw", "curated-zone", "exports-to-partners"}[i%3], i), Access: broker.Read}
+		if i%2 == 1 {
+			pl.Prefix = fmt.Sprintf("team-%02d/", i%7)
+		}
+		if i%4 == 0 {
+			pl.Access = broker.Write
+		}
+		in[p] = append(in[p], pl)
+	}
+	return in
+}
+
+func BenchmarkCompileTypical(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		in := typicalInput(n)
+		b.Run(fmt.Sprint(n, "-grants"), func(b *testing.B) {
+			b.ReportAllocs()
+			var sets int
+			for b.Loop() {
+				res, err := Compiler{}.Compile(in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sets = len(res.Sets)
+			}
+			b.ReportMetric(float64(sets), "sets")
+		})
+	}
+}

@@ -60,23 +60,34 @@ func (c Compiler) maxBytes() int     { return cmp.Or(c.MaxBytes, MaxPolicyBytes)
 func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
 	var res Result
 	res.ByProject = make(map[string][]broker.Place, len(byProject))
-	var all []broker.Grant
-	for _, project := range slices.Sorted(maps.Keys(byProject)) {
+	total := 0
+	for _, places := range byProject {
+		total += len(places)
+	}
+	all := make([]broker.Grant, 0, total)
+	projects := slices.Sorted(maps.Keys(byProject))
+	for _, project := range projects {
 		if err := broker.ValidateProjectID(project); err != nil {
 			for _, pl := range byProject[project] {
 				res.Rejected = append(res.Rejected, Rejection{project, pl, broker.MessageOf(err)})
 			}
 			continue
 		}
-		var grants []broker.Grant
+		// Grants of one project share one Projects slice: normalize
+		// copies before it appends to one.
+		// The project's grants are built and normalized in place at the
+		// end of all.
+		attribution := []string{project}
+		start := len(all)
 		for _, pl := range byProject[project] {
 			if reason := c.check(pl); reason != "" {
 				res.Rejected = append(res.Rejected, Rejection{project, pl, reason})
 				continue
 			}
-			grants = append(grants, broker.Grant{Bucket: pl.Bucket, Prefix: pl.Prefix, Access: pl.Access, Projects: []string{project}})
+			all = append(all, broker.Grant{Bucket: pl.Bucket, Prefix: pl.Prefix, Access: pl.Access, Projects: attribution})
 		}
-		grants = normalize(grants)
+		grants := normalize(all[start:])
+		all = all[:start+len(grants)]
 		if len(grants) == 0 {
 			continue
 		}
@@ -85,7 +96,6 @@ func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
 			places[i] = g.Place()
 		}
 		res.ByProject[project] = places
-		all = append(all, grants...)
 	}
 	slices.SortFunc(res.Rejected, func(a, b Rejection) int {
 		return cmp.Or(cmp.Compare(a.Project, b.Project), cmp.Compare(a.Place.Bucket, b.Place.Bucket),
@@ -97,7 +107,7 @@ func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
 		return Result{}, err
 	}
 	res.Sets = sets
-	res.Version = c.version(res)
+	res.Version = c.version(res, projects)
 	return res, nil
 }
 
@@ -147,11 +157,11 @@ func (c Compiler) aloneSize(bucket, prefix string, a broker.Access) int {
 
 // normalize merges grants of the same place (union of projects) and drops
 // every grant that another grant of the same bucket covers: same or wider
-// prefix at the same or higher access. It sorts grants in place and returns
-// the result sorted.
+// prefix at the same or higher access. It works in place (the input is
+// sorted and overwritten) and returns the result sorted.
 func normalize(grants []broker.Grant) []broker.Grant {
 	slices.SortFunc(grants, compareGrants)
-	merged := make([]broker.Grant, 0, len(grants))
+	merged := grants[:0]
 	for _, g := range grants {
 		if n := len(merged); n > 0 && merged[n-1].Place() == g.Place() {
 			// Clip so that appending never writes into an input's slice.
@@ -160,21 +170,28 @@ func normalize(grants []broker.Grant) []broker.Grant {
 		}
 		merged = append(merged, g)
 	}
-	out := make([]broker.Grant, 0, len(merged))
+	out := merged[:0]
+	var drop []bool
 	for start := 0; start < len(merged); {
 		end := start + 1
 		for end < len(merged) && merged[end].Bucket == merged[start].Bucket {
 			end++
 		}
+		// Decide for the whole run before writing: out may overwrite it.
 		run := merged[start:end]
+		drop = drop[:0]
+		for i := range run {
+			drop = append(drop, covered(i, run))
+		}
 		for i, g := range run {
-			if !covered(i, run) {
-				if len(g.Projects) > 1 {
-					slices.Sort(g.Projects)
-					g.Projects = slices.Compact(g.Projects)
-				}
-				out = append(out, g)
+			if drop[i] {
+				continue
 			}
+			if len(g.Projects) > 1 {
+				slices.Sort(g.Projects)
+				g.Projects = slices.Compact(g.Projects)
+			}
+			out = append(out, g)
 		}
 		start = end
 	}
@@ -208,11 +225,19 @@ func compareGrants(a, b broker.Grant) int {
 // changes, so that every user's version (and cached credential) changes too.
 const compilerVersion = "credbroker/policy/v1"
 
-// version hashes everything the result depends on.
-func (c Compiler) version(r Result) string {
-	b := make([]byte, 0, 1024)
+// version hashes everything the result depends on; projects are the keys
+// of r.ByProject (or a superset), sorted.
+func (c Compiler) version(r Result, projects []string) string {
+	n := 64
+	for _, g := range r.Grants {
+		n += len(g.Bucket) + len(g.Prefix) + 16
+		for _, p := range g.Projects {
+			n += len(p) + 1
+		}
+	}
+	b := make([]byte, 0, 2*n)
 	b = append(b, compilerVersion...)
-	b = append(append(append(b, '\n'), c.partition()...), '\n')
+	b = append(append(append(b, 0), c.partition()...), 0)
 	b = strconv.AppendInt(b, int64(c.maxBytes()), 10)
 	b = append(b, '\n')
 	for _, g := range r.Grants {
@@ -222,7 +247,10 @@ func (c Compiler) version(r Result) string {
 		}
 		b = append(b, '\n')
 	}
-	for _, p := range slices.Sorted(maps.Keys(r.ByProject)) {
+	for _, p := range projects {
+		if _, ok := r.ByProject[p]; !ok {
+			continue
+		}
 		b = append(append(b, p...), '\n')
 		for _, pl := range r.ByProject[p] {
 			b = append(appendPlace(b, pl), '\n')

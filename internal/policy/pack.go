@@ -44,7 +44,13 @@ type unit struct {
 func (c Compiler) arnPrefixLen() int { return len("arn:") + len(c.partition()) + len(":s3:::") }
 
 func (c Compiler) unitOf(grants []broker.Grant, idx []int) *unit {
-	u := &unit{bucket: grants[idx[0]].Bucket, grants: idx}
+	return c.fillUnit(&unit{}, grants, idx)
+}
+
+// fillUnit computes u for the grants idx (the packer allocates units in
+// one slice).
+func (c Compiler) fillUnit(u *unit, grants []broker.Grant, idx []int) *unit {
+	*u = unit{bucket: grants[idx[0]].Bucket, grants: idx}
 	arnLen := c.arnPrefixLen() + len(u.bucket) // bucket names need no escaping
 	u.arn = list{1, arnLen + 2}
 	var prefixes []string
@@ -70,7 +76,11 @@ func (c Compiler) unitOf(grants []broker.Grant, idx []int) *unit {
 			cl = cl.plus(list{1, quotedLen(p) + 1}) // p + "*"
 		}
 		u.condLen = cl.len()
-		u.condKey = strings.Join(prefixes, "\x00")
+		if len(prefixes) == 1 {
+			u.condKey = prefixes[0]
+		} else {
+			u.condKey = strings.Join(prefixes, "\x00")
+		}
 	}
 	u.alone = (&packSet{}).sizeWith(u)
 	return u
@@ -146,16 +156,19 @@ func (s *packSet) add(u *unit)          { s.apply(u, true) }
 func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 	limit := c.maxBytes()
 	var units []*unit
+	store := make([]unit, 0, len(grants)) // one allocation for all plain units
+	allIdx := make([]int, len(grants))
+	for i := range allIdx {
+		allIdx[i] = i
+	}
 	for start := 0; start < len(grants); {
 		end := start + 1
 		for end < len(grants) && grants[end].Bucket == grants[start].Bucket {
 			end++
 		}
-		idx := make([]int, end-start)
-		for i := range idx {
-			idx[i] = start + i
-		}
-		if u := c.unitOf(grants, idx); u.alone <= limit {
+		idx := allIdx[start:end:end]
+		store = append(store, unit{})
+		if u := c.fillUnit(&store[len(store)-1], grants, idx); u.alone <= limit {
 			units = append(units, u)
 		} else {
 			units = append(units, c.chunks(grants, idx, limit)...)
