@@ -55,7 +55,8 @@ deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentia
 
 .PHONY: run
 run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED=1 AUDIT_TAIL=1).
-	$(GO) run ./internal/cmd/localstack
+	@$(GO) build -o $(BUILD_DIR)/localstack ./internal/cmd/localstack
+	@exec $(BUILD_DIR)/localstack
 
 .PHONY: FORCE
 FORCE:

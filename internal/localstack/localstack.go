@@ -117,7 +117,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// Both ports are checked before anything starts, so a clash is
 	// reported at once and nothing is left behind.
 	if err := motoserver.CheckFree(o.Port); err != nil {
-		return nil, fmt.Errorf("API port: %w (set PORT)", err)
+		return nil, fmt.Errorf("API port: %w (is a local stack already running? set PORT to another port)", err)
 	}
 	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json")}
 	endpoint := o.Moto
@@ -127,7 +127,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, err
 		}
 		if st.moto, err = motoserver.Start(ctx, o.MotoPort, logf); err != nil {
-			return nil, fmt.Errorf("moto (MOTO_PORT %d): %w", o.MotoPort, err)
+			if errors.Is(err, motoserver.ErrPortInUse) {
+				return nil, fmt.Errorf("moto port: %w (is another moto or local stack running? set MOTO_PORT to another port)", err)
+			}
+			return nil, fmt.Errorf("moto: %w", err)
 		}
 		endpoint = st.moto.URL
 		fmt.Fprintf(o.Out, "moto_server running at %s (log %s)\n", endpoint, logf.Name())

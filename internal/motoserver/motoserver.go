@@ -112,7 +112,7 @@ var ErrPortInUse = errors.New("port in use")
 func checkFree(port int) error {
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("127.0.0.1:%d: %w (is another moto or local stack running? pick another port)", port, ErrPortInUse)
+		return fmt.Errorf("127.0.0.1:%d: %w", port, ErrPortInUse)
 	}
 	return l.Close()
 }

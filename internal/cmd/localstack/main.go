@@ -17,7 +17,7 @@ import (
 )
 
 func main() {
-	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "localstack")}
+	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "")}
 	for name, dst := range map[string]*int{"MOTO_PORT": &o.MotoPort, "PORT": &o.Port} {
 		if v := os.Getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
