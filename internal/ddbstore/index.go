@@ -46,7 +46,7 @@ func (s *Store) MemberTokens(ctx context.Context, userID string, projects []stri
 				return nil, broker.Errorf(broker.Transient, "read member index", "unprocessed keys after %d attempts", attempt)
 			}
 			if attempt > 0 {
-				if err := backoff(ctx, attempt); err != nil {
+				if err := wait(ctx, attempt); err != nil {
 					return nil, classify("read member index", err)
 				}
 			}
@@ -88,7 +88,7 @@ func (s *Store) batchWrite(ctx context.Context, op string, writes []types.WriteR
 			return broker.Errorf(broker.Transient, op, "unprocessed items after %d attempts", attempt)
 		}
 		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
+			if err := wait(ctx, attempt); err != nil {
 				return classify(op, err)
 			}
 		}

@@ -6,7 +6,6 @@ package ddbstore
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
@@ -95,17 +95,8 @@ func classify(op string, err error) error {
 // exponential backoff, bounded so that a stuck table surfaces as Transient.
 const maxBatchAttempts = 8
 
-func backoff(ctx context.Context, attempt int) error {
-	d := min(10*time.Millisecond<<attempt, time.Second)
-	d = time.Duration(rand.Int64N(int64(d)) + 1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+func wait(ctx context.Context, attempt int) error {
+	return backoff.Sleep(ctx, backoff.Jitter(attempt, 20*time.Millisecond, time.Second))
 }
 
 // str and num build attribute values.

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
@@ -82,7 +82,7 @@ func New(cfg Config) *Emitter {
 	}
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.BaseBackoff)
 	if cfg.Sleep == nil {
-		cfg.Sleep = sleep
+		cfg.Sleep = backoff.Sleep
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -319,28 +319,9 @@ func entrySize(e types.PutEventsRequestEntry) int {
 	return n
 }
 
-// backoff returns the wait before attempt+1: full jitter over an
-// exponentially growing, capped ceiling.
+// backoff returns the wait before attempt+1.
 func (e *Emitter) backoff(attempt int) time.Duration {
-	ceiling := e.cfg.MaxBackoff
-	if attempt-1 < 32 {
-		ceiling = min(ceiling, e.cfg.BaseBackoff<<(attempt-1))
-	}
-	if ceiling <= 0 {
-		ceiling = e.cfg.MaxBackoff
-	}
-	return rand.N(ceiling + 1)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Jitter(attempt, e.cfg.BaseBackoff, e.cfg.MaxBackoff)
 }
 
 // formatCodes renders error counts as "InternalFailure: 2, ThrottlingException: 1".

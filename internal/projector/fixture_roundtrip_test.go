@@ -71,7 +71,7 @@ func TestStreamFixtureProjects(t *testing.T) {
 	if diff := cmp.Diff([]string{"genomics-raw-data/runs/2026/:write"}, places(f.item(alice))); diff != "" {
 		t.Errorf("item (-want +got):\n%s", diff)
 	}
-	rej := f.audit.of(broker.DetailProjectionRejected)
+	rej := f.audit.Of(broker.DetailProjectionRejected)
 	if len(rej) != 1 || rej[0].Detail.(broker.ProjectionRejectedDetail).SK != "BUCKET#scratch" {
 		t.Errorf("rejections = %+v", rej)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/broker/brokertest"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/mototest"
@@ -27,7 +27,7 @@ type fixture struct {
 	t      testing.TB
 	tables mototest.Tables
 	store  *ddbstore.Store
-	audit  *recordingAuditor
+	audit  *brokertest.Auditor
 	proj   *projector.Projector
 	reader *ddbstream.Reader
 }
@@ -36,7 +36,7 @@ func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	tables := mototest.NewTables(t)
 	store := &ddbstore.Store{Client: tables.DDB, MembershipTable: tables.Membership, PolicyTable: tables.Policy}
-	audit := &recordingAuditor{}
+	audit := &brokertest.Auditor{}
 	f := &fixture{
 		t: t, tables: tables, store: store, audit: audit,
 		proj: &projector.Projector{
@@ -45,38 +45,6 @@ func newFixture(t testing.TB) *fixture {
 		reader: &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(mototest.Config(t)), StreamARN: tables.StreamARN},
 	}
 	return f
-}
-
-// recordingAuditor keeps what it is given; Fail, when set, decides whether
-// a call fails (hand-written: moto's bus cannot be made to refuse events).
-type recordingAuditor struct {
-	mu     sync.Mutex
-	events []broker.AuditEvent
-	Fail   func(events []broker.AuditEvent) error
-}
-
-func (a *recordingAuditor) Emit(_ context.Context, evs ...broker.AuditEvent) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.Fail != nil {
-		if err := a.Fail(evs); err != nil {
-			return err
-		}
-	}
-	a.events = append(a.events, evs...)
-	return nil
-}
-
-func (a *recordingAuditor) of(detailType string) []broker.AuditEvent {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []broker.AuditEvent
-	for _, e := range a.events {
-		if e.DetailType == detailType {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // Source-table writes, as onboarding tools make them.

@@ -15,6 +15,7 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/broker/brokertest"
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/memstore"
 	"github.com/credbroker/credbroker/internal/mototest"
@@ -27,7 +28,7 @@ import (
 // delivered once the bus is back.
 func TestAnOutboxNeverOutgrowsItsItem(t *testing.T) {
 	mem := memstore.New()
-	audit := &recordingAuditor{Fail: func([]broker.AuditEvent) error { return broker.Errorf(broker.Transient, "emit", "bus down") }}
+	audit := &brokertest.Auditor{Fail: func([]broker.AuditEvent) error { return broker.Errorf(broker.Transient, "emit", "bus down") }}
 	p := &projector.Projector{Source: mem, Store: mem, Index: mem, Checkpoints: mem, Auditor: audit}
 	for i := range 300 {
 		mem.PutSource(broker.SourceItem{PK: "PROJECT#p1", SK: fmt.Sprintf("BUCKET#bucket-with-a-long-name-%04d", i)})
@@ -55,7 +56,7 @@ func TestAnOutboxNeverOutgrowsItsItem(t *testing.T) {
 	if out := p.Process(context.Background(), []projector.Change{{EventID: "last", EventName: "MODIFY", SequenceNumber: "x", Keys: c, New: &c}}, nil); len(out.Failed) != 0 {
 		t.Fatalf("bus back: %+v", out)
 	}
-	evs := audit.of(broker.DetailPolicyChanged)
+	evs := audit.Of(broker.DetailPolicyChanged)
 	if len(evs) < 2 {
 		t.Fatalf("%d events delivered", len(evs))
 	}
@@ -103,7 +104,7 @@ func TestAUserTooLargeForOneItemIsGrantedNothing(t *testing.T) {
 	if got := f.item("alice"); !got.Empty() {
 		t.Fatalf("an item too large to store left %d grants in place", len(got.Grants))
 	}
-	evs := f.audit.of(broker.DetailPolicyChanged)
+	evs := f.audit.Of(broker.DetailPolicyChanged)
 	last := evs[len(evs)-1].Detail.(broker.PolicyChangedDetail)
 	if last.RemovedCount != 1 || !last.Truncated {
 		t.Errorf("fallback event = removed %d (list %d), truncated %v", last.RemovedCount, len(last.Removed), last.Truncated)

@@ -53,7 +53,7 @@ func TestStreamRecordsBecomePolicyItems(t *testing.T) {
 
 	// Every committed change is on the audit trail, with what it added and removed.
 	var bobChanges []broker.PolicyChangedDetail
-	for _, e := range f.audit.of(broker.DetailPolicyChanged) {
+	for _, e := range f.audit.Of(broker.DetailPolicyChanged) {
 		if d := e.Detail.(broker.PolicyChangedDetail); d.UserID == "bob" {
 			bobChanges = append(bobChanges, d)
 		}
@@ -86,7 +86,7 @@ func TestDuplicatedAndReorderedDeliveryGivesTheSameItems(t *testing.T) {
 	f.deliver(recs)
 	f.assertConverged("alice", "carol")
 	want := map[string]string{"alice": f.item("alice").Version, "carol": f.item("carol").Version}
-	changes := len(f.audit.of(broker.DetailPolicyChanged))
+	changes := len(f.audit.Of(broker.DetailPolicyChanged))
 
 	rng := rand.New(rand.NewPCG(3, 4))
 	reversed := slices.Clone(recs)
@@ -108,7 +108,7 @@ func TestDuplicatedAndReorderedDeliveryGivesTheSameItems(t *testing.T) {
 			}
 		}
 	}
-	if n := len(f.audit.of(broker.DetailPolicyChanged)); n != changes {
+	if n := len(f.audit.Of(broker.DetailPolicyChanged)); n != changes {
 		t.Errorf("redelivery emitted %d more PolicyChanged events", n-changes)
 	}
 }
@@ -158,7 +158,7 @@ func TestBadRecordsGrantNothingAndDoNotStopGoodOnes(t *testing.T) {
 		t.Errorf("alice (-want +got):\n%s", diff)
 	}
 	rejected := map[string]bool{}
-	for _, e := range f.audit.of(broker.DetailProjectionRejected) {
+	for _, e := range f.audit.Of(broker.DetailProjectionRejected) {
 		d := e.Detail.(broker.ProjectionRejectedDetail)
 		if d.Reason == "" || d.EventID == "" || d.SequenceNumber == "" {
 			t.Errorf("rejection without reason or ids: %+v", d)
@@ -216,8 +216,8 @@ func TestAMalformedRecordIsRejectedAloneAndStillRevokes(t *testing.T) {
 	if len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("failures: %v", seqs(resp))
 	}
-	if len(f.audit.of(broker.DetailProjectionRejected)) != 1 {
-		t.Errorf("want one rejection for the malformed record, got %d", len(f.audit.of(broker.DetailProjectionRejected)))
+	if len(f.audit.Of(broker.DetailProjectionRejected)) != 1 {
+		t.Errorf("want one rejection for the malformed record, got %d", len(f.audit.Of(broker.DetailProjectionRejected)))
 	}
 	for _, u := range []string{"alice", "bob"} {
 		if got := f.item(u); !got.Empty() {
@@ -249,7 +249,7 @@ func TestPolicyChangedIsNotLostWhenTheBusFails(t *testing.T) {
 	if resp := f.deliver(recs); len(resp.BatchItemFailures) != 0 {
 		t.Fatalf("redelivery failed: %v", seqs(resp))
 	}
-	evs := f.audit.of(broker.DetailPolicyChanged)
+	evs := f.audit.Of(broker.DetailPolicyChanged)
 	if len(evs) != 1 {
 		t.Fatalf("want exactly the one pending PolicyChanged, got %d", len(evs))
 	}
@@ -259,7 +259,7 @@ func TestPolicyChangedIsNotLostWhenTheBusFails(t *testing.T) {
 	}
 	// Delivered once more: the outbox is empty, nothing is sent again.
 	f.deliver(recs)
-	if n := len(f.audit.of(broker.DetailPolicyChanged)); n != 1 {
+	if n := len(f.audit.Of(broker.DetailPolicyChanged)); n != 1 {
 		t.Errorf("outbox not cleared: %d events", n)
 	}
 }

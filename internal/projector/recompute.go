@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
@@ -41,12 +41,8 @@ func (p *Projector) Recompute(ctx context.Context, userID string, h Hint, causes
 		p.logger().Debug("recompute lost a claim race, retrying", "userId", userID, "attempt", attempt+1)
 		// Jittered backoff, so that recomputes of one user racing on
 		// several shards stop voiding each other's claims.
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(5*time.Millisecond<<attempt))) + time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return changed, broker.Wrap(broker.Transient, "recompute", ctx.Err())
-		case <-t.C:
+		if err := backoff.Sleep(ctx, backoff.Jitter(attempt+1, 5*time.Millisecond, time.Second)); err != nil {
+			return changed, broker.Wrap(broker.Transient, "recompute", err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/broker/brokertest"
 	"github.com/credbroker/credbroker/internal/memstore"
 	"github.com/credbroker/credbroker/internal/projector"
 )
@@ -39,7 +40,7 @@ func TestAFanoutReachesTenThousandMembers(t *testing.T) {
 	const n = 10_000
 	mem := memstore.New()
 	g := &gauge{SourceReader: mem}
-	audit := &recordingAuditor{}
+	audit := &brokertest.Auditor{}
 	p := &projector.Projector{Source: g, Store: mem, Index: mem, Checkpoints: mem, Auditor: audit, Concurrency: 16, PageSize: 500}
 
 	mem.PutSource(broker.SourceItem{PK: "PROJECT#big", SK: "BUCKET#lake"})

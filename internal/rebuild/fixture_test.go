@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -15,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/broker/brokertest"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/mototest"
@@ -28,7 +28,7 @@ type fixture struct {
 	t         testing.TB
 	tables    mototest.Tables
 	store     *ddbstore.Store
-	audit     *recordingAuditor
+	audit     *brokertest.Auditor
 	proj      *projector.Projector
 	reader    *ddbstream.Reader
 	svc       *rebuild.Service
@@ -38,7 +38,7 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	tables := mototest.NewTables(t)
-	f := &fixture{t: t, tables: tables, audit: &recordingAuditor{}}
+	f := &fixture{t: t, tables: tables, audit: &brokertest.Auditor{}}
 	f.reader = &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(mototest.Config(t)), StreamARN: tables.StreamARN}
 	f.store, f.proj, f.svc = f.wire(tables.Membership, tables.Policy)
 	return f
@@ -58,31 +58,6 @@ func (f *fixture) wire(membership, policyTable string) (*ddbstore.Store, *projec
 		RecheckAfter: -1, Segments: 3, Concurrency: 8, Logger: log,
 	}
 	return store, proj, svc
-}
-
-// recordingAuditor keeps what it is given.
-type recordingAuditor struct {
-	mu     sync.Mutex
-	events []broker.AuditEvent
-}
-
-func (a *recordingAuditor) Emit(_ context.Context, evs ...broker.AuditEvent) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, evs...)
-	return nil
-}
-
-func (a *recordingAuditor) of(detailType string) []broker.AuditEvent {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []broker.AuditEvent
-	for _, e := range a.events {
-		if e.DetailType == detailType {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }

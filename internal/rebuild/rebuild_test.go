@@ -107,11 +107,11 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 	if rep.Missing != 1 || rep.Different != 1 || rep.Extra != 2 || rep.MissingIndex != 1 || rep.Users != 5 || rep.Orphans != 1 {
 		t.Errorf("counts: %+v", rep)
 	}
-	if got := f.audit.of(broker.DetailPolicyDrift); len(got) != 1 {
+	if got := f.audit.Of(broker.DetailPolicyDrift); len(got) != 1 {
 		t.Errorf("%d PolicyDrift events, want 1", len(got))
 	}
 
-	changedBefore := len(f.audit.of(broker.DetailPolicyChanged))
+	changedBefore := len(f.audit.Of(broker.DetailPolicyChanged))
 	rep, err = f.svc.Rebuild(ctx)
 	if err != nil {
 		t.Fatalf("rebuild: %v", err)
@@ -122,7 +122,7 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 	if rep.Users != 5 || rep.Orphans != 1 || rep.StaleIndex != 2 || rep.Changed != 5 || rep.Failed != 0 {
 		t.Errorf("rebuild report: %+v", rep)
 	}
-	changes := f.audit.of(broker.DetailPolicyChanged)[changedBefore:]
+	changes := f.audit.Of(broker.DetailPolicyChanged)[changedBefore:]
 	var users []string
 	for _, e := range changes {
 		d := e.Detail.(broker.PolicyChangedDetail)
@@ -151,7 +151,7 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 	}
 
 	before := f.snapshot(f.tables.Policy)
-	changedBefore = len(f.audit.of(broker.DetailPolicyChanged))
+	changedBefore = len(f.audit.Of(broker.DetailPolicyChanged))
 	rep, err = f.svc.Rebuild(ctx)
 	if err != nil {
 		t.Fatalf("second rebuild: %v", err)
@@ -159,7 +159,7 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 	if rep.Changed != 0 || rep.Orphans != 0 || rep.StaleIndex != 0 {
 		t.Errorf("second rebuild changed something: %+v", rep)
 	}
-	if got := f.audit.of(broker.DetailPolicyChanged)[changedBefore:]; len(got) != 0 {
+	if got := f.audit.Of(broker.DetailPolicyChanged)[changedBefore:]; len(got) != 0 {
 		t.Errorf("second rebuild emitted %d PolicyChanged events", len(got))
 	}
 	if diff := cmp.Diff(before, f.snapshot(f.tables.Policy)); diff != "" {

@@ -4,12 +4,12 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
@@ -106,7 +106,7 @@ func (s *Service) deliver(ctx context.Context, shardID string, batch []events.Dy
 		}
 		rep.Redeliveries += len(batch)
 		s.logger().Warn("batch failed, delivering again", "shardId", shardID, "from", seq, "records", len(batch), "attempt", attempt)
-		if err := sleep(ctx, backoff(attempt)); err != nil {
+		if err := backoff.Sleep(ctx, backoff.Jitter(attempt, 100*time.Millisecond, 5*time.Second)); err != nil {
 			return broker.Wrap(broker.Transient, "replay", err)
 		}
 	}
@@ -129,21 +129,4 @@ func firstFailed(batch []events.DynamoDBEventRecord, resp events.DynamoDBEventRe
 		}
 	}
 	return 0
-}
-
-// backoff is full jitter over a doubling ceiling, from 100ms to 5s.
-func backoff(attempt int) time.Duration {
-	ceil := min(100*time.Millisecond<<(attempt-1), 5*time.Second)
-	return time.Duration(rand.Int64N(int64(ceil))) + time.Millisecond
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
