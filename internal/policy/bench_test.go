@@ -10,20 +10,23 @@ import (
 
 func BenchmarkCompile(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
-		in := randomInput(rand.New(rand.NewPCG(uint64(n), 1)), n)
-		b.Run(fmt.Sprint(n, "-grants"), func(b *testing.B) {
-			b.ReportAllocs()
-			var sets int
-			for b.Loop() {
-				res, err := Compiler{}.Compile(in)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sets = len(res.Sets)
-			}
-			b.ReportMetric(float64(sets), "sets")
-		})
+		benchCompile(b, n, randomInput(rand.New(rand.NewPCG(uint64(n), 1)), n))
 	}
+}
+
+func benchCompile(b *testing.B, n int, in map[string][]broker.Place) {
+	b.Run(fmt.Sprint(n, "-grants"), func(b *testing.B) {
+		b.ReportAllocs()
+		var sets int
+		for b.Loop() {
+			res, err := Compiler{}.Compile(in)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sets = len(res.Sets)
+		}
+		b.ReportMetric(float64(sets), "sets")
+	})
 }
 
 // BenchmarkCompileProject is the work behind a ?project= answer: one
@@ -63,18 +66,6 @@ func typicalInput(n int) map[string][]broker.Place {
 
 func BenchmarkCompileTypical(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
-		in := typicalInput(n)
-		b.Run(fmt.Sprint(n, "-grants"), func(b *testing.B) {
-			b.ReportAllocs()
-			var sets int
-			for b.Loop() {
-				res, err := Compiler{}.Compile(in)
-				if err != nil {
-					b.Fatal(err)
-				}
-				sets = len(res.Sets)
-			}
-			b.ReportMetric(float64(sets), "sets")
-		})
+		benchCompile(b, n, typicalInput(n))
 	}
 }
