@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/broker"
@@ -47,7 +49,9 @@ func BenchmarkCompileProject(b *testing.B) {
 
 // typicalInput is n grants as a data platform has them: ten projects,
 // distinct 20-40 character bucket names, half whole buckets, half one team
-// folder, a quarter write.
+// folder, a quarter write; each project's places in bucket order, as the
+// projector passes them (DynamoDB returns a project's buckets in sort-key
+// order).
 func typicalInput(n int) map[string][]broker.Place {
 	in := map[string][]broker.Place{}
 	for i := range n {
@@ -60,6 +64,9 @@ func typicalInput(n int) map[string][]broker.Place {
 			pl.Access = broker.Write
 		}
 		in[p] = append(in[p], pl)
+	}
+	for _, places := range in {
+		slices.SortFunc(places, func(a, b broker.Place) int { return strings.Compare(a.Bucket, b.Bucket) })
 	}
 	return in
 }

@@ -190,7 +190,9 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 		}
 		u.group = g
 	}
-	slices.SortStableFunc(units, func(a, b *unit) int {
+	// alone, then the first grant: a total order, so the result does not
+	// depend on the sort's stability.
+	slices.SortFunc(units, func(a, b *unit) int {
 		return cmp.Or(cmp.Compare(b.alone, a.alone), cmp.Compare(a.grants[0], b.grants[0]))
 	})
 	var sets []*packSet
