@@ -62,23 +62,24 @@ run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED
 FORCE:
 
 # ---------------------------------------------- rebuild, verify, replay
-# On the running local stack (`make run`); see internal/rebuild/README-ops.md
-# for the same operations against a deployed stack.
+# On the running local stack (`make run`); the README's Operations section
+# gives the same operations against a deployed stack. The binary is built
+# and run directly so that its exit status (0 ok, 1 drift, 2 usage,
+# 3 failure) is what make reports as "Error N".
 STACK_FILE ?= .local/stack.json
 SINCE      ?=
-define need_stack
+define replay_tool
 	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
+	@$(GO) build -o $(BUILD_DIR)/replay-cli ./functions/replay
+	@exec $(BUILD_DIR)/replay-cli -stack $(STACK_FILE) -mode $(1) $(2)
 endef
 
 .PHONY: rebuild verify replay
 rebuild: ## Recompute every user of the local stack's policy table (safe while it runs, idempotent).
-	$(need_stack)
-	$(GO) run ./functions/replay -stack $(STACK_FILE) -mode rebuild
+	$(call replay_tool,rebuild)
 
 verify: ## Compare the local stack's policy table with a recomputation; exit status 1 on drift.
-	$(need_stack)
-	$(GO) run ./functions/replay -stack $(STACK_FILE) -mode verify
+	$(call replay_tool,verify)
 
 replay: ## Replay the local stack's membership stream through the projector (SINCE=<RFC 3339> skips older records).
-	$(need_stack)
-	$(GO) run ./functions/replay -stack $(STACK_FILE) -mode replay $(if $(SINCE),-since '$(SINCE)')
+	$(call replay_tool,replay,$(if $(SINCE),-since '$(SINCE)'))

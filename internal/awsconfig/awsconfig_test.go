@@ -22,6 +22,11 @@ func TestLoadHonoursACABundle(t *testing.T) {
 	if err := os.WriteFile(bundle, selfSignedPEM(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing from the machine running the test: no profile, no files.
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(dir, "config"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "credentials"))
+	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_CA_BUNDLE", bundle)
 	t.Setenv("AWS_REGION", "us-east-1")
 	cfg, err := Load(context.Background())

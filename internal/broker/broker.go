@@ -5,6 +5,7 @@
 package broker
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -101,4 +102,19 @@ type Credentials struct {
 	SecretAccessKey string
 	SessionToken    string
 	Expiration      time.Time
+}
+
+// SameContent reports whether p and o hold the same policy: version,
+// grants, sets (policy text included) and per-project places. The version
+// alone is not enough: an item edited by hand can keep its version while
+// its policies change, and the endpoint sends the stored policies to STS.
+func (p UserPolicy) SameContent(o UserPolicy) bool {
+	return p.Version == o.Version &&
+		slices.EqualFunc(p.Grants, o.Grants, func(a, b Grant) bool {
+			return a.Place() == b.Place() && slices.Equal(a.Projects, b.Projects)
+		}) &&
+		slices.EqualFunc(p.Sets, o.Sets, func(a, b PolicySet) bool {
+			return a.Policy == b.Policy && slices.Equal(a.Grants, b.Grants)
+		}) &&
+		maps.EqualFunc(p.ByProject, o.ByProject, func(a, b []Place) bool { return slices.Equal(a, b) })
 }

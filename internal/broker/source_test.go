@@ -222,3 +222,39 @@ func TestErrorKinds(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestSameContentSeesEveryPart(t *testing.T) {
+	base := UserPolicy{
+		Version:   "v1.a",
+		Grants:    []Grant{{Bucket: "lake", Prefix: "raw/", Access: Read, Projects: []string{"p1"}}},
+		Sets:      []PolicySet{{Policy: `{"Version":"2012-10-17"}`, Grants: []int{0}}},
+		ByProject: map[string][]Place{"p1": {{Bucket: "lake", Prefix: "raw/", Access: Read}}},
+	}
+	clone := func(edit func(*UserPolicy)) UserPolicy {
+		c := base
+		c.Grants = []Grant{{Bucket: "lake", Prefix: "raw/", Access: Read, Projects: []string{"p1"}}}
+		c.Sets = []PolicySet{{Policy: base.Sets[0].Policy, Grants: []int{0}}}
+		c.ByProject = map[string][]Place{"p1": {{Bucket: "lake", Prefix: "raw/", Access: Read}}}
+		edit(&c)
+		return c
+	}
+	if !base.SameContent(clone(func(*UserPolicy) {})) {
+		t.Fatal("equal policies compare different")
+	}
+	if !(UserPolicy{Grants: nil}).SameContent(UserPolicy{Grants: []Grant{}, ByProject: map[string][]Place{}}) {
+		t.Error("nil and empty must compare equal (a tombstone read back)")
+	}
+	for name, edit := range map[string]func(*UserPolicy){
+		"version":         func(c *UserPolicy) { c.Version = "v1.b" },
+		"grant access":    func(c *UserPolicy) { c.Grants[0].Access = Write },
+		"grant projects":  func(c *UserPolicy) { c.Grants[0].Projects = []string{"p2"} },
+		"policy text":     func(c *UserPolicy) { c.Sets[0].Policy = `{"Version":"2012-10-17","Statement":[]}` },
+		"set grants":      func(c *UserPolicy) { c.Sets[0].Grants = []int{1} },
+		"project places":  func(c *UserPolicy) { c.ByProject["p1"][0].Prefix = "" },
+		"another project": func(c *UserPolicy) { c.ByProject["p2"] = nil },
+	} {
+		if base.SameContent(clone(edit)) {
+			t.Errorf("a change of %s is not seen", name)
+		}
+	}
+}

@@ -190,3 +190,38 @@ func TestAnEventTheBusRefusesForGoodDoesNotBlock(t *testing.T) {
 		t.Errorf("alice's outbox still holds %d events (%v)", len(claim.Outbox), err)
 	}
 }
+
+// An item whose policies were edited by hand, version left alone, is
+// rewritten by the next recompute: the endpoint sends the stored policies
+// to STS, so the version alone cannot be trusted to mean "unchanged".
+func TestAnItemEditedBehindTheVersionsBackIsRepaired(t *testing.T) {
+	f := newFixture(t)
+	f.member("alice", "p1", "read")
+	f.bucket("p1", "lake", "")
+	recs := f.streamRecords()
+	f.deliver(recs)
+	good := f.item("alice")
+
+	out, err := f.tables.DDB.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(f.tables.Policy),
+		Key: map[string]types.AttributeValue{"pk": s("USER#alice"), "sk": s("POLICY")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := out.Item["doc"].(*types.AttributeValueMemberS).Value
+	wide := strings.Replace(doc, `"Action\":\"s3:GetObject\"`, `"Action\":\"s3:*\"`, 1)
+	if wide == doc {
+		t.Fatalf("test setup: could not widen %s", doc)
+	}
+	out.Item["doc"] = s(wide)
+	if _, err := f.tables.DDB.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(f.tables.Policy), Item: out.Item}); err != nil {
+		t.Fatal(err)
+	}
+	if f.item("alice").SameContent(good) {
+		t.Fatal("test setup: the tampered item reads back unchanged")
+	}
+
+	f.deliver(recs)
+	if got := f.item("alice"); !got.SameContent(good) {
+		t.Errorf("tampered policy survived a recompute: %s", got.Sets[0].Policy)
+	}
+}

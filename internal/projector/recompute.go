@@ -197,7 +197,7 @@ func (p *Projector) readBuckets(ctx context.Context, memberships map[string]brok
 // whoever next claims the item sends it.
 func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.UserPolicy, causes []string) (bool, []broker.PolicyChangedDetail, error) {
 	prev := claim.Prev
-	if next.Version == prev.Version {
+	if next.SameContent(prev) {
 		return false, claim.Outbox, nil
 	}
 	ev, hasEvent := p.changeEvent(claim, next, causes)

@@ -64,8 +64,10 @@ func TestAFanoutReachesTenThousandMembers(t *testing.T) {
 	if len(out.Failed) > 0 || out.FanoutUsers != n || out.Changed != n {
 		t.Fatalf("fan-out = %+v, want %d members changed", out, n)
 	}
-	if peak := g.peak.Load(); peak > 16 || peak < 2 {
-		t.Errorf("peak concurrent recomputes %d, want between 2 and the bound 16", peak)
+	// Only the bound is asserted: how many recomputes overlap below it is
+	// the scheduler's business (GOMAXPROCS may be 1).
+	if peak := g.peak.Load(); peak > 16 {
+		t.Errorf("peak concurrent recomputes %d, above the bound 16", peak)
 	}
 	for i := 0; i < n; i += 997 {
 		u := fmt.Sprintf("user-%05d", i)
