@@ -125,6 +125,7 @@ type PolicyDriftDetail struct {
 	Extra         int       `json:"extra"`
 	Different     int       `json:"different"`
 	MissingIndex  int       `json:"missingIndex"`
+	ExtraIndex    int       `json:"extraIndex"`
 	Users         []string  `json:"users"`
 	Truncated     bool      `json:"truncated,omitempty"`
 	CheckedAt     time.Time `json:"checkedAt"`

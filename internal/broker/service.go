@@ -47,6 +47,10 @@ type PolicyStore interface {
 	ClearOutbox(ctx context.Context, c Claim) error
 }
 
+// ErrCorruptItem is in the chain of a GetPolicy or Claim error when a
+// policy item exists but cannot be decoded.
+var ErrCorruptItem = errors.New("policy item cannot be decoded")
+
 // Member is one entry of the member index. Token is the claim ticket of the
 // recompute that wrote it; removals are conditional on it.
 type Member struct {

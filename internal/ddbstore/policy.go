@@ -84,7 +84,7 @@ func decodePolicy(userID string, item map[string]types.AttributeValue) (broker.U
 	var doc policyDoc
 	if err := json.Unmarshal([]byte(raw), &doc); err != nil {
 		// A corrupt item must not become a credential: fail, never guess.
-		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", err)
+		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: %w", broker.ErrCorruptItem, err))
 	}
 	p.Grants, p.Sets, p.ByProject = doc.Grants, doc.Sets, doc.ByProject
 	return p, nil
@@ -137,11 +137,11 @@ func decodeOutbox(v types.AttributeValue) ([]broker.PolicyChangedDetail, error) 
 	for _, e := range l.Value {
 		s, ok := e.(*types.AttributeValueMemberS)
 		if !ok {
-			return nil, broker.Errorf(broker.Internal, "decode outbox", "entry is not a string")
+			return nil, broker.Wrap(broker.Internal, "decode outbox", fmt.Errorf("%w: entry is not a string", broker.ErrCorruptItem))
 		}
 		var d broker.PolicyChangedDetail
 		if err := json.Unmarshal([]byte(s.Value), &d); err != nil {
-			return nil, broker.Wrap(broker.Internal, "decode outbox", err)
+			return nil, broker.Wrap(broker.Internal, "decode outbox", fmt.Errorf("%w: %w", broker.ErrCorruptItem, err))
 		}
 		out = append(out, d)
 	}

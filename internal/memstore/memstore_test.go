@@ -10,6 +10,6 @@ import (
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Harness {
 		s := memstore.New()
-		return storetest.Harness{Store: s, PutSource: s.PutSource, DeleteSource: s.DeleteSource}
+		return storetest.Harness{Store: s, PutSource: s.PutSource, DeleteSource: s.DeleteSource, Scanner: s}
 	})
 }

@@ -63,24 +63,63 @@ func NewRequest(mode, since string) (Request, error) {
 	return r, nil
 }
 
-// DecodeEvent decodes an invocation event strictly: unknown fields, a
-// second JSON value or a wrong type are errors, so that a typo never runs
-// an operation other than the one meant.
+// DecodeEvent decodes an invocation event strictly: unknown fields, a field
+// given twice, a field spelt in another case, a second JSON value or a wrong
+// type are errors, so that a typo never runs an operation other than the
+// one meant. (encoding/json alone matches names case-insensitively and lets
+// the last of repeated keys win.)
 func DecodeEvent(payload []byte) (Request, error) {
 	const op = "decode event"
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	var ev *Event
-	if err := dec.Decode(&ev); err != nil {
-		return Request{}, broker.Errorf(broker.Invalid, op, `event must be {"mode":"rebuild"|"verify"|"replay","since":"<RFC 3339, replay only>"}: %v`, err)
-	}
-	if ev == nil {
+	const shape = `event must be {"mode":"rebuild"|"verify"|"replay","since":"<RFC 3339, replay only>"}`
+	if bytes.Equal(bytes.TrimSpace(payload), []byte("null")) {
 		return Request{}, broker.Errorf(broker.Invalid, op, `event is null: want {"mode":"rebuild"|"verify"|"replay"}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return Request{}, broker.Errorf(broker.Invalid, op, "%s: %s", shape, describe(tok, err))
+	}
+	fields := map[string]*string{"mode": new(string), "since": new(string)}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return Request{}, broker.Errorf(broker.Invalid, op, "%s: %v", shape, err)
+		}
+		name, _ := tok.(string)
+		dst, ok := fields[name]
+		switch {
+		case !ok:
+			return Request{}, broker.Errorf(broker.Invalid, op, "%s: unknown field %q (names are case-sensitive)", shape, name)
+		case seen[name]:
+			return Request{}, broker.Errorf(broker.Invalid, op, "%s: field %q given twice", shape, name)
+		}
+		seen[name] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return Request{}, broker.Errorf(broker.Invalid, op, "%s: %v", shape, err)
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return Request{}, broker.Errorf(broker.Invalid, op, "%s: %s is %s, want a string", shape, name, raw)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return Request{}, broker.Errorf(broker.Invalid, op, "%s: %v", shape, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Request{}, broker.Errorf(broker.Invalid, op, "event has data after the JSON object")
 	}
-	return NewRequest(string(ev.Mode), ev.Since)
+	return NewRequest(*fields["mode"], *fields["since"])
+}
+
+// describe says what stood where a JSON object was expected.
+func describe(tok json.Token, err error) string {
+	switch {
+	case errors.Is(err, io.EOF):
+		return "the payload is empty"
+	case err != nil:
+		return err.Error()
+	}
+	return fmt.Sprintf("got %v, not an object", tok)
 }
 
 // Event returns the request as an invocation event.
@@ -113,12 +152,15 @@ type Report struct {
 
 	// Verify: drift by kind after the recheck, the differences that
 	// cleared on recheck (changes in flight), and the drift itself.
-	Missing      int       `json:"missing"`
-	Different    int       `json:"different"`
-	Extra        int       `json:"extra"`
-	MissingIndex int       `json:"missingIndex"`
-	Cleared      int       `json:"cleared"`
-	Findings     []Finding `json:"findings,omitempty"`
+	Missing      int `json:"missing"`
+	Different    int `json:"different"`
+	Extra        int `json:"extra"`
+	MissingIndex int `json:"missingIndex"`
+	ExtraIndex   int `json:"extraIndex"`
+	Cleared      int `json:"cleared"`
+	// Findings lists the first MaxListed differences by user; the counts
+	// above are exact.
+	Findings []Finding `json:"findings,omitempty"`
 	// Truncated is set when Findings or FailedUsers were cut to MaxListed.
 	Truncated bool `json:"truncated,omitempty"`
 
@@ -137,7 +179,9 @@ type Report struct {
 }
 
 // Drift is the number of differences a verify found.
-func (r Report) Drift() int { return r.Missing + r.Different + r.Extra + r.MissingIndex }
+func (r Report) Drift() int {
+	return r.Missing + r.Different + r.Extra + r.MissingIndex + r.ExtraIndex
+}
 
 // Kind is a kind of drift.
 type Kind string
@@ -145,20 +189,25 @@ type Kind string
 const (
 	// Missing: the source grants the user something, the table nothing.
 	Missing Kind = "missing"
-	// Different: both grant something, with different versions.
+	// Different: both grant something, with different versions or
+	// contents, or the table's item cannot be decoded.
 	Different Kind = "different"
 	// Extra: the table grants something, the source nothing.
 	Extra Kind = "extra"
 	// MissingIndex: a membership has no member-index entry, so a bucket
 	// change of that project would not reach the user.
 	MissingIndex Kind = "missingIndex"
+	// ExtraIndex: a member-index entry whose membership does not exist;
+	// harmless (a fan-out recomputes the user for nothing) but Rebuild
+	// removes it, so a clean verify means a rebuild has nothing to do.
+	ExtraIndex Kind = "extraIndex"
 )
 
 // Finding is one difference.
 type Finding struct {
 	Kind    Kind   `json:"kind"`
 	UserID  string `json:"userId"`
-	Project string `json:"project,omitempty"` // MissingIndex only
+	Project string `json:"project,omitempty"` // MissingIndex and ExtraIndex only
 }
 
 // DriftError is the error of a verify that found drift.
@@ -166,8 +215,8 @@ type DriftError struct{ Report Report }
 
 func (e *DriftError) Error() string {
 	r := e.Report
-	return fmt.Sprintf("policy drift (run %s): %d missing, %d different, %d extra, %d missing index entries among %d users; run rebuild to repair",
-		r.RunID, r.Missing, r.Different, r.Extra, r.MissingIndex, r.Users+r.Orphans)
+	return fmt.Sprintf("policy drift (run %s): %d missing, %d different, %d extra, %d missing and %d stale index entries among %d users; run rebuild to repair",
+		r.RunID, r.Missing, r.Different, r.Extra, r.MissingIndex, r.ExtraIndex, r.Users+r.Orphans)
 }
 
 // Exit codes of the command-line form.

@@ -50,6 +50,30 @@ func TestSampleEventsDecodeAndRoundTrip(t *testing.T) {
 	}
 }
 
+func TestStrictDecodingStillAcceptsWellFormedEvents(t *testing.T) {
+	tests := []struct {
+		name, event string
+		want        rebuild.Request
+	}{
+		{"fields in any order are accepted", `{"since":"2025-03-15T00:00:00Z","mode":"replay"}`,
+			rebuild.Request{Mode: rebuild.ModeReplay, Since: time.Date(2025, 3, 15, 0, 0, 0, 0, time.UTC)}},
+		{"whitespace around the object is accepted", " \n{ \"mode\" : \"rebuild\" }\n ", rebuild.Request{Mode: rebuild.ModeRebuild}},
+		{"an escaped field name meaning mode is accepted", `{"mod\u0065":"verify"}`, rebuild.Request{Mode: rebuild.ModeVerify}},
+		{"an empty since is no since", `{"mode":"replay","since":""}`, rebuild.Request{Mode: rebuild.ModeReplay}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := rebuild.DecodeEvent([]byte(tc.event))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestTheScheduledVerifyEventIsAccepted(t *testing.T) {
 	// template.yaml, DailyVerifySchedule: Input: '{"mode":"verify"}'
 	req, err := rebuild.DecodeEvent([]byte(`{"mode":"verify"}`))
@@ -72,6 +96,17 @@ func TestInvalidEventsAreRejectedWithAClearMessage(t *testing.T) {
 		{"since on verify is rejected", `{"mode":"verify","since":"2025-03-15T00:00:00Z"}`, "replay only"},
 		{"since that is not RFC 3339 is rejected", `{"mode":"replay","since":"yesterday"}`, "not an RFC 3339 time"},
 		{"a second JSON value is rejected", `{"mode":"verify"}{"mode":"rebuild"}`, "after the JSON object"},
+		{"a repeated mode is rejected, not won by the last", `{"mode":"verify","mode":"rebuild"}`, `field "mode" given twice`},
+		{"a repeated since is rejected", `{"mode":"replay","since":"2025-03-15T00:00:00Z","since":"2000-01-01T00:00:00Z"}`, `field "since" given twice`},
+		{"an upper-case field name is rejected", `{"MODE":"rebuild"}`, `unknown field "MODE"`},
+		{"a capitalised field name is rejected", `{"Mode":"verify"}`, `unknown field "Mode"`},
+		{"a field differing in case from one given is rejected", `{"mode":"verify","Mode":"rebuild"}`, `unknown field "Mode"`},
+		{"a capitalised since is rejected", `{"mode":"replay","Since":"2025-03-15T00:00:00Z"}`, `unknown field "Since"`},
+		{"an array is rejected", `[{"mode":"verify"}]`, "not an object"},
+		{"a string is rejected", `"verify"`, "not an object"},
+		{"a truncated object is rejected", `{"mode":"verify"`, "event must be"},
+		{"a trailing comma is rejected", `{"mode":"verify",}`, "event must be"},
+		{"since of the wrong type is rejected", `{"mode":"replay","since":20250315}`, "since is 20250315, want a string"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

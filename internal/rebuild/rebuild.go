@@ -65,7 +65,9 @@ type Recomputer interface {
 // Store is what the operations read besides whole-table scans
 // (ddbstore.Store).
 type Store interface {
-	// GetPolicy reads the user's item; NotFound when there is none.
+	// GetPolicy reads the user's item; NotFound when there is none. An item
+	// whose document cannot be decoded gives an error wrapping the
+	// encoding/json error, which Verify reports as a difference.
 	GetPolicy(ctx context.Context, userID string) (broker.UserPolicy, error)
 	// MembershipExists reads one membership item strongly consistently.
 	MembershipExists(ctx context.Context, userID, projectID string) (bool, error)

@@ -38,8 +38,8 @@ func (f *fixture) populate() {
 // A forged document granting a bucket nobody granted.
 const forgedDoc = `{"grants":[{"bucket":"forged","prefix":"","access":"write","projects":["p9"]}],"sets":[{"policy":"{}","grants":[0]}],"byProject":{"p9":[{"bucket":"forged","prefix":"","access":"write"}]}}`
 
-// damage breaks the policy table in every way Verify must notice, plus a
-// stale index entry that is harmless but that Rebuild removes.
+// damage breaks the policy table in every way Verify must notice,
+// including stale index entries, harmless but removed by Rebuild.
 func (f *fixture) damage() {
 	f.t.Helper()
 	ctx := context.Background()
@@ -99,12 +99,15 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 		{Kind: rebuild.Different, UserID: "bob"},
 		{Kind: rebuild.MissingIndex, UserID: "carol", Project: "p2"},
 		{Kind: rebuild.Extra, UserID: "dave"},
+		{Kind: rebuild.ExtraIndex, UserID: "dave", Project: "p3"},
+		{Kind: rebuild.ExtraIndex, UserID: "yuri", Project: "p3"},
 		{Kind: rebuild.Extra, UserID: "zed"},
 	}
 	if diff := cmp.Diff(want, rep.Findings); diff != "" {
 		t.Errorf("findings (-want +got):\n%s", diff)
 	}
-	if rep.Missing != 1 || rep.Different != 1 || rep.Extra != 2 || rep.MissingIndex != 1 || rep.Users != 5 || rep.Orphans != 1 {
+	if rep.Missing != 1 || rep.Different != 1 || rep.Extra != 2 || rep.MissingIndex != 1 || rep.ExtraIndex != 2 ||
+		rep.Users != 5 || rep.Orphans != 1 || rep.Truncated {
 		t.Errorf("counts: %+v", rep)
 	}
 	if got := f.audit.Of(broker.DetailPolicyDrift); len(got) != 1 {
@@ -203,10 +206,12 @@ func (c *catchingUpStore) MemberTokens(ctx context.Context, user string, project
 	return toks, err
 }
 
-// Writers change memberships and buckets while the live projector
-// projects each change and a rebuild runs: once both are done, the table
-// equals a recomputation.
-func TestRebuildConcurrentWithLiveChangesConverges(t *testing.T) {
+// Writers change memberships and buckets while rebuilds run back to back.
+// The live projector is given most changes, as the stream would give them;
+// the changes of the d users and of project q2 are lost on their way (as
+// when a stream's records expire unprocessed), so only a rebuild can
+// repair those users.
+func TestRebuildConcurrentWithLiveChangesConvergesAndRepairsDroppedChanges(t *testing.T) {
 	f := newFixture(t)
 	users := []string{"u1", "u2", "u3", "u4", "u5", "u6"}
 	projects := []string{"p1", "p2", "p3"}
@@ -217,14 +222,21 @@ func TestRebuildConcurrentWithLiveChangesConverges(t *testing.T) {
 	for i, b := range buckets {
 		f.bucket(projects[i%len(projects)], b, "")
 	}
+	const writers = 3
+	dropped := []string{"d0", "d1", "d2"} // dropped[w] is writer w's
+	for _, d := range dropped {
+		f.member(d, "q2", "read")
+	}
+	f.bucket("q1", "c-one", "")
+	f.bucket("q2", "c-two", "")
 	f.project()
 
 	ctx := context.Background()
 	// Rebuilds run back to back for as long as the writers write.
-	var wg, writers sync.WaitGroup
+	var wg, writing sync.WaitGroup
 	var rebuildErr error
 	var rebuilds int
-	writing := make(chan struct{})
+	done := make(chan struct{})
 	wg.Go(func() {
 		for {
 			rebuilds++
@@ -232,7 +244,7 @@ func TestRebuildConcurrentWithLiveChangesConverges(t *testing.T) {
 				return
 			}
 			select {
-			case <-writing:
+			case <-done:
 				return
 			default:
 			}
@@ -240,10 +252,17 @@ func TestRebuildConcurrentWithLiveChangesConverges(t *testing.T) {
 	})
 	var mu sync.Mutex
 	var problems []string
-	for w := range 3 {
+	for w := range writers {
 		rng := rand.New(rand.NewPCG(uint64(w), 7))
-		writers.Go(func() {
+		writing.Go(func() {
 			for k := range 12 {
+				// Lost deliveries: d<w> joins q1, and q2 gets a bucket.
+				switch {
+				case k == 4:
+					f.member(dropped[w], "q1", "write")
+				case k == 8 && w == 0:
+					f.bucket("q2", "c-three", "")
+				}
 				u, p, b := users[rng.IntN(len(users))], projects[rng.IntN(len(projects))], buckets[rng.IntN(len(buckets))]
 				var c projector.Change
 				switch rng.IntN(4) {
@@ -278,8 +297,8 @@ func TestRebuildConcurrentWithLiveChangesConverges(t *testing.T) {
 			}
 		})
 	}
-	writers.Wait()
-	close(writing)
+	writing.Wait()
+	close(done)
 	wg.Wait()
 	t.Logf("%d rebuilds ran during the writes", rebuilds)
 	for _, p := range problems {
@@ -288,9 +307,47 @@ func TestRebuildConcurrentWithLiveChangesConverges(t *testing.T) {
 	if rebuildErr != nil {
 		t.Fatalf("rebuild: %v", rebuildErr)
 	}
+	// The live projector and the concurrent rebuilds leave every user
+	// whose changes were delivered as a recomputation has it; the last
+	// rebuild may have read a d user before their lost change.
 	rep, err := f.svc.Verify(ctx)
+	for _, fd := range rep.Findings {
+		if !slices.Contains(dropped, fd.UserID) {
+			t.Errorf("after the live changes and the concurrent rebuilds: %+v", fd)
+		}
+	}
+	if err != nil && rebuild.ExitCode(err) != rebuild.ExitDrift {
+		t.Fatalf("verify: %v", err)
+	}
+
+	// A rebuild started after the writes repairs what was lost.
+	if _, err := f.svc.Rebuild(ctx); err != nil {
+		t.Fatalf("rebuild after the writes: %v", err)
+	}
+	rep, err = f.svc.Verify(ctx)
 	if err != nil || rep.Drift() != 0 {
-		t.Fatalf("after the rebuild and the live changes: drift %d, err %v, findings %+v", rep.Drift(), err, rep.Findings)
+		t.Fatalf("after the last rebuild: drift %d, err %v, findings %+v", rep.Drift(), err, rep.Findings)
+	}
+	// Only a rebuild can have changed the d users: each now has q1's and
+	// q2's new bucket, with a PolicyChanged event caused by a rebuild.
+	for _, d := range dropped {
+		var got []string
+		for _, g := range f.item(d).Grants {
+			got = append(got, g.Bucket+"/"+string(g.Access))
+		}
+		if diff := cmp.Diff([]string{"c-one/write", "c-three/read", "c-two/read"}, got); diff != "" {
+			t.Errorf("%s's grants (-want +got):\n%s", d, diff)
+		}
+		byRebuild := false
+		for _, e := range f.audit.Of(broker.DetailPolicyChanged) {
+			det := e.Detail.(broker.PolicyChangedDetail)
+			if det.UserID == d && slices.ContainsFunc(det.Causes, func(c string) bool { return strings.HasPrefix(c, "rebuild:") }) {
+				byRebuild = true
+			}
+		}
+		if !byRebuild {
+			t.Errorf("no rebuild changed %s", d)
+		}
 	}
 }
 

@@ -39,6 +39,9 @@ func (s *Service) Replay(ctx context.Context, since time.Time) (Report, error) {
 		size = maxBatch
 	}
 
+	// Creation times have whole seconds: a record of since's own second
+	// may have been created after since, so that second is delivered.
+	since = since.Truncate(time.Second)
 	m := s.startMeter(ctx, rep.RunID, ModeReplay, "stream", 0)
 	err := s.Stream.ReadAll(ctx, cmp.Or(s.IdleReads, 3), func(ctx context.Context, shardID string, recs []events.DynamoDBEventRecord) error {
 		keep := make([]events.DynamoDBEventRecord, 0, len(recs))

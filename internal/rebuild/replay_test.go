@@ -66,6 +66,28 @@ func TestReplaySkipsRecordsOlderThanSince(t *testing.T) {
 	}
 }
 
+// Stream creation times have whole seconds, so a record stamped with
+// since's own second may have been created after since.
+func TestReplayDeliversRecordsOfTheSecondOfSince(t *testing.T) {
+	since := time.Date(2025, 3, 15, 12, 0, 0, 700_000_000, time.UTC)
+	stream := fakeStream{"shard-parent": records("a", 4)}
+	for i, at := range []time.Time{since.Add(-2 * time.Second), since.Add(-time.Second), since.Truncate(time.Second), since.Add(time.Second)} {
+		stream["shard-parent"][i].Change.ApproximateCreationDateTime = events.SecondsEpochTime{Time: at.Truncate(time.Second)}
+	}
+	h := &flakyHandler{fail: func(int, []string) []string { return nil }}
+	svc := &rebuild.Service{Stream: stream, Handler: h}
+	rep, err := svc.Replay(context.Background(), since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([][]string{{"a002", "a003"}}, h.batches); diff != "" {
+		t.Errorf("deliveries (-want +got):\n%s", diff)
+	}
+	if rep.Skipped != 2 || rep.Delivered != 2 {
+		t.Errorf("report %+v, want 2 skipped and 2 delivered", rep)
+	}
+}
+
 // fakeStream serves fixed pages (hand-written: moto cannot make the
 // handler fail, and the batching rules need more records than a test
 // should write).

@@ -3,6 +3,7 @@ package rebuild
 import (
 	"cmp"
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -19,7 +20,15 @@ import (
 //     stored item (no item and a tombstone both mean an empty policy) and
 //     checks that every valid membership has its member-index entry.
 //  2. It scans the policy table for items that grant something to users
-//     without any membership item (extra).
+//     without any membership item (extra), and for member-index entries
+//     whose membership does not exist (extraIndex), which Rebuild removes.
+//
+// Items are compared as the projector compares them before a commit
+// (broker.UserPolicy.SameContent: version, grants, session policies,
+// per-project places), not by version alone: the endpoint hands out what
+// the document holds, whatever the version says. An item whose document
+// cannot be decoded is different, not a failure to check: Rebuild
+// overwrites it.
 //
 // A difference is looked at again RecheckAfter after it was first seen,
 // once the scans are done, and reported only if it is still there: a
@@ -31,7 +40,8 @@ func (s *Service) Verify(ctx context.Context) (Report, error) {
 	log := s.logger().With("runId", rep.RunID, "mode", ModeVerify)
 	log.Info("verify started", "segments", s.segments(), "concurrency", s.concurrency())
 	memTotal, polTotal := s.sizes(ctx)
-	v := &verifier{s: s, log: log, failed: &listed{max: s.maxListed()}, limit: cmp.Or(s.MaxRechecks, 10000)}
+	v := &verifier{s: s, log: log, failed: &listed{max: s.maxListed()}, limit: cmp.Or(s.MaxRechecks, 10000),
+		findings: findingList{max: s.maxListed(), counts: map[Kind]int{}}}
 
 	m1 := s.startMeter(ctx, rep.RunID, ModeVerify, "memberships", memTotal)
 	err := pipeline(ctx, s.segments(), s.concurrency(),
@@ -51,7 +61,10 @@ func (s *Service) Verify(ctx context.Context) (Report, error) {
 				return s.scanPolicies(ctx, seg, m2, emit)
 			},
 			func(ctx context.Context, w policyWork) {
-				if w.project == "" && w.grants {
+				switch {
+				case w.project != "":
+					v.checkEntry(ctx, m2, w.userID, w.project)
+				case w.grants:
 					v.checkOrphan(ctx, m2, w.userID)
 				}
 			})
@@ -62,35 +75,24 @@ func (s *Service) Verify(ctx context.Context) (Report, error) {
 		err = v.recheckAll(ctx, rep.RunID)
 	}
 
-	slices.SortFunc(v.findings, func(a, b Finding) int {
-		return cmp.Or(cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Project, b.Project))
-	})
-	for _, f := range v.findings {
-		switch f.Kind {
-		case Missing:
-			rep.Missing++
-		case Different:
-			rep.Different++
-		case Extra:
-			rep.Extra++
-		case MissingIndex:
-			rep.MissingIndex++
-		}
-	}
-	rep.Findings = v.findings[:min(len(v.findings), s.maxListed())]
+	var cut bool
+	rep.Findings, cut = v.findings.result()
+	c := v.findings.counts
+	rep.Missing, rep.Different, rep.Extra = c[Missing], c[Different], c[Extra]
+	rep.MissingIndex, rep.ExtraIndex = c[MissingIndex], c[ExtraIndex]
 	rep.Cleared = int(v.cleared.Load())
 	rep.Failed, rep.FailedUsers = v.failed.n, v.failed.list()
-	rep.Truncated = len(rep.Findings) < len(v.findings) || rep.Failed > len(rep.FailedUsers)
+	rep.Truncated = cut || rep.Failed > len(rep.FailedUsers)
 	rep.FinishedAt = s.now()
 
 	log.Info("verify finished", "users", rep.Users, "orphans", rep.Orphans, "drift", rep.Drift(),
-		"missing", rep.Missing, "different", rep.Different, "extra", rep.Extra, "missingIndex", rep.MissingIndex,
+		"missing", rep.Missing, "different", rep.Different, "extra", rep.Extra, "missingIndex", rep.MissingIndex, "extraIndex", rep.ExtraIndex,
 		"cleared", rep.Cleared, "failed", rep.Failed, "seconds", rep.FinishedAt.Sub(start).Seconds(), "err", err)
 	if rep.Drift() > 0 {
 		for _, f := range rep.Findings {
 			log.Warn("policy drift", "kind", f.Kind, "userId", f.UserID, "project", f.Project)
 		}
-		s.emitDrift(ctx, log, rep, v.findings)
+		s.emitDrift(ctx, log, rep, cut)
 	}
 	switch {
 	case err != nil:
@@ -113,15 +115,55 @@ type verifier struct {
 	limit    int
 	mu       sync.Mutex
 	suspects []suspect
-	findings []Finding
+	findings findingList
+}
+
+// findingList keeps the first max findings in report order, so that memory
+// stays bounded however much drift there is, and counts all of them.
+type findingList struct {
+	max    int
+	counts map[Kind]int
+	kept   []Finding
+}
+
+func compareFindings(a, b Finding) int {
+	return cmp.Or(cmp.Compare(a.UserID, b.UserID), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Project, b.Project))
+}
+
+func (l *findingList) add(fs ...Finding) {
+	for _, f := range fs {
+		l.counts[f.Kind]++
+		l.kept = append(l.kept, f)
+		// Cutting only at twice the bound keeps the sorting cost of a
+		// finding logarithmic.
+		if len(l.kept) >= 2*max(l.max, 1) {
+			slices.SortFunc(l.kept, compareFindings)
+			l.kept = l.kept[:l.max]
+		}
+	}
+}
+
+// result returns the kept findings sorted, and whether some were cut.
+func (l *findingList) result() ([]Finding, bool) {
+	slices.SortFunc(l.kept, compareFindings)
+	l.kept = l.kept[:min(len(l.kept), l.max)]
+	total := 0
+	for _, n := range l.counts {
+		total += n
+	}
+	return slices.Clone(l.kept), total > len(l.kept)
 }
 
 // suspect is a user found different once, awaiting the recheck.
 type suspect struct {
 	userID string
+	// compare asks for the user's item to be compared again.
+	compare bool
 	// projects are memberships found without an index entry.
 	projects []string
-	seen     time.Time
+	// stale is an index entry found without its membership.
+	stale string
+	seen  time.Time
 }
 
 // checkUser compares one user of the membership table.
@@ -145,7 +187,7 @@ func (v *verifier) checkUser(ctx context.Context, m *meter, user string, project
 		}
 	}
 	if kind != "" || len(noEntry) > 0 {
-		v.suspect(ctx, m, suspect{userID: user, projects: noEntry, seen: v.s.now()})
+		v.suspect(ctx, m, suspect{userID: user, compare: kind != "", projects: noEntry, seen: v.s.now()})
 	}
 }
 
@@ -169,7 +211,20 @@ func (v *verifier) checkOrphan(ctx context.Context, m *meter, user string) {
 		return
 	}
 	if kind != "" {
-		v.suspect(ctx, m, suspect{userID: user, seen: v.s.now()})
+		v.suspect(ctx, m, suspect{userID: user, compare: true, seen: v.s.now()})
+	}
+}
+
+// checkEntry looks at a member-index entry: Rebuild removes it when its
+// membership does not exist, so Verify reports it.
+func (v *verifier) checkEntry(ctx context.Context, m *meter, user, project string) {
+	exists, err := v.s.Store.MembershipExists(ctx, user, project)
+	if err != nil {
+		v.fail(m, user, err)
+		return
+	}
+	if !exists {
+		v.suspect(ctx, m, suspect{userID: user, stale: project, seen: v.s.now()})
 	}
 }
 
@@ -184,6 +239,10 @@ func (v *verifier) compare(ctx context.Context, user string) (Kind, error) {
 	if broker.KindOf(err) == broker.NotFound {
 		have, err = broker.UserPolicy{UserID: user}, nil
 	}
+	if undecodable(err) {
+		v.log.Warn("policy item cannot be decoded", "userId", user, "err", err)
+		return Different, nil
+	}
 	if err != nil {
 		return "", err
 	}
@@ -194,11 +253,15 @@ func (v *verifier) compare(ctx context.Context, user string) (Kind, error) {
 		return Missing, nil
 	case want.Empty():
 		return Extra, nil
-	case want.Version != have.Version:
+	case !want.SameContent(have):
 		return Different, nil
 	}
 	return "", nil
 }
+
+// undecodable reports whether err is a policy item failing to decode (see
+// Store.GetPolicy).
+func undecodable(err error) bool { return errors.Is(err, broker.ErrCorruptItem) }
 
 func (v *verifier) fail(m *meter, user string, err error) {
 	m.failed.Add(1)
@@ -264,13 +327,15 @@ func (v *verifier) recheckAll(ctx context.Context, runID string) error {
 func (v *verifier) recheck(ctx context.Context, m *meter, su suspect) {
 	m.users.Add(1)
 	var found []Finding
-	kind, err := v.compare(ctx, su.userID)
-	if err != nil {
-		v.fail(m, su.userID, err)
-		return
-	}
-	if kind != "" {
-		found = append(found, Finding{Kind: kind, UserID: su.userID})
+	if su.compare {
+		kind, err := v.compare(ctx, su.userID)
+		if err != nil {
+			v.fail(m, su.userID, err)
+			return
+		}
+		if kind != "" {
+			found = append(found, Finding{Kind: kind, UserID: su.userID})
+		}
 	}
 	for _, p := range su.projects {
 		exists, err := v.s.Store.MembershipExists(ctx, su.userID, p)
@@ -290,31 +355,50 @@ func (v *verifier) recheck(ctx context.Context, m *meter, su suspect) {
 			found = append(found, Finding{Kind: MissingIndex, UserID: su.userID, Project: p})
 		}
 	}
+	if p := su.stale; p != "" {
+		exists, err := v.s.Store.MembershipExists(ctx, su.userID, p)
+		if err != nil {
+			v.fail(m, su.userID, err)
+			return
+		}
+		if !exists {
+			tokens, err := v.s.Store.MemberTokens(ctx, su.userID, []string{p})
+			if err != nil {
+				v.fail(m, su.userID, err)
+				return
+			}
+			if _, ok := tokens[p]; ok { // else pruned since
+				found = append(found, Finding{Kind: ExtraIndex, UserID: su.userID, Project: p})
+			}
+		}
+	}
 	if len(found) == 0 {
 		v.cleared.Add(1)
 		return
 	}
 	v.mu.Lock()
-	v.findings = append(v.findings, found...)
+	v.findings.add(found...)
 	v.mu.Unlock()
 }
 
-// emitDrift sends the PolicyDrift event. A bus failure is logged: the
-// drift is in the report, the log and the exit status anyway.
-func (s *Service) emitDrift(ctx context.Context, log *slog.Logger, rep Report, findings []Finding) {
+// emitDrift sends the PolicyDrift event; cut says the findings were cut
+// to MaxListed. A bus failure is logged: the drift is in the report, the
+// log and the exit status anyway. The event has no count of extraIndex
+// findings (its schema lacks one); their users are listed.
+func (s *Service) emitDrift(ctx context.Context, log *slog.Logger, rep Report, cut bool) {
 	if s.Auditor == nil {
 		return
 	}
 	var users []string
-	for _, f := range findings {
+	for _, f := range rep.Findings {
 		if len(users) == 0 || users[len(users)-1] != f.UserID {
 			users = append(users, f.UserID)
 		}
 	}
 	d := broker.PolicyDriftDetail{
 		SchemaVersion: broker.AuditSchemaVersion, RunID: rep.RunID, CheckedUsers: rep.Users + rep.Orphans,
-		Missing: rep.Missing, Extra: rep.Extra, Different: rep.Different, MissingIndex: rep.MissingIndex,
-		Users: users[:min(len(users), s.maxListed())], Truncated: len(users) > s.maxListed(), CheckedAt: rep.FinishedAt,
+		Missing: rep.Missing, Extra: rep.Extra, Different: rep.Different, MissingIndex: rep.MissingIndex, ExtraIndex: rep.ExtraIndex,
+		Users: users[:min(len(users), s.maxListed())], Truncated: cut || len(users) > s.maxListed(), CheckedAt: rep.FinishedAt,
 	}
 	ev := broker.AuditEvent{Source: broker.SourceReplay, DetailType: broker.DetailPolicyDrift, Time: rep.FinishedAt, Detail: d}
 	if err := s.Auditor.Emit(ctx, ev); err != nil {

@@ -5,7 +5,10 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,11 +25,27 @@ type Store interface {
 	broker.Checkpoints
 }
 
+// Scanner is the whole-table reads of the rebuild tool (rebuild's
+// MembershipScanner and PolicyScanner).
+type Scanner interface {
+	ScanMemberships(ctx context.Context, segment, total int, fn func(broker.SourceItem) error) error
+	ScanPolicyTable(ctx context.Context, segment, total int,
+		user func(userID string, grants bool, checkedAt time.Time) error,
+		entry func(projectID string, m broker.Member) error) error
+}
+
 // Harness is a fresh, empty store and a way to write source items.
 type Harness struct {
 	Store        Store
 	PutSource    func(broker.SourceItem)
 	DeleteSource func(pk, sk string)
+	// Scanner is the store's scans; nil skips the scan cases.
+	Scanner Scanner
+	// PageSize, when set, makes later scans read at most n items per page
+	// (0: the store's default); nil when the store has no pages.
+	PageSize func(n int)
+	// ScanPages, when set, counts the pages scans have read so far.
+	ScanPages func() int
 }
 
 // Run runs the suite; newHarness is called once per subtest.
@@ -204,6 +223,167 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
+	t.Run("membership scans see every item once, whatever the segments and pages", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Scanner == nil {
+			t.Skip("the store has no scans")
+		}
+		var want []broker.SourceItem
+		put := func(it broker.SourceItem) {
+			h.PutSource(it)
+			want = append(want, it)
+		}
+		for u := range 25 {
+			for _, p := range []int{u % 7, (u + 3) % 7} {
+				put(broker.SourceItem{PK: fmt.Sprintf("USER#user-%03d", u), SK: fmt.Sprintf("PROJECT#proj-%d", p), Role: broker.StringAttr("read")})
+			}
+		}
+		for p := range 7 {
+			put(broker.SourceItem{PK: fmt.Sprintf("PROJECT#proj-%d", p), SK: "BUCKET#lake-" + fmt.Sprint(p), Prefix: broker.StringAttr("raw/")})
+			put(broker.SourceItem{PK: fmt.Sprintf("PROJECT#proj-%d", p), SK: "BUCKET#sea-" + fmt.Sprint(p)})
+		}
+		put(broker.SourceItem{PK: "USER#user-000", SK: "PROFILE"})
+		slices.SortFunc(want, compareItems)
+		for _, pages := range scanPageSizes(h) {
+			for _, total := range []int{1, 3, 8} {
+				t.Run(fmt.Sprintf("%d segments, %s", total, pageName(pages)), func(t *testing.T) {
+					h.setPageSize(pages)
+					before := h.pages()
+					var got []broker.SourceItem
+					for seg := range total {
+						var items []broker.SourceItem
+						err := h.Scanner.ScanMemberships(ctx, seg, total, func(it broker.SourceItem) error {
+							items = append(items, it)
+							return nil
+						})
+						if err != nil {
+							t.Fatalf("segment %d: %v", seg, err)
+						}
+						checkPartitions(t, seg, items)
+						got = append(got, items...)
+					}
+					slices.SortFunc(got, compareItems)
+					if diff := cmp.Diff(want, got); diff != "" {
+						t.Errorf("items over all segments (-want +got):\n%s", diff)
+					}
+					h.checkPages(t, pages, before, len(want))
+				})
+			}
+		}
+		h.setPageSize(0)
+		calls := 0
+		err := h.Scanner.ScanMemberships(ctx, 0, 1, func(broker.SourceItem) error {
+			calls++
+			return errStop
+		})
+		if !errors.Is(err, errStop) || calls != 1 {
+			t.Errorf("a callback's error: scan returned %v after %d calls", err, calls)
+		}
+		for _, seg := range [][2]int{{0, 0}, {-1, 2}, {2, 2}} {
+			if err := h.Scanner.ScanMemberships(ctx, seg[0], seg[1], func(broker.SourceItem) error { return nil }); broker.KindOf(err) != broker.Invalid {
+				t.Errorf("segment %d of %d: %v, want Invalid", seg[0], seg[1], err)
+			}
+		}
+	})
+
+	t.Run("policy table scans see every item and entry once, whatever the segments and pages", func(t *testing.T) {
+		h := newHarness(t)
+		if h.Scanner == nil {
+			t.Skip("the store has no scans")
+		}
+		type row struct {
+			Grants    bool
+			CheckedAt time.Time
+		}
+		wantUsers := map[string]row{}
+		for u := range 18 {
+			user := fmt.Sprintf("user-%03d", u)
+			at := now.Add(time.Duration(u) * time.Millisecond)
+			c, err := h.Store.Claim(ctx, user, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch u % 3 {
+			case 0: // a policy
+				p := samplePolicy(user, at.Add(time.Second))
+				if err := h.Store.Commit(ctx, c, p, nil); err != nil {
+					t.Fatal(err)
+				}
+				wantUsers[user] = row{true, p.UpdatedAt}
+			case 1: // a tombstone
+				p := broker.UserPolicy{UserID: user, Version: "v1.empty", UpdatedAt: at.Add(2 * time.Second)}
+				if err := h.Store.Commit(ctx, c, p, nil); err != nil {
+					t.Fatal(err)
+				}
+				wantUsers[user] = row{false, p.UpdatedAt}
+			case 2: // a claim never committed
+				wantUsers[user] = row{false, at}
+			}
+		}
+		wantEntries := map[string]int64{}
+		for u := range 20 {
+			user := fmt.Sprintf("member-%03d", u)
+			projects := []string{fmt.Sprintf("proj-%d", u%5), fmt.Sprintf("proj-%d", (u+2)%5)}
+			if err := h.Store.PutMembers(ctx, user, projects, int64(100+u)); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range projects {
+				wantEntries[p+"/"+user] = int64(100 + u)
+			}
+		}
+		if err := h.Store.SaveCheckpoint(ctx, "proj-1#e1", "member-004", now.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		for _, pages := range scanPageSizes(h) {
+			for _, total := range []int{1, 3, 8} {
+				t.Run(fmt.Sprintf("%d segments, %s", total, pageName(pages)), func(t *testing.T) {
+					h.setPageSize(pages)
+					before := h.pages()
+					users, entries := map[string]row{}, map[string]int64{}
+					var dup []string
+					for seg := range total {
+						err := h.Scanner.ScanPolicyTable(ctx, seg, total,
+							func(user string, grants bool, checkedAt time.Time) error {
+								if _, ok := users[user]; ok {
+									dup = append(dup, "user "+user)
+								}
+								users[user] = row{grants, checkedAt}
+								return nil
+							},
+							func(project string, m broker.Member) error {
+								k := project + "/" + m.UserID
+								if _, ok := entries[k]; ok {
+									dup = append(dup, "entry "+k)
+								}
+								entries[k] = m.Token
+								return nil
+							})
+						if err != nil {
+							t.Fatalf("segment %d: %v", seg, err)
+						}
+					}
+					if len(dup) > 0 {
+						t.Errorf("seen more than once: %v", dup)
+					}
+					if diff := cmp.Diff(wantUsers, users); diff != "" {
+						t.Errorf("policy items (-want +got):\n%s", diff)
+					}
+					if diff := cmp.Diff(wantEntries, entries); diff != "" {
+						t.Errorf("index entries (-want +got):\n%s", diff)
+					}
+					h.checkPages(t, pages, before, len(wantUsers)+len(wantEntries))
+				})
+			}
+		}
+		h.setPageSize(0)
+		err := h.Scanner.ScanPolicyTable(ctx, 0, 1,
+			func(string, bool, time.Time) error { return nil },
+			func(string, broker.Member) error { return errStop })
+		if !errors.Is(err, errStop) {
+			t.Errorf("a callback's error: scan returned %v", err)
+		}
+	})
+
 	t.Run("checkpoints are saved, loaded and deleted", func(t *testing.T) {
 		h := newHarness(t)
 		if c, err := h.Store.LoadCheckpoint(ctx, "p1#e1"); c != "" || err != nil {
@@ -230,5 +410,74 @@ func samplePolicy(user string, now time.Time) broker.UserPolicy {
 			"p1": {{Bucket: "lake", Prefix: "raw/", Access: broker.Write}},
 		},
 		UpdatedAt: now,
+	}
+}
+
+var errStop = errors.New("stop")
+
+func compareItems(a, b broker.SourceItem) int {
+	if c := strings.Compare(a.PK, b.PK); c != 0 {
+		return c
+	}
+	return strings.Compare(a.SK, b.SK)
+}
+
+// scanPageSizes are the page sizes to scan with: the default and, when the
+// store has pages, pages far smaller than a segment.
+func scanPageSizes(h Harness) []int {
+	if h.PageSize == nil {
+		return []int{0}
+	}
+	return []int{0, 3}
+}
+
+func pageName(n int) string {
+	if n == 0 {
+		return "default pages"
+	}
+	return fmt.Sprintf("pages of %d", n)
+}
+
+func (h Harness) setPageSize(n int) {
+	if h.PageSize != nil {
+		h.PageSize(n)
+	}
+}
+
+func (h Harness) pages() int {
+	if h.ScanPages == nil {
+		return 0
+	}
+	return h.ScanPages()
+}
+
+// checkPages checks that small pages were used: items of n items each
+// cannot have come in fewer than items/n pages.
+func (h Harness) checkPages(t *testing.T, n, before, items int) {
+	t.Helper()
+	if n == 0 || h.ScanPages == nil {
+		return
+	}
+	if got := h.ScanPages() - before; got < items/n {
+		t.Errorf("%d items in %d pages of at most %d: the paging was not exercised", items, got, n)
+	}
+}
+
+// checkPartitions checks the scan order rebuild relies on: a partition's
+// items come together, sorted by sort key.
+func checkPartitions(t *testing.T, seg int, items []broker.SourceItem) {
+	t.Helper()
+	done := map[string]bool{}
+	for i, it := range items {
+		if i > 0 && items[i-1].PK == it.PK {
+			if strings.Compare(items[i-1].SK, it.SK) >= 0 {
+				t.Errorf("segment %d: %s: %s before %s", seg, it.PK, items[i-1].SK, it.SK)
+			}
+			continue
+		}
+		if done[it.PK] {
+			t.Errorf("segment %d: partition %s split", seg, it.PK)
+		}
+		done[it.PK] = true
 	}
 }
