@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -68,7 +69,10 @@ type Options struct {
 	Seed bool
 	// AuditTail copies every audit event to an SQS queue.
 	AuditTail bool
-	Logger    *slog.Logger
+	// Streams reads the membership table's stream; default the DynamoDB
+	// Streams client for moto. Tests inject faults with it.
+	Streams ddbstream.API
+	Logger  *slog.Logger
 	// Out receives the human-readable status lines.
 	Out io.Writer
 }
@@ -101,10 +105,14 @@ type Stack struct {
 	Info     Info
 	Demo     *Demo // set when seeded
 	moto     *motoserver.Server
+	motoLog  string
 	server   *http.Server
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	infoPath string
+	// stopped receives why the poller or the API server ended on its own;
+	// each sends at most once, so it never blocks.
+	stopped chan error
 }
 
 // Start brings everything up and writes stack.json. Stop undoes it.
@@ -117,9 +125,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// Both ports are checked before anything starts, so a clash is
 	// reported at once and nothing is left behind.
 	if err := motoserver.CheckFree(o.Port); err != nil {
-		return nil, fmt.Errorf("API port: %w (is a local stack already running? set PORT to another port)", err)
+		if errors.Is(err, motoserver.ErrPortInUse) {
+			return nil, fmt.Errorf("API port: %w (is a local stack already running? set PORT to another port)", err)
+		}
+		return nil, fmt.Errorf("API port: %w", err)
 	}
-	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json")}
+	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json"), stopped: make(chan error, 2)}
 	endpoint := o.Moto
 	if endpoint == "" {
 		logf, err := os.Create(filepath.Join(o.Dir, "moto.log"))
@@ -133,6 +144,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, fmt.Errorf("moto: %w", err)
 		}
 		endpoint = st.moto.URL
+		st.motoLog = logf.Name()
 		fmt.Fprintf(o.Out, "moto_server running at %s (log %s)\n", endpoint, logf.Name())
 	}
 	ok := false
@@ -180,10 +192,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
-	reader := &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: st.Info.streamARN, Logger: log}
+	streams := o.Streams
+	if streams == nil {
+		streams = dynamodbstreams.NewFromConfig(awsCfg)
+	}
+	reader := &ddbstream.Reader{Client: streams, StreamARN: st.Info.streamARN, Logger: log}
 	st.wg.Go(func() {
-		if err := reader.Poll(runCtx, 50*time.Millisecond, 2*time.Second, feed(proj)); err != nil {
+		err := reader.Poll(runCtx, 50*time.Millisecond, 2*time.Second, feed(proj))
+		// Poll ends on its own only with an error.
+		if runCtx.Err() == nil {
 			log.Error("stream poller stopped", "err", err)
+			st.stopped <- fmt.Errorf("stream poller stopped: %w", err)
 		}
 	})
 
@@ -197,12 +216,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	})
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)))
 	if err != nil {
-		return nil, fmt.Errorf("API port %d: %w: %w", o.Port, motoserver.ErrPortInUse, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w: %w", motoserver.ErrPortInUse, err)
+		}
+		return nil, fmt.Errorf("API port %d: %w", o.Port, err)
 	}
 	st.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 	st.wg.Go(func() {
 		if err := st.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("API server stopped", "err", err)
+			st.stopped <- fmt.Errorf("API server stopped: %w", err)
 		}
 	})
 
@@ -261,7 +284,26 @@ func (s *Stack) Stop() {
 	_ = os.Remove(s.infoPath)
 }
 
-// Run starts the stack, reports it on o.Out and runs until ctx ends.
+// Wait returns nil when ctx ends, or an error saying what stopped when the
+// stream poller, the API server or the moto it started ends on its own: the
+// stack would go on answering from a policy table nothing updates.
+func (s *Stack) Wait(ctx context.Context) error {
+	var motoDone <-chan struct{} // nil, never ready, when moto is not ours
+	if s.moto != nil {
+		motoDone = s.moto.Done()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.stopped:
+		return err
+	case <-motoDone:
+		return fmt.Errorf("moto_server exited (%v); its log is %s", s.moto.Err(), s.motoLog)
+	}
+}
+
+// Run starts the stack, reports it on o.Out and runs until ctx ends or a
+// part of the stack stops (see Wait), then stops it.
 func Run(ctx context.Context, o Options) error {
 	o = o.withDefaults()
 	st, err := Start(ctx, o)
@@ -280,9 +322,13 @@ func Run(ctx context.Context, o Options) error {
 		fmt.Fprintf(o.Out, "  audit events copied to %s\n", st.Info.AuditQueueURL)
 	}
 	fmt.Fprintln(o.Out, "Press Ctrl-C to stop.")
-	<-ctx.Done()
-	fmt.Fprintln(o.Out, "\nStopping the local stack...")
-	return nil
+	err = st.Wait(ctx)
+	if err != nil {
+		fmt.Fprintf(o.Out, "\nStopping the local stack: %v\n", err)
+	} else {
+		fmt.Fprintln(o.Out, "\nStopping the local stack...")
+	}
+	return err
 }
 
 func (o Options) withDefaults() Options {

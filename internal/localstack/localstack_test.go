@@ -1,6 +1,7 @@
 package localstack_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +25,8 @@ import (
 	ciptypes "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/motoserver"
@@ -170,16 +176,177 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 	}
 }
 
-func TestATakenPortIsReportedWithItsExitCode(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func TestPortErrorsAreReportedWithTheirExitCodes(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	_, err = localstack.Start(context.Background(), localstack.Options{Moto: mototest.Endpoint(t), Port: l.Addr().(*net.TCPAddr).Port, Dir: t.TempDir()})
-	if !errors.Is(err, motoserver.ErrPortInUse) || localstack.ExitCode(err) != localstack.ExitPortInUse {
-		t.Errorf("err = %v (exit %d), want port in use", err, localstack.ExitCode(err))
+	defer taken.Close()
+	tests := []struct {
+		name      string
+		o         localstack.Options
+		wantInUse bool
+		wantExit  int
+	}{
+		{
+			name:      "taken API port is in use (exit 3)",
+			o:         localstack.Options{Moto: mototest.Endpoint(t), Port: taken.Addr().(*net.TCPAddr).Port},
+			wantInUse: true, wantExit: localstack.ExitPortInUse,
+		},
+		{
+			name:      "taken moto port is in use (exit 3)",
+			o:         localstack.Options{MotoPort: taken.Addr().(*net.TCPAddr).Port, Port: freePort(t)},
+			wantInUse: true, wantExit: localstack.ExitPortInUse,
+		},
+		{
+			name:     "API port nothing can listen on keeps its own error (exit 1)",
+			o:        localstack.Options{Moto: mototest.Endpoint(t), Port: 70000},
+			wantExit: localstack.ExitFailure,
+		},
+		{
+			name:     "moto port nothing can listen on keeps its own error (exit 1)",
+			o:        localstack.Options{MotoPort: 70000, Port: freePort(t)},
+			wantExit: localstack.ExitFailure,
+		},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.o.Dir = t.TempDir()
+			st, err := localstack.Start(context.Background(), tt.o)
+			if err == nil {
+				st.Stop()
+				t.Fatal("Start succeeded")
+			}
+			if errors.Is(err, motoserver.ErrPortInUse) != tt.wantInUse || localstack.ExitCode(err) != tt.wantExit {
+				t.Errorf("err = %v (exit %d), want in use %v, exit %d", err, localstack.ExitCode(err), tt.wantInUse, tt.wantExit)
+			}
+			if !tt.wantInUse && strings.Contains(err.Error(), "already running") {
+				t.Errorf("err = %v: blames another stack for an error that is not a taken port", err)
+			}
+		})
+	}
+}
+
+// failingStreams is a DynamoDB Streams client whose every call fails with
+// err: moto's stream cannot be made to fail.
+type failingStreams struct{ err error }
+
+func (f failingStreams) DescribeStream(context.Context, *dynamodbstreams.DescribeStreamInput, ...func(*dynamodbstreams.Options)) (*dynamodbstreams.DescribeStreamOutput, error) {
+	return nil, f.err
+}
+
+func (f failingStreams) GetShardIterator(context.Context, *dynamodbstreams.GetShardIteratorInput, ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetShardIteratorOutput, error) {
+	return nil, f.err
+}
+
+func (f failingStreams) GetRecords(context.Context, *dynamodbstreams.GetRecordsInput, ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetRecordsOutput, error) {
+	return nil, f.err
+}
+
+// announcer is Run's Out: ready is closed once Run reports the stack up.
+type announcer struct {
+	mu    sync.Mutex
+	out   strings.Builder
+	ready chan struct{}
+}
+
+func (a *announcer) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.out.Write(p)
+	if strings.Contains(a.out.String(), "Press Ctrl-C") && a.ready != nil {
+		close(a.ready)
+		a.ready = nil
+	}
+	return len(p), nil
+}
+
+// runStack runs the stack in the background; once it is up, stopIt is
+// called, and runStack returns what Run returned. The deadline only ends
+// a Run that does not stop.
+func runStack(t *testing.T, o localstack.Options, stopIt func()) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ready := make(chan struct{})
+	o.Out = &announcer{ready: ready}
+	ran := make(chan error, 1)
+	go func() { ran <- localstack.Run(ctx, o) }()
+	select {
+	case <-ready:
+		stopIt()
+	case err := <-ran:
+		return err
+	}
+	return <-ran
+}
+
+func TestRunEndsWithAnErrorWhenAPartStops(t *testing.T) {
+	tests := []struct {
+		name string
+		o    localstack.Options
+		// stop ends a part of the stack started with options o.
+		stop func(t *testing.T, o localstack.Options)
+		want string // in Run's error
+	}{
+		{
+			name: "stream poller that stops ends Run",
+			o: localstack.Options{Moto: mototest.Endpoint(t), Name: mototest.Name(t, "local"),
+				Streams: failingStreams{&streamtypes.ResourceNotFoundException{Message: aws.String("stream gone")}}},
+			stop: func(*testing.T, localstack.Options) {},
+			want: "stream poller stopped",
+		},
+		{
+			name: "moto that exits ends Run",
+			o:    localstack.Options{MotoPort: freePort(t)},
+			stop: func(t *testing.T, o localstack.Options) { killMoto(t, o.MotoPort) },
+			want: "moto_server exited",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.o.Dir, tt.o.Port = t.TempDir(), freePort(t)
+			err := runStack(t, tt.o, func() { tt.stop(t, tt.o) })
+			if err == nil || !strings.Contains(err.Error(), tt.want) || localstack.ExitCode(err) != localstack.ExitFailure {
+				t.Fatalf("Run = %v (exit %d), want an error saying %q, exit %d", err, localstack.ExitCode(err), tt.want, localstack.ExitFailure)
+			}
+			// Cleaned up as on Ctrl-C.
+			if _, err := os.Stat(filepath.Join(tt.o.Dir, "stack.json")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("stack.json left behind: %v", err)
+			}
+			if err := motoserver.CheckFree(tt.o.Port); err != nil {
+				t.Errorf("API port still taken: %v", err)
+			}
+		})
+	}
+}
+
+// killMoto kills the moto_server this test process started on port.
+func killMoto(t *testing.T, port int) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, proc := range procs {
+		stat, err := os.ReadFile(filepath.Join(proc, "stat"))
+		if err != nil {
+			continue
+		}
+		// The parent's pid is the second field after the command, which
+		// ends with the last ')'.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		cmdline, _ := os.ReadFile(filepath.Join(proc, "cmdline"))
+		args := strings.Split(string(cmdline), "\x00")
+		if len(fields) < 2 || fields[1] != strconv.Itoa(os.Getpid()) ||
+			!slices.ContainsFunc(args, func(a string) bool { return strings.HasSuffix(a, "moto_server") }) ||
+			!slices.Contains(args, strconv.Itoa(port)) {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(proc))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Fatalf("no moto_server on port %d among this process's children", port)
 }
 
 // BenchmarkChangeToEndpoint measures how long a membership-table change

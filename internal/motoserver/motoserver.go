@@ -97,6 +97,16 @@ func (s *Server) Stop() {
 // Done is closed when the process has exited.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
+// Err is how the process exited, once Done is closed.
+func (s *Server) Err() error {
+	select {
+	case <-s.done:
+		return s.err
+	default:
+		return nil
+	}
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -112,10 +122,16 @@ var ErrPortInUse = errors.New("port in use")
 func checkFree(port int) error {
 	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("127.0.0.1:%d: %w", port, ErrPortInUse)
+		// Only a taken port is ErrPortInUse (its own exit code); anything
+		// else, such as EACCES below 1024, keeps its own message.
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("127.0.0.1:%d: %w", port, ErrPortInUse)
+		}
+		return err
 	}
 	return l.Close()
 }
 
-// CheckFree reports ErrPortInUse when nothing can listen on 127.0.0.1:port.
+// CheckFree returns nil when 127.0.0.1:port can be listened on,
+// ErrPortInUse when it is taken, and the listen error otherwise.
 func CheckFree(port int) error { return checkFree(port) }

@@ -1,5 +1,6 @@
 // Command localstack is `make run`: the whole broker on loopback, until
-// Ctrl-C. MOTO_PORT (4566) and PORT (8080) choose the ports; SEED=1 adds a
+// Ctrl-C, or until moto or the stream poller stops (exit 1, so that a stale
+// stack is never left answering). MOTO_PORT (4566) and PORT (8080) choose the ports; SEED=1 adds a
 // demo user, project and buckets; AUDIT_TAIL=1 copies audit events to an
 // SQS queue.
 package main
