@@ -10,7 +10,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/broker/brokertest"
@@ -29,7 +28,6 @@ type fixture struct {
 	store  *ddbstore.Store
 	audit  *brokertest.Auditor
 	proj   *projector.Projector
-	reader *ddbstream.Reader
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -42,7 +40,6 @@ func newFixture(t testing.TB) *fixture {
 		proj: &projector.Projector{
 			Source: store, Store: store, Index: store, Checkpoints: store, Auditor: audit,
 		},
-		reader: &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(mototest.Config(t)), StreamARN: tables.StreamARN},
 	}
 	return f
 }
@@ -51,43 +48,23 @@ func newFixture(t testing.TB) *fixture {
 
 func (f *fixture) put(item map[string]types.AttributeValue) {
 	f.t.Helper()
-	_, err := f.tables.DDB.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(f.tables.Membership), Item: item})
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	f.tables.Put(f.t, f.tables.Membership, item)
 }
 
-func (f *fixture) del(pk, sk string) {
-	f.t.Helper()
-	_, err := f.tables.DDB.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{
-		TableName: aws.String(f.tables.Membership),
-		Key:       map[string]types.AttributeValue{"pk": s(pk), "sk": s(sk)},
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-}
-
-func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+func s(v string) types.AttributeValue { return mototest.S(v) }
 
 func (f *fixture) member(user, project, role string) {
 	f.t.Helper()
-	item := map[string]types.AttributeValue{"pk": s("USER#" + user), "sk": s("PROJECT#" + project)}
-	if role != "" {
-		item["role"] = s(role)
-	}
-	f.put(item)
+	f.tables.Member(f.t, user, project, role)
 }
-
-func (f *fixture) leave(user, project string) { f.t.Helper(); f.del("USER#"+user, "PROJECT#"+project) }
-
+func (f *fixture) leave(user, project string) { f.t.Helper(); f.tables.Leave(f.t, user, project) }
 func (f *fixture) bucket(project, bucket, prefix string) {
 	f.t.Helper()
-	item := map[string]types.AttributeValue{"pk": s("PROJECT#" + project), "sk": s("BUCKET#" + bucket)}
-	if prefix != "" {
-		item["prefix"] = s(prefix)
-	}
-	f.put(item)
+	f.tables.Bucket(f.t, project, bucket, prefix)
+}
+func (f *fixture) unbucket(project, bucket string) {
+	f.t.Helper()
+	f.tables.Unbucket(f.t, project, bucket)
 }
 
 // bucketByUpdate creates a bucket record with UpdateItem, which moto
@@ -105,23 +82,10 @@ func (f *fixture) bucketByUpdate(project, bucket, prefix string) {
 	}
 }
 
-func (f *fixture) unbucket(project, bucket string) {
-	f.t.Helper()
-	f.del("PROJECT#"+project, "BUCKET#"+bucket)
-}
-
 // streamRecords reads every record of the membership table's stream so far.
 func (f *fixture) streamRecords() []events.DynamoDBEventRecord {
 	f.t.Helper()
-	var out []events.DynamoDBEventRecord
-	err := f.reader.ReadAll(context.Background(), 2, func(_ context.Context, _ string, recs []events.DynamoDBEventRecord) error {
-		out = append(out, recs...)
-		return nil
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return out
+	return f.tables.StreamRecords(f.t)
 }
 
 // deliver runs records through the Lambda handler as one batch.

@@ -65,59 +65,31 @@ func n(v string) types.AttributeValue { return &types.AttributeValueMemberN{Valu
 
 func (f *fixture) putIn(table string, item map[string]types.AttributeValue) {
 	f.t.Helper()
-	if _, err := f.tables.DDB.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
-		f.t.Fatal(err)
-	}
+	f.tables.Put(f.t, table, item)
 }
 
-func (f *fixture) delIn(table, pk, sk string) {
-	f.t.Helper()
-	_, err := f.tables.DDB.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{
-		TableName: aws.String(table), Key: map[string]types.AttributeValue{"pk": s(pk), "sk": s(sk)},
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-}
+func (f *fixture) delIn(table, pk, sk string) { f.t.Helper(); f.tables.Delete(f.t, table, pk, sk) }
 
 // Source-table writes, as onboarding tools make them.
 
 func (f *fixture) member(user, project, role string) {
 	f.t.Helper()
-	f.putIn(f.tables.Membership, map[string]types.AttributeValue{"pk": s("USER#" + user), "sk": s("PROJECT#" + project), "role": s(role)})
+	f.tables.Member(f.t, user, project, role)
 }
-
-func (f *fixture) leave(user, project string) {
-	f.t.Helper()
-	f.delIn(f.tables.Membership, "USER#"+user, "PROJECT#"+project)
-}
-
+func (f *fixture) leave(user, project string) { f.t.Helper(); f.tables.Leave(f.t, user, project) }
 func (f *fixture) bucket(project, bucket, prefix string) {
 	f.t.Helper()
-	item := map[string]types.AttributeValue{"pk": s("PROJECT#" + project), "sk": s("BUCKET#" + bucket)}
-	if prefix != "" {
-		item["prefix"] = s(prefix)
-	}
-	f.putIn(f.tables.Membership, item)
+	f.tables.Bucket(f.t, project, bucket, prefix)
 }
-
 func (f *fixture) unbucket(project, bucket string) {
 	f.t.Helper()
-	f.delIn(f.tables.Membership, "PROJECT#"+project, "BUCKET#"+bucket)
+	f.tables.Unbucket(f.t, project, bucket)
 }
 
 // streamRecords reads every record of the membership table's stream.
 func (f *fixture) streamRecords() []events.DynamoDBEventRecord {
 	f.t.Helper()
-	var out []events.DynamoDBEventRecord
-	err := f.reader.ReadAll(context.Background(), 2, func(_ context.Context, _ string, recs []events.DynamoDBEventRecord) error {
-		out = append(out, recs...)
-		return nil
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return out
+	return f.tables.StreamRecords(f.t)
 }
 
 // project runs the live projector's Lambda handler on the stream records
