@@ -35,8 +35,6 @@ type Store struct {
 	Client          API
 	MembershipTable string
 	PolicyTable     string
-	// Now stamps items; time.Now when nil.
-	Now func() time.Time
 }
 
 var (
@@ -45,13 +43,6 @@ var (
 	_ broker.MemberIndex  = (*Store)(nil)
 	_ broker.Checkpoints  = (*Store)(nil)
 )
-
-func (s *Store) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
 
 // classify gives an SDK error its broker kind. The SDK has already retried
 // what its retryer retries; what is left and may pass is Transient.

@@ -342,13 +342,3 @@ func formatCodes(sets ...map[string]int) string {
 	}
 	return strings.Join(parts, ", ")
 }
-
-// Nop accepts every event and sends nothing. It is for tests and for local
-// runs without a bus; production wiring must not use it, since the contract
-// promises an audit event for every issuance and policy change.
-type Nop struct{}
-
-// Emit returns nil.
-func (Nop) Emit(context.Context, ...broker.AuditEvent) error { return nil }
-
-var _ broker.Auditor = Nop{}

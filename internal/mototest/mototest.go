@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -81,13 +80,4 @@ func Data(tb testing.TB, service string) map[string]json.RawMessage {
 		tb.Fatalf("moto data.json has no service %q", service)
 	}
 	return svc
-}
-
-// Must fails the test on err; it keeps setup code short.
-func Must[T any](tb testing.TB, v T, err error) T {
-	tb.Helper()
-	if err != nil {
-		tb.Fatal(fmt.Errorf("setup: %w", err))
-	}
-	return v
 }
