@@ -34,14 +34,17 @@ type Hint struct {
 func (p *Projector) Recompute(ctx context.Context, userID string, h Hint, causes []string) (bool, error) {
 	retries := cmp.Or(p.ConflictRetries, 5)
 	for attempt := 0; ; attempt++ {
+		start := time.Now()
 		changed, err := p.recomputeOnce(ctx, userID, h, causes)
 		if broker.KindOf(err) != broker.Conflict || attempt >= retries {
 			return changed, err
 		}
 		p.logger().Debug("recompute lost a claim race, retrying", "userId", userID, "attempt", attempt+1)
-		// Jittered backoff, so that recomputes of one user racing on
-		// several shards stop voiding each other's claims.
-		if err := backoff.Sleep(ctx, backoff.Jitter(attempt+1, 5*time.Millisecond, time.Second)); err != nil {
+		// Jittered backoff on the scale of a recompute, so that two
+		// recomputes of one user (two shards, or a rebuild) stop voiding
+		// each other's claims: a shorter wait only collides again.
+		base := max(5*time.Millisecond, time.Since(start))
+		if err := backoff.Sleep(ctx, backoff.Jitter(attempt+1, base, 5*time.Second)); err != nil {
 			return changed, broker.Wrap(broker.Transient, "recompute", err)
 		}
 	}
