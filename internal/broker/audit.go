@@ -101,6 +101,15 @@ type PolicyChangedDetail struct {
 	Truncated    bool `json:"truncated,omitempty"`
 	AddedCount   int  `json:"addedCount"`
 	RemovedCount int  `json:"removedCount"`
+	// PreviousUnreadable is set when the item before the change could not
+	// be read (corrupt document or bookkeeping): Removed cannot list what it
+	// granted, so consumers must treat the change as narrowing.
+	PreviousUnreadable bool `json:"previousUnreadable,omitempty"`
+}
+
+// Narrows reports whether the change may have taken something away.
+func (d PolicyChangedDetail) Narrows() bool {
+	return d.RemovedCount > 0 || len(d.Removed) > 0 || d.PreviousUnreadable
 }
 
 // ProjectionRejectedDetail records a source record that grants nothing

@@ -45,7 +45,16 @@ type PolicyStore interface {
 	// ClearOutbox empties the outbox. It returns a Conflict error when a newer
 	// claim exists (whose holder then owns the outbox).
 	ClearOutbox(ctx context.Context, c Claim) error
+	// Touch records that the claimed item was found current at checkedAt,
+	// as a commit does. It returns a Conflict error when a newer claim
+	// exists. Only a recompute that succeeded stamps the item: a claim
+	// alone does not, so a stamp proves that the user was recomputed.
+	Touch(ctx context.Context, c Claim, checkedAt time.Time) error
 }
+
+// ErrItemTooLarge is in the chain of a Commit error when the item would
+// exceed DynamoDB's item size limit; no other refusal carries it.
+var ErrItemTooLarge = errors.New("policy item too large to store")
 
 // ErrCorruptItem is in the chain of a GetPolicy or Claim error when a
 // policy item exists but cannot be decoded.

@@ -304,6 +304,28 @@ func TestInconsistentItemIs503WithoutSTS(t *testing.T) {
 			}
 		})
 	}
+	// An item stored under one user's key that names another user (a copy
+	// made by hand, a bug) is not trusted with either user's credentials.
+	t.Run("item naming another user is 503", func(t *testing.T) {
+		const user = "e7f8091a-2b3c-4d4e-9f50-0000000000ff"
+		e.commit(t, twoSetPolicy(user))
+		_, err := e.store.Client.UpdateItem(t.Context(), &dynamodb.UpdateItemInput{
+			TableName: aws.String(e.store.PolicyTable),
+			Key: map[string]ddbtypes.AttributeValue{
+				"pk": &ddbtypes.AttributeValueMemberS{Value: "USER#" + user}, "sk": &ddbtypes.AttributeValueMemberS{Value: "POLICY"},
+			},
+			UpdateExpression:          aws.String("SET userId = :other"),
+			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":other": &ddbtypes.AttributeValueMemberS{Value: "someone-else"}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.resetCounts()
+		wantUnavailable(t, get(t, svc, "/auths/resources", "Bearer "+pool.token(t, user)))
+		if n := e.issue.Load(); n != 0 {
+			t.Errorf("%d AssumeRole calls for an item naming another user", n)
+		}
+	})
 }
 
 // packedLimitSTS refuses, like STS, any session policy whose packed form is

@@ -231,7 +231,10 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 	case pol.Empty():
 		o.err = broker.Errorf(broker.NoAccess, "get policy", "no access granted")
 		return o
-	case pol.UserID != "" && pol.UserID != principal.UserID:
+	case pol.UserID != principal.UserID:
+		// The item names its user; one that names another (or none) was
+		// written by something other than the projector, and is not
+		// trusted with anyone's credentials.
 		o.err = broker.Errorf(broker.Internal, "get policy", "policy item of %q returned for %q", pol.UserID, principal.UserID)
 		return o
 	}

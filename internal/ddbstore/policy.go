@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/credbroker/credbroker/internal/broker"
 )
@@ -45,13 +47,16 @@ func userKey(userID string) map[string]types.AttributeValue {
 var policyNames = map[string]string{"#claim": "claim", "#ver": "version", "#doc": "doc", "#upd": "updatedAt", "#uid": "userId", "#chk": "checkedAt", "#out": "outbox"}
 
 // GetPolicy reads the user's policy item with one strongly consistent read.
+// The claim counter is read along with the document: an item whose
+// bookkeeping is corrupt is refused like one whose document is, because
+// the projector cannot replace it until its next claim resets it.
 func (s *Store) GetPolicy(ctx context.Context, userID string) (broker.UserPolicy, error) {
 	out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:                aws.String(s.PolicyTable),
 		Key:                      userKey(userID),
 		ConsistentRead:           aws.Bool(true),
-		ProjectionExpression:     aws.String("#uid, #ver, #doc, #upd"),
-		ExpressionAttributeNames: pick(policyNames, "#uid", "#ver", "#doc", "#upd"),
+		ProjectionExpression:     aws.String("#uid, #ver, #doc, #upd, #claim"),
+		ExpressionAttributeNames: pick(policyNames, "#uid", "#ver", "#doc", "#upd", "#claim"),
 	})
 	if err != nil {
 		return broker.UserPolicy{}, classify("get policy", err)
@@ -59,7 +64,10 @@ func (s *Store) GetPolicy(ctx context.Context, userID string) (broker.UserPolicy
 	if len(out.Item) == 0 {
 		return broker.UserPolicy{}, broker.Errorf(broker.NotFound, "get policy", "no policy item")
 	}
-	return decodePolicy(userID, out.Item)
+	if _, err := ticketOf(out.Item["claim"]); err != nil {
+		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", err)
+	}
+	return decodePolicy(out.Item)
 }
 
 func pick(m map[string]string, keys ...string) map[string]string {
@@ -71,9 +79,10 @@ func pick(m map[string]string, keys ...string) map[string]string {
 }
 
 // decodePolicy reads a policy item. A tombstone (no document) decodes to an
-// empty policy.
-func decodePolicy(userID string, item map[string]types.AttributeValue) (broker.UserPolicy, error) {
-	p := broker.UserPolicy{UserID: userID, Version: getS(item, "version")}
+// empty policy. UserID is what the item says, not the key it was read
+// under, so that the endpoint's check of it means something.
+func decodePolicy(item map[string]types.AttributeValue) (broker.UserPolicy, error) {
+	p := broker.UserPolicy{UserID: getS(item, "userId"), Version: getS(item, "version")}
 	if t := getS(item, "updatedAt"); t != "" {
 		p.UpdatedAt, _ = time.Parse(time.RFC3339Nano, t)
 	}
@@ -90,42 +99,107 @@ func decodePolicy(userID string, item map[string]types.AttributeValue) (broker.U
 	return p, nil
 }
 
+// ticketOf reads a claim counter: a number that is a whole int64.
+func ticketOf(v types.AttributeValue) (int64, error) {
+	n, ok := v.(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("%w: claim counter is missing or not a number", broker.ErrCorruptItem)
+	}
+	t, err := strconv.ParseInt(n.Value, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: claim counter %.40q is not a whole 64-bit number", broker.ErrCorruptItem, n.Value)
+	}
+	return t, nil
+}
+
 // Claim adds one to the item's claim counter (creating the item if needed)
-// and returns the new value with what the item held.
+// and returns the new value with what the item held. A counter that is
+// corrupt (not a number, a fraction, beyond int64) is reset instead.
 func (s *Store) Claim(ctx context.Context, userID string, now time.Time) (broker.Claim, error) {
 	out, err := s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(s.PolicyTable),
 		Key:                      userKey(userID),
-		UpdateExpression:         aws.String("ADD #claim :one SET #chk = :now, #uid = :uid"),
-		ExpressionAttributeNames: pick(policyNames, "#claim", "#chk", "#uid"),
+		UpdateExpression:         aws.String("ADD #claim :one SET #uid = :uid"),
+		ExpressionAttributeNames: pick(policyNames, "#claim", "#uid"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":one": &types.AttributeValueMemberN{Value: "1"},
-			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)},
 			":uid": str(userID),
 		},
 		ReturnValues: types.ReturnValueAllNew,
 	})
-	if err != nil {
+	var attrs map[string]types.AttributeValue
+	switch {
+	case err == nil:
+		attrs = out.Attributes
+	case broker.KindOf(classify("", err)) == broker.Invalid:
+		// ADD refuses a counter of another type; read it to be sure that
+		// this is why, rather than reset on an error it does not explain.
+		if attrs, err = s.readItem(ctx, userID); err != nil {
+			return broker.Claim{}, err
+		}
+		if _, terr := ticketOf(attrs["claim"]); terr == nil {
+			return broker.Claim{}, classify("claim policy", err)
+		}
+	default:
 		return broker.Claim{}, classify("claim policy", err)
 	}
-	n, ok := out.Attributes["claim"].(*types.AttributeValueMemberN)
-	if !ok {
-		return broker.Claim{}, broker.Errorf(broker.Internal, "claim policy", "claim counter missing")
-	}
-	ticket, err := strconv.ParseInt(n.Value, 10, 64)
+	ticket, err := ticketOf(attrs["claim"])
 	if err != nil {
-		return broker.Claim{}, broker.Wrap(broker.Internal, "claim policy", err)
+		return s.resetClaim(ctx, userID, attrs["claim"], err, now)
 	}
 	c := broker.Claim{UserID: userID, Ticket: ticket}
-	prev, perr := decodePolicy(userID, out.Attributes)
-	outbox, oerr := decodeOutbox(out.Attributes["outbox"])
+	prev, perr := decodePolicy(attrs)
+	outbox, oerr := decodeOutbox(attrs["outbox"])
 	if err := errors.Join(perr, oerr); err != nil {
 		// The claim stands: the recompute will overwrite the item.
 		c.Prev, c.Corrupt = broker.UserPolicy{UserID: userID}, err.Error()
 		return c, nil
 	}
+	prev.UserID = userID
 	c.Prev, c.Outbox = prev, outbox
 	return c, nil
+}
+
+func (s *Store) readItem(ctx context.Context, userID string) (map[string]types.AttributeValue, error) {
+	out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.PolicyTable), Key: userKey(userID), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, classify("read policy item", err)
+	}
+	return out.Item, nil
+}
+
+// resetClaim replaces an item whose claim counter is corrupt with one that
+// grants nothing, under a fresh ticket, on condition that the counter is
+// still the corrupt value read. The write is the claim: the recompute that
+// holds it writes the user's real policy.
+//
+// The new ticket is the clock in microseconds, far above any counter that
+// counted up from 1, so no recompute still holding a ticket from before
+// the corruption can match it (its commit fails) and the member index's
+// tokens stay unique.
+func (s *Store) resetClaim(ctx context.Context, userID string, corrupt types.AttributeValue, why error, now time.Time) (broker.Claim, error) {
+	if corrupt == nil {
+		return broker.Claim{}, broker.Wrap(broker.Internal, "claim policy", why)
+	}
+	ticket := max(now.UnixMicro(), 1)
+	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.PolicyTable),
+		Item: map[string]types.AttributeValue{
+			"pk": str(broker.UserKeyPrefix + userID), "sk": str(policySK), "userId": str(userID),
+			"claim":  &types.AttributeValueMemberN{Value: strconv.FormatInt(ticket, 10)},
+			"schema": &types.AttributeValueMemberN{Value: itemSchema},
+		},
+		ConditionExpression:       aws.String("#claim = :old"),
+		ExpressionAttributeNames:  pick(policyNames, "#claim"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":old": corrupt},
+	})
+	if err != nil {
+		return broker.Claim{}, classify("reset corrupt claim", err)
+	}
+	return broker.Claim{UserID: userID, Ticket: ticket, Prev: broker.UserPolicy{UserID: userID},
+		Corrupt: "claim counter reset: " + why.Error()}, nil
 }
 
 func decodeOutbox(v types.AttributeValue) ([]broker.PolicyChangedDetail, error) {
@@ -181,6 +255,10 @@ func (s *Store) Commit(ctx context.Context, c broker.Claim, p broker.UserPolicy,
 		}
 		item["outbox"] = &types.AttributeValueMemberL{Value: l}
 	}
+	op := fmt.Sprintf("commit policy of %s", c.UserID)
+	if n := itemSize(item); n > maxItemBytes {
+		return broker.Wrap(broker.Invalid, op, fmt.Errorf("%w: %d bytes", broker.ErrItemTooLarge, n))
+	}
 	_, err = s.Client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                 aws.String(s.PolicyTable),
 		Item:                      item,
@@ -188,7 +266,64 @@ func (s *Store) Commit(ctx context.Context, c broker.Claim, p broker.UserPolicy,
 		ExpressionAttributeNames:  pick(policyNames, "#claim"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberN{Value: strconv.FormatInt(c.Ticket, 10)}},
 	})
-	return classify(fmt.Sprintf("commit policy of %s", c.UserID), err)
+	if isItemSizeError(err) {
+		return broker.Wrap(broker.Invalid, op, fmt.Errorf("%w: %w", broker.ErrItemTooLarge, err))
+	}
+	return classify(op, err)
+}
+
+// DynamoDB refuses items over 400 KB; the local check keeps a margin for
+// the size rules it approximates.
+const maxItemBytes = 400*1024 - 4*1024
+
+// itemSize approximates DynamoDB's size of an item of strings, numbers and
+// lists of strings: attribute names plus values, numbers at their widest.
+func itemSize(item map[string]types.AttributeValue) int {
+	n := 0
+	for name, v := range item {
+		n += len(name) + valueSize(v)
+	}
+	return n
+}
+
+func valueSize(v types.AttributeValue) int {
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		return len(v.Value)
+	case *types.AttributeValueMemberN:
+		return 21
+	case *types.AttributeValueMemberL:
+		n := 3
+		for _, e := range v.Value {
+			n += 1 + valueSize(e)
+		}
+		return n
+	}
+	return 0
+}
+
+// isItemSizeError recognises DynamoDB's refusal of an oversized item by its
+// message: the service gives it no error code of its own.
+func isItemSizeError(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "ValidationException" &&
+		strings.Contains(strings.ToLower(apiErr.ErrorMessage()), "item size")
+}
+
+// Touch stamps checkedAt on condition that c is still the newest claim.
+func (s *Store) Touch(ctx context.Context, c broker.Claim, checkedAt time.Time) error {
+	_, err := s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.PolicyTable),
+		Key:                      userKey(c.UserID),
+		UpdateExpression:         aws.String("SET #chk = :now"),
+		ConditionExpression:      aws.String("#claim = :t"),
+		ExpressionAttributeNames: pick(policyNames, "#chk", "#claim"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":t":   &types.AttributeValueMemberN{Value: strconv.FormatInt(c.Ticket, 10)},
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(checkedAt.UnixMilli(), 10)},
+		},
+	})
+	return classify("touch policy", err)
 }
 
 // ClearOutbox removes the outbox on condition that c is still the newest

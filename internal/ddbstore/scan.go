@@ -35,7 +35,7 @@ func (s *Store) ScanMemberships(ctx context.Context, segment, total int, fn func
 
 // ScanPolicyTable reads one Scan segment of the policy table with strongly
 // consistent reads. It calls user for every policy item (whether it grants
-// anything, and when a claim or commit last stamped it) and entry for
+// anything, and when a commit or touch last stamped it: a recompute that succeeded) and entry for
 // every member-index entry; fan-out checkpoints are skipped. An error from
 // a callback stops the scan and is returned as is.
 func (s *Store) ScanPolicyTable(ctx context.Context, segment, total int,

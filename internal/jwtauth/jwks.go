@@ -31,6 +31,7 @@ type keyCache struct {
 	url      string
 	client   Doer
 	interval time.Duration
+	maxAge   time.Duration
 	timeout  time.Duration
 	now      func() time.Time
 	log      *slog.Logger
@@ -40,58 +41,67 @@ type keyCache struct {
 	mu        sync.RWMutex
 	keys      map[string]*rsa.PublicKey
 	loaded    bool      // a fetch has succeeded
+	loadedAt  time.Time // start of the last successful fetch
 	lastFetch time.Time // start of the last fetch, successful or not
 	lastErr   error     // the last fetch's error, nil once one succeeds
 }
 
-// key returns the key for kid, fetching the key set when the cache is cold
-// and refreshing it once per interval when kid is unknown.
+// key returns the key for kid. It fetches the key set when the cache is
+// cold or its keys are older than the maximum age, and refreshes it once
+// per interval when kid is unknown. Keys past their age are never used: a
+// key the pool removed stops verifying tokens within that age, and while
+// the key set cannot be fetched the answer is an outage (503), not a
+// verdict on the token.
 func (c *keyCache) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
-	if k, ok, due, failing := c.lookup(kid); ok {
+	k, due, failing := c.lookup(kid)
+	if k != nil {
 		return k, nil
-	} else if !due && failing != nil {
-		// The key may be new and the key set unreachable: that is an
-		// outage (503), not a verdict on the token (401).
-		return nil, &broker.Error{Kind: broker.Transient, Op: "fetch signing keys", Message: "signing keys unavailable", Err: failing}
-	} else if !due {
-		return nil, reject("unknown signing key", fmt.Errorf("kid %q not in key set (refresh not due)", kid))
 	}
-	// The fetch runs on its own context so that one caller giving up does
-	// not fail the others waiting for it.
-	done := c.flight.DoChan("jwks", func() (any, error) {
-		return nil, c.refresh(context.WithoutCancel(ctx), kid)
-	})
-	select {
-	case <-ctx.Done():
-		return nil, broker.Wrap(broker.Transient, "fetch signing keys", ctx.Err())
-	case r := <-done:
-		if r.Err != nil {
-			return nil, r.Err
+	if due {
+		// The fetch runs on its own context so that one caller giving up
+		// does not fail the others waiting for it.
+		done := c.flight.DoChan("jwks", func() (any, error) {
+			return nil, c.refresh(context.WithoutCancel(ctx), kid)
+		})
+		select {
+		case <-ctx.Done():
+			return nil, broker.Wrap(broker.Transient, "fetch signing keys", ctx.Err())
+		case r := <-done:
+			if r.Err != nil {
+				return nil, r.Err
+			}
+		}
+		if k, _, failing = c.lookup(kid); k != nil {
+			return k, nil
 		}
 	}
-	if k, ok, _, _ := c.lookup(kid); ok {
-		return k, nil
+	if failing != nil {
+		// The key may be new (or the cached ones too old) and the key set
+		// unreachable.
+		return nil, &broker.Error{Kind: broker.Transient, Op: "fetch signing keys", Message: "signing keys unavailable", Err: failing}
 	}
 	return nil, reject("unknown signing key", fmt.Errorf("kid %q not in key set", kid))
 }
 
-// lookup returns the cached key for kid, or whether a fetch is due: always
-// while no fetch has succeeded (there is nothing else to verify with), else
-// once the last fetch is an interval old.
-func (c *keyCache) lookup(kid string) (key *rsa.PublicKey, ok, due bool, failing error) {
+// lookup returns the cached key for kid while the cached set is younger
+// than the maximum age; otherwise whether a fetch is due (always while no
+// fetch has succeeded, else once the last fetch is an interval old) and the
+// last fetch's error.
+func (c *keyCache) lookup(kid string) (key *rsa.PublicKey, due bool, failing error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	if k, ok := c.keys[kid]; ok {
-		return k, true, false, nil
+	now := c.now()
+	if k, ok := c.keys[kid]; ok && now.Sub(c.loadedAt) < c.maxAge {
+		return k, false, nil
 	}
-	return nil, false, !c.loaded || c.now().Sub(c.lastFetch) >= c.interval, c.lastErr
+	return nil, !c.loaded || now.Sub(c.lastFetch) >= c.interval, c.lastErr
 }
 
 // refresh fetches the key set unless a fetch that finished while the caller
 // was queueing made it unnecessary; checking again here keeps a burst of
 // unknown kids to one fetch.
 func (c *keyCache) refresh(ctx context.Context, kid string) error {
-	if _, ok, due, _ := c.lookup(kid); ok || !due {
+	if k, due, _ := c.lookup(kid); k != nil || !due {
 		return nil
 	}
 	started := c.now()
@@ -103,7 +113,7 @@ func (c *keyCache) refresh(ctx context.Context, kid string) error {
 		c.log.WarnContext(ctx, "jwks fetch failed", "url", c.url, "err", err, "cached_keys", len(c.keys))
 		return &broker.Error{Kind: broker.Transient, Op: "fetch signing keys", Message: "signing keys unavailable", Err: err}
 	}
-	c.keys, c.loaded = keys, true
+	c.keys, c.loaded, c.loadedAt = keys, true, started
 	c.log.DebugContext(ctx, "jwks fetched", "url", c.url, "keys", len(keys))
 	return nil
 }

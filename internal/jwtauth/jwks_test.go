@@ -32,7 +32,7 @@ func TestJWKSIsFetchedOnceAcrossManyVerifications(t *testing.T) {
 		if _, err := f.v.Verify(t.Context(), token); err != nil {
 			t.Fatal(err)
 		}
-		f.clock.Advance(time.Minute) // a known kid never refreshes, however old the cache
+		f.clock.Advance(time.Minute) // a known kid does not refresh within the keys' maximum age
 	}
 	wantFetches(t, f.jwks, 1)
 }
@@ -178,7 +178,7 @@ func TestJWKSDownLaterKeepsTheCachedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.jwks.SetFailing(true)
-	f.clock.Advance(time.Hour)
+	f.clock.Advance(2 * time.Minute)
 	// An unknown kid causes a refresh, which fails: the verifier cannot tell
 	// whether the kid is new, so it cannot decide.
 	unknown := jwttest.Mint(t, f.key, "unknown", nil, f.claims)
@@ -196,13 +196,49 @@ func TestJWKSDownLaterKeepsTheCachedKeys(t *testing.T) {
 	wantFetches(t, f.jwks, 2)
 	// Once the key set answers again, the unknown kid is judged: 401.
 	f.jwks.SetFailing(false)
-	f.clock.Advance(time.Hour)
+	f.clock.Advance(2 * time.Minute)
 	_, err = f.v.Verify(t.Context(), unknown)
 	wantKind(t, err, broker.Unauthenticated)
 	wantFetches(t, f.jwks, 3)
 	_, err = f.v.Verify(t.Context(), unknown)
 	wantKind(t, err, broker.Unauthenticated)
 	wantFetches(t, f.jwks, 3)
+}
+
+// Keys are trusted for their maximum age only. A key the pool stopped
+// publishing (a compromised key rotated out) stops verifying once that age
+// has passed, however busy the instance; and keys past their age are not a
+// fallback while the key set cannot be fetched.
+func TestCachedKeysExpireAfterTheirMaxAge(t *testing.T) {
+	f := newFixture(t, func(c *jwtauth.Config) { c.MaxKeyAge = 15 * time.Minute })
+	token := f.mint(t)
+	if _, err := f.v.Verify(t.Context(), token); err != nil {
+		t.Fatal(err)
+	}
+	other := key(t)
+	f.jwks.SetBody(jwttest.JWKS(t, jwttest.PublicJWK("replacement", &other.PublicKey)))
+	f.clock.Advance(15*time.Minute - time.Second)
+	if _, err := f.v.Verify(t.Context(), token); err != nil {
+		t.Fatalf("within the maximum age: %v", err)
+	}
+	wantFetches(t, f.jwks, 1)
+
+	f.clock.Advance(time.Second)
+	_, err := f.v.Verify(t.Context(), token)
+	wantKind(t, err, broker.Unauthenticated)
+	wantFetches(t, f.jwks, 2)
+
+	// The same key, published again, expires again; with the key set down
+	// once it has, tokens get a 503 rather than a stale verdict.
+	f.jwks.SetBody(jwttest.JWKS(t, jwttest.PublicJWK(jwttest.Kid, &f.key.PublicKey)))
+	f.clock.Advance(time.Minute)
+	if _, err := f.v.Verify(t.Context(), token); err != nil {
+		t.Fatalf("key published again: %v", err)
+	}
+	f.jwks.SetFailing(true)
+	f.clock.Advance(15 * time.Minute)
+	_, err = f.v.Verify(t.Context(), token)
+	wantKind(t, err, broker.Transient)
 }
 
 func TestBadJWKSResponsesAreTransient(t *testing.T) {

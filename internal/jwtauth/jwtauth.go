@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -28,6 +29,7 @@ const (
 	DefaultLeeway          = 30 * time.Second
 	DefaultMaxTokenBytes   = 8192
 	DefaultRefreshInterval = time.Minute
+	DefaultMaxKeyAge       = time.Hour
 	DefaultFetchTimeout    = 5 * time.Second
 	// MaxJWKSBytes caps the key set response; Cognito's is under 2 KiB.
 	MaxJWKSBytes = 1 << 20
@@ -59,6 +61,10 @@ type Config struct {
 	// RefreshInterval is the least time between two key set fetches caused
 	// by unknown key ids; default 1 minute.
 	RefreshInterval time.Duration
+	// MaxKeyAge is how long fetched keys are trusted before the key set is
+	// fetched again; default 1 hour, at least RefreshInterval. A key the
+	// pool no longer publishes stops verifying tokens within it.
+	MaxKeyAge time.Duration
 	// FetchTimeout bounds one key set fetch; default 5s.
 	FetchTimeout time.Duration
 	// HTTPClient fetches the key set; default a client that follows no
@@ -107,8 +113,8 @@ func New(cfg Config) (*Verifier, error) {
 	if len(cfg.ClientIDs) == 0 || slices.Contains(cfg.ClientIDs, "") {
 		return nil, bad("client ids must be a non-empty list of non-empty ids")
 	}
-	if cfg.Leeway < 0 || cfg.MaxTokenBytes < 0 || cfg.RefreshInterval < 0 || cfg.FetchTimeout < 0 {
-		return nil, bad("leeway, max token bytes, refresh interval and fetch timeout must not be negative")
+	if cfg.Leeway < 0 || cfg.MaxTokenBytes < 0 || cfg.RefreshInterval < 0 || cfg.FetchTimeout < 0 || cfg.MaxKeyAge < 0 {
+		return nil, bad("leeway, max token bytes, refresh interval, max key age and fetch timeout must not be negative")
 	}
 	if cfg.Leeway == 0 {
 		cfg.Leeway = DefaultLeeway
@@ -121,6 +127,12 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	if cfg.FetchTimeout == 0 {
 		cfg.FetchTimeout = DefaultFetchTimeout
+	}
+	if cfg.MaxKeyAge == 0 {
+		cfg.MaxKeyAge = max(DefaultMaxKeyAge, cfg.RefreshInterval)
+	}
+	if cfg.MaxKeyAge < cfg.RefreshInterval {
+		return nil, bad("max key age %v is shorter than the refresh interval %v", cfg.MaxKeyAge, cfg.RefreshInterval)
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{
@@ -152,6 +164,7 @@ func New(cfg Config) (*Verifier, error) {
 			url:      cfg.JWKSURL,
 			client:   cfg.HTTPClient,
 			interval: cfg.RefreshInterval,
+			maxAge:   cfg.MaxKeyAge,
 			timeout:  cfg.FetchTimeout,
 			now:      cfg.Now,
 			log:      cfg.Logger,
@@ -178,8 +191,14 @@ func checkURL(raw string, allowLoopbackHTTP bool) error {
 	return errors.New("must use https")
 }
 
+// isLoopback accepts "localhost" and loopback IP literals only: a DNS name
+// such as 127.example.com resolves wherever its owner points it.
 func isLoopback(host string) bool {
-	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // accessClaims are the claims of a Cognito access token that the verifier reads.

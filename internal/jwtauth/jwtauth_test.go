@@ -284,6 +284,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		{"jwks url with credentials is rejected", func(c *jwtauth.Config) { c.JWKSURL = "https://u:p@example.com/jwks.json" }},
 		{"negative leeway is rejected", func(c *jwtauth.Config) { c.Leeway = -time.Second }},
 		{"negative refresh interval is rejected", func(c *jwtauth.Config) { c.RefreshInterval = -time.Second }},
+		{"max key age below the refresh interval is rejected", func(c *jwtauth.Config) { c.MaxKeyAge = time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,6 +302,31 @@ func TestNewValidatesConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// Plain HTTP is allowed for a local key set only, and "local" is an address,
+// never a DNS name that happens to start like one.
+func TestJWKSLoopbackRefusesDNSNames(t *testing.T) {
+	base := jwtauth.Config{Issuer: "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc", ClientIDs: []string{"c"}}
+	for url, ok := range map[string]bool{
+		"http://127.0.0.1:4566/jwks.json":        true,
+		"http://127.1.2.3/jwks.json":             true,
+		"http://[::1]:4566/jwks.json":            true,
+		"http://localhost:4566/jwks.json":        true,
+		"http://127.attacker.example/jwks.json":  false,
+		"http://127.0.0.1.nip.io/jwks.json":      false,
+		"http://localhost.attacker.example/jwks": false,
+		"http://[::ffff:8.8.8.8]/jwks.json":      false,
+		"http://10.0.0.1/jwks.json":              false,
+		"https://127.attacker.example/jwks.json": true,
+	} {
+		cfg := base
+		cfg.JWKSURL = url
+		_, err := jwtauth.New(cfg)
+		if ok != (err == nil) {
+			t.Errorf("%s: err %v, want accepted %v", url, err, ok)
+		}
+	}
 }
 
 // recordingDoer is a hand-written fake HTTP client: it records request URLs

@@ -9,6 +9,7 @@ package memstore
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +32,10 @@ type Store struct {
 }
 
 type row struct {
-	claim     int64
+	claim int64
+	// corrupt is the claim counter as a hand edit or a bug left it, when it
+	// is not a whole int64 (ddbstore's item holds any attribute value).
+	corrupt   string
 	checkedAt time.Time
 	written   bool
 	policy    broker.UserPolicy
@@ -105,6 +109,18 @@ func (s *Store) query(pk, skPrefix string) []broker.SourceItem {
 	return out
 }
 
+// CorruptClaim makes the user's claim counter unreadable, as a hand edit
+// that stored it as a string or a fraction would; raw describes it.
+func (s *Store) CorruptClaim(userID, raw string) {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		r = &row{policy: broker.UserPolicy{UserID: userID}}
+		s.policies[userID] = r
+	}
+	r.corrupt = raw
+}
+
 // GetPolicy implements broker.PolicyReader.
 func (s *Store) GetPolicy(_ context.Context, userID string) (broker.UserPolicy, error) {
 	defer s.lock()()
@@ -112,10 +128,14 @@ func (s *Store) GetPolicy(_ context.Context, userID string) (broker.UserPolicy, 
 	if r == nil {
 		return broker.UserPolicy{}, broker.Errorf(broker.NotFound, "get policy", "no policy item")
 	}
+	if r.corrupt != "" {
+		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: claim counter %q", broker.ErrCorruptItem, r.corrupt))
+	}
 	return r.policy, nil
 }
 
-// Claim implements broker.PolicyStore.
+// Claim implements broker.PolicyStore. A corrupt counter is reset, with
+// the item, to a ticket from the clock, as ddbstore does.
 func (s *Store) Claim(_ context.Context, userID string, now time.Time) (broker.Claim, error) {
 	defer s.lock()()
 	r := s.policies[userID]
@@ -123,16 +143,31 @@ func (s *Store) Claim(_ context.Context, userID string, now time.Time) (broker.C
 		r = &row{policy: broker.UserPolicy{UserID: userID}}
 		s.policies[userID] = r
 	}
+	if r.corrupt != "" {
+		why := fmt.Sprintf("claim counter reset: %q is not a whole 64-bit number", r.corrupt)
+		*r = row{claim: max(now.UnixMicro(), 1), policy: broker.UserPolicy{UserID: userID}}
+		return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Corrupt: why}, nil
+	}
 	r.claim++
-	r.checkedAt = now
 	return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Outbox: slices.Clone(r.outbox)}, nil
+}
+
+// Touch implements broker.PolicyStore.
+func (s *Store) Touch(_ context.Context, c broker.Claim, checkedAt time.Time) error {
+	defer s.lock()()
+	r := s.policies[c.UserID]
+	if r == nil || r.corrupt != "" || r.claim != c.Ticket {
+		return broker.Errorf(broker.Conflict, "touch policy", "claim %d superseded", c.Ticket)
+	}
+	r.checkedAt = checkedAt
+	return nil
 }
 
 // Commit implements broker.PolicyStore.
 func (s *Store) Commit(_ context.Context, c broker.Claim, p broker.UserPolicy, outbox []broker.PolicyChangedDetail) error {
 	defer s.lock()()
 	r := s.policies[c.UserID]
-	if r == nil || r.claim != c.Ticket {
+	if r == nil || r.corrupt != "" || r.claim != c.Ticket {
 		return broker.Errorf(broker.Conflict, "commit policy", "claim %d superseded", c.Ticket)
 	}
 	p.UserID = c.UserID
@@ -147,7 +182,7 @@ func (s *Store) Commit(_ context.Context, c broker.Claim, p broker.UserPolicy, o
 func (s *Store) ClearOutbox(_ context.Context, c broker.Claim) error {
 	defer s.lock()()
 	r := s.policies[c.UserID]
-	if r == nil || r.claim != c.Ticket {
+	if r == nil || r.corrupt != "" || r.claim != c.Ticket {
 		return broker.Errorf(broker.Conflict, "clear outbox", "claim %d superseded", c.Ticket)
 	}
 	r.outbox = nil

@@ -57,8 +57,10 @@ func (f *fixture) members(project string, n int) []string {
 }
 
 // countingStore counts claims per user: how many times each was recomputed.
+// fail, when set, makes the claims of the users it names fail.
 type countingStore struct {
 	broker.PolicyStore
+	fail   func(user string) error
 	mu     sync.Mutex
 	claims map[string]int
 }
@@ -67,7 +69,18 @@ func (c *countingStore) Claim(ctx context.Context, user string, now time.Time) (
 	c.mu.Lock()
 	c.claims[user]++
 	c.mu.Unlock()
+	if c.fail != nil {
+		if err := c.fail(user); err != nil {
+			return broker.Claim{}, err
+		}
+	}
 	return c.PolicyStore.Claim(ctx, user, now)
+}
+
+func (c *countingStore) count(user string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.claims[user]
 }
 
 // A fan-out that cannot finish before the invocation's deadline saves its

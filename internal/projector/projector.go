@@ -24,6 +24,8 @@ package projector
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -232,61 +234,165 @@ func (b *batch) memberJob(ctx context.Context, m broker.Member, projectID, cause
 	return j
 }
 
-// fanout recomputes every member of the project, page by page. Near the
-// invocation's deadline it saves its cursor under the change's event id
-// and fails the change; the redelivered change resumes there.
+// fanoutState is what a fan-out keeps across deliveries of its change, as
+// a checkpoint in the policy table under the change's project and event id.
+type fanoutState struct {
+	// Cursor is where the next page of members starts ("" for the first).
+	Cursor string `json:"cursor,omitempty"`
+	// Done says every page was read.
+	Done bool `json:"done,omitempty"`
+	// Retry lists members whose recompute failed, or whose events wait in
+	// their outbox, in an earlier delivery: only they are recomputed again.
+	Retry []broker.Member `json:"retry,omitempty"`
+}
+
+// maxRetryMembers bounds the members a checkpoint lists (about 100 bytes
+// each, within DynamoDB's item size). Beyond it the fan-out starts over on
+// redelivery, which recomputes everyone again: slower, never wrong.
+const maxRetryMembers = 2000
+
+// fanout recomputes every member of the project, page by page. A member
+// that fails does not stop it: every page is read and every other member
+// recomputed, so one poisoned member or an unreachable bus never keeps a
+// removal from the members after it. The failed members are saved with
+// the checkpoint and the change is handed back; the redelivered change
+// recomputes only them. Near the invocation's deadline the fan-out saves
+// its cursor the same way and resumes there.
 func (b *batch) fanout(ctx context.Context, c Change, projectID string) (int, error) {
 	p := b.p
 	ckKey := projectID + "#" + c.EventID
-	cursor, err := p.Checkpoints.LoadCheckpoint(ctx, ckKey)
+	st, resumed, err := p.loadFanout(ctx, ckKey)
 	if err != nil {
 		return 0, err
 	}
-	if cursor != "" {
-		p.logger().Info("fan-out resumes from checkpoint", "project", projectID, "eventId", c.EventID, "cursor", cursor)
+	if resumed {
+		p.logger().Info("fan-out resumes from checkpoint", "project", projectID, "eventId", c.EventID,
+			"cursor", st.Cursor, "pagesDone", st.Done, "retry", len(st.Retry))
 	}
 	margin := cmp.Or(p.DeadlineMargin, 20*time.Second)
+	pageSize := cmp.Or(p.PageSize, 500)
+	var failed []broker.Member // members to retry on the next delivery
+	var failures []error
 	n := 0
-	for {
-		if dl, ok := ctx.Deadline(); ok && dl.Sub(p.now()) < margin {
-			if cursor == "" {
-				return n, fmt.Errorf("no time left to start fan-out")
-			}
-			if err := p.Checkpoints.SaveCheckpoint(ctx, ckKey, cursor, p.now().Add(48*time.Hour)); err != nil {
-				return n, err
-			}
-			return n, fmt.Errorf("deadline near: fan-out saved at %q after %d members", cursor, n)
+	recompute := func(members []broker.Member) {
+		jobs := make([]*job, len(members))
+		for i, m := range members {
+			jobs[i] = b.memberJob(ctx, m, projectID, c.EventID)
 		}
-		page, err := p.Index.ProjectMembers(ctx, projectID, cursor, cmp.Or(p.PageSize, 500))
-		if err != nil {
-			return n, err
-		}
-		jobs := make([]*job, 0, len(page.Members))
-		for _, m := range page.Members {
-			jobs = append(jobs, b.memberJob(ctx, m, projectID, c.EventID))
-		}
-		var errs []error
-		for _, j := range jobs {
+		for i, j := range jobs {
 			<-j.done
 			if j.err != nil {
-				errs = append(errs, j.err)
+				failed = append(failed, members[i])
+				failures = append(failures, fmt.Errorf("%s: %w", members[i].UserID, j.err))
 			}
 		}
 		n += len(jobs)
-		if len(errs) > 0 {
-			return n, fmt.Errorf("%d of %d members failed, first: %w", len(errs), len(jobs), errs[0])
-		}
-		if page.Next == "" {
-			break
-		}
-		cursor = page.Next
 	}
-	if cursor != "" {
+	// handBack saves what is left and fails the change, so that Lambda
+	// delivers it again. If the save fails too, the next delivery repeats
+	// work from the previous checkpoint: idempotent, only slower.
+	handBack := func(reason error) (int, error) {
+		next := fanoutState{Cursor: st.Cursor, Done: st.Done, Retry: append(failed, st.Retry...)}
+		if len(next.Retry) > maxRetryMembers {
+			p.logger().Warn("too many failed members to list; the fan-out will start over", "project", projectID, "eventId", c.EventID, "failed", len(next.Retry))
+			next = fanoutState{}
+		}
+		if err := p.saveFanout(ctx, ckKey, next); err != nil {
+			return n, errors.Join(reason, err)
+		}
+		return n, reason
+	}
+
+	// Members that failed in an earlier delivery come first, a page at a time.
+	for len(st.Retry) > 0 {
+		if p.nearDeadline(ctx, margin) {
+			return handBack(fmt.Errorf("deadline near: fan-out saved with %d members to retry", len(st.Retry)+len(failed)))
+		}
+		k := min(pageSize, len(st.Retry))
+		members := st.Retry[:k]
+		st.Retry = st.Retry[k:]
+		recompute(members)
+	}
+	for !st.Done {
+		if p.nearDeadline(ctx, margin) {
+			return handBack(fmt.Errorf("deadline near: fan-out saved at %q after %d members", st.Cursor, n))
+		}
+		page, err := p.Index.ProjectMembers(ctx, projectID, st.Cursor, pageSize)
+		if err != nil {
+			return handBack(err)
+		}
+		recompute(page.Members)
+		if page.Next == "" {
+			st.Done = true
+		} else {
+			st.Cursor = page.Next
+		}
+	}
+	if len(failed) > 0 {
+		p.reportFailedMembers(projectID, c, failed, failures)
+		return handBack(fmt.Errorf("%d of %d members to retry, first: %w", len(failed), n, failures[0]))
+	}
+	if resumed {
 		if err := p.Checkpoints.DeleteCheckpoint(ctx, ckKey); err != nil {
 			p.logger().Warn("delete fan-out checkpoint", "key", ckKey, "err", err)
 		}
 	}
 	return n, nil
+}
+
+func (p *Projector) nearDeadline(ctx context.Context, margin time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return ok && dl.Sub(p.now()) < margin
+}
+
+// reportFailedMembers logs the members a fan-out could not finish. Members
+// whose change is committed and only whose events wait are a warning; the
+// others still hold what the change took away, until a redelivery (or, once
+// Lambda's retries run out, an operator's rebuild after the dead-letter
+// alarm) reaches them.
+func (p *Projector) reportFailedMembers(projectID string, c Change, failed []broker.Member, failures []error) {
+	const listed = 20
+	var stuck, pending []string
+	for i, m := range failed {
+		if eventsPending(failures[i]) {
+			pending = append(pending, m.UserID)
+		} else {
+			stuck = append(stuck, m.UserID)
+		}
+	}
+	if len(stuck) > 0 {
+		p.logger().Error("fan-out members not recomputed; the change is handed back for them alone",
+			"project", projectID, "eventId", c.EventID, "sequenceNumber", c.SequenceNumber,
+			"failed", len(stuck), "users", stuck[:min(len(stuck), listed)], "firstError", failures[0].Error())
+	}
+	if len(pending) > 0 {
+		p.logger().Warn("fan-out members committed, their PolicyChanged events wait in their outboxes",
+			"project", projectID, "eventId", c.EventID, "members", len(pending), "users", pending[:min(len(pending), listed)])
+	}
+}
+
+// loadFanout reads a fan-out's checkpoint. One that does not decode is
+// logged and ignored: starting over recomputes members again, which is
+// idempotent.
+func (p *Projector) loadFanout(ctx context.Context, key string) (fanoutState, bool, error) {
+	raw, err := p.Checkpoints.LoadCheckpoint(ctx, key)
+	if err != nil || raw == "" {
+		return fanoutState{}, false, err
+	}
+	var st fanoutState
+	if err := json.Unmarshal([]byte(raw), &st); err != nil {
+		p.logger().Warn("fan-out checkpoint unreadable; starting over", "key", key, "err", err)
+		return fanoutState{}, true, nil
+	}
+	return st, true, nil
+}
+
+func (p *Projector) saveFanout(ctx context.Context, key string, st fanoutState) error {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return p.Checkpoints.SaveCheckpoint(ctx, key, string(raw), p.now().Add(48*time.Hour))
 }
 
 // plan says what a change means: whom it concerns, and whether it is

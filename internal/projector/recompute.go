@@ -26,7 +26,20 @@ type Hint struct {
 	// Prune holds entries read from a project's index during a fan-out,
 	// with their tokens: each is removed if the user is no longer a member.
 	Prune map[string]int64
+	// Stamp asks a recompute that changes nothing to stamp the item as
+	// checked anyway (a commit always does): rebuild tells the users it
+	// reached from those it did not by these stamps.
+	Stamp bool
 }
+
+// errEventsPending marks a recompute that committed its change but could
+// not send the PolicyChanged events of the item's outbox: the policy is
+// current, and only the delivery of the events waits for another attempt.
+var errEventsPending = errors.New("policy committed; PolicyChanged events wait in the outbox")
+
+// eventsPending reports whether err is only a delivery of events that
+// failed after the policy was committed.
+func eventsPending(err error) bool { return errors.Is(err, errEventsPending) }
 
 // Recompute rebuilds one user's policy item from the membership table and
 // reports whether it changed. Losing a claim race is retried a few times;
@@ -56,7 +69,7 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 		return false, err
 	}
 	if claim.Corrupt != "" {
-		p.logger().Error("policy item unreadable; recomputing it from scratch (its pending events are lost)", "userId", userID, "reason", claim.Corrupt)
+		p.logger().Error("policy item unreadable; it grants nothing until this recompute replaces it (its pending events are lost)", "userId", userID, "reason", claim.Corrupt)
 	}
 	// Tokens are read before the memberships, so that a removal below can
 	// only delete an entry that no recompute has rewritten since.
@@ -94,7 +107,15 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 	if err := p.pruneIndex(ctx, userID, touched, tokens, h.Prune, memberships); err != nil {
 		return changed, err
 	}
-	return changed, p.emit(ctx, claim, outbox)
+	if !changed && h.Stamp {
+		if err := p.Store.Touch(ctx, claim, p.now()); err != nil && broker.KindOf(err) != broker.Conflict {
+			return changed, err
+		}
+	}
+	if err := p.emit(ctx, claim, outbox); err != nil {
+		return changed, broker.Wrap(broker.Transient, "recompute", fmt.Errorf("%w: %w", errEventsPending, err))
+	}
+	return changed, nil
 }
 
 // Compute reads the user's memberships and buckets and compiles them,
@@ -209,8 +230,8 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 		outbox = p.boundOutbox(claim.UserID, append(slices.Clip(outbox), shrinkEvent(ev, maxEventBytes)))
 	}
 	err := p.Store.Commit(ctx, claim, next, outbox)
-	if broker.KindOf(err) == broker.Invalid {
-		// DynamoDB refused the item (too large). Keeping the old item could
+	if errors.Is(err, broker.ErrItemTooLarge) {
+		// DynamoDB cannot store the item. Keeping the old item could
 		// keep revoked grants alive, so the user gets nothing until an
 		// operator splits the grants; the event says so with counts only.
 		p.logger().Error("policy item rejected by DynamoDB; granting nothing", "userId", claim.UserID, "grants", len(next.Grants), "err", err)
@@ -228,7 +249,7 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 		if hasEvent {
 			outbox = p.boundOutbox(claim.UserID, append(slices.Clip(outbox), ev))
 		}
-		if err = p.Store.Commit(ctx, claim, next, outbox); broker.KindOf(err) == broker.Invalid {
+		if err = p.Store.Commit(ctx, claim, next, outbox); errors.Is(err, broker.ErrItemTooLarge) {
 			// Only the outbox can be too large now; the revocation matters more.
 			p.logger().Error("dropping the unsent PolicyChanged events of an oversized item", "userId", claim.UserID, "events", len(claim.Outbox))
 			outbox = nil
@@ -254,7 +275,7 @@ func (p *Projector) emit(ctx context.Context, claim broker.Claim, outbox []broke
 		events[i] = broker.AuditEvent{Source: broker.SourceProjector, DetailType: broker.DetailPolicyChanged, Time: d.ChangedAt, Detail: d}
 	}
 	if err := p.deliver(ctx, events); err != nil {
-		return broker.Wrap(broker.Transient, "emit PolicyChanged", err)
+		return err
 	}
 	// Conflict means a newer claim exists; its holder saw this outbox and
 	// sends it again. Consumers dedupe on changeId.
@@ -289,26 +310,27 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 
 // changeEvent describes the change from the claimed item to next. A user
 // seen for the first time with nothing granted is not a change worth an
-// event.
+// event; a user whose item was unreadable is, whatever it becomes.
 func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, causes []string) (broker.PolicyChangedDetail, bool) {
 	prev := claim.Prev
-	if prev.Version == "" && len(next.Grants) == 0 {
+	if prev.Version == "" && len(next.Grants) == 0 && claim.Corrupt == "" {
 		return broker.PolicyChangedDetail{}, false
 	}
 	added, removed := diff(prev.Grants, next.Grants)
 	return broker.PolicyChangedDetail{
-		SchemaVersion:   broker.AuditSchemaVersion,
-		ChangeID:        fmt.Sprintf("%s/%s/%d", claim.UserID, next.Version, claim.Ticket),
-		UserID:          claim.UserID,
-		PolicyVersion:   next.Version,
-		PreviousVersion: prev.Version,
-		Added:           added,
-		Removed:         removed,
-		AddedCount:      len(added),
-		RemovedCount:    len(removed),
-		Sets:            len(next.Sets),
-		Causes:          causes,
-		ChangedAt:       next.UpdatedAt,
+		SchemaVersion:      broker.AuditSchemaVersion,
+		ChangeID:           fmt.Sprintf("%s/%s/%d", claim.UserID, next.Version, claim.Ticket),
+		UserID:             claim.UserID,
+		PolicyVersion:      next.Version,
+		PreviousVersion:    prev.Version,
+		Added:              added,
+		Removed:            removed,
+		AddedCount:         len(added),
+		RemovedCount:       len(removed),
+		Sets:               len(next.Sets),
+		Causes:             causes,
+		ChangedAt:          next.UpdatedAt,
+		PreviousUnreadable: claim.Corrupt != "",
 	}, true
 }
 

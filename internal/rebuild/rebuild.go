@@ -45,7 +45,7 @@ type MembershipScanner interface {
 type PolicyScanner interface {
 	// ScanPolicyTable reads segment of total segments with strongly
 	// consistent reads, calling user for each policy item (whether it
-	// grants anything; when a claim or commit last stamped it) and entry
+	// grants anything; when a successful recompute last stamped it) and entry
 	// for each member-index entry. An error from a callback stops the scan
 	// and is returned.
 	ScanPolicyTable(ctx context.Context, segment, total int,

@@ -16,9 +16,11 @@ import (
 //     which also rewrites the user's member-index entries).
 //  2. The policy table is scanned. A policy item that still grants
 //     something and whose checkedAt is older than the run's start was
-//     touched neither by step 1 nor by the live projector since: its user
-//     has no membership left, and the recompute turns it into a
-//     tombstone. A member-index entry whose membership no longer exists
+//     recomputed neither by step 1 nor by the live projector since: its
+//     user has no membership left, and the recompute turns it into a
+//     tombstone. Only a recompute that succeeded stamps checkedAt (step 1
+//     asks even unchanged ones to), never a claim alone: a recompute that
+//     claimed the item and then failed leaves it to this step. A member-index entry whose membership no longer exists
 //     is handed to Recompute as a prune hint; Recompute removes it on its
 //     token after its commit, so a concurrent re-join is never undone.
 //
@@ -59,7 +61,7 @@ func (s *Service) Rebuild(ctx context.Context) (Report, error) {
 		},
 		func(ctx context.Context, g userGroup) {
 			m1.users.Add(1)
-			recompute(ctx, m1, g.userID, projector.Hint{})
+			recompute(ctx, m1, g.userID, projector.Hint{Stamp: true})
 		})
 	st1 := m1.finish()
 	rep.Users, rep.Changed = int(st1.Users), int(st1.Changed)

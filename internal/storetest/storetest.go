@@ -46,7 +46,27 @@ type Harness struct {
 	PageSize func(n int)
 	// ScanPages, when set, counts the pages scans have read so far.
 	ScanPages func() int
+	// CorruptClaim damages the user's claim counter the given way, as a
+	// hand edit or a bug could.
+	CorruptClaim func(t *testing.T, userID string, how Corruption)
+	// CheckedAt returns the stamp the scans report for the user's item.
+	CheckedAt func(t *testing.T, userID string) time.Time
 }
+
+// Corruption is a way a claim counter can be damaged.
+type Corruption string
+
+const (
+	// CounterAsString stores the counter as a string: ADD then fails.
+	CounterAsString Corruption = "string"
+	// CounterAsFraction stores a fraction: ADD works, the parse fails.
+	CounterAsFraction Corruption = "fraction"
+	// CounterBeyondInt64 stores a whole number too large for an int64.
+	CounterBeyondInt64 Corruption = "huge"
+)
+
+// Corruptions lists every Corruption.
+var Corruptions = []Corruption{CounterAsString, CounterAsFraction, CounterBeyondInt64}
 
 // Run runs the suite; newHarness is called once per subtest.
 func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
@@ -130,6 +150,70 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		c2, _ := h.Store.Claim(ctx, "alice", now)
 		if len(c2.Outbox) != 0 {
 			t.Errorf("outbox after clear = %+v", c2.Outbox)
+		}
+	})
+
+	for _, how := range Corruptions {
+		t.Run("a corrupt claim counter ("+string(how)+") is refused to readers and reset by the next claim", func(t *testing.T) {
+			h := newHarness(t)
+			old, _ := h.Store.Claim(ctx, "alice", now)
+			if err := h.Store.Commit(ctx, old, samplePolicy("alice", now), nil); err != nil {
+				t.Fatal(err)
+			}
+			h.CorruptClaim(t, "alice", how)
+			if _, err := h.Store.GetPolicy(ctx, "alice"); !errors.Is(err, broker.ErrCorruptItem) {
+				t.Fatalf("read of an item with a corrupt counter: %v, want ErrCorruptItem", err)
+			}
+			if err := h.Store.Commit(ctx, old, samplePolicy("alice", now), nil); broker.KindOf(err) != broker.Conflict {
+				t.Errorf("commit under a claim taken before the corruption: %v, want Conflict", err)
+			}
+			c, err := h.Store.Claim(ctx, "alice", now)
+			if err != nil {
+				t.Fatalf("claim of a corrupt counter: %v", err)
+			}
+			if c.Corrupt == "" || !c.Prev.Empty() || c.Ticket <= old.Ticket {
+				t.Errorf("reset claim = ticket %d (old %d), corrupt %q, prev %d grants", c.Ticket, old.Ticket, c.Corrupt, len(c.Prev.Grants))
+			}
+			got, err := h.Store.GetPolicy(ctx, "alice")
+			if err != nil || !got.Empty() {
+				t.Errorf("after the reset, before any commit: %+v, %v; want an item that grants nothing", got, err)
+			}
+			if err := h.Store.Commit(ctx, old, samplePolicy("alice", now), nil); broker.KindOf(err) != broker.Conflict {
+				t.Errorf("commit under the pre-corruption claim after the reset: %v, want Conflict", err)
+			}
+			if err := h.Store.Commit(ctx, c, samplePolicy("alice", now), nil); err != nil {
+				t.Fatalf("commit under the reset claim: %v", err)
+			}
+			next, err := h.Store.Claim(ctx, "alice", now)
+			if err != nil || next.Ticket <= c.Ticket || next.Corrupt != "" || next.Prev.Version != "v1.sample" {
+				t.Errorf("claim after the repair = %+v, %v", next, err)
+			}
+		})
+	}
+
+	t.Run("only commits and touches stamp checkedAt, claims do not", func(t *testing.T) {
+		h := newHarness(t)
+		c, _ := h.Store.Claim(ctx, "alice", now)
+		if err := h.Store.Commit(ctx, c, samplePolicy("alice", now), nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.CheckedAt(t, "alice"); !got.Equal(now) {
+			t.Errorf("after commit: checkedAt %v, want %v", got, now)
+		}
+		later := now.Add(time.Hour)
+		c2, _ := h.Store.Claim(ctx, "alice", later)
+		if got := h.CheckedAt(t, "alice"); !got.Equal(now) {
+			t.Errorf("a claim stamped the item: checkedAt %v, want %v", got, now)
+		}
+		c3, _ := h.Store.Claim(ctx, "alice", later)
+		if err := h.Store.Touch(ctx, c2, later); broker.KindOf(err) != broker.Conflict {
+			t.Errorf("touch under a voided claim: %v, want Conflict", err)
+		}
+		if err := h.Store.Touch(ctx, c3, later); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.CheckedAt(t, "alice"); !got.Equal(later) {
+			t.Errorf("after touch: checkedAt %v, want %v", got, later)
 		}
 	})
 
@@ -316,8 +400,8 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 					t.Fatal(err)
 				}
 				wantUsers[user] = row{false, p.UpdatedAt}
-			case 2: // a claim never committed
-				wantUsers[user] = row{false, at}
+			case 2: // a claim never committed: no stamp
+				wantUsers[user] = row{false, time.Time{}}
 			}
 		}
 		wantEntries := map[string]int64{}
