@@ -12,6 +12,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/lambdaext"
 	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/wire"
 )
@@ -30,12 +31,14 @@ func main() {
 		log.Error("load AWS configuration", "err", err)
 		os.Exit(1)
 	}
-	svc, err := wire.Credentials(cfg, aws, log, os.Stdout)
+	ep, err := wire.Credentials(cfg, aws, log, os.Stdout)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		os.Exit(1)
 	}
+	// The audit events no answer waits for are sent after each answer.
+	handle := lambdaext.FlushAfterInvoke(os.Getenv("AWS_LAMBDA_RUNTIME_API"), ep.Queue, ep.Service.Handle, log)
 	log.Info("credential endpoint ready", "issuer", cfg.Issuer, "clients", len(cfg.ClientIDs),
 		"sessionDuration", cfg.SessionDuration.String(), "cacheSize", cfg.CacheSize, "auditMode", cfg.AuditMode.String())
-	lambda.Start(svc.Handle)
+	lambda.Start(handle)
 }

@@ -10,33 +10,33 @@ import (
 
 // CacheKey names one credential set of one answer. PolicyVersion is part of
 // it, so a user whose grants changed never gets credentials scoped to the
-// older grants; Project is the ?project= filter ("" for none), since a
-// narrowed answer has its own session policies.
+// older grants; Project is the ?project= filter ("" for none) and Split
+// says the sets were recompiled smaller after STS refused one, since either
+// gives the answer session policies of its own.
 type CacheKey struct {
 	UserID        string
 	PolicyVersion string
 	Project       string
+	Split         bool
 	Set           int
 }
 
-// Cache keeps issued credential sets in a warm container, so that a client
+// Cache keeps issued credential sets in a warm instance, so that a client
 // polling the endpoint does not cost an AssumeRole per call. An entry is
 // reused only while more than half of its lifetime remains: a caller always
 // gets credentials valid for at least half the configured session duration.
 // The least recently used entry goes first when the cache is full. A nil
 // Cache, or one of size 0, keeps nothing. It is safe for concurrent use.
 type Cache struct {
-	size int
-	now  func() time.Time
-
-	mu    sync.Mutex
-	order *list.List // front is the most recently used
-	items map[CacheKey]*list.Element
+	now   func() time.Time
+	items *lru[CacheKey, cacheEntry]
 }
 
 type cacheEntry struct {
-	key    CacheKey
-	creds  broker.Credentials
+	creds broker.Credentials
+	// issued is when STS issued the credentials (their expiration minus
+	// the session duration): the time the base role's revocation rules
+	// compare with.
 	issued time.Time
 }
 
@@ -46,62 +46,30 @@ func NewCache(size int, now func() time.Time) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{size: max(size, 0), now: now, order: list.New(), items: make(map[CacheKey]*list.Element)}
+	return &Cache{now: now, items: newLRU[CacheKey, cacheEntry](size)}
 }
 
-// Get returns the entry for key if more than half of its lifetime remains,
-// and drops it otherwise.
-func (c *Cache) Get(key CacheKey) (broker.Credentials, bool) {
-	if c == nil || c.size == 0 {
+// Get returns the entry for key if more than half of its lifetime remains
+// and it was issued at or after notBefore, and drops it otherwise.
+func (c *Cache) Get(key CacheKey, notBefore time.Time) (broker.Credentials, bool) {
+	if c == nil {
 		return broker.Credentials{}, false
 	}
 	now := c.now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
-		return broker.Credentials{}, false
-	}
-	e := el.Value.(*cacheEntry)
-	if !fresh(e, now) {
-		c.order.Remove(el)
-		delete(c.items, key)
-		return broker.Credentials{}, false
-	}
-	c.order.MoveToFront(el)
-	return e.creds, true
+	e, ok := c.items.get(key, func(e cacheEntry) bool {
+		lifetime := e.creds.Expiration.Sub(e.issued)
+		return e.creds.Expiration.Sub(now) > lifetime/2 && !e.issued.Before(notBefore)
+	})
+	return e.creds, ok
 }
 
-// fresh reports whether more than half of the entry's lifetime remains.
-func fresh(e *cacheEntry, now time.Time) bool {
-	lifetime := e.creds.Expiration.Sub(e.issued)
-	return e.creds.Expiration.Sub(now) > lifetime/2
-}
-
-// Put stores creds for key, issued now, evicting the least recently used
-// entry when the cache is full. Credentials that are not fresh now are not
-// stored.
-func (c *Cache) Put(key CacheKey, creds broker.Credentials) {
-	if c == nil || c.size == 0 {
+// Put stores creds for key, issued at issued. Credentials already expired
+// are not stored.
+func (c *Cache) Put(key CacheKey, creds broker.Credentials, issued time.Time) {
+	if c == nil || !creds.Expiration.After(c.now()) || !creds.Expiration.After(issued) {
 		return
 	}
-	e := &cacheEntry{key: key, creds: creds, issued: c.now()}
-	if !e.creds.Expiration.After(e.issued) {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		el.Value = e
-		c.order.MoveToFront(el)
-		return
-	}
-	for c.order.Len() >= c.size {
-		oldest := c.order.Back()
-		c.order.Remove(oldest)
-		delete(c.items, oldest.Value.(*cacheEntry).key)
-	}
-	c.items[key] = c.order.PushFront(e)
+	c.items.put(key, cacheEntry{creds: creds, issued: issued})
 }
 
 // Len returns the number of entries, fresh or not.
@@ -109,7 +77,68 @@ func (c *Cache) Len() int {
 	if c == nil {
 		return 0
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
+	return c.items.len()
+}
+
+// lru is a map bounded to size entries that forgets the least recently
+// used one first. size <= 0 keeps nothing.
+type lru[K comparable, V any] struct {
+	size  int
+	mu    sync.Mutex
+	order *list.List // front is the most recently used
+	items map[K]*list.Element
+}
+
+type lruEntry[K comparable, V any] struct {
+	key K
+	val V
+}
+
+func newLRU[K comparable, V any](size int) *lru[K, V] {
+	return &lru[K, V]{size: max(size, 0), order: list.New(), items: make(map[K]*list.Element)}
+}
+
+// get returns the value for key while keep says it is still good; one that
+// is not is removed.
+func (l *lru[K, V]) get(key K, keep func(V) bool) (V, bool) {
+	var zero V
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el, ok := l.items[key]
+	if !ok {
+		return zero, false
+	}
+	e := el.Value.(*lruEntry[K, V])
+	if keep != nil && !keep(e.val) {
+		l.order.Remove(el)
+		delete(l.items, key)
+		return zero, false
+	}
+	l.order.MoveToFront(el)
+	return e.val, true
+}
+
+func (l *lru[K, V]) put(key K, val V) {
+	if l.size == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if el, ok := l.items[key]; ok {
+		el.Value.(*lruEntry[K, V]).val = val
+		l.order.MoveToFront(el)
+		return
+	}
+	for l.order.Len() >= l.size {
+		oldest := l.order.Back()
+		l.order.Remove(oldest)
+		delete(l.items, oldest.Value.(*lruEntry[K, V]).key)
+	}
+	l.items[key] = l.order.PushFront(&lruEntry[K, V]{key: key, val: val})
+}
+
+func (l *lru[K, V]) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.order.Len()
 }

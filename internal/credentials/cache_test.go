@@ -50,9 +50,9 @@ func TestCacheReusesEntriesWhileMoreThanHalfTheirLifetimeRemains(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := newClock(t0)
 			c := credentials.NewCache(4, clk.Now)
-			c.Put(key("u1", 0), creds("A", t0.Add(900*time.Second)))
+			c.Put(key("u1", 0), creds("A", t0.Add(900*time.Second)), t0)
 			clk.Advance(tt.elapsed)
-			got, ok := c.Get(key("u1", 0))
+			got, ok := c.Get(key("u1", 0), time.Time{})
 			if ok != tt.hit {
 				t.Fatalf("Get() hit = %v, want %v", ok, tt.hit)
 			}
@@ -70,19 +70,37 @@ func TestCacheKeysKeepAnswersApart(t *testing.T) {
 	t0 := time.Now()
 	c := credentials.NewCache(8, func() time.Time { return t0 })
 	base := credentials.CacheKey{UserID: "u1", PolicyVersion: "v1", Project: "", Set: 0}
-	c.Put(base, creds("A", t0.Add(time.Hour)))
+	c.Put(base, creds("A", t0.Add(time.Hour)), t0)
 	others := map[string]credentials.CacheKey{
 		"another user":           {UserID: "u2", PolicyVersion: "v1"},
 		"a newer policy version": {UserID: "u1", PolicyVersion: "v2"},
 		"a project filter":       {UserID: "u1", PolicyVersion: "v1", Project: "p"},
 		"another set":            {UserID: "u1", PolicyVersion: "v1", Set: 1},
+		"split sets":             {UserID: "u1", PolicyVersion: "v1", Split: true},
 	}
 	for name, k := range others {
 		t.Run(name+" misses", func(t *testing.T) {
-			if got, ok := c.Get(k); ok {
+			if got, ok := c.Get(k, time.Time{}); ok {
 				t.Errorf("Get(%+v) = %+v, want a miss", k, got)
 			}
 		})
+	}
+}
+
+// Entries issued before a user's revocation time are never served again,
+// whatever their lifetime left.
+func TestCacheDropsEntriesIssuedBeforeNotBefore(t *testing.T) {
+	t0 := time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
+	c := credentials.NewCache(4, func() time.Time { return t0.Add(time.Minute) })
+	c.Put(key("u1", 0), creds("A", t0.Add(15*time.Minute)), t0)
+	if _, ok := c.Get(key("u1", 0), t0); !ok {
+		t.Fatal("entry issued at notBefore is a miss")
+	}
+	if _, ok := c.Get(key("u1", 0), t0.Add(time.Second)); ok {
+		t.Fatal("entry issued before notBefore is a hit")
+	}
+	if _, ok := c.Get(key("u1", 0), time.Time{}); ok || c.Len() != 0 {
+		t.Errorf("entry refused for its issue time was kept (Len %d)", c.Len())
 	}
 }
 
@@ -91,16 +109,16 @@ func TestCacheEvictsTheLeastRecentlyUsed(t *testing.T) {
 	c := credentials.NewCache(3, func() time.Time { return t0 })
 	exp := t0.Add(time.Hour)
 	for _, id := range []string{"a", "b", "c"} {
-		c.Put(key(id, 0), creds(id, exp))
+		c.Put(key(id, 0), creds(id, exp), t0)
 	}
-	c.Get(key("a", 0))                   // a is now the most recent: b is the oldest
-	c.Put(key("d", 0), creds("d", exp))  // evicts b
-	c.Put(key("c", 0), creds("c2", exp)) // replaces c, evicts nothing
-	c.Put(key("e", 0), creds("e", exp))  // evicts a (c was just used, d after a)
+	c.Get(key("a", 0), time.Time{})          // a is now the most recent: b is the oldest
+	c.Put(key("d", 0), creds("d", exp), t0)  // evicts b
+	c.Put(key("c", 0), creds("c2", exp), t0) // replaces c, evicts nothing
+	c.Put(key("e", 0), creds("e", exp), t0)  // evicts a (c was just used, d after a)
 
 	var present []string
 	for _, id := range []string{"a", "b", "c", "d", "e"} {
-		if got, ok := c.Get(key(id, 0)); ok {
+		if got, ok := c.Get(key(id, 0), time.Time{}); ok {
 			present = append(present, got.AccessKeyID)
 		}
 	}
@@ -124,15 +142,15 @@ func TestDisabledCacheKeepsNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.cache.Put(key("u", 0), creds("A", t0.Add(time.Hour)))
-			if _, ok := tt.cache.Get(key("u", 0)); ok || tt.cache.Len() != 0 {
+			tt.cache.Put(key("u", 0), creds("A", t0.Add(time.Hour)), t0)
+			if _, ok := tt.cache.Get(key("u", 0), time.Time{}); ok || tt.cache.Len() != 0 {
 				t.Errorf("disabled cache returned an entry (Len %d)", tt.cache.Len())
 			}
 		})
 	}
 	t.Run("expired credentials are not stored", func(t *testing.T) {
 		c := credentials.NewCache(4, func() time.Time { return t0 })
-		c.Put(key("u", 0), creds("A", t0.Add(-time.Second)))
+		c.Put(key("u", 0), creds("A", t0.Add(-time.Second)), t0)
 		if c.Len() != 0 {
 			t.Errorf("Len() = %d, want 0", c.Len())
 		}
@@ -147,10 +165,10 @@ func TestCacheIsSafeForConcurrentUse(t *testing.T) {
 		wg.Go(func() {
 			for i := range 500 {
 				k := key(fmt.Sprint("u", (g*7+i)%40), i%3)
-				if got, ok := c.Get(k); ok && got.AccessKeyID != k.UserID {
+				if got, ok := c.Get(k, time.Time{}); ok && got.AccessKeyID != k.UserID {
 					t.Errorf("Get(%v) = %s, another key's entry", k, got.AccessKeyID)
 				}
-				c.Put(k, creds(k.UserID, t0.Add(time.Hour)))
+				c.Put(k, creds(k.UserID, t0.Add(time.Hour)), t0)
 			}
 		})
 	}
@@ -169,14 +187,6 @@ func TestServiceCache(t *testing.T) {
 	e.seed(t, user, map[string][]broker.Place{"p": places("genomics-raw:write"), "q": places("climate-models")})
 	bearer := "Bearer " + pool.token(t, user)
 
-	fromCache := func(t *testing.T) bool {
-		t.Helper()
-		var d broker.CredentialsIssuedDetail
-		if err := json.Unmarshal(e.bus.Receive(t, 1)[0].Detail, &d); err != nil {
-			t.Fatal(err)
-		}
-		return d.FromCache
-	}
 	setup := func(t *testing.T, size int) (*credentials.Service, *clock) {
 		t.Helper()
 		e.resetCounts()
@@ -184,22 +194,25 @@ func TestServiceCache(t *testing.T) {
 		return e.service(pool.verifier, func(s *credentials.Service) { s.Cache = credentials.NewCache(size, clk.Now) }), clk
 	}
 
+	// A hit is the token check and one read: no AssumeRole, no PutEvents.
 	t.Run("second request within the window is served from the cache", func(t *testing.T) {
 		svc, clk := setup(t, 8)
 		first := get(t, svc, "/auths/resources", bearer).answer(t)
-		if fromCache(t) {
-			t.Error("first answer audited as from the cache")
+		var d broker.CredentialsIssuedDetail
+		if err := json.Unmarshal(e.bus.Receive(t, 1)[0].Detail, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.FromCache || !cmp.Equal(d.AccessKeyIDs, []string{first.CredentialSets[0].AccessKeyID}) {
+			t.Errorf("mint audited as %+v", d)
 		}
 		clk.Advance(7 * time.Minute)
+		e.resetCounts()
 		second := get(t, svc, "/auths/resources", bearer).answer(t)
-		if n := e.issue.Load(); n != 1 {
-			t.Errorf("%d AssumeRole calls, want 1", n)
-		}
 		if diff := cmp.Diff(first, second); diff != "" {
 			t.Errorf("cached answer differs (-first +second):\n%s", diff)
 		}
-		if !fromCache(t) {
-			t.Error("cached answer not audited as from the cache")
+		if g, i, p := e.getPolicy.Load(), e.issue.Load(), e.emits.Load(); g != 1 || i != 0 || p != 0 {
+			t.Errorf("cache hit made %d reads, %d AssumeRole and %d PutEvents calls; want 1, 0, 0", g, i, p)
 		}
 	})
 

@@ -138,11 +138,11 @@ func TestConfigFromEnvListsEveryProblem(t *testing.T) {
 func TestServiceValidate(t *testing.T) {
 	tests := []struct {
 		name string
-		svc  credentials.Service
+		svc  *credentials.Service
 		want []string
 	}{
-		{"empty service names every dependency", credentials.Service{}, []string{"Verifier", "Policies", "Issuer", "Auditor"}},
-		{"session over an hour is refused", credentials.Service{SessionDuration: 2 * time.Hour}, []string{"SessionDuration 2h0m0s"}},
+		{"empty service names every dependency", &credentials.Service{}, []string{"Verifier", "Policies", "Issuer", "Auditor"}},
+		{"session over an hour is refused", &credentials.Service{SessionDuration: 2 * time.Hour}, []string{"SessionDuration 2h0m0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -45,6 +45,7 @@ type env struct {
 
 	getPolicy atomic.Int64
 	issue     atomic.Int64
+	emits     atomic.Int64
 }
 
 func newEnv(t testing.TB) *env {
@@ -129,9 +130,19 @@ func (e *env) issuing() broker.CredentialIssuer {
 	})
 }
 
+// auditing is the real audit emitter behind a counting wrapper: each Emit
+// is one PutEvents call.
+func (e *env) auditing() broker.Auditor {
+	return broker.AuditorFunc(func(ctx context.Context, evs ...broker.AuditEvent) error {
+		e.emits.Add(1)
+		return e.auditor.Emit(ctx, evs...)
+	})
+}
+
 func (e *env) resetCounts() {
 	e.getPolicy.Store(0)
 	e.issue.Store(0)
+	e.emits.Store(0)
 }
 
 // service returns a Service over the moto-backed adapters (behind the
@@ -141,7 +152,7 @@ func (e *env) service(v broker.TokenVerifier, edit ...func(*credentials.Service)
 		Verifier: v,
 		Policies: e.policies(),
 		Issuer:   e.issuing(),
-		Auditor:  e.auditor,
+		Auditor:  e.auditing(),
 		Logger:   discard(),
 		// Generous: moto under a loaded CI machine with -race is slow, and
 		// tests about deadlines set their own.

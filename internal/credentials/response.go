@@ -3,7 +3,6 @@ package credentials
 import (
 	"encoding/json"
 	"errors"
-	"slices"
 	"strconv"
 	"time"
 
@@ -13,7 +12,7 @@ import (
 	"github.com/credbroker/credbroker/internal/jwtauth"
 )
 
-// Answer is the 200 body (CONTRACT.md section 3).
+// Answer is the 200 body (README "Credential endpoint").
 type Answer struct {
 	UserID         string          `json:"userId"`
 	PolicyVersion  string          `json:"policyVersion"`
@@ -40,24 +39,11 @@ type ErrorBody struct {
 // expiration is never later than the real one.
 func rfc3339(t time.Time) string { return t.UTC().Truncate(time.Second).Format(time.RFC3339) }
 
-// buildAnswer renders the 200 body and the CredentialsIssued detail.
-func buildAnswer(p broker.Principal, version, project string, grants []broker.Grant, sets []broker.PolicySet,
-	issued []issuedSet, rq requestMeta) ([]byte, broker.CredentialsIssuedDetail, error) {
+// buildAnswer renders the 200 body and returns its access key ids.
+func buildAnswer(p broker.Principal, version string, grants []broker.Grant, sets []broker.PolicySet,
+	issued []issuedSet) ([]byte, []string, error) {
 	a := Answer{UserID: p.UserID, PolicyVersion: version, CredentialSets: make([]CredentialSet, len(sets))}
-	d := broker.CredentialsIssuedDetail{
-		SchemaVersion: broker.AuditSchemaVersion,
-		RequestID:     rq.id,
-		UserID:        p.UserID,
-		PolicyVersion: version,
-		AccessKeyIDs:  make([]string, len(sets)),
-		Grants:        make([]broker.Place, 0, len(grants)),
-		Project:       project,
-		FromCache:     true,
-		ClientID:      p.ClientID,
-		TokenID:       p.TokenID,
-		SourceIP:      rq.sourceIP,
-		UserAgent:     rq.userAgent,
-	}
+	keyIDs := make([]string, len(sets))
 	var earliest time.Time
 	for i, set := range sets {
 		c := issued[i].creds
@@ -74,26 +60,19 @@ func buildAnswer(p broker.Principal, version, project string, grants []broker.Gr
 				g.Projects = []string{}
 			}
 			cs.Grants[j] = g
-			d.Grants = append(d.Grants, g.Place())
-			d.Buckets = append(d.Buckets, g.Bucket)
 		}
 		a.CredentialSets[i] = cs
-		d.AccessKeyIDs[i] = c.AccessKeyID
-		d.FromCache = d.FromCache && issued[i].fromCache
+		keyIDs[i] = c.AccessKeyID
 		if earliest.IsZero() || c.Expiration.Before(earliest) {
 			earliest = c.Expiration
 		}
 	}
-	slices.Sort(d.Buckets)
-	d.Buckets = slices.Compact(d.Buckets)
-	// The answer's RFC 3339 has whole seconds; the audit record says the same.
-	d.Expiration = earliest.UTC().Truncate(time.Second)
-	a.Expiration = rfc3339(d.Expiration)
+	a.Expiration = rfc3339(earliest)
 	body, err := json.Marshal(a)
 	if err != nil {
-		return nil, d, broker.Wrap(broker.Internal, "encode answer", err)
+		return nil, nil, broker.Wrap(broker.Internal, "encode answer", err)
 	}
-	return body, d, nil
+	return body, keyIDs, nil
 }
 
 // baseHeaders go on every answer: credentials must not be stored by any

@@ -185,10 +185,11 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	proj := wire.Projector(pcfg, awsCfg, log.With("function", "projector"), io.Discard)
-	svc, err := wire.Credentials(ccfg, awsCfg, log.With("function", "credentials"), io.Discard)
+	ep, err := wire.Credentials(ccfg, awsCfg, log.With("function", "credentials"), io.Discard)
 	if err != nil {
 		return nil, err
 	}
+	svc := ep.Service
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
@@ -205,6 +206,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			st.stopped <- fmt.Errorf("stream poller stopped: %w", err)
 		}
 	})
+
+	// A long-lived server flushes the audit queue as events arrive.
+	st.wg.Go(func() { ep.Queue.Run(runCtx, 5*time.Second) })
 
 	mux := http.NewServeMux()
 	mux.Handle(credsvc.Path, credsvc.NewHTTPHandler(svc.Handle))

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/credbroker/credbroker/internal/auditqueue"
 	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
 )
@@ -285,27 +286,11 @@ func (p *Projector) emit(ctx context.Context, claim broker.Claim, outbox []broke
 	return nil
 }
 
-// deliver emits events. An event the bus refuses for good can never be
-// delivered: it is logged in full as a dead letter and dropped, instead of
-// failing every later attempt (and holding up everything after it).
-// Anything else that fails is returned, to be sent again.
+// deliver emits events; one the bus refuses for good is dropped as a dead
+// letter (auditqueue.Deliver), anything else that fails is returned.
 func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) error {
-	err := p.Auditor.Emit(ctx, events...)
-	if !errors.Is(err, broker.ErrEventRejected) {
-		return err
-	}
-	var retry []error
-	for _, ev := range events {
-		switch err := p.Auditor.Emit(ctx, ev); {
-		case err == nil:
-		case errors.Is(err, broker.ErrEventRejected):
-			p.logger().Error("audit event refused by the bus for good; dropped (dead letter)",
-				"detailType", ev.DetailType, "detail", ev.Detail, "err", err)
-		default:
-			retry = append(retry, err)
-		}
-	}
-	return errors.Join(retry...)
+	_, err := auditqueue.Deliver(ctx, p.Auditor, p.logger(), events...)
+	return err
 }
 
 // changeEvent describes the change from the claimed item to next. A user

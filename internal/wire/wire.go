@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/credbroker/credbroker/internal/auditqueue"
 	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ebaudit"
@@ -37,24 +38,36 @@ func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metric
 	}
 }
 
+// Endpoint is the credential endpoint's service and the queue of audit
+// events that no answer waits for. Whoever runs the service flushes the
+// queue: a server with Queue.Run, the Lambda function after each
+// invocation (internal/lambdaext).
+type Endpoint struct {
+	Service *credentials.Service
+	Queue   *auditqueue.Queue
+}
+
 // Credentials builds the credential endpoint's service.
-func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (*credentials.Service, error) {
+func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (Endpoint, error) {
 	// Every line logged during a request, the verifier's and the audit
 	// emitter's included, carries the request id.
 	log = slog.New(credentials.LogHandler(log.Handler()))
 	verifier, err := jwtauth.New(jwtauth.Config{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, ClientIDs: cfg.ClientIDs, Logger: log})
 	if err != nil {
-		return nil, err
+		return Endpoint{}, err
 	}
 	issuer, err := stsissuer.New(stsissuer.Config{Client: sts.NewFromConfig(awsCfg), RoleARN: cfg.BaseRoleARN})
 	if err != nil {
-		return nil, err
+		return Endpoint{}, err
 	}
+	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
+	queue := &auditqueue.Queue{Next: auditor, Logger: log}
 	svc := &credentials.Service{
 		Verifier:        verifier,
 		Policies:        &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable},
 		Issuer:          issuer,
-		Auditor:         ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
+		Auditor:         auditor,
+		Background:      queue,
 		Compiler:        policy.Compiler{Partition: cfg.Partition},
 		Cache:           credentials.NewCache(cfg.CacheSize, nil),
 		AuditMode:       cfg.AuditMode,
@@ -64,7 +77,7 @@ func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, me
 		Metrics:         &emf.Writer{W: metrics},
 	}
 	if err := svc.Validate(); err != nil {
-		return nil, err
+		return Endpoint{}, err
 	}
-	return svc, nil
+	return Endpoint{Service: svc, Queue: queue}, nil
 }
