@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -365,12 +366,28 @@ func TestMakefileHasABuildTargetForEveryFunction(t *testing.T) {
 		if !strings.Contains(string(mk), "\nbuild-"+r.LogicalID+":") {
 			t.Errorf("Makefile has no build-%s target", r.LogicalID)
 		}
+		// SAM's artifacts directory is a path under the project, which may
+		// hold spaces.
+		for l := range strings.Lines(string(mk)) {
+			if strings.HasPrefix(l, "build-"+r.LogicalID+":") && !strings.Contains(l, `-o "$(ARTIFACTS_DIR)/bootstrap"`) {
+				t.Errorf("Makefile target build-%s does not write to the quoted \"$(ARTIFACTS_DIR)/bootstrap\": %s", r.LogicalID, l)
+			}
+		}
 		if r.Metadata["ContextPath"] != "." || r.Metadata["ProjectRootDirectory"] != "." {
 			t.Errorf("%s: Metadata %v: the Makefile at the root builds from the module root; want ContextPath and ProjectRootDirectory \".\"", r.LogicalID, r.Metadata)
 		}
 	}
 	if n == 0 {
 		t.Fatal("template has no functions")
+	}
+	// Without build_in_source, sam build copies the whole project (build/
+	// and .local/ included) once per function before running make.
+	samconfig, err := os.ReadFile(filepath.Join(filepath.Dir(tpl.Path()), "samconfig.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^\[default\.build\.parameters\]\n(?:[^\[].*\n|\n)*?build_in_source = true$`).Match(samconfig) {
+		t.Errorf("samconfig.toml does not set build_in_source = true in [default.build.parameters]:\n%s", samconfig)
 	}
 }
 
