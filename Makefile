@@ -26,10 +26,12 @@ $(BUILD_DIR)/%.zip: FORCE
 	@rm -f $@ && (cd $(BUILD_DIR)/$* && zip -q -X ../$*.zip bootstrap)
 	@echo "built $@"
 
-# sam build calls build-<LogicalId> with ARTIFACTS_DIR set (BuildMethod: makefile).
-build-CredentialsFunction: ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/credentials
-build-ProjectorFunction:   ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/projector
-build-ReplayFunction:      ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o $(ARTIFACTS_DIR)/bootstrap ./functions/replay
+# sam build calls build-<LogicalId> with ARTIFACTS_DIR set (BuildMethod:
+# makefile); samconfig.toml builds in the source tree, so SAM does not copy
+# the project (build/ and .local/ included) once per function first.
+build-CredentialsFunction: ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/credentials
+build-ProjectorFunction:   ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/projector
+build-ReplayFunction:      ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/replay
 
 .PHONY: lint
 lint: ## gofmt, go vet and cfn-lint on template.yaml.

@@ -1,18 +1,27 @@
 package stackdef_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/google/go-cmp/cmp"
 
@@ -172,4 +181,137 @@ func attrs(as []types.AttributeDefinition) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// The audit copy as the template defines it (pattern, target ARN, log
+// group name) delivers the broker's events, and only those, in moto.
+func TestAuditLogRuleCopiesAuditEventsInMoto(t *testing.T) {
+	ctx := t.Context()
+	cfg := mototest.Config(t)
+	tpl := mustLoad(t)
+	stackName := mototest.Name(t, "stack")
+	bus := stackName + "-audit"
+	pseudo := map[string]string{"AWS::StackName": stackName, "AWS::Region": cfg.Region}
+	s, err := tpl.Stack(stackdef.Env{Pseudo: pseudo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, _, err := s.Resource("AuditLogGroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, _ := lg.Properties["LogGroupName"].(string)
+	if s, err = tpl.Stack(stackdef.Env{Pseudo: pseudo, Refs: map[string]string{"AuditLogGroup": group, "AuditBus": bus}}); err != nil {
+		t.Fatal(err)
+	}
+	rule, _, err := s.Resource("AuditLogRule")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pattern, err := json.Marshal(rule.Properties["EventPattern"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, _ := rule.Properties["Targets"].([]any)
+	if len(targets) != 1 {
+		t.Fatalf("AuditLogRule targets = %v, want one", targets)
+	}
+	target, _ := targets[0].(map[string]any)
+	arn, _ := target["Arn"].(string)
+
+	logs := cloudwatchlogs.NewFromConfig(cfg)
+	if _, err := logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = logs.DeleteLogGroup(context.Background(), &cloudwatchlogs.DeleteLogGroupInput{LogGroupName: aws.String(group)})
+	})
+	eb := eventbridge.NewFromConfig(cfg)
+	if _, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(bus)}); err != nil {
+		t.Fatal(err)
+	}
+	ruleName := "audit-log"
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_, _ = eb.RemoveTargets(ctx, &eventbridge.RemoveTargetsInput{Rule: aws.String(ruleName), EventBusName: aws.String(bus), Ids: []string{"audit-log"}})
+		_, _ = eb.DeleteRule(ctx, &eventbridge.DeleteRuleInput{Name: aws.String(ruleName), EventBusName: aws.String(bus)})
+		_, _ = eb.DeleteEventBus(ctx, &eventbridge.DeleteEventBusInput{Name: aws.String(bus)})
+	})
+	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{Name: aws.String(ruleName), EventBusName: aws.String(bus), EventPattern: aws.String(string(pattern))}); err != nil {
+		t.Fatalf("PutRule with the template's pattern %s: %v", pattern, err)
+	}
+	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{Rule: aws.String(ruleName), EventBusName: aws.String(bus),
+		Targets: []ebtypes.Target{{Id: aws.String("audit-log"), Arn: aws.String(arn)}}}); err != nil {
+		t.Fatalf("PutTargets %s: %v", arn, err)
+	}
+	out, err := eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{
+		{EventBusName: aws.String(bus), Source: aws.String("credbroker.credentials"), DetailType: aws.String("CredentialsIssued"),
+			Detail: aws.String(`{"userId":"u-audited","accessKeyIds":["ASIAEXAMPLE"]}`)},
+		{EventBusName: aws.String(bus), Source: aws.String("other.app"), DetailType: aws.String("Noise"), Detail: aws.String(`{"userId":"u-noise"}`)},
+	}})
+	if err != nil || out.FailedEntryCount != 0 {
+		t.Fatalf("PutEvents: %v (%d failed)", err, aws.ToInt32(&out.FailedEntryCount))
+	}
+
+	// moto delivers to targets within PutEvents.
+	var copied []string
+	for _, msg := range logMessages(t, cfg, group) {
+		var ev struct {
+			Source     string `json:"source"`
+			DetailType string `json:"detail-type"`
+			Detail     struct {
+				UserID string `json:"userId"`
+			} `json:"detail"`
+		}
+		if err := json.Unmarshal([]byte(msg), &ev); err != nil {
+			t.Fatalf("log event is not an EventBridge event: %v: %s", err, msg)
+		}
+		copied = append(copied, ev.Source+" "+ev.DetailType+" "+ev.Detail.UserID)
+	}
+	if diff := cmp.Diff([]string{"credbroker.credentials CredentialsIssued u-audited"}, copied); diff != "" {
+		t.Errorf("events in the audit log group (-want +got):\n%s", diff)
+	}
+}
+
+// logMessages returns the messages of a log group. moto stamps the events
+// an EventBridge rule delivers with a fractional timestamp, which the SDK's
+// FilterLogEvents refuses to decode, so this is the same call, signed by the
+// SDK's signer and decoded leniently.
+func logMessages(t *testing.T, cfg aws.Config, group string) []string {
+	t.Helper()
+	ctx := t.Context()
+	body, _ := json.Marshal(map[string]string{"logGroupName": group})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, aws.ToString(cfg.BaseEndpoint), bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "Logs_20140328.FilterLogEvents")
+	creds, err := cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	if err := v4.NewSigner().SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), "logs", cfg.Region, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Events []struct {
+			Message   string  `json:"message"`
+			Timestamp float64 `json:"timestamp"`
+		} `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("FilterLogEvents %s: status %d, %v", group, resp.StatusCode, err)
+	}
+	var msgs []string
+	for _, e := range out.Events {
+		msgs = append(msgs, e.Message)
+	}
+	return msgs
 }

@@ -5,6 +5,7 @@ package stackdef_test
 // the real template (which must pass) and on weakened copies (which must not).
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -38,6 +39,8 @@ type rule struct {
 
 var securityRules = []rule{
 	{"no wildcard actions or resources in IAM", checkNoWildcards},
+	{"actions that take only Resource * are not scoped to resources", checkStarOnlyActions},
+	{"roles allow the calls their code makes", checkRequiredPermissions},
 	{"base role trusts only the credentials function role", checkBaseRoleTrust},
 	{"base role allows only the contract S3 actions", checkBaseRolePermissions},
 	{"only the credentials function may assume roles", checkOnlyCredentialsAssumes},
@@ -45,8 +48,12 @@ var securityRules = []rule{
 	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
 	{"tables are protected", checkTables},
 	{"functions are arm64 provided.al2023 makefile builds with tracing", checkFunctions},
-	{"audit bus is archived", checkAuditArchive},
+	{"Lambda filters no application log line", checkLogging},
+	{"audit trail is archived, copied and retained", checkAuditTrail},
 	{"credential route needs a Cognito JWT", checkHTTPAuth},
+	{"authorizer and function accept the same pool and clients", checkTokenTrust},
+	{"password sign-in is off by default", checkPasswordAuth},
+	{"alarms notify someone and fire on new failures", checkAlarms},
 }
 
 func TestTemplateSecurityRules(t *testing.T) {
@@ -167,6 +174,16 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			rule: "tables are protected",
 		},
 		{
+			name: "a membership table that goes with the stack is rejected",
+			old:  "    # replacement or a stack deletion.\n    DeletionPolicy: Retain\n", new: "    # replacement or a stack deletion.\n    DeletionPolicy: Delete\n",
+			rule: "tables are protected",
+		},
+		{
+			name: "a deletable table with deletion protection is rejected",
+			old:  "DeletionProtectionEnabled: false", new: "DeletionProtectionEnabled: !If [ProtectData, true, false]",
+			rule: "tables are protected",
+		},
+		{
 			name: "a keys-only membership stream is rejected",
 			old:  "StreamViewType: NEW_AND_OLD_IMAGES", new: "StreamViewType: KEYS_ONLY",
 			rule: "tables are protected",
@@ -189,7 +206,108 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		{
 			name: "an audit bus without archive is rejected",
 			old:  "SourceArn: !GetAtt AuditBus.Arn", new: "SourceArn: !Sub arn:aws:events:us-east-1:123456789012:event-bus/other",
-			rule: "audit bus is archived",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "an archive that goes with the stack is rejected",
+			old:  "    Type: AWS::Events::Archive\n    DeletionPolicy: Retain\n", new: "    Type: AWS::Events::Archive\n    DeletionPolicy: Delete\n",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "an audit log group that goes with the stack is rejected",
+			old:  "    Type: AWS::Logs::LogGroup\n    DeletionPolicy: Retain\n", new: "    Type: AWS::Logs::LogGroup\n    DeletionPolicy: Delete\n",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "a copy rule aimed at a log group ARN with :* is rejected",
+			old:  "log-group:${AuditLogGroup}\n", new: "log-group:${AuditLogGroup}:*\n",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "a log group that EventBridge may not write is rejected",
+			old:  "Principal: { Service: events.amazonaws.com }", new: "Principal: { Service: logs.amazonaws.com }",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "an issuer in the stack's region is rejected",
+			old:  "https://cognito-idp.${PoolRegion}.amazonaws.com/${PoolId}", new: "https://cognito-idp.${AWS::Region}.amazonaws.com/${PoolId}",
+			rule: "authorizer and function accept the same pool and clients",
+		},
+		{
+			name: "an audience without the created client is rejected",
+			old:  "- !Split [\",\", !Join [\",\", [!Ref UserPoolClient, !Join [\",\", !Ref ExistingUserPoolClientIds]]]]", new: "- !Ref ExistingUserPoolClientIds",
+			rule: "authorizer and function accept the same pool and clients",
+		},
+		{
+			name: "a function that refuses the created client is rejected",
+			old:  "- !Join [\",\", [!Ref UserPoolClient, !Join [\",\", !Ref ExistingUserPoolClientIds]]]\n              - !Ref UserPoolClient", new: "- !Join [\",\", !Ref ExistingUserPoolClientIds]\n              - !Ref UserPoolClient",
+			rule: "authorizer and function accept the same pool and clients",
+		},
+		{
+			name: "password sign-in always on is rejected",
+			old:  "- !If [PasswordAuth, ALLOW_USER_PASSWORD_AUTH, !Ref AWS::NoValue]", new: "- ALLOW_USER_PASSWORD_AUTH",
+			rule: "password sign-in is off by default",
+		},
+		{
+			name: "an alarm without actions is rejected",
+			old:  "      AlarmActions: [!If [HasAlarmTopic, !Ref AlarmTopicArn, !Ref AlarmTopic]]\n", new: "      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]\n",
+			rule: "alarms notify someone and fire on new failures",
+		},
+		{
+			name: "a dead-letter alarm on messages waiting is rejected",
+			old:  "      MetricName: NumberOfMessagesSent\n", new: "      MetricName: ApproximateNumberOfMessagesVisible\n",
+			rule: "alarms notify someone and fire on new failures",
+		},
+		{
+			name: "a schedule without dead-letter queue is rejected",
+			old:  "        DeadLetterConfig:\n          Arn: !GetAtt VerifyScheduleDLQ.Arn\n", new: "",
+			rule: "alarms notify someone and fire on new failures",
+		},
+		{
+			name: "a function without throttle alarm is rejected",
+			old:  "Expression: FILL(credentials, 0) + FILL(projector, 0) + FILL(replay, 0)", new: "Expression: FILL(credentials, 0) + FILL(projector, 0)",
+			rule: "alarms notify someone and fire on new failures",
+		},
+		{
+			name: "a scoped ListStreams statement is rejected",
+			old:  "              - Sid: ReadMemberships\n                Effect: Allow\n                Action: [dynamodb:Query, dynamodb:GetItem]\n",
+			new:  "              - Sid: ListStreams\n                Effect: Allow\n                Action: dynamodb:ListStreams\n                Resource: !Sub ${MembershipTable.Arn}/stream/*\n              - Sid: ReadMemberships\n                Effect: Allow\n                Action: [dynamodb:Query, dynamodb:GetItem]\n",
+			rule: "actions that take only Resource * are not scoped to resources",
+		},
+		{
+			name: "a replay role without DescribeTable on the policy table is rejected",
+			old:  "                  - dynamodb:DescribeTable # item count for progress and ETA\n", new: "",
+			rule: "roles allow the calls their code makes",
+		},
+		{
+			name: "a default ceiling of every bucket is rejected",
+			old:  "- !Sub arn:${AWS::Partition}:s3:::${AWS::StackName}-*/*", new: "- !Sub arn:${AWS::Partition}:s3:::*/*",
+			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "a ceiling that ignores AllowedBuckets is rejected",
+			old:  "                  - !Split [\",\", !Join [\"\", [\"arn:*:s3:::\", !Join [\",arn:*:s3:::\", !Split [\",\", !Ref AllowedBuckets]]]]]\n", new: "                  - arn:*:s3:::*\n",
+			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "a ceiling beyond the account's buckets is rejected",
+			old:  "s3:ResourceAccount: !Ref AWS::AccountId", new: "s3:ResourceAccount: \"*\"",
+			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "listing on object ARNs is rejected",
+			old:  "                Action: s3:ListBucket\n", new: "                Action: [s3:ListBucket, s3:GetObject]\n",
+			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "Lambda filtering application logs is rejected",
+			old:  "ApplicationLogLevel: TRACE", new: "ApplicationLogLevel: !Ref LogLevel",
+			rule: "Lambda filters no application log line",
+		},
+		{
+			name: "dropping START and REPORT lines is rejected",
+			old:  "SystemLogLevel: INFO", new: "SystemLogLevel: WARN",
+			rule: "Lambda filters no application log line",
 		},
 		{
 			name: "an unauthenticated route is rejected",
@@ -353,6 +471,37 @@ func checkBaseRoleTrust(t *stackdef.Template) []string {
 	return problems
 }
 
+// The ceiling for the parameter sets below: listing on the buckets that
+// AllowedBuckets names (by default those named after the stack), object
+// actions on their objects, in this account, over TLS.
+var ceilingCases = []struct {
+	name             string
+	env              stackdef.Env
+	buckets, objects []string
+}{
+	{
+		name:    "default",
+		env:     stackdef.Env{Pseudo: map[string]string{"AWS::StackName": "credbroker"}},
+		buckets: []string{"arn:aws:s3:::credbroker-*"}, objects: []string{"arn:aws:s3:::credbroker-*/*"},
+	},
+	{
+		name:    "default in another partition",
+		env:     stackdef.Env{Pseudo: map[string]string{"AWS::StackName": "broker", "AWS::Partition": "aws-cn"}},
+		buckets: []string{"arn:aws-cn:s3:::broker-*"}, objects: []string{"arn:aws-cn:s3:::broker-*/*"},
+	},
+	{
+		name:    "a list of names and patterns",
+		env:     stackdef.Env{Params: map[string]string{"AllowedBuckets": "acme-lake-*,shared-exports"}},
+		buckets: []string{"arn:*:s3:::acme-lake-*", "arn:*:s3:::shared-exports"},
+		objects: []string{"arn:*:s3:::acme-lake-*/*", "arn:*:s3:::shared-exports/*"},
+	},
+	{
+		name:    "every bucket of the account",
+		env:     stackdef.Env{Params: map[string]string{"AllowedBuckets": "*"}},
+		buckets: []string{"arn:*:s3:::*"}, objects: []string{"arn:*:s3:::*/*"},
+	},
+}
+
 func checkBaseRolePermissions(t *stackdef.Template) []string {
 	r, err := t.Resource("BaseRole")
 	if err != nil {
@@ -365,41 +514,61 @@ func checkBaseRolePermissions(t *stackdef.Template) []string {
 	if n := len(list(r.Properties["Policies"])); n != 1 {
 		problems = append(problems, fmt.Sprintf("BaseRole has %d inline policies, want 1", n))
 	}
-	wantResources := []any{
-		map[string]any{"Fn::Sub": "arn:${AWS::Partition}:s3:::*"},
-		map[string]any{"Fn::Sub": "arn:${AWS::Partition}:s3:::*/*"},
-	}
-	wantCondition := map[string]any{
-		"Bool":         map[string]any{"aws:SecureTransport": "true"},
-		"StringEquals": map[string]any{"s3:ResourceAccount": map[string]any{"Ref": "AWS::AccountId"}},
-	}
 	stmts, more := iamStatements(t)
 	problems = append(problems, more...)
 	for _, s := range stmts {
-		if s.role != "BaseRole" || s.trust {
-			continue
-		}
-		if !strings.HasPrefix(s.where, "BaseRole.Policies[") {
+		if s.role == "BaseRole" && !s.trust && !strings.HasPrefix(s.where, "BaseRole.Policies[") {
 			problems = append(problems, fmt.Sprintf("%s: a policy outside BaseRole's own grants it permissions", s))
 		}
-		if !s.allow() {
-			continue // a Deny only narrows
+	}
+	objectActions := []string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}
+	for _, c := range ceilingCases {
+		stack, err := t.Stack(c.env)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.name, err))
+			continue
 		}
-		for _, a := range s.actions() {
-			if !slices.Contains(contractS3Actions, a) {
-				problems = append(problems, fmt.Sprintf("%s: action %q is not one of the contract's %v", s, a, contractS3Actions))
+		doc, err := stack.BaseRolePolicy()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.name, err))
+			continue
+		}
+		var policy struct{ Statement []map[string]any }
+		if err := json.Unmarshal([]byte(doc), &policy); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.name, err))
+			continue
+		}
+		wantCondition := map[string]any{
+			"Bool":         map[string]any{"aws:SecureTransport": "true"},
+			"StringEquals": map[string]any{"s3:ResourceAccount": stackdef.LocalAccountID},
+		}
+		var granted []string
+		for i, st := range policy.Statement {
+			where := fmt.Sprintf("%s: BaseRole statement %d", c.name, i)
+			if st["Effect"] != "Allow" {
+				continue // a Deny only narrows
+			}
+			acts := sorted(strs(st["Action"]))
+			granted = append(granted, acts...)
+			var want []string
+			switch {
+			case slices.Equal(acts, []string{"s3:ListBucket"}):
+				want = c.buckets
+			case len(acts) > 0 && !slices.ContainsFunc(acts, func(a string) bool { return !slices.Contains(objectActions, a) }):
+				want = c.objects
+			default:
+				problems = append(problems, fmt.Sprintf("%s: actions %v are neither s3:ListBucket alone nor object actions of the contract %v", where, acts, objectActions))
+				continue
+			}
+			if got := strs(st["Resource"]); !slices.Equal(got, want) {
+				problems = append(problems, fmt.Sprintf("%s: %v on %v, want %v", where, acts, got, want))
+			}
+			if !cmp.Equal(wantCondition, st["Condition"]) {
+				problems = append(problems, fmt.Sprintf("%s: Condition %v, want exactly %v", where, st["Condition"], wantCondition))
 			}
 		}
-		if len(s.actions()) == 0 {
-			problems = append(problems, fmt.Sprintf("%s: no literal actions", s))
-		}
-		for _, res := range s.resources() {
-			if !slices.ContainsFunc(wantResources, func(w any) bool { return cmp.Equal(w, res) }) {
-				problems = append(problems, fmt.Sprintf("%s: resource %v is not an S3 bucket/object ARN pattern", s, res))
-			}
-		}
-		if !cmp.Equal(wantCondition, s.m["Condition"]) {
-			problems = append(problems, fmt.Sprintf("%s: Condition %v, want exactly %v", s, s.m["Condition"], wantCondition))
+		if got := sorted(granted); !slices.Equal(got, sorted(contractS3Actions)) {
+			problems = append(problems, fmt.Sprintf("%s: BaseRole grants %v, want each of %v once", c.name, got, contractS3Actions))
 		}
 	}
 	return problems
@@ -521,6 +690,25 @@ func checkTables(t *stackdef.Template) []string {
 		map[string]any{"Fn::If": []any{"ProtectData", true, false}},
 		map[string]any{"Ref": "DeletionProtection"},
 	}
+	// The source of truth outlives the stack; the derived policy table goes
+	// with it, so deletion protection on it would only make the deletion
+	// (and the rollback of a failed first create) fail.
+	for id, policy := range map[string]string{"MembershipTable": "Retain", "PolicyTable": "Delete"} {
+		r, err := t.Resource(id)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		if r.DeletionPolicy != policy || r.UpdateReplacePolicy != policy {
+			problems = append(problems, fmt.Sprintf("%s: DeletionPolicy %q, UpdateReplacePolicy %q, want %s", id, r.DeletionPolicy, r.UpdateReplacePolicy, policy))
+		}
+		switch dp := r.Properties["DeletionProtectionEnabled"]; {
+		case policy == "Retain" && !slices.ContainsFunc(fromParameter, func(w any) bool { return cmp.Equal(w, dp) }):
+			problems = append(problems, fmt.Sprintf("%s: DeletionProtectionEnabled %v does not follow the DeletionProtection parameter", id, dp))
+		case policy == "Delete" && dp != nil && dp != false:
+			problems = append(problems, fmt.Sprintf("%s: DeletionProtectionEnabled %v on a table that goes with the stack", id, dp))
+		}
+	}
 	for _, id := range []string{"MembershipTable", "PolicyTable"} {
 		r, err := t.Resource(id)
 		if err != nil {
@@ -536,9 +724,6 @@ func checkTables(t *stackdef.Template) []string {
 		}
 		if mapOf(p["SSESpecification"])["SSEEnabled"] != true {
 			problems = append(problems, id+": SSESpecification.SSEEnabled is not true")
-		}
-		if !slices.ContainsFunc(fromParameter, func(w any) bool { return cmp.Equal(w, p["DeletionProtectionEnabled"]) }) {
-			problems = append(problems, fmt.Sprintf("%s: DeletionProtectionEnabled %v does not follow the DeletionProtection parameter", id, p["DeletionProtectionEnabled"]))
 		}
 	}
 	for id, want := range map[string]string{"MembershipTable": "NEW_AND_OLD_IMAGES", "PolicyTable": ""} {
@@ -601,24 +786,6 @@ func checkFunctions(t *stackdef.Template) []string {
 
 // ---------------------------------------------------------------- audit, API
 
-func checkAuditArchive(t *stackdef.Template) []string {
-	rs, err := t.Resources()
-	if err != nil {
-		return []string{err.Error()}
-	}
-	for _, r := range rs {
-		if r.Type == "AWS::Events::Archive" && cmp.Equal(r.Properties["SourceArn"], getAtt("AuditBus", "Arn")) {
-			if days, ok := r.Properties["RetentionDays"].(int); ok && days == 0 {
-				return nil // 0 keeps events forever
-			} else if !ok || days < 90 {
-				return []string{fmt.Sprintf("%s keeps events %v days, want at least 90", r.LogicalID, r.Properties["RetentionDays"])}
-			}
-			return nil
-		}
-	}
-	return []string{"no AWS::Events::Archive has SourceArn AuditBus.Arn"}
-}
-
 func checkHTTPAuth(t *stackdef.Template) []string {
 	api, err := t.Resource("HttpApi")
 	if err != nil {
@@ -634,7 +801,8 @@ func checkHTTPAuth(t *stackdef.Template) []string {
 			continue
 		}
 		ok := true
-		if !strings.Contains(fmt.Sprint(cfg["issuer"]), "https://cognito-idp.${AWS::Region}.amazonaws.com/") {
+		// Which pool and region: checkTokenTrust.
+		if !strings.Contains(fmt.Sprint(cfg["issuer"]), "https://cognito-idp.") {
 			problems = append(problems, fmt.Sprintf("authorizer %s: issuer %v is not a Cognito user pool", name, cfg["issuer"]))
 			ok = false
 		}

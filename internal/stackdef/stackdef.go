@@ -39,6 +39,9 @@ type Resource struct {
 	Type      string
 	// Condition names the template condition the resource depends on, or "".
 	Condition string
+	// DeletionPolicy and UpdateReplacePolicy are the resource attributes,
+	// "" when absent (CloudFormation then deletes).
+	DeletionPolicy, UpdateReplacePolicy string
 	// Properties and Metadata are decoded with intrinsics in long form.
 	// For an AWS::Serverless::Function from Template.Function, Properties has
 	// the Globals merged in.
@@ -138,6 +141,8 @@ func (t *Template) Resource(logicalID string) (Resource, error) {
 	r := Resource{LogicalID: logicalID, Node: t.resourceNode(logicalID)}
 	r.Type, _ = m["Type"].(string)
 	r.Condition, _ = m["Condition"].(string)
+	r.DeletionPolicy, _ = m["DeletionPolicy"].(string)
+	r.UpdateReplacePolicy, _ = m["UpdateReplacePolicy"].(string)
 	r.Properties, _ = m["Properties"].(map[string]any)
 	r.Metadata, _ = m["Metadata"].(map[string]any)
 	if r.Type == "" {
@@ -177,12 +182,29 @@ func (t *Template) Function(logicalID string) (Resource, error) {
 	return r, nil
 }
 
-// UserPoolClientAuthFlows returns the ExplicitAuthFlows of UserPoolClient.
+// UserPoolClientAuthFlows returns the ExplicitAuthFlows of UserPoolClient
+// in the local stack's environment (LocalEnv).
 func (t *Template) UserPoolClientAuthFlows() ([]string, error) {
-	const op = "stackdef.UserPoolClientAuthFlows"
-	r, err := t.Resource("UserPoolClient")
+	if _, err := t.Resource("UserPoolClient"); err != nil {
+		return nil, err
+	}
+	s, err := t.Stack(LocalEnv())
 	if err != nil {
 		return nil, err
+	}
+	return s.UserPoolClientAuthFlows()
+}
+
+// UserPoolClientAuthFlows returns the ExplicitAuthFlows of the stack's
+// UserPoolClient.
+func (s *Stack) UserPoolClientAuthFlows() ([]string, error) {
+	const op = "stackdef.UserPoolClientAuthFlows"
+	r, created, err := s.Resource("UserPoolClient")
+	if err != nil {
+		return nil, err
+	}
+	if !created {
+		return nil, broker.Errorf(broker.NotFound, op, "this stack creates no UserPoolClient")
 	}
 	flows, err := stringList(r.Properties["ExplicitAuthFlows"])
 	if err != nil {
@@ -195,12 +217,25 @@ func (t *Template) UserPoolClientAuthFlows() ([]string, error) {
 // for when the template's policies are created there.
 const LocalAccountID = "123456789012"
 
-// BaseRolePolicy returns BaseRole's one inline policy document as JSON, with
-// ${AWS::Partition} resolved to "aws" and AWS::AccountId to moto's account,
-// ready for iam:PutRolePolicy.
+// BaseRolePolicy returns BaseRole's one inline policy document as JSON, as
+// the local stack (LocalEnv) creates it in moto, ready for
+// iam:PutRolePolicy.
 func (t *Template) BaseRolePolicy() (string, error) {
+	if _, err := t.Resource("BaseRole"); err != nil {
+		return "", err
+	}
+	s, err := t.Stack(LocalEnv())
+	if err != nil {
+		return "", err
+	}
+	return s.BaseRolePolicy()
+}
+
+// BaseRolePolicy returns the stack's BaseRole inline policy document as
+// JSON.
+func (s *Stack) BaseRolePolicy() (string, error) {
 	const op = "stackdef.BaseRolePolicy"
-	r, err := t.Resource("BaseRole")
+	r, _, err := s.Resource("BaseRole")
 	if err != nil {
 		return "", err
 	}
@@ -213,11 +248,7 @@ func (t *Template) BaseRolePolicy() (string, error) {
 	if !ok {
 		return "", broker.Errorf(broker.Internal, op, "BaseRole's policy has no PolicyDocument")
 	}
-	resolved, err := Resolve(doc, map[string]string{"AWS::Partition": "aws", "AWS::AccountId": LocalAccountID})
-	if err != nil {
-		return "", broker.Wrap(broker.Internal, op, err)
-	}
-	return marshalJSON(resolved)
+	return marshalJSON(doc)
 }
 
 func (t *Template) resourceNode(logicalID string) *yaml.Node {
@@ -366,49 +397,9 @@ func mergeGlobal(global, local any) any {
 	return local
 }
 
-// Resolve returns v with Fn::Sub strings and Refs resolved against vars
-// (pseudo parameters such as AWS::Partition). Any other intrinsic, or a name
-// that vars does not define, is an error: the caller asked for a literal.
-func Resolve(v any, vars map[string]string) (any, error) {
-	if name, arg, ok := IsIntrinsic(v); ok {
-		s, isString := arg.(string)
-		switch {
-		case name == "Fn::Sub" && isString:
-			return substitute(s, vars)
-		case name == "Ref" && isString:
-			if val, ok := vars[s]; ok {
-				return val, nil
-			}
-		}
-		return nil, fmt.Errorf("cannot resolve %s %v", name, arg)
-	}
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			r, err := Resolve(e, vars)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", k, err)
-			}
-			out[k] = r
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			r, err := Resolve(e, vars)
-			if err != nil {
-				return nil, fmt.Errorf("[%d]: %w", i, err)
-			}
-			out[i] = r
-		}
-		return out, nil
-	}
-	return v, nil
-}
-
-// substitute expands Fn::Sub's ${Name} (and keeps ${!Literal} as ${Literal}).
-func substitute(s string, vars map[string]string) (string, error) {
+// substitute expands Fn::Sub's ${Name} with lookup (and keeps ${!Literal}
+// as ${Literal}).
+func substitute(s string, lookup func(name string) (string, error)) (string, error) {
 	var b strings.Builder
 	for {
 		i := strings.Index(s, "${")
@@ -422,13 +413,14 @@ func substitute(s string, vars map[string]string) (string, error) {
 		}
 		b.WriteString(s[:i])
 		name := s[i+2 : i+j]
-		switch val, ok := vars[name]; {
-		case strings.HasPrefix(name, "!"):
+		if strings.HasPrefix(name, "!") {
 			b.WriteString("${" + name[1:] + "}")
-		case ok:
+		} else {
+			val, err := lookup(name)
+			if err != nil {
+				return "", fmt.Errorf("Fn::Sub: ${%s}: %w", name, err)
+			}
 			b.WriteString(val)
-		default:
-			return "", fmt.Errorf("Fn::Sub %q: no value for ${%s}", s, name)
 		}
 		s = s[i+j+1:]
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -94,43 +95,6 @@ func TestParseRejectsBrokenTemplates(t *testing.T) {
 			}
 			if k := broker.KindOf(err); k != broker.Internal {
 				t.Errorf("kind = %v, want internal", k)
-			}
-		})
-	}
-}
-
-func TestResolve(t *testing.T) {
-	vars := map[string]string{"AWS::Partition": "aws-cn"}
-	for _, tc := range []struct {
-		name    string
-		in      any
-		want    any
-		wantErr bool
-	}{
-		{
-			name: "partition is substituted in nested values",
-			in:   map[string]any{"R": []any{map[string]any{"Fn::Sub": "arn:${AWS::Partition}:s3:::*/*"}, "x"}},
-			want: map[string]any{"R": []any{"arn:aws-cn:s3:::*/*", "x"}},
-		},
-		{name: "escaped variable stays literal", in: map[string]any{"Fn::Sub": "${!Literal}-${AWS::Partition}"}, want: "${Literal}-aws-cn"},
-		{name: "unknown variable is an error", in: map[string]any{"Fn::Sub": "${AWS::Region}"}, wantErr: true},
-		{name: "Ref is an error", in: []any{map[string]any{"Ref": "X"}}, wantErr: true},
-		{name: "Sub with a variable map is an error", in: map[string]any{"Fn::Sub": []any{"${A}", map[string]any{"A": "b"}}}, wantErr: true},
-		{name: "unterminated variable is an error", in: map[string]any{"Fn::Sub": "${AWS::Partition"}, wantErr: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := stackdef.Resolve(tc.in, vars)
-			if tc.wantErr {
-				if err == nil {
-					t.Fatalf("Resolve = %v, want an error", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -291,7 +255,7 @@ func TestRealTemplateTables(t *testing.T) {
 	}
 }
 
-func TestBaseRolePolicyIsTheFiveContractActionsOverHTTPS(t *testing.T) {
+func TestLocalBaseRolePolicyIsTheFiveContractActionsOverHTTPS(t *testing.T) {
 	doc, err := mustLoad(t).BaseRolePolicy()
 	if err != nil {
 		t.Fatal(err)
@@ -299,8 +263,9 @@ func TestBaseRolePolicyIsTheFiveContractActionsOverHTTPS(t *testing.T) {
 	var got struct {
 		Version   string
 		Statement []struct {
+			Sid       string
 			Effect    string
-			Action    []string
+			Action    any
 			Resource  []string
 			Condition map[string]map[string]string
 		}
@@ -308,31 +273,40 @@ func TestBaseRolePolicyIsTheFiveContractActionsOverHTTPS(t *testing.T) {
 	if err := json.Unmarshal([]byte(doc), &got); err != nil {
 		t.Fatalf("policy is not the expected JSON shape: %v\n%s", err, doc)
 	}
-	if strings.Contains(doc, "${") {
-		t.Errorf("policy has unresolved variables: %s", doc)
+	if strings.Contains(doc, "${") || strings.Contains(doc, "<") {
+		t.Errorf("policy has unresolved values: %s", doc)
 	}
-	if got.Version != "2012-10-17" || len(got.Statement) != 1 {
-		t.Fatalf("policy = %s, want version 2012-10-17 and one statement", doc)
+	if got.Version != "2012-10-17" || len(got.Statement) != 2 {
+		t.Fatalf("policy = %s, want version 2012-10-17 and two statements", doc)
 	}
-	st := got.Statement[0]
-	slices.Sort(st.Action)
-	wantActions := []string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:ListBucket", "s3:PutObject"}
-	if diff := cmp.Diff(wantActions, st.Action); diff != "" {
-		t.Errorf("actions (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{"arn:aws:s3:::*", "arn:aws:s3:::*/*"}, st.Resource); diff != "" {
-		t.Errorf("resources (-want +got):\n%s", diff)
+	// The local stack reaches every bucket of moto's account: listing on
+	// buckets, object actions on objects.
+	want := map[string][]string{
+		"s3:ListBucket": {"arn:*:s3:::*"},
+		"s3:AbortMultipartUpload,s3:DeleteObject,s3:GetObject,s3:PutObject": {"arn:*:s3:::*/*"},
 	}
 	wantCondition := map[string]map[string]string{
 		"Bool":         {"aws:SecureTransport": "true"},
 		"StringEquals": {"s3:ResourceAccount": stackdef.LocalAccountID},
 	}
-	if diff := cmp.Diff(wantCondition, st.Condition); diff != "" {
-		t.Errorf("condition (-want +got):\n%s", diff)
+	have := map[string][]string{}
+	for _, st := range got.Statement {
+		acts := strs(st.Action)
+		slices.Sort(acts)
+		have[strings.Join(acts, ",")] = st.Resource
+		if st.Effect != "Allow" {
+			t.Errorf("statement %s: Effect %s", st.Sid, st.Effect)
+		}
+		if diff := cmp.Diff(wantCondition, st.Condition); diff != "" {
+			t.Errorf("statement %s condition (-want +got):\n%s", st.Sid, diff)
+		}
+	}
+	if diff := cmp.Diff(want, have); diff != "" {
+		t.Errorf("actions and resources (-want +got):\n%s", diff)
 	}
 }
 
-func TestUserPoolClientAllowsThePasswordFlowsOfTheContract(t *testing.T) {
+func TestLocalUserPoolClientAllowsThePasswordFlowsOfTheContract(t *testing.T) {
 	flows, err := mustLoad(t).UserPoolClientAuthFlows()
 	if err != nil {
 		t.Fatal(err)
@@ -365,12 +339,28 @@ func TestMakefileHasABuildTargetForEveryFunction(t *testing.T) {
 		if !strings.Contains(string(mk), "\nbuild-"+r.LogicalID+":") {
 			t.Errorf("Makefile has no build-%s target", r.LogicalID)
 		}
+		// SAM's artifacts directory is a path under the project, which may
+		// hold spaces.
+		for l := range strings.Lines(string(mk)) {
+			if strings.HasPrefix(l, "build-"+r.LogicalID+":") && !strings.Contains(l, `-o "$(ARTIFACTS_DIR)/bootstrap"`) {
+				t.Errorf("Makefile target build-%s does not write to the quoted \"$(ARTIFACTS_DIR)/bootstrap\": %s", r.LogicalID, l)
+			}
+		}
 		if r.Metadata["ContextPath"] != "." || r.Metadata["ProjectRootDirectory"] != "." {
 			t.Errorf("%s: Metadata %v: the Makefile at the root builds from the module root; want ContextPath and ProjectRootDirectory \".\"", r.LogicalID, r.Metadata)
 		}
 	}
 	if n == 0 {
 		t.Fatal("template has no functions")
+	}
+	// Without build_in_source, sam build copies the whole project (build/
+	// and .local/ included) once per function before running make.
+	samconfig, err := os.ReadFile(filepath.Join(filepath.Dir(tpl.Path()), "samconfig.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^\[default\.build\.parameters\]\n(?:[^\[].*\n|\n)*?build_in_source = true$`).Match(samconfig) {
+		t.Errorf("samconfig.toml does not set build_in_source = true in [default.build.parameters]:\n%s", samconfig)
 	}
 }
 

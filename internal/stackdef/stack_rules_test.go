@@ -1,0 +1,529 @@
+package stackdef_test
+
+// Rules of the template that depend on its parameters: each renders the
+// template for the parameter sets a deployer would use (stackdef.Stack) and
+// checks what CloudFormation would create.
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/stackdef"
+)
+
+// ---------------------------------------------------------------- IAM
+
+// Actions whose Service Authorization Reference entry lists no resource
+// type: they are only granted on Resource "*", so a statement that scopes
+// them to an ARN grants nothing.
+var starOnlyActions = []string{
+	"cloudwatch:PutMetricData", "dynamodb:DescribeEndpoints", "dynamodb:DescribeLimits",
+	"dynamodb:ListStreams", "dynamodb:ListTables", "lambda:ListFunctions", "logs:DescribeLogGroups",
+	"s3:ListAllMyBuckets", "sqs:ListQueues", "sts:GetCallerIdentity",
+	"xray:PutTelemetryRecords", "xray:PutTraceSegments",
+}
+
+func checkStarOnlyActions(t *stackdef.Template) []string {
+	stmts, problems := iamStatements(t)
+	for _, s := range stmts {
+		if s.trust || !s.allow() {
+			continue
+		}
+		for _, a := range s.actions() {
+			if !slices.ContainsFunc(starOnlyActions, func(o string) bool { return strings.EqualFold(o, a) }) {
+				continue
+			}
+			for _, res := range s.resources() {
+				if res != "*" {
+					problems = append(problems, fmt.Sprintf("%s: %s on %v grants nothing (it takes only Resource \"*\"); drop it or grant it on \"*\" if the code calls it", s, a, res))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// Calls the code makes with each role, and on what. A missing one fails at
+// run time (or, like DescribeTable for the replay's progress, silently
+// degrades).
+var requiredPermissions = []struct {
+	role, action string
+	resource     any
+}{
+	{"CredentialsFunctionRole", "dynamodb:GetItem", getAtt("PolicyTable", "Arn")},
+	{"CredentialsFunctionRole", "events:PutEvents", getAtt("AuditBus", "Arn")},
+	{"ProjectorFunctionRole", "dynamodb:GetRecords", getAtt("MembershipTable", "StreamArn")},
+	{"ProjectorFunctionRole", "dynamodb:Query", getAtt("MembershipTable", "Arn")},
+	{"ProjectorFunctionRole", "dynamodb:UpdateItem", getAtt("PolicyTable", "Arn")},
+	{"ProjectorFunctionRole", "sqs:SendMessage", getAtt("ProjectorDLQ", "Arn")},
+	// rebuild and verify scan both tables and read both tables' item counts
+	// (ddbstore.Tables) for their progress and ETA.
+	{"ReplayFunctionRole", "dynamodb:Scan", getAtt("MembershipTable", "Arn")},
+	{"ReplayFunctionRole", "dynamodb:Scan", getAtt("PolicyTable", "Arn")},
+	{"ReplayFunctionRole", "dynamodb:DescribeTable", getAtt("MembershipTable", "Arn")},
+	{"ReplayFunctionRole", "dynamodb:DescribeTable", getAtt("PolicyTable", "Arn")},
+	{"ReplayFunctionRole", "dynamodb:GetRecords", getAtt("MembershipTable", "StreamArn")},
+	{"ReplayFunctionRole", "events:PutEvents", getAtt("AuditBus", "Arn")},
+	{"SchedulerRole", "lambda:InvokeFunction", getAtt("ReplayFunction", "Arn")},
+	{"SchedulerRole", "sqs:SendMessage", getAtt("VerifyScheduleDLQ", "Arn")},
+}
+
+func checkRequiredPermissions(t *stackdef.Template) []string {
+	stmts, problems := iamStatements(t)
+	for _, p := range requiredPermissions {
+		if !slices.ContainsFunc(stmts, func(s statement) bool {
+			return s.role == p.role && !s.trust && s.allow() && slices.Contains(s.actions(), p.action) &&
+				slices.ContainsFunc(s.resources(), func(r any) bool { return cmp.Equal(r, p.resource) })
+		}) {
+			problems = append(problems, fmt.Sprintf("%s cannot call %s on %v", p.role, p.action, p.resource))
+		}
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- logs
+
+// Lambda drops JSON lines below ApplicationLogLevel and takes a line without
+// a "level" key (every EMF metric line) for INFO: only TRACE lets every line
+// through, and the functions filter their own logs at LOG_LEVEL.
+func checkLogging(t *stackdef.Template) []string {
+	var problems []string
+	for _, id := range slices.Sorted(maps.Keys(functionDirs)) {
+		fn, err := t.Function(id)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		lc := mapOf(fn.Properties["LoggingConfig"])
+		want := map[string]any{"LogFormat": "JSON", "ApplicationLogLevel": "TRACE", "SystemLogLevel": "INFO"}
+		for _, k := range slices.Sorted(maps.Keys(want)) {
+			if lc[k] != want[k] {
+				problems = append(problems, fmt.Sprintf("%s: LoggingConfig.%s is %v, want %v", id, k, lc[k], want[k]))
+			}
+		}
+		level := mapOf(mapOf(fn.Properties["Environment"])["Variables"])["LOG_LEVEL"]
+		if ref(level) != "LogLevel" {
+			problems = append(problems, fmt.Sprintf("%s: LOG_LEVEL is %v, want the LogLevel parameter", id, level))
+		}
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- audit
+
+func checkAuditTrail(t *stackdef.Template) []string {
+	rs, err := t.Resources()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	retained := func(r stackdef.Resource) {
+		if r.DeletionPolicy != "Retain" || r.UpdateReplacePolicy != "Retain" {
+			problems = append(problems, fmt.Sprintf("%s: DeletionPolicy %q, UpdateReplacePolicy %q: the audit trail must outlive the stack", r.LogicalID, r.DeletionPolicy, r.UpdateReplacePolicy))
+		}
+	}
+	keepsAtLeast90Days := func(where string, days any) {
+		for _, d := range retentionValues(t, days) {
+			if d != 0 && d < 90 { // 0 keeps events forever in an archive
+				problems = append(problems, fmt.Sprintf("%s keeps events %d days, want at least 90", where, d))
+			}
+		}
+	}
+	stack, err := t.Stack(stackdef.Env{})
+	if err != nil {
+		return []string{err.Error()}
+	}
+	// Log group ARNs (as an EventBridge target names them) by logical id.
+	logGroups := map[string]string{}
+	refs := map[string]string{}
+	for _, r := range rs {
+		if r.Type != "AWS::Logs::LogGroup" {
+			continue
+		}
+		rendered, _, err := stack.Resource(r.LogicalID)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		name, _ := rendered.Properties["LogGroupName"].(string)
+		refs[r.LogicalID] = name
+		logGroups[r.LogicalID] = "arn:aws:logs:us-east-1:" + stackdef.LocalAccountID + ":log-group:" + name
+	}
+	if stack, err = t.Stack(stackdef.Env{Refs: refs}); err != nil {
+		return []string{err.Error()}
+	}
+	var archivePattern any
+	for _, r := range rs {
+		if r.Type == "AWS::Events::Archive" && cmp.Equal(r.Properties["SourceArn"], getAtt("AuditBus", "Arn")) {
+			retained(r)
+			keepsAtLeast90Days(r.LogicalID, r.Properties["RetentionDays"])
+			archivePattern = r.Properties["EventPattern"]
+		}
+	}
+	if archivePattern == nil {
+		return append(problems, "no AWS::Events::Archive has SourceArn AuditBus.Arn")
+	}
+	copied := false
+	for _, r := range rs {
+		if r.Type != "AWS::Events::Rule" || ref(r.Properties["EventBusName"]) != "AuditBus" {
+			continue
+		}
+		if !cmp.Equal(r.Properties["EventPattern"], archivePattern) {
+			problems = append(problems, fmt.Sprintf("%s: pattern %v differs from the archive's %v", r.LogicalID, r.Properties["EventPattern"], archivePattern))
+		}
+		rendered, _, err := stack.Resource(r.LogicalID)
+		if err != nil {
+			return append(problems, err.Error())
+		}
+		for _, target := range list(rendered.Properties["Targets"]) {
+			arn, _ := mapOf(target)["Arn"].(string)
+			for id, groupARN := range logGroups {
+				if arn != groupARN {
+					continue
+				}
+				copied = true
+				lg, _ := t.Resource(id)
+				retained(lg)
+				keepsAtLeast90Days(id, lg.Properties["RetentionInDays"])
+				problems = append(problems, checkLogGroupPolicy(stack, id, groupARN)...)
+			}
+		}
+	}
+	if !copied {
+		problems = append(problems, "no rule on AuditBus copies the audit events to a log group of the stack (the target must be the log group's ARN without :*)")
+	}
+	return problems
+}
+
+// checkLogGroupPolicy checks that EventBridge may write to the log group:
+// it uses the group's resource policy, never a role.
+func checkLogGroupPolicy(stack *stackdef.Stack, id, groupARN string) []string {
+	r, _, err := stack.Resource(id)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	for _, st := range list(mapOf(r.Properties["ResourcePolicyDocument"])["Statement"]) {
+		s := mapOf(st)
+		if s["Effect"] == "Allow" && cmp.Equal(mapOf(s["Principal"])["Service"], "events.amazonaws.com") &&
+			cmp.Equal(sorted(strs(s["Action"])), []string{"logs:CreateLogStream", "logs:PutLogEvents"}) &&
+			cmp.Equal(strs(s["Resource"]), []string{groupARN + ":*"}) {
+			return nil
+		}
+	}
+	return []string{fmt.Sprintf("%s: no resource policy statement lets events.amazonaws.com create streams and put events in %s:* (and only there)", id, groupARN)}
+}
+
+// retentionValues returns the retention periods days allows: a literal, or
+// every allowed value of the parameter it names.
+func retentionValues(t *stackdef.Template, days any) []int {
+	if n, ok := days.(int); ok {
+		return []int{n}
+	}
+	def := mapOf(t.Section("Parameters")[ref(days)])
+	var out []int
+	for _, v := range list(def["AllowedValues"]) {
+		n, _ := v.(int)
+		out = append(out, n)
+	}
+	if lo, ok := def["MinValue"].(int); ok && len(out) == 0 {
+		out = append(out, lo)
+	}
+	if len(out) == 0 {
+		out = append(out, -1) // unbounded
+	}
+	return out
+}
+
+// ---------------------------------------------------------------- identity
+
+// The parameter sets of the identity rules: a created pool, a created pool
+// with more clients, and a pool of another region than the stack.
+var poolCases = []struct {
+	name    string
+	env     stackdef.Env
+	region  string // of the stack
+	issuer  string
+	clients []string
+}{
+	{
+		name:   "created pool",
+		env:    stackdef.Env{Refs: map[string]string{"UserPool": "us-east-1_Created", "UserPoolClient": "createdclient"}},
+		region: "us-east-1", issuer: "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Created",
+		clients: []string{"createdclient"},
+	},
+	{
+		name: "created pool with more clients",
+		env: stackdef.Env{
+			Params: map[string]string{"ExistingUserPoolClientIds": "extra1,extra2"},
+			Refs:   map[string]string{"UserPool": "us-east-1_Created", "UserPoolClient": "createdclient"},
+		},
+		region: "us-east-1", issuer: "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Created",
+		clients: []string{"createdclient", "extra1", "extra2"},
+	},
+	{
+		name: "pool in another region",
+		env: stackdef.Env{
+			Params: map[string]string{"ExistingUserPoolId": "eu-west-1_AbC123", "ExistingUserPoolClientIds": "abc,def"},
+			Pseudo: map[string]string{"AWS::Region": "us-east-1"},
+		},
+		region: "us-east-1", issuer: "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123",
+		clients: []string{"abc", "def"},
+	},
+}
+
+// The JWT authorizer, the credential function (with the issuer it derives
+// itself) and the stack's output name the same pool and the same clients.
+func checkTokenTrust(t *stackdef.Template) []string {
+	var problems []string
+	for _, c := range poolCases {
+		env := c.env
+		env.Attrs = map[string]string{"BaseRole.Arn": "arn:aws:iam::123456789012:role/credbroker-BaseRole-X"}
+		bad := func(format string, args ...any) {
+			problems = append(problems, c.name+": "+fmt.Sprintf(format, args...))
+		}
+		stack, err := t.Stack(env)
+		if err != nil {
+			bad("%v", err)
+			continue
+		}
+		api, _, err := stack.Resource("HttpApi")
+		if err != nil {
+			bad("%v", err)
+			continue
+		}
+		jwt := mapOf(mapOf(mapOf(mapOf(api.Properties["Auth"])["Authorizers"])["CognitoJwt"])["JwtConfiguration"])
+		if jwt["issuer"] != c.issuer {
+			bad("authorizer issuer %v, want %s", jwt["issuer"], c.issuer)
+		}
+		if got := sorted(strs(jwt["audience"])); !slices.Equal(got, c.clients) {
+			bad("authorizer audience %v, want %v", got, c.clients)
+		}
+
+		fn, _, err := stack.Resource("CredentialsFunction")
+		if err != nil {
+			bad("%v", err)
+			continue
+		}
+		vars := map[string]string{"AWS_REGION": c.region}
+		for k, v := range mapOf(mapOf(fn.Properties["Environment"])["Variables"]) {
+			vars[k] = fmt.Sprint(v)
+		}
+		cfg, err := credentials.ConfigFromEnv(func(k string) string { return vars[k] })
+		if err != nil {
+			bad("the credential function refuses its environment: %v", err)
+			continue
+		}
+		if cfg.Issuer != c.issuer {
+			bad("the function expects issuer %s, want %s", cfg.Issuer, c.issuer)
+		}
+		if got := sorted(cfg.ClientIDs); !slices.Equal(got, c.clients) {
+			bad("the function allows clients %v, want %v", got, c.clients)
+		}
+
+		out, err := stack.Value(mapOf(t.Section("Outputs")["UserPoolClientId"])["Value"])
+		if err != nil {
+			bad("output UserPoolClientId: %v", err)
+		} else if got := sorted(strings.Split(fmt.Sprint(out), ",")); !slices.Equal(got, c.clients) {
+			bad("output UserPoolClientId %v, want %v", out, c.clients)
+		}
+	}
+	return problems
+}
+
+// USER_PASSWORD_AUTH sends the password itself to a public client: only on
+// request (the local stack always requests it).
+func checkPasswordAuth(t *stackdef.Template) []string {
+	var problems []string
+	for _, c := range []struct {
+		name     string
+		env      stackdef.Env
+		password bool
+	}{
+		{"default", stackdef.Env{}, false},
+		{"AllowPasswordAuth=true", stackdef.Env{Params: map[string]string{"AllowPasswordAuth": "true"}}, true},
+		{"local stack", stackdef.LocalEnv(), true},
+	} {
+		stack, err := t.Stack(c.env)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.name, err))
+			continue
+		}
+		flows, err := stack.UserPoolClientAuthFlows()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %v", c.name, err))
+			continue
+		}
+		if got := slices.Contains(flows, "ALLOW_USER_PASSWORD_AUTH"); got != c.password {
+			problems = append(problems, fmt.Sprintf("%s: ExplicitAuthFlows %v: USER_PASSWORD_AUTH allowed %v, want %v", c.name, flows, got, c.password))
+		}
+		for _, f := range []string{"ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH", "ALLOW_ADMIN_USER_PASSWORD_AUTH"} {
+			if !slices.Contains(flows, f) {
+				problems = append(problems, fmt.Sprintf("%s: ExplicitAuthFlows %v lacks %s", c.name, flows, f))
+			}
+		}
+	}
+	return problems
+}
+
+// ---------------------------------------------------------------- alarms
+
+// metricID names a metric: "namespace metric dimension values...".
+func metricID(m map[string]any) string {
+	id := fmt.Sprint(m["Namespace"], " ", m["MetricName"])
+	for _, d := range list(m["Dimensions"]) {
+		id += " " + fmt.Sprint(mapOf(d)["Value"])
+	}
+	return id
+}
+
+// alarmMetrics returns the metrics an alarm watches: its metric, or those
+// its metric math expression uses.
+func alarmMetrics(p map[string]any) []map[string]any {
+	if p["MetricName"] != nil {
+		return []map[string]any{p}
+	}
+	used := map[string]bool{}
+	for _, m := range list(p["Metrics"]) {
+		if expr, ok := mapOf(m)["Expression"].(string); ok && mapOf(m)["ReturnData"] != false {
+			for _, id := range regexp.MustCompile(`[A-Za-z_][A-Za-z0-9_]*`).FindAllString(expr, -1) {
+				used[id] = true
+			}
+		}
+	}
+	var out []map[string]any
+	for _, m := range list(p["Metrics"]) {
+		metric := mapOf(mapOf(mapOf(m)["MetricStat"])["Metric"])
+		if metric != nil && used[fmt.Sprint(mapOf(m)["Id"])] {
+			out = append(out, metric)
+		}
+	}
+	return out
+}
+
+// Every alarm notifies the stack's topic (created, or AlarmTopicArn), each
+// watches new failures rather than a backlog nobody drains, and every way
+// the stack can fail has one: each function's errors and throttles, every
+// dead-letter queue, the schedule's target errors.
+func checkAlarms(t *stackdef.Template) []string {
+	rs, err := t.Resources()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	refs := map[string]string{"AuditLogRule": "bus|AuditLogRule"}
+	for _, c := range []struct {
+		name, topic, email string
+		env                stackdef.Env
+	}{
+		{name: "default", topic: "<AlarmTopic>", env: stackdef.Env{Refs: refs}},
+		{name: "with AlarmEmail", topic: "<AlarmTopic>", email: "ops@example.com",
+			env: stackdef.Env{Refs: refs, Params: map[string]string{"AlarmEmail": "ops@example.com"}}},
+		{name: "with AlarmTopicArn", topic: "arn:aws:sns:us-east-1:123456789012:ops",
+			env: stackdef.Env{Refs: refs, Params: map[string]string{"AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"}}},
+	} {
+		bad := func(format string, args ...any) {
+			problems = append(problems, c.name+": "+fmt.Sprintf(format, args...))
+		}
+		stack, err := t.Stack(c.env)
+		if err != nil {
+			bad("%v", err)
+			continue
+		}
+		var topics, subscriptions []string
+		watched := map[string]bool{}
+		for _, r := range rs {
+			rendered, created, err := stack.Resource(r.LogicalID)
+			if err != nil {
+				bad("%v", err)
+				continue
+			}
+			if !created {
+				continue
+			}
+			p := rendered.Properties
+			switch r.Type {
+			case "AWS::SNS::Topic":
+				topics = append(topics, "<"+r.LogicalID+">")
+			case "AWS::SNS::Subscription":
+				subscriptions = append(subscriptions, fmt.Sprint(p["TopicArn"], " ", p["Protocol"], " ", p["Endpoint"]))
+			case "AWS::CloudWatch::Alarm":
+				for _, k := range []string{"AlarmActions", "OKActions"} {
+					if got := strs(p[k]); !slices.Equal(got, []string{c.topic}) {
+						bad("%s.%s is %v, want [%s]", r.LogicalID, k, p[k], c.topic)
+					}
+				}
+				for _, m := range alarmMetrics(p) {
+					watched[metricID(m)] = true
+					if m["Namespace"] == "AWS/SQS" && m["MetricName"] != "NumberOfMessagesSent" {
+						bad("%s watches %s: a queue nobody drains keeps it in ALARM; watch NumberOfMessagesSent", r.LogicalID, metricID(m))
+					}
+				}
+			}
+		}
+		var wantTopics []string
+		if c.topic == "<AlarmTopic>" {
+			wantTopics = []string{"<AlarmTopic>"}
+		}
+		if !slices.Equal(topics, wantTopics) {
+			bad("topics created %v, want %v", topics, wantTopics)
+		}
+		var wantSubs []string
+		if c.email != "" {
+			wantSubs = []string{c.topic + " email " + c.email}
+		}
+		if !slices.Equal(subscriptions, wantSubs) {
+			bad("subscriptions %v, want %v", subscriptions, wantSubs)
+		}
+		for _, want := range requiredAlarms(t, stack) {
+			if !watched[want] {
+				bad("no alarm watches %s", want)
+			}
+		}
+	}
+	return problems
+}
+
+// requiredAlarms lists the metrics some alarm must watch.
+func requiredAlarms(t *stackdef.Template, stack *stackdef.Stack) []string {
+	var want []string
+	rs, _ := t.Resources()
+	queueOf := func(arn any) string { // "<Queue.Arn>" -> "<Queue.QueueName>"
+		return strings.TrimSuffix(fmt.Sprint(arn), ".Arn>") + ".QueueName>"
+	}
+	for _, r := range rs {
+		rendered, created, err := stack.Resource(r.LogicalID)
+		if err != nil || !created {
+			continue
+		}
+		p := rendered.Properties
+		switch r.Type {
+		case "AWS::Serverless::Function":
+			fn := "<" + r.LogicalID + ">"
+			want = append(want, "AWS/Lambda Errors "+fn, "AWS/Lambda Throttles "+fn)
+			for _, ev := range mapOf(p["Events"]) {
+				if dest := mapOf(mapOf(mapOf(mapOf(ev)["Properties"])["DestinationConfig"])["OnFailure"])["Destination"]; dest != nil {
+					want = append(want, "AWS/SQS NumberOfMessagesSent "+queueOf(dest))
+				}
+			}
+		case "AWS::Scheduler::Schedule":
+			want = append(want, fmt.Sprint("AWS/Scheduler TargetErrorCount ", p["GroupName"]))
+			dlq := mapOf(mapOf(p["Target"])["DeadLetterConfig"])["Arn"]
+			if dlq == nil {
+				want = append(want, "a dead-letter queue for "+r.LogicalID)
+				continue
+			}
+			want = append(want, "AWS/SQS NumberOfMessagesSent "+queueOf(dlq))
+		case "AWS::Events::Rule":
+			// A rule on a custom bus reports per bus and rule name.
+			if p["EventBusName"] != nil {
+				want = append(want, fmt.Sprint("AWS/Events FailedInvocations ", p["EventBusName"], " ", r.LogicalID))
+			}
+		}
+	}
+	return want
+}
