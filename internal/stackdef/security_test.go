@@ -53,6 +53,7 @@ var securityRules = []rule{
 	{"credential route needs a Cognito JWT", checkHTTPAuth},
 	{"authorizer and function accept the same pool and clients", checkTokenTrust},
 	{"password sign-in is off by default", checkPasswordAuth},
+	{"access tokens live at most 15 minutes", checkAccessTokenLifetime},
 	{"alarms notify someone and fire on new failures", checkAlarms},
 }
 
@@ -242,6 +243,11 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			name: "a function that refuses the created client is rejected",
 			old:  "- !Join [\",\", [!Ref UserPoolClient, !Join [\",\", !Ref ExistingUserPoolClientIds]]]\n              - !Ref UserPoolClient", new: "- !Join [\",\", !Ref ExistingUserPoolClientIds]\n              - !Ref UserPoolClient",
 			rule: "authorizer and function accept the same pool and clients",
+		},
+		{
+			name: "hour-long access tokens are rejected",
+			old:  "AccessTokenValidity: 15", new: "AccessTokenValidity: 60",
+			rule: "access tokens live at most 15 minutes",
 		},
 		{
 			name: "password sign-in always on is rejected",

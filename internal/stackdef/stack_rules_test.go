@@ -527,3 +527,23 @@ func requiredAlarms(t *stackdef.Template, stack *stackdef.Stack) []string {
 	}
 	return want
 }
+
+// checkAccessTokenLifetime bounds how long a signed-out (revoked) access
+// token keeps verifying: tokens are checked offline.
+func checkAccessTokenLifetime(t *stackdef.Template) []string {
+	r, err := t.Resource("UserPoolClient")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	units, _ := r.Properties["TokenValidityUnits"].(map[string]any)
+	minutes := map[string]int{"seconds": 0, "minutes": 1, "hours": 60, "days": 1440}
+	unit, _ := units["AccessToken"].(string)
+	n, ok := r.Properties["AccessTokenValidity"].(int)
+	if !ok || unit == "" {
+		return []string{fmt.Sprintf("AccessTokenValidity %v %q: set both, in minutes", r.Properties["AccessTokenValidity"], unit)}
+	}
+	if m := n * minutes[unit]; unit != "seconds" && m > 15 || unit == "seconds" && n > 900 {
+		return []string{fmt.Sprintf("access tokens live %d %s", n, unit)}
+	}
+	return nil
+}
