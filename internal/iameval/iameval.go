@@ -5,9 +5,11 @@
 //
 // Supported: Version, Statement (object or list) with Effect Allow|Deny,
 // Action and Resource (string or list, '*' and '?' wildcards; actions match
-// case-insensitively), Sid, and Condition with StringEquals and StringLike
-// (several keys are ANDed, the values of one key ORed; a key absent from the
-// request fails its condition). An explicit Deny wins over any Allow.
+// case-insensitively), Sid, and Condition with StringEquals, StringLike,
+// Bool and DateLessThan (RFC 3339 times; several keys are ANDed, the values
+// of one key ORed; a key absent from the request fails its condition). An
+// explicit Deny wins over any Allow. Session evaluates a role session: the
+// role's policies and the session policy together.
 package iameval
 
 import (
@@ -16,6 +18,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Request is one API call to authorize.
@@ -91,7 +94,7 @@ func Parse(doc string) (Policy, error) {
 			return Policy{}, fmt.Errorf("statement %d: Resource: %v", i, orEmpty(err))
 		}
 		for op, keys := range rs.Condition {
-			if op != "StringEquals" && op != "StringLike" {
+			if !slices.Contains([]string{"StringEquals", "StringLike", "Bool", "DateLessThan"}, op) {
 				return Policy{}, fmt.Errorf("statement %d: unsupported condition operator %q", i, op)
 			}
 			for key, rawVals := range keys {
@@ -175,9 +178,41 @@ func (st Statement) matches(r Request) bool {
 			if !slices.Contains(c.Values, v) {
 				return false
 			}
+		case "Bool":
+			if !slices.ContainsFunc(c.Values, func(w string) bool { return strings.EqualFold(w, v) }) {
+				return false
+			}
+		case "DateLessThan":
+			if !slices.ContainsFunc(c.Values, func(w string) bool { return before(v, w) }) {
+				return false
+			}
 		}
 	}
 	return true
+}
+
+// before reports whether time a is before time b, both RFC 3339; an
+// unparsable time matches nothing.
+func before(a, b string) bool {
+	ta, err1 := time.Parse(time.RFC3339, a)
+	tb, err2 := time.Parse(time.RFC3339, b)
+	return err1 == nil && err2 == nil && ta.Before(tb)
+}
+
+// Session reports whether a role session may make the request: no Deny of
+// the role's policies or of the session policy matches, and both some Allow
+// of the role's policies and some Allow of the session policy do (the
+// session's permissions are the intersection).
+func Session(role []Policy, session Policy, r Request) bool {
+	for _, p := range append(slices.Clone(role), session) {
+		for _, st := range p.Statements {
+			if st.Effect == "Deny" && st.matches(r) {
+				return false
+			}
+		}
+	}
+	roleAllows := slices.ContainsFunc(role, func(p Policy) bool { return p.Allows(r) })
+	return roleAllows && session.Allows(r)
 }
 
 func anyMatch(patterns []string, s string, fold bool) bool {

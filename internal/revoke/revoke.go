@@ -1,0 +1,166 @@
+// Package revoke keeps the deny list that cuts off credentials issued before
+// a user's grants narrowed, and renders it into the IAM policy attached to
+// the base role (README "Revocation"). It is pure Go: the durable list and
+// the role's policies are adapters' business.
+//
+// AWS evaluates the base role's policies on every request a session makes,
+// so a Deny on the role whose conditions match a user's SourceIdentity and a
+// TokenIssueTime before a cutoff stops exactly that user's older sessions,
+// for every action, within IAM's propagation delay. Entries leave the list
+// once no session they can match is alive. When the list no longer fits the
+// role's inline policy budget, it falls back to one cutoff for everyone: all
+// sessions issued before it are denied and every client fetches again.
+package revoke
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+)
+
+// List is the deny list. The zero value is empty.
+type List struct {
+	// Version counts the list's updates, for optimistic concurrency.
+	Version int64 `json:"version"`
+	// Users maps a user to the time before which that user's sessions are
+	// denied.
+	Users map[string]time.Time `json:"users,omitempty"`
+	// All, when not zero, denies every session issued before it, whoever
+	// its user: the fallback when the users do not fit.
+	All time.Time `json:"all,omitzero"`
+}
+
+// Entry asks that the user's sessions issued before Before be denied.
+type Entry struct {
+	UserID string
+	Before time.Time
+}
+
+// Limits bound the list.
+type Limits struct {
+	// MaxSession is the longest session the endpoint issues: an entry is
+	// pruned once MaxSession (plus Margin) has passed since its cutoff.
+	MaxSession time.Duration
+	// Margin covers the clocks of STS, IAM and the revoker.
+	Margin time.Duration
+	// Budget is how many characters (IAM counts all but white space) the
+	// rendered policy may take.
+	Budget int
+}
+
+// Change is what Apply did.
+type Change struct {
+	// Added are the entries now in force, by cutoff.
+	Added []Entry
+	// FellBack is set when the users did not fit and All took their place.
+	FellBack bool
+	// Pruned counts the entries that expired.
+	Pruned int
+}
+
+// Apply adds entries to l (a later cutoff for a user replaces an earlier
+// one, never the reverse), prunes the expired ones at now, and falls back to
+// All when the result does not fit lim.Budget. It returns the new list (its
+// version one higher), the policy document ("" when nothing is denied: the
+// role's revocation policy is then removed), and what changed.
+func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change) {
+	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), All: l.All}
+	if next.Users == nil {
+		next.Users = map[string]time.Time{}
+	}
+	var ch Change
+	for _, e := range add {
+		e.Before = e.Before.UTC().Truncate(time.Second)
+		if !e.Before.After(next.All) {
+			continue // the fallback cutoff already covers it
+		}
+		if cur, ok := next.Users[e.UserID]; ok && !e.Before.After(cur) {
+			continue
+		}
+		next.Users[e.UserID] = e.Before
+		ch.Added = append(ch.Added, e)
+	}
+	expiry := lim.MaxSession + lim.Margin
+	for u, before := range next.Users {
+		if now.Sub(before) > expiry || !before.After(next.All) {
+			delete(next.Users, u)
+			ch.Pruned++
+		}
+	}
+	if !next.All.IsZero() && now.Sub(next.All) > expiry {
+		next.All = time.Time{}
+		ch.Pruned++
+	}
+	doc := Render(next)
+	if len(doc) > lim.Budget {
+		for _, before := range next.Users {
+			if before.After(next.All) {
+				next.All = before
+			}
+		}
+		clear(next.Users)
+		ch.FellBack = true
+		doc = Render(next)
+	}
+	return next, doc, ch
+}
+
+// Render writes the list as a policy document without white space: one
+// Deny statement per distinct cutoff, naming every user revoked at it, and
+// one for All. It returns "" for an empty list.
+func Render(l List) string {
+	byCutoff := map[time.Time][]string{}
+	for u, before := range l.Users {
+		byCutoff[before] = append(byCutoff[before], u)
+	}
+	var statements []statement
+	if !l.All.IsZero() {
+		statements = append(statements, deny(nil, l.All))
+	}
+	for _, before := range slices.SortedFunc(maps.Keys(byCutoff), func(a, b time.Time) int { return a.Compare(b) }) {
+		users := byCutoff[before]
+		slices.Sort(users)
+		statements = append(statements, deny(users, before))
+	}
+	if len(statements) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(document{Version: "2012-10-17", Statement: statements})
+	if err != nil {
+		panic(err) // only strings and maps of strings: cannot fail
+	}
+	return string(b)
+}
+
+type document struct {
+	Version   string      `json:"Version"`
+	Statement []statement `json:"Statement"`
+}
+
+type statement struct {
+	Effect    string                    `json:"Effect"`
+	Action    string                    `json:"Action"`
+	Resource  string                    `json:"Resource"`
+	Condition map[string]map[string]any `json:"Condition"`
+}
+
+// deny denies every action to the sessions of users (all sessions when
+// users is nil) issued before the cutoff. IAM compares TokenIssueTime with
+// DateLessThan at whole seconds here: cutoffs are whole seconds.
+func deny(users []string, before time.Time) statement {
+	cond := map[string]map[string]any{
+		"DateLessThan": {"aws:TokenIssueTime": before.UTC().Format(time.RFC3339)},
+	}
+	if users != nil {
+		cond["StringEquals"] = map[string]any{"aws:SourceIdentity": users}
+	}
+	return statement{Effect: "Deny", Action: "*", Resource: "*", Condition: cond}
+}
+
+// Size is the length IAM counts for a policy document: every character but
+// white space.
+func Size(doc string) int {
+	return len(strings.Join(strings.Fields(doc), ""))
+}

@@ -1,0 +1,196 @@
+package revoke_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"pgregory.net/rapid"
+
+	"github.com/credbroker/credbroker/internal/iameval"
+	"github.com/credbroker/credbroker/internal/revoke"
+)
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+var limits = revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budget: 9000}
+
+// A role policy that allows what the session policy allows, as the base
+// role's ceiling does for the contract's actions.
+var ceiling = mustParse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}`)
+var sessionPolicy = mustParse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["s3:GetObject","s3:PutObject"],"Resource":"arn:aws:s3:::lake/*"}]}`)
+
+func mustParse(doc string) iameval.Policy {
+	p, err := iameval.Parse(doc)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// works reports whether a session of user issued at issued may still read
+// and write its bucket under the role with the revocation policy doc.
+func works(t interface{ Fatalf(string, ...any) }, doc, user string, issued time.Time) bool {
+	role := []iameval.Policy{ceiling}
+	if doc != "" {
+		p, err := iameval.Parse(doc)
+		if err != nil {
+			t.Fatalf("rendered policy does not parse: %v\n%s", err, doc)
+		}
+		role = append(role, p)
+	}
+	ok := true
+	for _, action := range []string{"s3:GetObject", "s3:PutObject"} {
+		ok = ok && iameval.Session(role, sessionPolicy, iameval.Request{
+			Action: action, Resource: "arn:aws:s3:::lake/key",
+			Context: map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": issued.Format(time.RFC3339)},
+		})
+	}
+	return ok
+}
+
+func TestARevokedUsersOlderSessionsStopAndNothingElseDoes(t *testing.T) {
+	cut := t0.Add(3 * time.Second)
+	_, doc, ch := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: cut}}, t0, limits)
+	if len(ch.Added) != 1 || ch.FellBack {
+		t.Fatalf("change %+v", ch)
+	}
+	for _, c := range []struct {
+		name   string
+		user   string
+		issued time.Time
+		works  bool
+	}{
+		{"alice's session from before the cutoff is denied", "alice", cut.Add(-time.Second), false},
+		{"alice's session from long before is denied", "alice", cut.Add(-10 * time.Minute), false},
+		{"alice's session issued at the cutoff works", "alice", cut, true},
+		{"alice's later session works", "alice", cut.Add(time.Minute), true},
+		{"bob's old session is untouched", "bob", cut.Add(-time.Minute), true},
+	} {
+		if got := works(t, doc, c.user, c.issued); got != c.works {
+			t.Errorf("%s: works = %v", c.name, got)
+		}
+	}
+}
+
+func TestALaterCutoffReplacesAnEarlierOneNeverTheReverse(t *testing.T) {
+	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: t0.Add(time.Minute)}}, t0, limits)
+	l, _, ch := revoke.Apply(l, []revoke.Entry{{UserID: "alice", Before: t0}}, t0, limits)
+	if len(ch.Added) != 0 || !l.Users["alice"].Equal(t0.Add(time.Minute)) {
+		t.Errorf("an earlier cutoff changed the list: %+v %+v", ch, l)
+	}
+	l, _, ch = revoke.Apply(l, []revoke.Entry{{UserID: "alice", Before: t0.Add(2 * time.Minute)}}, t0, limits)
+	if len(ch.Added) != 1 || !l.Users["alice"].Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("a later cutoff did not replace the earlier one: %+v %+v", ch, l)
+	}
+	if l.Version != 3 {
+		t.Errorf("version %d after three applications, want 3", l.Version)
+	}
+}
+
+func TestEntriesLeaveOnceEverySessionTheyMatchHasExpired(t *testing.T) {
+	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: t0}}, t0, limits)
+	expiry := limits.MaxSession + limits.Margin
+	l, doc, ch := revoke.Apply(l, nil, t0.Add(expiry), limits)
+	if ch.Pruned != 0 || doc == "" {
+		t.Fatalf("entry pruned while a session could still match: %+v", l)
+	}
+	l, doc, ch = revoke.Apply(l, nil, t0.Add(expiry+time.Second), limits)
+	if ch.Pruned != 1 || doc != "" || len(l.Users) != 0 {
+		t.Errorf("expired entry kept: %+v, doc %q", l, doc)
+	}
+}
+
+// When the users do not fit the budget, one cutoff for everyone takes their
+// place: at the latest of theirs, so no listed user's old session survives.
+func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {
+	var l revoke.List
+	var doc string
+	var ch revoke.Change
+	latest := t0
+	n := 0
+	for !ch.FellBack {
+		n++
+		latest = t0.Add(time.Duration(n) * time.Second)
+		l, doc, ch = revoke.Apply(l, []revoke.Entry{{UserID: fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", n), Before: latest}}, t0, limits)
+		if revoke.Size(doc) > limits.Budget {
+			t.Fatalf("after %d users the policy takes %d characters, over the budget of %d", n, revoke.Size(doc), limits.Budget)
+		}
+	}
+	t.Logf("distinct cutoffs held before the fallback: %d", n-1)
+	if !l.All.Equal(latest) || len(l.Users) != 0 {
+		t.Fatalf("fallback list %+v, want All = %v and no users", l, latest)
+	}
+	for i := 1; i <= n; i++ {
+		if works(t, doc, fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i), latest.Add(-time.Second)) {
+			t.Errorf("user %d's old session survived the fallback", i)
+		}
+	}
+	if works(t, doc, "anyone", latest.Add(-time.Second)) || !works(t, doc, "anyone", latest) {
+		t.Error("the fallback does not cut every session at its time")
+	}
+
+	// Users revoked at once share one statement: many more fit.
+	var batch []revoke.Entry
+	for i := range 200 {
+		batch = append(batch, revoke.Entry{UserID: fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i), Before: t0})
+	}
+	_, doc, ch = revoke.Apply(revoke.List{}, batch, t0, limits)
+	if ch.FellBack || revoke.Size(doc) > limits.Budget {
+		t.Errorf("200 users revoked at one time fell back (%d characters)", revoke.Size(doc))
+	}
+}
+
+// Whatever the order and timing of revocations, every entry still in force
+// denies its user's older sessions, no later session of a user is denied,
+// and the policy never exceeds its budget.
+func TestPropertyTheListDeniesExactlyWhatItMust(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budget: rapid.IntRange(600, 3000).Draw(t, "budget")}
+		var l revoke.List
+		var doc string
+		now := t0
+		want := map[string]time.Time{} // the latest cutoff asked for each user
+		for step := range rapid.IntRange(1, 40).Draw(t, "steps") {
+			now = now.Add(time.Duration(rapid.IntRange(0, 120).Draw(t, "wait")) * time.Second)
+			user := fmt.Sprintf("user-%d", rapid.IntRange(0, 30).Draw(t, "user"))
+			before := now.Add(time.Duration(rapid.IntRange(0, 5).Draw(t, "ahead")) * time.Second).Truncate(time.Second)
+			l, doc, _ = revoke.Apply(l, []revoke.Entry{{UserID: user, Before: before}}, now, lim)
+			if before.After(want[user]) {
+				want[user] = before
+			}
+			if revoke.Size(doc) > lim.Budget {
+				t.Fatalf("step %d: %d characters over a budget of %d", step, revoke.Size(doc), lim.Budget)
+			}
+			for u, cut := range want {
+				if now.Sub(cut) > lim.MaxSession+lim.Margin {
+					continue // every matching session has expired
+				}
+				if works(t, doc, u, cut.Add(-time.Second)) {
+					t.Fatalf("step %d: %s's session from before %v works\n%s", step, u, cut, doc)
+				}
+				cutoff := cut
+				if l.All.After(cutoff) {
+					cutoff = l.All
+				}
+				if !works(t, doc, u, cutoff) {
+					t.Fatalf("step %d: %s's session issued at %v is denied\n%s", step, u, cutoff, doc)
+				}
+			}
+		}
+	})
+}
+
+func TestRenderIsStableAndCompact(t *testing.T) {
+	l := revoke.List{Users: map[string]time.Time{"bob": t0, "alice": t0, "carol": t0.Add(time.Second)}}
+	want := `{"Version":"2012-10-17","Statement":[` +
+		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:00Z"},"StringEquals":{"aws:SourceIdentity":["alice","bob"]}}},` +
+		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:01Z"},"StringEquals":{"aws:SourceIdentity":["carol"]}}}]}`
+	if diff := cmp.Diff(want, revoke.Render(l)); diff != "" {
+		t.Errorf("render (-want +got):\n%s", diff)
+	}
+	if revoke.Render(revoke.List{}) != "" {
+		t.Error("an empty list renders a policy")
+	}
+}
