@@ -34,10 +34,11 @@ build-ProjectorFunction:   ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ART
 build-ReplayFunction:      ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/replay
 
 .PHONY: lint
-lint: ## gofmt, go vet and cfn-lint on template.yaml.
+lint: ## gofmt, go vet, staticcheck (dead code included) and cfn-lint on template.yaml.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	@command -v cfn-lint >/dev/null || { echo "cfn-lint not found: pip install cfn-lint"; exit 1; }
 	cfn-lint template.yaml
 

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Detail types of the audit events on the bus (CONTRACT.md section 4).
+// Detail types of the audit events on the bus (README "Audit events").
 const (
 	DetailCredentialsIssued  = "CredentialsIssued"
 	DetailCredentialsDenied  = "CredentialsDenied"

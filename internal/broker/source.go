@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Key prefixes of the membership table (CONTRACT.md section 1).
+// Key prefixes of the membership table (README "Source records").
 const (
 	UserKeyPrefix    = "USER#"
 	ProjectKeyPrefix = "PROJECT#"

@@ -90,7 +90,7 @@ func wait(ctx context.Context, attempt int) error {
 	return backoff.Sleep(ctx, backoff.Jitter(attempt, 20*time.Millisecond, time.Second))
 }
 
-// str and num build attribute values.
+// str builds a string attribute value.
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 
 func key(pk, sk string) map[string]types.AttributeValue {

@@ -26,7 +26,7 @@ var detailTypes = map[string]reflect.Type{
 	broker.DetailPolicyDrift:        reflect.TypeFor[broker.PolicyDriftDetail](),
 }
 
-// contractFields are the detail fields CONTRACT.md section 4 promises
+// contractFields are the detail fields README "Audit events" promises
 // ("userId when known" of CredentialsDenied is optional, so not listed).
 var contractFields = map[string][]string{
 	broker.DetailCredentialsIssued:  {"userId", "policyVersion", "accessKeyIds", "buckets", "expiration", "requestId"},

@@ -36,7 +36,7 @@ import (
 )
 
 // Info is .local/stack.json: what a tester or a tool needs to reach the
-// local stack (CONTRACT.md section 5).
+// local stack (README "Local stack").
 type Info struct {
 	Region           string `json:"region"`
 	AWSEndpoint      string `json:"awsEndpoint"`

@@ -6,7 +6,9 @@ import (
 )
 
 // A session policy is laid out as at most four kinds of statement, so that
-// every grant in a set shares statements with the others:
+// every grant in a set shares statements with the others. The actions of
+// each access level (README "Access levels") appear in the statement
+// openings below and nowhere else:
 //
 //	read objects   {"Effect":"Allow","Action":"s3:GetObject","Resource":[...]}
 //	write objects  {"Effect":"Allow","Action":[Get,Put,Delete,Abort],"Resource":[...]}
@@ -32,14 +34,6 @@ const (
 	condOpen   = `,"Condition":{"StringLike":{"s3:prefix":`
 	condClose  = `}}`
 	docOverLen = len(docOpen) + len(docClose)
-)
-
-// Object and bucket actions of each access level (CONTRACT.md section 2); the
-// statements above are their only source.
-var (
-	readObjectActions  = []string{"s3:GetObject"}
-	writeObjectActions = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
-	bucketActions      = []string{"s3:ListBucket"}
 )
 
 // list is a JSON string list as a policy writes it: a bare string when it has

@@ -75,7 +75,7 @@ func BenchmarkFanout(b *testing.B) {
 				c.New = &c.Keys
 				calls.calls.Store(0)
 				start := time.Now()
-				out := f.proj.Process(context.Background(), []projector.Change{c}, nil)
+				out := f.proj.Process(context.Background(), []projector.Change{c})
 				b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/fanout")
 				if len(out.Failed) > 0 || out.FanoutUsers != n {
 					b.Fatalf("fan-out: %+v", out)

@@ -19,6 +19,9 @@ type Change struct {
 	At             time.Time
 	Keys           broker.SourceItem  // PK and SK only
 	New, Old       *broker.SourceItem // nil when the record has no such image
+	// Err is why the record could not be decoded; only its identifiers
+	// were salvaged, and the projector rejects it.
+	Err error
 }
 
 // FromLambdaRecord converts a record of a Lambda DynamoDB event.
@@ -73,25 +76,24 @@ func lambdaAttr(m map[string]events.DynamoDBAttributeValue, name string) broker.
 // malformed record is reported on its own instead of failing the batch. A
 // record that does not decode comes back as a Change with EventName
 // "MALFORMED" and the decoding error in Err.
-func DecodeEvent(payload []byte) ([]Change, []error, error) {
+func DecodeEvent(payload []byte) ([]Change, error) {
 	var env struct {
 		Records []json.RawMessage `json:"Records"`
 	}
 	if err := json.Unmarshal(payload, &env); err != nil {
-		return nil, nil, fmt.Errorf("decode DynamoDB event: %w", err)
+		return nil, fmt.Errorf("decode DynamoDB event: %w", err)
 	}
 	changes := make([]Change, len(env.Records))
-	errs := make([]error, len(env.Records))
 	for i, raw := range env.Records {
 		var r events.DynamoDBEventRecord
 		if err := json.Unmarshal(raw, &r); err != nil {
 			changes[i] = malformed(raw)
-			errs[i] = fmt.Errorf("record %d: %w", i, err)
+			changes[i].Err = fmt.Errorf("record %d: %w", i, err)
 			continue
 		}
 		changes[i] = FromLambdaRecord(r)
 	}
-	return changes, errs, nil
+	return changes, nil
 }
 
 // malformed salvages the identifiers of a record that does not decode, so

@@ -167,7 +167,7 @@ func runConcurrency(t *testing.T, seed uint64, nOps int) {
 				inflight++
 				mu.Unlock()
 
-				out := f.proj.Process(context.Background(), batch, nil)
+				out := f.proj.Process(context.Background(), batch)
 				failed := map[string]bool{}
 				for _, s := range out.Failed {
 					failed[s] = true

@@ -48,7 +48,7 @@ func (f *fixture) members(project string, n int) []string {
 	}
 	flush()
 	for start := 0; start < len(changes); start += 100 {
-		out := f.proj.Process(context.Background(), changes[start:min(start+100, len(changes))], nil)
+		out := f.proj.Process(context.Background(), changes[start:min(start+100, len(changes))])
 		if len(out.Failed) > 0 {
 			f.t.Fatalf("setup: %d failed", len(out.Failed))
 		}
@@ -105,7 +105,7 @@ func TestAFanoutNearTheDeadlineResumesFromItsCheckpoint(t *testing.T) {
 
 	ctx, cancel := context.WithDeadline(context.Background(), start.Add(150*time.Second))
 	defer cancel()
-	out := p.Process(ctx, []projector.Change{removal}, nil)
+	out := p.Process(ctx, []projector.Change{removal})
 	if len(out.Failed) != 1 {
 		t.Fatalf("want the change handed back near the deadline, got %+v", out)
 	}
@@ -118,7 +118,7 @@ func TestAFanoutNearTheDeadlineResumesFromItsCheckpoint(t *testing.T) {
 		t.Fatalf("no checkpoint saved: %q, %v", cursor, err)
 	}
 
-	out = p.Process(context.Background(), []projector.Change{removal}, nil)
+	out = p.Process(context.Background(), []projector.Change{removal})
 	if len(out.Failed) != 0 {
 		t.Fatalf("redelivery failed: %+v", out)
 	}

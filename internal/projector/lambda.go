@@ -30,12 +30,12 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (events.D
 		requestID = lc.AwsRequestID
 	}
 	p.Logger = p.logger().With("requestId", requestID)
-	changes, decodeErrs, err := DecodeEvent(payload)
+	changes, err := DecodeEvent(payload)
 	if err != nil {
 		p.Logger.Error("payload is not a DynamoDB event", "err", err, "bytes", len(payload))
 		return events.DynamoDBEventResponse{}, err
 	}
-	out := p.Process(ctx, changes, decodeErrs)
+	out := p.Process(ctx, changes)
 	resp := events.DynamoDBEventResponse{BatchItemFailures: []events.DynamoDBBatchItemFailure{}}
 	for _, seq := range out.Failed {
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.DynamoDBBatchItemFailure{ItemIdentifier: seq})

@@ -38,7 +38,7 @@ func TestAnOutboxNeverOutgrowsItsItem(t *testing.T) {
 		join.Role = broker.StringAttr([]string{"read", "write"}[i%2])
 		mem.PutSource(join)
 		c := join
-		out := p.Process(context.Background(), []projector.Change{{EventID: fmt.Sprint("e", i), EventName: "MODIFY", SequenceNumber: fmt.Sprint(i), Keys: c, New: &c}}, nil)
+		out := p.Process(context.Background(), []projector.Change{{EventID: fmt.Sprint("e", i), EventName: "MODIFY", SequenceNumber: fmt.Sprint(i), Keys: c, New: &c}})
 		if len(out.Failed) != 1 {
 			t.Fatalf("change %d: bus down, want the change handed back, got %+v", i, out)
 		}
@@ -53,7 +53,7 @@ func TestAnOutboxNeverOutgrowsItsItem(t *testing.T) {
 	}
 	audit.Fail = nil
 	c := join
-	if out := p.Process(context.Background(), []projector.Change{{EventID: "last", EventName: "MODIFY", SequenceNumber: "x", Keys: c, New: &c}}, nil); len(out.Failed) != 0 {
+	if out := p.Process(context.Background(), []projector.Change{{EventID: "last", EventName: "MODIFY", SequenceNumber: "x", Keys: c, New: &c}}); len(out.Failed) != 0 {
 		t.Fatalf("bus back: %+v", out)
 	}
 	evs := audit.Of(broker.DetailPolicyChanged)

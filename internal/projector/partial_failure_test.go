@@ -55,7 +55,7 @@ func (w *world) change(pk, sk string, item *broker.SourceItem) projector.Change 
 
 func (w *world) process(p *projector.Projector, changes ...projector.Change) projector.Outcome {
 	w.t.Helper()
-	return p.Process(context.Background(), changes, nil)
+	return p.Process(context.Background(), changes)
 }
 
 // join makes user a reader of project and projects it.

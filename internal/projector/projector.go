@@ -36,8 +36,8 @@ import (
 	"github.com/credbroker/credbroker/internal/policy"
 )
 
-// Projector recomputes policy items. Its dependencies are injected; see
-// functions/projector for the wiring.
+// Projector recomputes policy items. Its dependencies are injected
+// (internal/wire builds it on DynamoDB and EventBridge).
 type Projector struct {
 	Source      broker.SourceReader
 	Store       broker.PolicyStore
@@ -107,7 +107,7 @@ type batch struct {
 // Process projects one batch of changes. It never fails as a whole: each
 // change either succeeds, is rejected (invalid; reported and not retried),
 // or is listed in Outcome.Failed for redelivery.
-func (p *Projector) Process(ctx context.Context, changes []Change, decodeErrs []error) Outcome {
+func (p *Projector) Process(ctx context.Context, changes []Change) Outcome {
 	b := &batch{p: p, sem: make(chan struct{}, cmp.Or(p.Concurrency, 16)), jobs: map[string]*job{}}
 	var out Outcome
 	failed := make([]bool, len(changes))
@@ -117,11 +117,7 @@ func (p *Projector) Process(ctx context.Context, changes []Change, decodeErrs []
 	rejectedBy := map[int]bool{}
 
 	for i, c := range changes {
-		var decodeErr error
-		if i < len(decodeErrs) {
-			decodeErr = decodeErrs[i]
-		}
-		plan := p.plan(c, decodeErr)
+		plan := p.plan(c)
 		if plan.reject != "" {
 			p.logger().Warn("source record rejected", "pk", c.Keys.PK, "sk", c.Keys.SK, "reason", plan.reject,
 				"eventId", c.EventID, "sequenceNumber", c.SequenceNumber)
@@ -403,10 +399,10 @@ type plan struct {
 	reject string
 }
 
-func (p *Projector) plan(c Change, decodeErr error) plan {
+func (p *Projector) plan(c Change) plan {
 	ref, err := broker.ParseRef(c.Keys.PK, c.Keys.SK)
-	if decodeErr != nil {
-		return plan{ref: ref, reject: "malformed stream record: " + decodeErr.Error()}
+	if c.Err != nil {
+		return plan{ref: ref, reject: "malformed stream record: " + c.Err.Error()}
 	}
 	if err != nil {
 		return plan{ref: ref, reject: broker.MessageOf(err)}

@@ -51,7 +51,7 @@ func TestAFanoutReachesTenThousandMembers(t *testing.T) {
 		joins = append(joins, projector.Change{EventID: fmt.Sprint("join-", i), EventName: "INSERT", SequenceNumber: fmt.Sprint(i), Keys: it, New: &it})
 	}
 	for start := 0; start < n; start += 100 {
-		if out := p.Process(context.Background(), joins[start:start+100], nil); len(out.Failed) > 0 {
+		if out := p.Process(context.Background(), joins[start:start+100]); len(out.Failed) > 0 {
 			t.Fatalf("joins failed: %v", out.Failed)
 		}
 	}
@@ -60,7 +60,7 @@ func TestAFanoutReachesTenThousandMembers(t *testing.T) {
 	removal := projector.Change{EventID: "removal", EventName: "REMOVE", SequenceNumber: "x", Keys: broker.SourceItem{PK: "PROJECT#big", SK: "BUCKET#lake"}}
 	g.peak.Store(0)
 	calls := mem.Calls.Load()
-	out := p.Process(context.Background(), []projector.Change{removal}, nil)
+	out := p.Process(context.Background(), []projector.Change{removal})
 	if len(out.Failed) > 0 || out.FanoutUsers != n || out.Changed != n {
 		t.Fatalf("fan-out = %+v, want %d members changed", out, n)
 	}
@@ -89,7 +89,7 @@ func ExampleProjector_Process() {
 	join := broker.SourceItem{PK: "USER#alice", SK: "PROJECT#genomics", Role: broker.StringAttr("write")}
 	mem.PutSource(join)
 
-	out := p.Process(context.Background(), []projector.Change{{EventID: "e1", EventName: "INSERT", SequenceNumber: "1", Keys: join, New: &join}}, nil)
+	out := p.Process(context.Background(), []projector.Change{{EventID: "e1", EventName: "INSERT", SequenceNumber: "1", Keys: join, New: &join}})
 	pol, _ := mem.GetPolicy(context.Background(), "alice")
 	fmt.Println("failed:", len(out.Failed))
 	for _, g := range pol.Grants {

@@ -55,7 +55,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 }
 
 // Stack is the part of the local stack's .local/stack.json the tool reads
-// (CONTRACT.md section 5); other fields are ignored.
+// (README "Local stack"); other fields are ignored.
 type Stack struct {
 	Region          string `json:"region"`
 	AWSEndpoint     string `json:"awsEndpoint"`

@@ -284,7 +284,7 @@ func TestRebuildConcurrentWithLiveChangesConvergesAndRepairsDroppedChanges(t *te
 				// The live projector, as the stream would drive it; a
 				// change it hands back is delivered again.
 				for attempt := 0; ; attempt++ {
-					out := f.proj.Process(ctx, []projector.Change{c}, nil)
+					out := f.proj.Process(ctx, []projector.Change{c})
 					if len(out.Failed) == 0 {
 						break
 					}

@@ -383,8 +383,7 @@ func (v *verifier) recheck(ctx context.Context, m *meter, su suspect) {
 
 // emitDrift sends the PolicyDrift event; cut says the findings were cut
 // to MaxListed. A bus failure is logged: the drift is in the report, the
-// log and the exit status anyway. The event has no count of extraIndex
-// findings (its schema lacks one); their users are listed.
+// log and the exit status anyway.
 func (s *Service) emitDrift(ctx context.Context, log *slog.Logger, rep Report, cut bool) {
 	if s.Auditor == nil {
 		return

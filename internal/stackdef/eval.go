@@ -217,7 +217,7 @@ func (s *Stack) intrinsic(name string, arg any) (any, error) {
 	case "Ref":
 		id, ok := arg.(string)
 		if !ok {
-			return nil, fmt.Errorf("Ref %v: want a name", arg)
+			return nil, fmt.Errorf("intrinsic Ref %v: want a name", arg)
 		}
 		return s.ref(id)
 	case "Fn::GetAtt":
@@ -374,7 +374,7 @@ func (s *Stack) ref(id string) (any, error) {
 		}
 		return "<" + id + ">", nil
 	}
-	return nil, fmt.Errorf("Ref %s: no such parameter or resource", id)
+	return nil, fmt.Errorf("intrinsic Ref %s: no such parameter or resource", id)
 }
 
 func (s *Stack) getAtt(id, attr string) (any, error) {
