@@ -248,70 +248,29 @@ func (c Compiler) render(s *packSet, grants []broker.Grant, groupKeys []string) 
 	units := slices.Clone(s.units)
 	slices.SortFunc(units, func(a, b *unit) int { return cmp.Compare(a.grants[0], b.grants[0]) })
 
-	arnPrefix := "arn:" + c.partition() + ":s3:::"
-	var b strings.Builder
-	b.Grow(docOverLen + s.body + s.stmts)
-	b.WriteString(docOpen)
-	n := 0
-	open := func(head string) {
-		if n > 0 {
-			b.WriteByte(',')
+	w := &policyWriter{arnPrefix: "arn:" + c.partition() + ":s3:::"}
+	w.b.Grow(docOverLen + s.body + s.stmts)
+	w.b.WriteString(docOpen)
+	for _, level := range []struct {
+		head   string
+		access broker.Access
+	}{{readOpen, broker.Read}, {writeOpen, broker.Write}} {
+		refs := w.refs[:0]
+		for _, i := range idx {
+			if grants[i].Access == level.access {
+				refs = append(refs, resource{bucket: grants[i].Bucket, prefix: grants[i].Prefix, object: true})
+			}
 		}
-		n++
-		b.WriteString(head)
+		w.statement(level.head, refs, nil)
 	}
-	// items writes a resource list of count elements from write(i, sep).
-	items := func(count int, each func(func(arn, prefix string, object bool))) {
-		if count > 1 {
-			b.WriteByte('[')
-		}
-		first := true
-		each(func(bucket, prefix string, object bool) {
-			if !first {
-				b.WriteByte(',')
-			}
-			first = false
-			b.WriteByte('"')
-			b.WriteString(arnPrefix)
-			b.WriteString(bucket)
-			if object {
-				b.WriteByte('/')
-				writeEscaped(&b, prefix)
-				b.WriteByte('*')
-			}
-			b.WriteByte('"')
-		})
-		if count > 1 {
-			b.WriteByte(']')
+	refs := w.refs[:0]
+	for _, u := range units {
+		if u.whole {
+			refs = append(refs, resource{bucket: u.bucket})
 		}
 	}
-	objects := func(head string, l list, access broker.Access) {
-		if l.n == 0 {
-			return
-		}
-		open(head)
-		items(l.n, func(emit func(string, string, bool)) {
-			for _, i := range idx {
-				if grants[i].Access == access {
-					emit(grants[i].Bucket, grants[i].Prefix, true)
-				}
-			}
-		})
-		b.WriteString(stmtClose)
-	}
-	objects(readOpen, s.read, broker.Read)
-	objects(writeOpen, s.write, broker.Write)
-	if s.whole.n > 0 {
-		open(listOpen)
-		items(s.whole.n, func(emit func(string, string, bool)) {
-			for _, u := range units {
-				if u.whole {
-					emit(u.bucket, "", false)
-				}
-			}
-		})
-		b.WriteString(stmtClose)
-	}
+	w.statement(listOpen, refs, nil)
+
 	var groups []int
 	for g, l := range s.groups {
 		if l.n > 0 {
@@ -320,34 +279,80 @@ func (c Compiler) render(s *packSet, grants []broker.Grant, groupKeys []string) 
 	}
 	slices.SortFunc(groups, func(a, b int) int { return strings.Compare(groupKeys[a], groupKeys[b]) })
 	for _, g := range groups {
-		key := groupKeys[g]
-		open(listOpen)
-		items(s.groups[g].n, func(emit func(string, string, bool)) {
-			for _, u := range units {
-				if !u.whole && u.group == g {
-					emit(u.bucket, "", false)
-				}
+		refs := w.refs[:0]
+		for _, u := range units {
+			if !u.whole && u.group == g {
+				refs = append(refs, resource{bucket: u.bucket})
 			}
-		})
-		b.WriteString(condOpen)
-		conds := strings.Split(key, "\x00")
-		if len(conds) > 1 {
-			b.WriteByte('[')
 		}
-		for i, p := range conds {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteByte('"')
-			writeEscaped(&b, p)
-			b.WriteString(`*"`)
-		}
-		if len(conds) > 1 {
-			b.WriteByte(']')
-		}
-		b.WriteString(condClose)
-		b.WriteString(stmtClose)
+		w.statement(listOpen, refs, strings.Split(groupKeys[g], "\x00"))
 	}
-	b.WriteString(docClose)
-	return broker.PolicySet{Policy: b.String(), Grants: idx}
+	w.b.WriteString(docClose)
+	return broker.PolicySet{Policy: w.b.String(), Grants: idx}
+}
+
+// resource is one ARN of a statement's list: a bucket, or (object) the
+// objects under prefix in it.
+type resource struct {
+	bucket, prefix string
+	object         bool
+}
+
+// policyWriter writes a policy document one statement at a time.
+type policyWriter struct {
+	b         strings.Builder
+	arnPrefix string
+	n         int        // statements written
+	refs      []resource // scratch space for one statement's resources
+}
+
+// statement writes one statement of refs, if there are any, with a
+// condition on the listed prefixes when prefixes is not nil. A list of one
+// is written as a bare string, as the size model counts it.
+func (w *policyWriter) statement(head string, refs []resource, prefixes []string) {
+	w.refs = refs
+	if len(refs) == 0 {
+		return
+	}
+	if w.n > 0 {
+		w.b.WriteByte(',')
+	}
+	w.n++
+	w.b.WriteString(head)
+	w.list(len(refs), func(i int) {
+		w.b.WriteString(w.arnPrefix)
+		w.b.WriteString(refs[i].bucket)
+		if refs[i].object {
+			w.b.WriteByte('/')
+			writeEscaped(&w.b, refs[i].prefix)
+			w.b.WriteByte('*')
+		}
+	})
+	if prefixes != nil {
+		w.b.WriteString(condOpen)
+		w.list(len(prefixes), func(i int) {
+			writeEscaped(&w.b, prefixes[i])
+			w.b.WriteByte('*')
+		})
+		w.b.WriteString(condClose)
+	}
+	w.b.WriteString(stmtClose)
+}
+
+// list writes n quoted strings, each written by item, as a JSON list.
+func (w *policyWriter) list(n int, item func(i int)) {
+	if n > 1 {
+		w.b.WriteByte('[')
+	}
+	for i := range n {
+		if i > 0 {
+			w.b.WriteByte(',')
+		}
+		w.b.WriteByte('"')
+		item(i)
+		w.b.WriteByte('"')
+	}
+	if n > 1 {
+		w.b.WriteByte(']')
+	}
 }
