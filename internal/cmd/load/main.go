@@ -146,13 +146,16 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // run sets up the stack and the run's data, loads the stack and reports.
-func run(ctx context.Context, o options, progress io.Writer) (*Result, error) {
+func run(ctx context.Context, o options, progress io.Writer) (res *Result, err error) {
 	id := newRunID()
 	t, err := openTarget(ctx, o, id, progress)
 	if err != nil {
 		return nil, err
 	}
-	defer t.stop()
+	defer func() {
+		t.keepLogs = err != nil || res == nil || len(res.broken()) > 0
+		t.stop()
+	}()
 	w, err := setUp(ctx, t.aws, t.info, id, o.Users, o.Places)
 	if err != nil {
 		return nil, err
@@ -164,7 +167,7 @@ func run(ctx context.Context, o options, progress io.Writer) (*Result, error) {
 	}
 	fmt.Fprintf(progress, "load: %d clients for %v, a change every %v (seed %d)\n", o.Clients, o.Duration, o.ChangeEvery, o.Seed)
 
-	res := &Result{
+	res = &Result{
 		RunID: id, Stack: "in-process", Archive: o.Archive, Clients: o.Clients, Users: o.Users,
 		Duration: o.Duration.String(), ChangeEvery: o.ChangeEvery.String(), Faults: o.Faults.String(), Check: o.Check,
 	}

@@ -156,7 +156,11 @@ func (r *Result) targets() {
 	add("no over-grant", fmt.Sprint(over), over == 0)
 	add("p99 <= 1 s", fmt.Sprintf("%.0f ms", r.Latency.P99), r.Latency.P99 <= 1000)
 	if c := r.Convergence; c != nil {
-		add("convergence <= 2 s after the last change", fmt.Sprintf("%.2f s", c.Seconds), c.Converged && c.Seconds <= 2)
+		value := fmt.Sprintf("%.2f s", c.Seconds)
+		if !c.Converged {
+			value = "not converged"
+		}
+		add("convergence <= 2 s after the last change", value, c.Converged && c.Seconds <= 2)
 	}
 	if c := r.Calls; c != nil {
 		add("at most one AssumeRole per (user, policyVersion, set)", fmt.Sprintf("%d duplicates", c.DuplicateAssumeRoles), c.DuplicateAssumeRoles == 0)

@@ -33,7 +33,10 @@ type target struct {
 	// once it is stopped by the run); nil for a stack started elsewhere.
 	stopped <-chan error
 	logPath string
-	stop    func()
+	// keepLogs keeps the in-process stack's directory (moto's and the
+	// stack's logs) when stop runs.
+	keepLogs bool
+	stop     func()
 }
 
 // openTarget reads a running stack's stack.json, or starts a stack in this
@@ -65,8 +68,16 @@ func openTarget(ctx context.Context, o options, id string, progress io.Writer) (
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
+		// The logs of moto and the stack explain a failed run; a clean
+		// one leaves nothing behind.
+		if t.keepLogs {
+			fmt.Fprintf(progress, "load: logs kept in %s\n", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
 	}
 	fail := func(err error) (*target, error) {
+		t.keepLogs = true
 		t.stop()
 		return nil, err
 	}
