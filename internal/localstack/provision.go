@@ -69,7 +69,7 @@ func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Con
 	info.EventBusName = n.bus()
 	// moto stores an archive as a rule whose target re-renders every
 	// event through an input template, building eight JSONPath parsers
-	// each time: about 150 ms of its single Python process per PutEvents,
+	// each time: about 140 ms of its single Python process per PutEvents,
 	// which then serves nothing else. The local stack has no use for a
 	// replayable trail, so the archive is opt-in here; the template keeps
 	// it.
@@ -138,7 +138,7 @@ func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Con
 // auditTail adds a queue that receives every audit event, so that a tester
 // can read the trail with `aws sqs receive-message`. It is opt-in for the
 // archive's reason: moto renders every event for every rule target, about
-// 150 ms of its CPU per PutEvents.
+// 140 ms of its CPU per PutEvents.
 func auditTail(ctx context.Context, n names, cfg aws.Config) (string, error) {
 	eb := eventbridge.NewFromConfig(cfg)
 	q := sqs.NewFromConfig(cfg)
