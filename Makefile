@@ -57,7 +57,7 @@ deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentia
 	sam build && sam deploy --guided
 
 .PHONY: run
-run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED=1 AUDIT_TAIL=1).
+run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED=1 AUDIT_TAIL=1 ARCHIVE=1).
 	@$(GO) build -o $(BUILD_DIR)/localstack ./internal/cmd/localstack
 	@exec $(BUILD_DIR)/localstack
 
@@ -86,3 +86,24 @@ verify: ## Compare the local stack's policy table with a recomputation; exit sta
 
 replay: ## Replay the local stack's membership stream through the projector (SINCE=<RFC 3339> skips older records).
 	$(call replay_tool,replay,$(if $(SINCE),-since '$(SINCE)'))
+
+# ---------------------------------------------- load
+# `make load` starts its own moto and local stack in this process, on free
+# ports, with a proxy between them that counts the stack's AWS calls and
+# injects FAULTS; STACK=.local/stack.json loads a stack started by
+# `make run` instead (no call counts, no faults). README, "Load". The binary
+# is run directly so that its exit status (0 ok, 1 an invariant broke,
+# 2 usage, 3 setup failure) is what make reports.
+CLIENTS      ?= 16
+USERS        ?= 20
+DURATION     ?= 60s
+CHANGE_EVERY ?= 1s
+FAULTS       ?=
+STACK        ?=
+LOAD_FLAGS   ?=
+
+.PHONY: load
+load: ## Load the endpoint while a writer changes grants (CLIENTS=16 USERS=20 DURATION=60s CHANGE_EVERY=1s FAULTS=<spec> STACK=<file> LOAD_FLAGS=-json).
+	@$(GO) build -o $(BUILD_DIR)/load ./internal/cmd/load
+	@exec $(BUILD_DIR)/load -clients $(CLIENTS) -users $(USERS) -duration $(DURATION) -change-every $(CHANGE_EVERY) \
+	  $(if $(FAULTS),-faults '$(FAULTS)') $(if $(STACK),-stack '$(STACK)') $(LOAD_FLAGS)

@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -30,20 +29,13 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/ddbstore"
-	"github.com/credbroker/credbroker/internal/ddbstream"
-	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/logging"
-	"github.com/credbroker/credbroker/internal/policy"
-	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/rebuild"
+	"github.com/credbroker/credbroker/internal/wire"
 )
 
 func main() {
@@ -65,7 +57,7 @@ func lambdaMain() int {
 		log.Error("load AWS configuration", "err", err)
 		return rebuild.ExitFailure
 	}
-	svc := wire(awsCfg, cfg, log)
+	svc := wire.Rebuild(cfg, awsCfg, log)
 	svc.Progress, svc.ProgressEvery = rebuild.LogProgress(log), 30*time.Second
 	lambda.Start(func(ctx context.Context, payload json.RawMessage) (rebuild.Report, error) {
 		req, err := rebuild.DecodeEvent(payload)
@@ -141,13 +133,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if cfg.Endpoint != "" {
 		// The local stack is moto on loopback, which takes any
 		// credentials: nothing from the environment is needed or wanted.
-		awsCfg = aws.Config{
-			Region: cfg.Region, BaseEndpoint: aws.String(cfg.Endpoint), HTTPClient: awsconfig.HTTPClient(),
-			Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
-			Retryer: func() aws.Retryer {
-				return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = awsconfig.MaxAttempts })
-			},
-		}
+		awsCfg = awsconfig.Local(cfg.Region, cfg.Endpoint)
 	} else if awsCfg, err = awsconfig.Load(ctx); err != nil {
 		fmt.Fprintln(stderr, "replay: load AWS configuration:", err)
 		return rebuild.ExitUsage
@@ -159,7 +145,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			return rebuild.ExitFailure
 		}
 	}
-	svc := wire(awsCfg, cfg, log)
+	svc := wire.Rebuild(cfg, awsCfg, log)
 	svc.Segments, svc.Concurrency = *segments, *concurrency
 	svc.Progress, svc.ProgressEvery = rebuild.TerminalProgress(stderr), *every
 
@@ -171,24 +157,4 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "replay:", err)
 	}
 	return rebuild.ExitCode(err)
-}
-
-// wire builds the service on the real adapters, as functions/projector
-// builds the projector.
-func wire(awsCfg aws.Config, cfg rebuild.Config, log *slog.Logger) *rebuild.Service {
-	ddb := dynamodb.NewFromConfig(awsCfg)
-	store := &ddbstore.Store{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
-	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
-	proj := &projector.Projector{
-		Source: store, Store: store, Index: store, Checkpoints: store,
-		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
-	}
-	return &rebuild.Service{
-		Memberships: store, Policies: store, Store: store, Projector: proj,
-		Stream:  &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: cfg.StreamARN, Logger: log},
-		Handler: &projector.Handler{Projector: proj},
-		Auditor: auditor,
-		Sizes:   ddbstore.Tables{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable},
-		Logger:  log,
-	}
 }

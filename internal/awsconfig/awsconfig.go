@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
 // MaxAttempts bounds the SDK's retries of throttling and 5xx errors.
@@ -24,11 +25,27 @@ const MaxAttempts = 3
 // endpoint.
 func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Config, error) {
 	return config.LoadDefaultConfig(ctx, append([]func(*config.LoadOptions) error{
-		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
-		}),
+		config.WithRetryer(retryer),
 		config.WithHTTPClient(HTTPClient()),
 	}, opts...)...)
+}
+
+// Local is the configuration of a tool or of the local stack talking to
+// moto on loopback: the same retries and timeouts as Load, and static
+// credentials, because moto takes any and nothing from the environment
+// (profiles, a real account's keys) should be read or sent.
+func Local(region, endpoint string) aws.Config {
+	return aws.Config{
+		Region:       region,
+		BaseEndpoint: aws.String(endpoint),
+		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
+		HTTPClient:   HTTPClient(),
+		Retryer:      retryer,
+	}
+}
+
+func retryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
 }
 
 // HTTPClient is the SDK's own buildable client (which honours

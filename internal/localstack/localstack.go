@@ -7,6 +7,7 @@
 package localstack
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,10 +24,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
+	"github.com/credbroker/credbroker/internal/awsconfig"
 	credsvc "github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/motoserver"
@@ -69,6 +69,18 @@ type Options struct {
 	Seed bool
 	// AuditTail copies every audit event to an SQS queue.
 	AuditTail bool
+	// Archive creates the audit bus's archive, as template.yaml does. It
+	// is off by default: moto spends about 140 ms of its one Python
+	// process on every PutEvents to a bus with an archive (or any other
+	// rule target), during which it serves nothing else (README, local
+	// stack).
+	Archive bool
+	// StackEndpoint, when set, is where the stack's own AWS clients (the
+	// projector, the stream poller, the credential endpoint and its key
+	// set fetch) send their requests instead of moto: the load generator
+	// puts a proxy there that counts them and injects faults. Resources
+	// are still created, and stack.json still points, at moto itself.
+	StackEndpoint string
 	// Streams reads the membership table's stream; default the DynamoDB
 	// Streams client for moto. Tests inject faults with it.
 	Streams ddbstream.API
@@ -154,26 +166,26 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		}
 	}()
 
-	awsCfg := aws.Config{
-		Region:       o.Region,
-		BaseEndpoint: aws.String(endpoint),
-		Credentials:  credentials.NewStaticCredentialsProvider("local", "local", ""),
-	}
+	// The same retries and HTTP timeouts as in Lambda, so that a slow or
+	// stuck moto call fails inside a request's deadline as it would there.
+	awsCfg := awsconfig.Local(o.Region, endpoint)
 	tpl, err := stackdef.LoadDefault()
 	if err != nil {
 		return nil, err
 	}
 	st.Info = Info{Region: o.Region, AWSEndpoint: endpoint, APIURL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
-	if err := provision(ctx, names{o.Name}, tpl, awsCfg, o.AuditTail, &st.Info); err != nil {
+	if err := provision(ctx, names{o.Name}, tpl, awsCfg, provisionOptions{tail: o.AuditTail, archive: o.Archive}, &st.Info); err != nil {
 		return nil, fmt.Errorf("create resources in moto: %w", err)
 	}
+	stackEndpoint := cmp.Or(o.StackEndpoint, endpoint)
+	stackCfg := awsconfig.Local(o.Region, stackEndpoint)
 
 	env := map[string]string{
 		"MEMBERSHIP_TABLE": st.Info.MembershipTable, "POLICY_TABLE": st.Info.PolicyTable,
 		"AUDIT_BUS_NAME": st.Info.EventBusName, "ARN_PARTITION": "aws",
 		"BASE_ROLE_ARN": st.Info.BaseRoleARN, "USER_POOL_ID": st.Info.UserPoolID,
 		"ALLOWED_CLIENT_IDS": st.Info.UserPoolClientID, "AWS_REGION": o.Region,
-		"JWKS_URL": endpoint + "/" + st.Info.UserPoolID + "/.well-known/jwks.json",
+		"JWKS_URL": stackEndpoint + "/" + st.Info.UserPoolID + "/.well-known/jwks.json",
 	}
 	getenv := func(k string) string { return env[k] }
 	pcfg, err := projector.ConfigFromEnv(getenv)
@@ -184,8 +196,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	proj := wire.Projector(pcfg, awsCfg, log.With("function", "projector"), io.Discard)
-	ep, err := wire.Credentials(ccfg, awsCfg, log.With("function", "credentials"), io.Discard)
+	proj := wire.Projector(pcfg, stackCfg, log.With("function", "projector"), io.Discard)
+	ep, err := wire.Credentials(ccfg, stackCfg, log.With("function", "credentials"), io.Discard)
 	if err != nil {
 		return nil, err
 	}
@@ -195,9 +207,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	st.cancel = cancel
 	streams := o.Streams
 	if streams == nil {
-		streams = dynamodbstreams.NewFromConfig(awsCfg)
+		streams = dynamodbstreams.NewFromConfig(stackCfg)
 	}
-	reader := &ddbstream.Reader{Client: streams, StreamARN: st.Info.streamARN, Logger: log}
+	// Lambda's event source mapping never stops polling a stream over
+	// failed reads; the poller stops the stack only when reads keep
+	// failing for about a minute (30 backoffs of up to 5 s), so that moto
+	// being slow or unreachable for some seconds (the load generator's
+	// fault window) delays the projection but does not end it.
+	reader := &ddbstream.Reader{Client: streams, StreamARN: st.Info.streamARN, Logger: log, MaxFailures: 30}
 	st.wg.Go(func() {
 		err := reader.Poll(runCtx, 50*time.Millisecond, 2*time.Second, feed(proj))
 		// Poll ends on its own only with an error.

@@ -27,6 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/motoserver"
@@ -173,6 +175,33 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 	st.Stop()
 	if _, err := os.Stat(st.InfoPath()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stack.json left behind after Stop: %v", err)
+	}
+}
+
+// The audit bus's archive, slow in moto, is created only when asked for.
+func TestTheAuditArchiveIsOptIn(t *testing.T) {
+	for _, archive := range []bool{false, true} {
+		t.Run(fmt.Sprintf("archive=%v", archive), func(t *testing.T) {
+			st, err := localstack.Start(context.Background(), localstack.Options{
+				Moto: mototest.Endpoint(t), Port: freePort(t), Dir: t.TempDir(), Name: mototest.Name(t, "local"), Archive: archive,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(st.Stop)
+			eb := eventbridge.NewFromConfig(mototest.Config(t))
+			bus, err := eb.DescribeEventBus(context.Background(), &eventbridge.DescribeEventBusInput{Name: aws.String(st.Info.EventBusName)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := eb.ListArchives(context.Background(), &eventbridge.ListArchivesInput{EventSourceArn: bus.Arn})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(out.Archives); got != map[bool]int{false: 0, true: 1}[archive] {
+				t.Errorf("%d archives on the audit bus with Archive=%v", got, archive)
+			}
+		})
 	}
 }
 
@@ -395,4 +424,75 @@ func BenchmarkChangeToEndpoint(b *testing.B) {
 	b.ReportMetric(pct(toItem, 99), "item-p99-ms")
 	b.ReportMetric(pct(toAnswer, 50), "answer-p50-ms")
 	b.ReportMetric(pct(toAnswer, 99), "answer-p99-ms")
+}
+
+// BenchmarkMotoAuditBus measures what an archive on the audit bus costs in
+// moto, the reason the local stack has none by default: a PutEvents to a
+// bus without and with an archive, and a GetItem while four clients put
+// events to the archived bus (moto is one Python process).
+func BenchmarkMotoAuditBus(b *testing.B) {
+	ctx := context.Background()
+	cfg := mototest.Config(b)
+	eb := eventbridge.NewFromConfig(cfg)
+	bus := func(archive bool) string {
+		name := mototest.Name(b, "bench-bus")
+		out, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(name)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if archive {
+			if _, err := eb.CreateArchive(ctx, &eventbridge.CreateArchiveInput{ArchiveName: aws.String(name + "-archive"), EventSourceArn: out.EventBusArn,
+				EventPattern: aws.String(`{"source":[{"prefix":"credbroker."}]}`)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return name
+	}
+	put := func(name string) error {
+		_, err := eb.PutEvents(ctx, &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{EventBusName: aws.String(name),
+			Source: aws.String("credbroker.credentials"), DetailType: aws.String("CredentialsIssued"),
+			Detail: aws.String(`{"userId":"3f8e2a5c-0b6d-4c1e-9a7f-2d4b6c8e0a1b","accessKeyIds":["ASIAEXAMPLE"],"buckets":["b1","b2"]}`)}}})
+		return err
+	}
+	plain, archived := bus(false), bus(true)
+	b.Run("PutEvents", func(b *testing.B) {
+		for b.Loop() {
+			if err := put(plain); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("PutEvents archived bus", func(b *testing.B) {
+		for b.Loop() {
+			if err := put(archived); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("GetItem beside 4 PutEvents to the archived bus", func(b *testing.B) {
+		ddb := dynamodb.NewFromConfig(cfg)
+		tables := mototest.NewTables(b)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						_ = put(archived)
+					}
+				}
+			})
+		}
+		for b.Loop() {
+			if _, err := ddb.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tables.Policy), ConsistentRead: aws.Bool(true),
+				Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "USER#x"}, "sk": &types.AttributeValueMemberS{Value: "POLICY"}}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		close(stop)
+		wg.Wait()
+	})
 }

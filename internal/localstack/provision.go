@@ -35,10 +35,16 @@ func (n names) role() string       { return n.prefix + "-base-role" }
 func (n names) pool() string       { return n.prefix + "-users" }
 func (n names) client() string     { return n.prefix + "-web" }
 
+// provisionOptions are the local stack's departures from template.yaml.
+type provisionOptions struct {
+	tail    bool // a queue with a copy of every audit event
+	archive bool // the audit bus's archive
+}
+
 // provision creates the resources of template.yaml in moto, from the
 // template's own definitions where moto needs them (table schemas, the base
 // role's policy, the app client's auth flows).
-func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Config, tail bool, info *Info) error {
+func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Config, o provisionOptions, info *Info) error {
 	ddb := dynamodb.NewFromConfig(cfg)
 	for _, t := range []struct{ logical, name string }{{"MembershipTable", n.membership()}, {"PolicyTable", n.policy()}} {
 		def, err := tpl.Table(t.logical)
@@ -61,13 +67,21 @@ func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Con
 		return fmt.Errorf("create audit bus: %w", err)
 	}
 	info.EventBusName = n.bus()
-	if _, err := eb.CreateArchive(ctx, &eventbridge.CreateArchiveInput{
-		ArchiveName: aws.String(n.archive()), EventSourceArn: bus.EventBusArn,
-		EventPattern: aws.String(auditPattern), RetentionDays: aws.Int32(7),
-	}); err != nil {
-		return fmt.Errorf("create audit archive: %w", err)
+	// moto stores an archive as a rule whose target re-renders every
+	// event through an input template, building eight JSONPath parsers
+	// each time: about 140 ms of its single Python process per PutEvents,
+	// which then serves nothing else. The local stack has no use for a
+	// replayable trail, so the archive is opt-in here; the template keeps
+	// it.
+	if o.archive {
+		if _, err := eb.CreateArchive(ctx, &eventbridge.CreateArchiveInput{
+			ArchiveName: aws.String(n.archive()), EventSourceArn: bus.EventBusArn,
+			EventPattern: aws.String(auditPattern), RetentionDays: aws.Int32(7),
+		}); err != nil {
+			return fmt.Errorf("create audit archive: %w", err)
+		}
 	}
-	if tail {
+	if o.tail {
 		url, err := auditTail(ctx, n, cfg)
 		if err != nil {
 			return err
@@ -122,9 +136,9 @@ func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Con
 }
 
 // auditTail adds a queue that receives every audit event, so that a tester
-// can read the trail with `aws sqs receive-message`. It is opt-in: moto
-// delivers to SQS targets slowly (about 100 ms a PutEvents, measured), which
-// would slow every request of the local stack.
+// can read the trail with `aws sqs receive-message`. It is opt-in for the
+// archive's reason: moto renders every event for every rule target, about
+// 140 ms of its CPU per PutEvents.
 func auditTail(ctx context.Context, n names, cfg aws.Config) (string, error) {
 	eb := eventbridge.NewFromConfig(cfg)
 	q := sqs.NewFromConfig(cfg)

@@ -94,6 +94,10 @@ func (s *Server) Stop() {
 	}
 }
 
+// Pid is the process id of moto_server (the leader of its process group),
+// for tools that measure its CPU time.
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Done is closed when the process has exited.
 func (s *Server) Done() <-chan struct{} { return s.done }
 
@@ -106,6 +110,9 @@ func (s *Server) Err() error {
 		return nil
 	}
 }
+
+// FreePort returns a loopback port nothing listens on now.
+func FreePort() (int, error) { return freePort() }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -9,17 +9,20 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
 	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/ddbstore"
+	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/rebuild"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
@@ -80,4 +83,24 @@ func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, me
 		return Endpoint{}, err
 	}
 	return Endpoint{Service: svc, Queue: queue}, nil
+}
+
+// Rebuild builds the rebuild, verify and replay service on the real
+// adapters, with a projector wired like functions/projector's.
+func Rebuild(cfg rebuild.Config, awsCfg aws.Config, log *slog.Logger) *rebuild.Service {
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	store := &ddbstore.Store{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
+	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
+	proj := &projector.Projector{
+		Source: store, Store: store, Index: store, Checkpoints: store,
+		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
+	}
+	return &rebuild.Service{
+		Memberships: store, Policies: store, Store: store, Projector: proj,
+		Stream:  &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: cfg.StreamARN, Logger: log},
+		Handler: &projector.Handler{Projector: proj},
+		Auditor: auditor,
+		Sizes:   ddbstore.Tables{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable},
+		Logger:  log,
+	}
 }

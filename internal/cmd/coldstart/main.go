@@ -39,6 +39,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstore"
+	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/mototest"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/stackdef"
@@ -125,11 +126,11 @@ func findRIE(flagValue string) (string, error) {
 // accepted a connection, until the first answer, and the warm answer's
 // latency.
 func measure(rie, bootstrap string, env []string, payload []byte) (ready, first, warm time.Duration, err error) {
-	apiPort, err := freePort()
+	apiPort, err := motoserver.FreePort()
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	rtPort, err := freePort()
+	rtPort, err := motoserver.FreePort()
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -317,15 +318,6 @@ func setUp(ctx context.Context, endpoint string) (stack, error) {
 	}
 	p := broker.UserPolicy{UserID: sub, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, UpdatedAt: time.Now()}
 	return st, store.Commit(ctx, claim, p, nil)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func median(d []time.Duration) time.Duration {

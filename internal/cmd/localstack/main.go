@@ -2,7 +2,8 @@
 // Ctrl-C, or until moto or the stream poller stops (exit 1, so that a stale
 // stack is never left answering). MOTO_PORT (4566) and PORT (8080) choose the ports; SEED=1 adds a
 // demo user, project and buckets; AUDIT_TAIL=1 copies audit events to an
-// SQS queue.
+// SQS queue; ARCHIVE=1 gives the audit bus its archive, as in the template
+// (slow in moto: README, local stack).
 package main
 
 import (
@@ -31,6 +32,7 @@ func main() {
 	}
 	o.Seed = truthy(os.Getenv("SEED"))
 	o.AuditTail = truthy(os.Getenv("AUDIT_TAIL"))
+	o.Archive = truthy(os.Getenv("ARCHIVE"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := localstack.Run(ctx, o); err != nil {
