@@ -34,7 +34,7 @@ import (
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/logging"
-	"github.com/credbroker/credbroker/internal/rebuild"
+	"github.com/credbroker/credbroker/internal/recovery"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
@@ -46,32 +46,32 @@ func main() {
 }
 
 func lambdaMain() int {
-	cfg, err := rebuild.ConfigFromEnv(os.Getenv)
+	cfg, err := recovery.ConfigFromEnv(os.Getenv)
 	log := logging.New(os.Stdout, cfg.LogLevel, "replay")
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
-		return rebuild.ExitUsage
+		return recovery.ExitUsage
 	}
 	awsCfg, err := awsconfig.Load(context.Background())
 	if err != nil {
 		log.Error("load AWS configuration", "err", err)
-		return rebuild.ExitFailure
+		return recovery.ExitFailure
 	}
 	svc := wire.Rebuild(cfg, awsCfg, log)
-	svc.Progress, svc.ProgressEvery = rebuild.LogProgress(log), 30*time.Second
-	lambda.Start(func(ctx context.Context, payload json.RawMessage) (rebuild.Report, error) {
-		req, err := rebuild.DecodeEvent(payload)
+	svc.Progress, svc.ProgressEvery = recovery.LogProgress(log), 30*time.Second
+	lambda.Start(func(ctx context.Context, payload json.RawMessage) (recovery.Report, error) {
+		req, err := recovery.DecodeEvent(payload)
 		if err != nil {
 			log.Error("invalid event", "err", err, "event", string(payload))
-			return rebuild.Report{}, err
+			return recovery.Report{}, err
 		}
-		if req.Mode == rebuild.ModeReplay && cfg.StreamARN == "" {
-			return rebuild.Report{}, fmt.Errorf("MEMBERSHIP_STREAM_ARN is required for replay")
+		if req.Mode == recovery.ModeReplay && cfg.StreamARN == "" {
+			return recovery.Report{}, fmt.Errorf("MEMBERSHIP_STREAM_ARN is required for replay")
 		}
 		rep, err := svc.Run(ctx, req)
 		// An error result carries only a message; the whole report goes
 		// to the log.
-		log.Info("report", "report", rep, "exitCode", rebuild.ExitCode(err))
+		log.Info("report", "report", rep, "exitCode", recovery.ExitCode(err))
 		return rep, err
 	})
 	return 0
@@ -92,9 +92,9 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return rebuild.ExitUsage
+		return recovery.ExitUsage
 	}
-	req, err := rebuild.NewRequest(*mode, *since)
+	req, err := recovery.NewRequest(*mode, *since)
 	switch {
 	case err != nil:
 	case fs.NArg() > 0:
@@ -105,20 +105,20 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "replay:", err)
 		fs.Usage()
-		return rebuild.ExitUsage
+		return recovery.ExitUsage
 	}
 
-	var cfg rebuild.Config
+	var cfg recovery.Config
 	if *stack != "" {
-		st, err := rebuild.LoadStack(*stack)
+		st, err := recovery.LoadStack(*stack)
 		if err != nil {
 			fmt.Fprintln(stderr, "replay:", err)
-			return rebuild.ExitUsage
+			return recovery.ExitUsage
 		}
 		cfg = st.Config()
-	} else if cfg, err = rebuild.ConfigFromEnv(os.Getenv); err != nil {
+	} else if cfg, err = recovery.ConfigFromEnv(os.Getenv); err != nil {
 		fmt.Fprintln(stderr, "replay:", err, "(or pass -stack .local/stack.json for the local stack)")
-		return rebuild.ExitUsage
+		return recovery.ExitUsage
 	}
 	// Progress lines are the terminal's; the log says only what went wrong.
 	level := cfg.LogLevel
@@ -136,18 +136,18 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		awsCfg = awsconfig.Local(cfg.Region, cfg.Endpoint)
 	} else if awsCfg, err = awsconfig.Load(ctx); err != nil {
 		fmt.Fprintln(stderr, "replay: load AWS configuration:", err)
-		return rebuild.ExitUsage
+		return recovery.ExitUsage
 	}
-	if req.Mode == rebuild.ModeReplay && cfg.StreamARN == "" {
+	if req.Mode == recovery.ModeReplay && cfg.StreamARN == "" {
 		tables := ddbstore.Tables{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable}
 		if cfg.StreamARN, err = tables.MembershipStreamARN(ctx); err != nil {
 			fmt.Fprintln(stderr, "replay: find the membership table's stream:", err)
-			return rebuild.ExitFailure
+			return recovery.ExitFailure
 		}
 	}
 	svc := wire.Rebuild(cfg, awsCfg, log)
 	svc.Segments, svc.Concurrency = *segments, *concurrency
-	svc.Progress, svc.ProgressEvery = rebuild.TerminalProgress(stderr), *every
+	svc.Progress, svc.ProgressEvery = recovery.TerminalProgress(stderr), *every
 
 	rep, err := svc.Run(ctx, req)
 	enc := json.NewEncoder(stdout)
@@ -156,5 +156,5 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "replay:", err)
 	}
-	return rebuild.ExitCode(err)
+	return recovery.ExitCode(err)
 }

@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/credbroker/credbroker/internal/mototest"
-	"github.com/credbroker/credbroker/internal/rebuild"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/recovery"
 )
 
 // The command against a stack.json naming tables in moto, as `make verify`
@@ -45,10 +45,10 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 	put("USER#alice", "PROJECT#p1", map[string]types.AttributeValue{"role": &types.AttributeValueMemberS{Value: "write"}}, tables.Membership)
 	put("PROJECT#p1", "BUCKET#lake-raw", nil, tables.Membership)
 
-	run := func(args ...string) (int, rebuild.Report, string) {
+	run := func(args ...string) (int, recovery.Report, string) {
 		var stdout, stderr bytes.Buffer
 		code := cli(args, &stdout, &stderr)
-		var rep rebuild.Report
+		var rep recovery.Report
 		if stdout.Len() > 0 {
 			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 				t.Fatalf("stdout is not a report: %v\n%s", err, stdout.String())
@@ -61,31 +61,31 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 		name     string
 		args     []string
 		wantCode int
-		check    func(rebuild.Report, string) bool
+		check    func(recovery.Report, string) bool
 	}{
 		{"verify of a table the projector never wrote finds alice missing and exits 1",
-			[]string{"-stack", path, "-mode", "verify"}, rebuild.ExitDrift,
-			func(r rebuild.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
+			[]string{"-stack", path, "-mode", "verify"}, recovery.ExitDrift,
+			func(r recovery.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
 		{"rebuild repairs it and exits 0",
-			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, rebuild.ExitOK,
-			func(r rebuild.Report, stderr string) bool {
+			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, recovery.ExitOK,
+			func(r recovery.Report, stderr string) bool {
 				return r.Users == 1 && r.Changed == 1 && strings.Contains(stderr, "rebuild memberships:")
 			}},
 		{"verify then exits 0",
-			[]string{"-stack", path, "-mode", "verify"}, rebuild.ExitOK,
-			func(r rebuild.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
+			[]string{"-stack", path, "-mode", "verify"}, recovery.ExitOK,
+			func(r recovery.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
 		{"replay finds the stream from the table and exits 0",
-			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, rebuild.ExitOK,
-			func(r rebuild.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
+			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, recovery.ExitOK,
+			func(r recovery.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
 		{"unknown mode exits 2",
-			[]string{"-stack", path, "-mode", "repair"}, rebuild.ExitUsage,
-			func(_ rebuild.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
+			[]string{"-stack", path, "-mode", "repair"}, recovery.ExitUsage,
+			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
 		{"since without replay exits 2",
-			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, rebuild.ExitUsage,
-			func(_ rebuild.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
+			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, recovery.ExitUsage,
+			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
 		{"a missing stack file exits 2 and says how to start the stack",
-			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, rebuild.ExitUsage,
-			func(_ rebuild.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
+			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, recovery.ExitUsage,
+			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
 	}
 	for _, st := range steps {
 		code, rep, stderr := run(st.args...)

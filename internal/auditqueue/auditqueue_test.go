@@ -11,7 +11,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/broker/brokertest"
+	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 )
 
 func ev(id string) broker.AuditEvent {

@@ -22,7 +22,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstream"
-	"github.com/credbroker/credbroker/internal/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 // reader reads f with waits recorded in *waits instead of slept through

@@ -7,8 +7,8 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/jwtauth"
-	"github.com/credbroker/credbroker/internal/jwtauth/jwttest"
-	"github.com/credbroker/credbroker/internal/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/jwttest"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 // TestMotoCognitoTokens verifies real RS256 tokens from moto's Cognito.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/jwtauth"
-	"github.com/credbroker/credbroker/internal/jwtauth/jwttest"
+	"github.com/credbroker/credbroker/internal/testkit/jwttest"
 )
 
 func Example() {

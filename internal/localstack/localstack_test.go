@@ -32,7 +32,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/motoserver"
-	"github.com/credbroker/credbroker/internal/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 func freePort(t testing.TB) int {

@@ -11,7 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
 
 func gr(bucket, prefix string, a broker.Access, projects ...string) broker.Grant {

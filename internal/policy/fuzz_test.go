@@ -6,7 +6,7 @@ import (
 	"unicode"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
 
 // FuzzCompile feeds arbitrary bucket names and prefixes through the same

@@ -9,7 +9,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
 
 // Names chosen to collide: buckets that are prefixes of each other, folders

@@ -16,10 +16,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/broker/brokertest"
-	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/testkit/brokertest"
+	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/projector"
-	"github.com/credbroker/credbroker/internal/storetest"
+	"github.com/credbroker/credbroker/internal/testkit/storetest"
 )
 
 // world is a projector on one of the stores, with source writes that
@@ -237,7 +237,7 @@ func TestCorruptClaimIsReset(t *testing.T) {
 				if out := w.process(w.proj, w.addBucket("p1", "lake")); len(out.Failed) != 0 {
 					t.Fatal(out)
 				}
-				ep := newEndpoint(w.h.Store)
+				ep := newService(w.h.Store)
 				if status := ep.ask(t); status != 200 || ep.issued.Load() != 1 {
 					t.Fatalf("before the corruption: status %d, %d issued", status, ep.issued.Load())
 				}
@@ -275,16 +275,16 @@ func TestCorruptClaimIsReset(t *testing.T) {
 	}
 }
 
-// endpoint is the credential endpoint on the store, with a verifier that
+// service is the credential endpoint on the store, with a verifier that
 // accepts alice and an issuer that counts AssumeRole calls.
-type endpoint struct {
-	svc    *credentials.Service
+type service struct {
+	svc    *endpoint.Service
 	issued atomic.Int64
 }
 
-func newEndpoint(store broker.PolicyReader) *endpoint {
-	e := &endpoint{}
-	e.svc = &credentials.Service{
+func newService(store broker.PolicyReader) *service {
+	e := &service{}
+	e.svc = &endpoint.Service{
 		Verifier: verifierFunc(func(context.Context, string) (broker.Principal, error) {
 			return broker.Principal{UserID: "alice", ClientID: "c"}, nil
 		}),
@@ -299,9 +299,9 @@ func newEndpoint(store broker.PolicyReader) *endpoint {
 	return e
 }
 
-func (e *endpoint) ask(t *testing.T) int {
+func (e *service) ask(t *testing.T) int {
 	t.Helper()
-	ev := events.APIGatewayV2HTTPRequest{RawPath: credentials.Path, Headers: map[string]string{"authorization": "Bearer x"}}
+	ev := events.APIGatewayV2HTTPRequest{RawPath: endpoint.Path, Headers: map[string]string{"authorization": "Bearer x"}}
 	ev.RequestContext.HTTP.Method = "GET"
 	resp, err := e.svc.Handle(context.Background(), ev)
 	if err != nil {

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/broker/brokertest"
-	"github.com/credbroker/credbroker/internal/memstore"
+	"github.com/credbroker/credbroker/internal/testkit/brokertest"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
 	"github.com/credbroker/credbroker/internal/projector"
 )
 

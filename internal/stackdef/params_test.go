@@ -16,7 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 	"pgregory.net/rapid"
 
-	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/stackdef"
 )
 
@@ -34,7 +34,7 @@ func functionEnv(name, value string) func(string) string {
 // functionRefuses reports whether the credential function refuses to start
 // because of the named variable.
 func functionRefuses(name, value string) bool {
-	_, err := credentials.ConfigFromEnv(functionEnv(name, value))
+	_, err := endpoint.ConfigFromEnv(functionEnv(name, value))
 	return err != nil && strings.Contains(err.Error(), name)
 }
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/stackdef"
 )
 
@@ -313,7 +313,7 @@ func checkTokenTrust(t *stackdef.Template) []string {
 		for k, v := range mapOf(mapOf(fn.Properties["Environment"])["Variables"]) {
 			vars[k] = fmt.Sprint(v)
 		}
-		cfg, err := credentials.ConfigFromEnv(func(k string) string { return vars[k] })
+		cfg, err := endpoint.ConfigFromEnv(func(k string) string { return vars[k] })
 		if err != nil {
 			bad("the credential function refuses its environment: %v", err)
 			continue

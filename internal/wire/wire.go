@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
-	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/ebaudit"
@@ -22,7 +22,7 @@ import (
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
-	"github.com/credbroker/credbroker/internal/rebuild"
+	"github.com/credbroker/credbroker/internal/recovery"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
@@ -46,15 +46,15 @@ func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metric
 // queue: a server with Queue.Run, the Lambda function after each
 // invocation (internal/lambdaext).
 type Endpoint struct {
-	Service *credentials.Service
+	Service *endpoint.Service
 	Queue   *auditqueue.Queue
 }
 
 // Credentials builds the credential endpoint's service.
-func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (Endpoint, error) {
+func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (Endpoint, error) {
 	// Every line logged during a request, the verifier's and the audit
 	// emitter's included, carries the request id.
-	log = slog.New(credentials.LogHandler(log.Handler()))
+	log = slog.New(endpoint.LogHandler(log.Handler()))
 	verifier, err := jwtauth.New(jwtauth.Config{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, ClientIDs: cfg.ClientIDs, Logger: log})
 	if err != nil {
 		return Endpoint{}, err
@@ -65,14 +65,14 @@ func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, me
 	}
 	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
 	queue := &auditqueue.Queue{Next: auditor, Logger: log}
-	svc := &credentials.Service{
+	svc := &endpoint.Service{
 		Verifier:        verifier,
 		Policies:        &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable},
 		Issuer:          issuer,
 		Auditor:         auditor,
 		Background:      queue,
 		Compiler:        policy.Compiler{Partition: cfg.Partition},
-		Cache:           credentials.NewCache(cfg.CacheSize, nil),
+		Cache:           endpoint.NewCache(cfg.CacheSize, nil),
 		AuditMode:       cfg.AuditMode,
 		SessionDuration: cfg.SessionDuration,
 		RequestTimeout:  cfg.RequestTimeout,
@@ -87,7 +87,7 @@ func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, me
 
 // Rebuild builds the rebuild, verify and replay service on the real
 // adapters, with a projector wired like functions/projector's.
-func Rebuild(cfg rebuild.Config, awsCfg aws.Config, log *slog.Logger) *rebuild.Service {
+func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery.Service {
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	store := &ddbstore.Store{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
 	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
@@ -95,7 +95,7 @@ func Rebuild(cfg rebuild.Config, awsCfg aws.Config, log *slog.Logger) *rebuild.S
 		Source: store, Store: store, Index: store, Checkpoints: store,
 		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
 	}
-	return &rebuild.Service{
+	return &recovery.Service{
 		Memberships: store, Policies: store, Store: store, Projector: proj,
 		Stream:  &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: cfg.StreamARN, Logger: log},
 		Handler: &projector.Handler{Projector: proj},

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
 
 // answer is a 200 body of the credential endpoint, as far as the checks

@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/credbroker/credbroker/internal/rebuild"
+	"github.com/credbroker/credbroker/internal/recovery"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
@@ -290,14 +290,14 @@ func (c *Calls) perAnswer(answers int) {
 // verify runs the rebuild package's Verify on the stack's tables, straight
 // against moto: a clean result means no change was lost.
 func verify(ctx context.Context, t *target) *VerifyResult {
-	cfg := rebuild.Config{
+	cfg := recovery.Config{
 		MembershipTable: t.info.MembershipTable, PolicyTable: t.info.PolicyTable, AuditBusName: t.info.EventBusName,
 		Partition: "aws", Region: t.info.Region, Endpoint: t.info.AWSEndpoint,
 	}
 	svc := wire.Rebuild(cfg, t.aws, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	rep, err := svc.Verify(ctx)
 	v := &VerifyResult{Users: rep.Users, Drift: rep.Drift(), Clean: err == nil}
-	var drift *rebuild.DriftError
+	var drift *recovery.DriftError
 	if err != nil && !errors.As(err, &drift) {
 		v.Error = err.Error()
 	}

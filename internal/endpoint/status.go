@@ -1,0 +1,65 @@
+package endpoint
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/credbroker/credbroker/internal/broker"
+)
+
+// statusOf is the one mapping from error kinds to HTTP answers.
+func statusOf(k broker.Kind) (status int, code string) {
+	switch k {
+	case broker.Unauthenticated:
+		return 401, "invalid_token"
+	case broker.NoAccess:
+		return 403, "no_access"
+	case broker.Invalid:
+		return 400, "bad_request"
+	default:
+		return 503, "unavailable"
+	}
+}
+
+// unavailableMessage is the only message of a 503: what failed inside is
+// for the logs.
+const unavailableMessage = "the service is temporarily unavailable; retry later"
+
+// safeMessage is the error text a caller may see.
+func safeMessage(err error) string {
+	status, _ := statusOf(broker.KindOf(err))
+	if status == 503 {
+		return unavailableMessage
+	}
+	if msg := broker.MessageOf(err); msg != "" {
+		return msg
+	}
+	switch status {
+	case 401:
+		return "invalid token"
+	case 403:
+		return "no access granted"
+	}
+	return "bad request"
+}
+
+// challenge is the WWW-Authenticate value of a 401 (RFC 6750 section 3):
+// error attributes only when a token was presented.
+func challenge(presented bool, description string) string {
+	const base = `Bearer realm="credbroker"`
+	if !presented {
+		return base
+	}
+	return fmt.Sprintf(`%s, error="invalid_token", error_description="%s"`, base, quotable(description))
+}
+
+// quotable keeps the characters RFC 6750 allows in error_description
+// (printable ASCII but '"' and '\').
+func quotable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return -1
+		}
+		return r
+	}, clip(s, 200))
+}

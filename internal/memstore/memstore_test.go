@@ -1,9 +1,0 @@
-package memstore_test
-
-import (
-	"testing"
-
-	"github.com/credbroker/credbroker/internal/storetest"
-)
-
-func TestConformance(t *testing.T) { storetest.Run(t, storetest.Memory) }

@@ -1,0 +1,63 @@
+package recovery_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
+	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/recovery"
+)
+
+// countingRecomputer counts recomputes per user.
+type countingRecomputer struct {
+	recovery.Recomputer
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countingRecomputer) Recompute(ctx context.Context, user string, h projector.Hint, causes []string) (bool, error) {
+	c.mu.Lock()
+	c.n[user]++
+	c.mu.Unlock()
+	return c.Recomputer.Recompute(ctx, user, h, causes)
+}
+
+func TestRebuildRecomputesEveryUserOnceWhateverTheSegments(t *testing.T) {
+	items := org(300, 30)
+	for _, segments := range []int{1, 4, 7} {
+		t.Run(fmt.Sprint(segments, " segments"), func(t *testing.T) {
+			store := memstore.New()
+			users := map[string]bool{}
+			for _, it := range items {
+				store.PutSource(it)
+				if ref, _ := broker.ParseRef(it.PK, it.SK); ref.Kind == broker.MembershipRecord {
+					users[ref.UserID] = true
+				}
+			}
+			quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+			proj := &projector.Projector{Source: store, Store: store, Index: store, Checkpoints: store, Logger: quiet,
+				Auditor: broker.AuditorFunc(func(context.Context, ...broker.AuditEvent) error { return nil })}
+			counter := &countingRecomputer{Recomputer: proj, n: map[string]int{}}
+			svc := &recovery.Service{Memberships: store, Policies: store, Store: store, Projector: counter,
+				Segments: segments, Concurrency: 5, Logger: quiet}
+			rep, err := svc.Rebuild(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Users != len(users) || len(counter.n) != len(users) {
+				t.Errorf("recomputed %d distinct users (report %d), want %d", len(counter.n), rep.Users, len(users))
+			}
+			for u, n := range counter.n {
+				if n != 1 {
+					t.Errorf("%s recomputed %d times", u, n)
+				}
+			}
+		})
+	}
+}
