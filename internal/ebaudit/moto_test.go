@@ -12,9 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ebaudit"
+	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 

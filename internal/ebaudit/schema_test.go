@@ -13,8 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 )
 
 // detailTypes maps each detail type to its Go type.

@@ -12,8 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 )
 
 func manyGrants(n int) []broker.Grant {

@@ -11,12 +11,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/jwtauth"
-	"github.com/credbroker/credbroker/internal/testkit/jwttest"
 	"github.com/credbroker/credbroker/internal/policy"
+	"github.com/credbroker/credbroker/internal/testkit/auditschema"
+	"github.com/credbroker/credbroker/internal/testkit/jwttest"
 )
 
 // TestEndToEndWithMotoCognito signs a user in with moto's Cognito and uses

@@ -19,15 +19,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ebaudit"
+	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/jwtauth"
-	"github.com/credbroker/credbroker/internal/testkit/jwttest"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/stackdef"
 	"github.com/credbroker/credbroker/internal/stsissuer"
+	"github.com/credbroker/credbroker/internal/testkit/jwttest"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 // env is the AWS side of the endpoint in moto: the tables and the base

@@ -202,7 +202,9 @@ func TestConcurrentMissesForOneAnswerShareOneMint(t *testing.T) {
 // every request that waited for it, and cached for none.
 func TestFailClosedWithholdsAMergedMintTheBusRefused(t *testing.T) {
 	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
-	f.audit = func(context.Context, ...broker.AuditEvent) error { return broker.Errorf(broker.Transient, "emit", "bus down") }
+	f.audit = func(context.Context, ...broker.AuditEvent) error {
+		return broker.Errorf(broker.Transient, "emit", "bus down")
+	}
 	cache := endpoint.NewCache(8, nil)
 	svc := f.service(func(s *endpoint.Service) { s.Cache = cache })
 	var wg sync.WaitGroup

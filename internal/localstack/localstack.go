@@ -27,8 +27,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
-	credsvc "github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/ddbstream"
+	credsvc "github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/stackdef"

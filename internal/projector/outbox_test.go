@@ -15,11 +15,11 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/ebaudit"
+	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/testkit/memstore"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
-	"github.com/credbroker/credbroker/internal/projector"
 )
 
 // While the bus is down a user's changes pile up in the item's outbox; the

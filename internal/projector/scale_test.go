@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/testkit/memstore"
-	"github.com/credbroker/credbroker/internal/projector"
 )
 
 // gauge tracks how many membership reads run at once: one per recompute.

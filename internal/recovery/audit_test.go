@@ -9,11 +9,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/testkit/auditschema"
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ebaudit"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/testkit/auditschema"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 func TestVerifyPutsAPolicyDriftEventOnTheBusOnlyWhenItFindsDrift(t *testing.T) {

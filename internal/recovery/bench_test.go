@@ -19,10 +19,10 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstore"
-	"github.com/credbroker/credbroker/internal/testkit/memstore"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 // org is a generated membership table: users in a few of the projects

@@ -8,9 +8,9 @@ import (
 	"log/slog"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/testkit/memstore"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
 
 // A policy table that missed the stream is found out by Verify and

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/testkit/memstore"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
 
 // countingRecomputer counts recomputes per user.

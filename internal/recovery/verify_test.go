@@ -19,10 +19,10 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/testkit/brokertest"
-	"github.com/credbroker/credbroker/internal/testkit/memstore"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/testkit/brokertest"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
 
 // storedDoc is the document of a policy item, as ddbstore writes it.

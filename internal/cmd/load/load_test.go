@@ -17,8 +17,8 @@ import (
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/policy"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 func TestPercentileIsTheNearestRank(t *testing.T) {
