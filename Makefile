@@ -33,23 +33,35 @@ build-CredentialsFunction: ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ART
 build-ProjectorFunction:   ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/projector
 build-ReplayFunction:      ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/replay
 
+# Tests come in two tiers. The unit tier needs nothing but Go: the logic
+# runs on in-memory fakes (internal/testkit). The integration tier (build
+# tag `integration`) adds the tests that need moto_server or cfn-lint and
+# runs the same logic against the real adapters on moto.
+INTEGRATION := -tags integration
+
 .PHONY: lint
-lint: ## gofmt, go vet, staticcheck (dead code included) and cfn-lint on template.yaml.
+lint: ## gofmt, go vet and staticcheck (dead code included) on both tiers, cfn-lint on template.yaml.
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet $(INTEGRATION) ./...
 	$(GO) tool staticcheck ./...
+	$(GO) tool staticcheck $(INTEGRATION) ./...
 	@command -v cfn-lint >/dev/null || { echo "cfn-lint not found: pip install cfn-lint"; exit 1; }
 	cfn-lint template.yaml
 
+.PHONY: test-unit
+test-unit: ## The unit tier: every test that needs no emulator (no moto_server, no cfn-lint), about 30 s.
+	$(GO) test -race -count=1 $(TEST_FLAGS) ./...
+
 .PHONY: test
-test: lint ## Lint, then run every test against a fresh moto_server on a free port.
+test: lint test-unit ## Lint, the unit tier, then the integration tier against a fresh moto_server on a free port.
 	@command -v moto_server >/dev/null || { echo "moto_server not found on PATH: pip install 'moto[server]==5.2.1'"; exit 1; }
-	$(GO) run ./internal/cmd/withmoto -- $(GO) test -race -count=1 $(TEST_FLAGS) ./...
+	$(GO) run ./internal/cmd/withmoto -- $(GO) test -race -count=1 $(INTEGRATION) $(TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: ## Run the benchmarks (against moto where they need AWS).
-	$(GO) run ./internal/cmd/withmoto -- $(GO) test -run='^$$' -bench='$(BENCH)' -benchmem ./...
+	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -run='^$$' -bench='$(BENCH)' -benchmem ./...
 
 .PHONY: deploy
 deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentials; not run in CI).

@@ -19,7 +19,7 @@ import (
 
 func main() {
 	cfg, err := endpoint.ConfigFromEnv(os.Getenv)
-	log := logging.New(os.Stdout, os.Getenv("LOG_LEVEL"), "credentials")
+	log := logging.New(os.Stdout, cfg.LogLevel, "credentials")
 	if err != nil {
 		// A broken configuration must not serve: exit before lambda.Start,
 		// so the init fails and Lambda reports it.

@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,8 +34,10 @@ import (
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/ddbstore"
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
@@ -50,12 +53,12 @@ func lambdaMain() int {
 	log := logging.New(os.Stdout, cfg.LogLevel, "replay")
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
-		return recovery.ExitUsage
+		return exitcode.Usage
 	}
 	awsCfg, err := awsconfig.Load(context.Background())
 	if err != nil {
 		log.Error("load AWS configuration", "err", err)
-		return recovery.ExitFailure
+		return exitcode.Failure
 	}
 	svc := wire.Rebuild(cfg, awsCfg, log)
 	svc.Progress, svc.ProgressEvery = recovery.LogProgress(log), 30*time.Second
@@ -92,7 +95,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return recovery.ExitUsage
+		return exitcode.Usage
 	}
 	req, err := recovery.NewRequest(*mode, *since)
 	switch {
@@ -105,27 +108,24 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "replay:", err)
 		fs.Usage()
-		return recovery.ExitUsage
+		return exitcode.Usage
 	}
 
 	var cfg recovery.Config
 	if *stack != "" {
-		st, err := recovery.LoadStack(*stack)
+		st, err := stackfile.Load(*stack)
 		if err != nil {
 			fmt.Fprintln(stderr, "replay:", err)
-			return recovery.ExitUsage
+			return exitcode.Usage
 		}
-		cfg = st.Config()
+		cfg = recovery.ConfigFromStack(st)
 	} else if cfg, err = recovery.ConfigFromEnv(os.Getenv); err != nil {
 		fmt.Fprintln(stderr, "replay:", err, "(or pass -stack .local/stack.json for the local stack)")
-		return recovery.ExitUsage
+		return exitcode.Usage
 	}
-	// Progress lines are the terminal's; the log says only what went wrong.
-	level := cfg.LogLevel
-	if level == "" {
-		level = "WARN"
-	}
-	log := logging.New(stderr, level, "replay")
+	// Progress lines are the terminal's; the log says only what went
+	// wrong, unless LOG_LEVEL asks for more.
+	log := logging.New(stderr, max(cfg.LogLevel, slog.LevelWarn), "replay")
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -136,13 +136,13 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		awsCfg = awsconfig.Local(cfg.Region, cfg.Endpoint)
 	} else if awsCfg, err = awsconfig.Load(ctx); err != nil {
 		fmt.Fprintln(stderr, "replay: load AWS configuration:", err)
-		return recovery.ExitUsage
+		return exitcode.Usage
 	}
 	if req.Mode == recovery.ModeReplay && cfg.StreamARN == "" {
 		tables := ddbstore.Tables{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable}
 		if cfg.StreamARN, err = tables.MembershipStreamARN(ctx); err != nil {
 			fmt.Fprintln(stderr, "replay: find the membership table's stream:", err)
-			return recovery.ExitFailure
+			return exitcode.Failure
 		}
 	}
 	svc := wire.Rebuild(cfg, awsCfg, log)

@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 import (
@@ -13,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/recovery"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
@@ -64,27 +67,27 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 		check    func(recovery.Report, string) bool
 	}{
 		{"verify of a table the projector never wrote finds alice missing and exits 1",
-			[]string{"-stack", path, "-mode", "verify"}, recovery.ExitDrift,
+			[]string{"-stack", path, "-mode", "verify"}, exitcode.Found,
 			func(r recovery.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
 		{"rebuild repairs it and exits 0",
-			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, recovery.ExitOK,
+			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, exitcode.OK,
 			func(r recovery.Report, stderr string) bool {
 				return r.Users == 1 && r.Changed == 1 && strings.Contains(stderr, "rebuild memberships:")
 			}},
 		{"verify then exits 0",
-			[]string{"-stack", path, "-mode", "verify"}, recovery.ExitOK,
+			[]string{"-stack", path, "-mode", "verify"}, exitcode.OK,
 			func(r recovery.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
 		{"replay finds the stream from the table and exits 0",
-			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, recovery.ExitOK,
+			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, exitcode.OK,
 			func(r recovery.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
 		{"unknown mode exits 2",
-			[]string{"-stack", path, "-mode", "repair"}, recovery.ExitUsage,
+			[]string{"-stack", path, "-mode", "repair"}, exitcode.Usage,
 			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
 		{"since without replay exits 2",
-			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, recovery.ExitUsage,
+			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, exitcode.Usage,
 			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
 		{"a missing stack file exits 2 and says how to start the stack",
-			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, recovery.ExitUsage,
+			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, exitcode.Usage,
 			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
 	}
 	for _, st := range steps {

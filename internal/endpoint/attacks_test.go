@@ -21,7 +21,7 @@ func TestJWTAttacksGetNoCredentialsAndCauseNoCalls(t *testing.T) {
 
 	// The harness must be able to answer 200, or the attacks prove nothing.
 	get(t, svc, "/auths/resources", "Bearer "+pool.token(t, victim)).answer(t)
-	e.bus.Receive(t, 1)
+	e.events(t, 1)
 
 	attacks := jwttest.Attacks(t, jwttest.Target{Key: pool.key, Kid: jwttest.Kid, Claims: pool.claims(victim), Now: time.Now()})
 	if len(attacks) < 15 {

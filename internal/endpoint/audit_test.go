@@ -66,7 +66,7 @@ func TestAuditModes(t *testing.T) {
 		if n := e.issue.Load(); n != 2 {
 			t.Errorf("%d AssumeRole calls after the bus recovered, want 2", n)
 		}
-		e.bus.Receive(t, 1)
+		e.events(t, 1)
 	})
 
 	t.Run("best-effort answers 200 when the bus fails", func(t *testing.T) {

@@ -199,7 +199,7 @@ func TestServiceCache(t *testing.T) {
 		svc, clk := setup(t, 8)
 		first := get(t, svc, "/auths/resources", bearer).answer(t)
 		var d broker.CredentialsIssuedDetail
-		if err := json.Unmarshal(e.bus.Receive(t, 1)[0].Detail, &d); err != nil {
+		if err := json.Unmarshal(e.events(t, 1)[0], &d); err != nil {
 			t.Fatal(err)
 		}
 		if d.FromCache || !cmp.Equal(d.AccessKeyIDs, []string{first.CredentialSets[0].AccessKeyID}) {
@@ -227,7 +227,7 @@ func TestServiceCache(t *testing.T) {
 		if first.CredentialSets[0].AccessKeyID == second.CredentialSets[0].AccessKeyID {
 			t.Error("stale credentials served again")
 		}
-		e.bus.Receive(t, 2)
+		e.events(t, 2)
 	})
 
 	t.Run("project filter has its own entries", func(t *testing.T) {
@@ -240,7 +240,7 @@ func TestServiceCache(t *testing.T) {
 		if g := narrowed.CredentialSets[0].Grants; len(g) != 1 || g[0].Bucket != "climate-models" {
 			t.Errorf("narrowed answer grants %+v, want climate-models only", g)
 		}
-		e.bus.Receive(t, 2)
+		e.events(t, 2)
 	})
 
 	t.Run("disabled cache assumes the role every time", func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestServiceCache(t *testing.T) {
 		if n := e.issue.Load(); n != 2 {
 			t.Errorf("%d AssumeRole calls, want 2", n)
 		}
-		e.bus.Receive(t, 2)
+		e.events(t, 2)
 	})
 
 	t.Run("changed policy version never reuses older credentials", func(t *testing.T) {
@@ -270,7 +270,7 @@ func TestServiceCache(t *testing.T) {
 		if diff := cmp.Diff(changed.Grants, after.CredentialSets[0].Grants); diff != "" {
 			t.Errorf("grants after the change (-want +got):\n%s", diff)
 		}
-		e.bus.Receive(t, 2)
+		e.events(t, 2)
 	})
 }
 

@@ -1,14 +1,13 @@
 package endpoint
 
 import (
-	"fmt"
 	"log/slog"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
@@ -33,7 +32,6 @@ type Config struct {
 	AuditMode       AuditMode
 	LogLevel        slog.Level
 	RequestTimeout  time.Duration
-	Region          string
 }
 
 // Defaults of the environment.
@@ -50,29 +48,18 @@ var userPoolIDPattern = regexp.MustCompile(`^([a-z]{2}(?:-[a-z]+)+-\d+)_[0-9a-zA
 // function). It reports every problem at once, so one failed deploy shows
 // everything to fix.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	env := func(name string) string { return strings.TrimSpace(getenv(name)) }
-	required := func(name string) string {
-		v := env(name)
-		if v == "" {
-			bad("%s is required", name)
-		}
-		return v
-	}
-
+	r := envconf.New(getenv)
 	c := Config{
-		PolicyTable:  required("POLICY_TABLE"),
-		BaseRoleARN:  required("BASE_ROLE_ARN"),
-		UserPoolID:   required("USER_POOL_ID"),
-		AuditBusName: required("AUDIT_BUS_NAME"),
-		Region:       required("AWS_REGION"),
-		JWKSURL:      env("JWKS_URL"),
-		Issuer:       env("TOKEN_ISSUER"),
+		PolicyTable:  r.Required("POLICY_TABLE"),
+		BaseRoleARN:  r.Required("BASE_ROLE_ARN"),
+		UserPoolID:   r.Required("USER_POOL_ID"),
+		AuditBusName: r.Required("AUDIT_BUS_NAME"),
+		JWKSURL:      r.String("JWKS_URL", ""),
+		Issuer:       r.String("TOKEN_ISSUER", ""),
 	}
 	if c.BaseRoleARN != "" {
 		if err := stsissuer.CheckRoleARN(c.BaseRoleARN); err != nil {
-			bad("BASE_ROLE_ARN: %s", broker.MessageOf(err))
+			r.Bad("BASE_ROLE_ARN: %s", broker.MessageOf(err))
 		} else {
 			c.Partition = stsissuer.Partition(c.BaseRoleARN)
 		}
@@ -81,64 +68,27 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		m := userPoolIDPattern.FindStringSubmatch(c.UserPoolID)
 		switch {
 		case m == nil:
-			bad("USER_POOL_ID %q is not a user pool id (<region>_<id>)", c.UserPoolID)
+			r.Bad("USER_POOL_ID %q is not a user pool id (<region>_<id>)", c.UserPoolID)
 		case c.Issuer == "":
 			c.Issuer = "https://cognito-idp." + m[1] + ".amazonaws.com/" + c.UserPoolID
 		}
 	}
-
-	if raw := env("ALLOWED_CLIENT_IDS"); raw == "" {
-		bad("ALLOWED_CLIENT_IDS is required")
-	} else {
-		for id := range strings.SplitSeq(raw, ",") {
-			if id = strings.TrimSpace(id); id == "" {
-				bad("ALLOWED_CLIENT_IDS %q has an empty entry", raw)
-				break
-			}
-			c.ClientIDs = append(c.ClientIDs, id)
-		}
+	if c.ClientIDs = r.List("ALLOWED_CLIENT_IDS"); c.ClientIDs == nil {
+		r.Bad("ALLOWED_CLIENT_IDS is required")
 	}
-
-	intEnv := func(name string, def, lo, hi int) int {
-		raw := env(name)
-		if raw == "" {
-			return def
-		}
-		n, err := strconv.Atoi(raw)
-		if err != nil || n < lo || n > hi {
-			bad("%s %q must be an integer in %d..%d", name, raw, lo, hi)
-			return def
-		}
-		return n
-	}
-	c.SessionDuration = time.Duration(intEnv("SESSION_DURATION_SECONDS", int(DefaultSessionDuration/time.Second),
-		int(MinSessionDuration/time.Second), int(MaxSessionDuration/time.Second))) * time.Second
-	c.CacheSize = intEnv("CREDENTIAL_CACHE_SIZE", DefaultCacheSize, 0, maxCacheSize)
-	c.RequestTimeout = time.Duration(intEnv("REQUEST_TIMEOUT_MS", int(DefaultRequestTimeout/time.Millisecond),
-		int(minTimeout/time.Millisecond), int(maxTimeout/time.Millisecond))) * time.Millisecond
-
-	if raw := env("AUDIT_MODE"); raw != "" {
-		m, err := ParseAuditMode(raw)
-		if err != nil {
-			bad("AUDIT_MODE %q must be fail-closed or best-effort", raw)
-		}
-		c.AuditMode = m
-	}
-	c.LogLevel = slog.LevelInfo
-	if raw := env("LOG_LEVEL"); raw != "" {
-		if err := c.LogLevel.UnmarshalText([]byte(raw)); err != nil {
-			bad("LOG_LEVEL %q must be DEBUG, INFO, WARN or ERROR", raw)
-		}
-	}
+	c.SessionDuration = r.Duration("SESSION_DURATION_SECONDS", time.Second, DefaultSessionDuration, MinSessionDuration, MaxSessionDuration)
+	c.CacheSize = r.Int("CREDENTIAL_CACHE_SIZE", DefaultCacheSize, 0, maxCacheSize)
+	c.RequestTimeout = r.Duration("REQUEST_TIMEOUT_MS", time.Millisecond, DefaultRequestTimeout, minTimeout, maxTimeout)
+	c.AuditMode, _ = ParseAuditMode(r.OneOf("AUDIT_MODE", FailClosed.String(), FailClosed.String(), BestEffort.String()))
+	c.LogLevel = r.LogLevel()
 	if c.JWKSURL != "" && !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://") {
-		bad("JWKS_URL %q must be an http(s) URL", c.JWKSURL)
+		r.Bad("JWKS_URL %q must be an http(s) URL", c.JWKSURL)
 	}
 	if c.Issuer != "" && !strings.HasPrefix(c.Issuer, "https://") {
-		bad("TOKEN_ISSUER %q must be an https URL", c.Issuer)
+		r.Bad("TOKEN_ISSUER %q must be an https URL", c.Issuer)
 	}
-
-	if len(problems) > 0 {
-		return Config{}, broker.Errorf(broker.Internal, "credentials config", "%d problem(s): %s", len(problems), strings.Join(problems, "; "))
+	if err := r.Err("credentials"); err != nil {
+		return Config{}, err
 	}
 	return c, nil
 }

@@ -19,7 +19,6 @@ func baseEnv() map[string]string {
 		"USER_POOL_ID":       "eu-west-1_AbC123",
 		"ALLOWED_CLIENT_IDS": "client-a",
 		"AUDIT_BUS_NAME":     "credbroker-audit",
-		"AWS_REGION":         "us-east-1",
 	}
 }
 
@@ -37,7 +36,6 @@ func TestConfigFromEnv(t *testing.T) {
 		AuditMode:       endpoint.FailClosed,
 		LogLevel:        slog.LevelInfo,
 		RequestTimeout:  8 * time.Second,
-		Region:          "us-east-1",
 	}
 	tests := []struct {
 		name string
@@ -98,9 +96,9 @@ func TestConfigFromEnvListsEveryProblem(t *testing.T) {
 		want []string
 	}{
 		{"empty environment names every required variable", map[string]string{
-			"POLICY_TABLE": "", "BASE_ROLE_ARN": "", "USER_POOL_ID": "", "ALLOWED_CLIENT_IDS": "", "AUDIT_BUS_NAME": "", "AWS_REGION": "",
+			"POLICY_TABLE": "", "BASE_ROLE_ARN": "", "USER_POOL_ID": "", "ALLOWED_CLIENT_IDS": "", "AUDIT_BUS_NAME": "",
 		}, []string{"POLICY_TABLE is required", "BASE_ROLE_ARN is required", "USER_POOL_ID is required",
-			"AUDIT_BUS_NAME is required", "AWS_REGION is required", "ALLOWED_CLIENT_IDS is required"}},
+			"AUDIT_BUS_NAME is required", "ALLOWED_CLIENT_IDS is required"}},
 		{"session duration beyond role chaining's hour is refused", map[string]string{"SESSION_DURATION_SECONDS": "3601"},
 			[]string{`SESSION_DURATION_SECONDS "3601" must be an integer in 900..3600`}},
 		{"session duration under 15 minutes is refused", map[string]string{"SESSION_DURATION_SECONDS": "899"},
@@ -123,8 +121,8 @@ func TestConfigFromEnvListsEveryProblem(t *testing.T) {
 			if err == nil {
 				t.Fatal("ConfigFromEnv() accepted a broken environment")
 			}
-			if k := broker.KindOf(err); k != broker.Internal {
-				t.Errorf("kind %v, want internal", k)
+			if k := broker.KindOf(err); k != broker.Invalid {
+				t.Errorf("kind %v, want invalid (a configuration error: exit status 2)", k)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

@@ -1,3 +1,5 @@
+//go:build integration
+
 package endpoint_test
 
 import (
@@ -24,7 +26,7 @@ import (
 // real adapter on moto.
 func TestEndToEndWithMotoCognito(t *testing.T) {
 	e := newEnv(t)
-	pool := jwttest.NewCognitoPool(t, e.cfg)
+	pool := jwttest.NewCognitoPool(t, e.tier.cfg)
 	const password = "Correct-Horse-9-battery"
 	sub := pool.CreateUser(t, "alice", password)
 	access, _ := pool.SignIn(t, "alice", password)
@@ -77,14 +79,14 @@ func TestEndToEndWithMotoCognito(t *testing.T) {
 		if sent.Policy != item.Sets[0].Policy {
 			t.Errorf("session policy STS received:\n%s\nwant the compiled set policy:\n%s", sent.Policy, item.Sets[0].Policy)
 		}
-		if want := endpoint.SessionName(sub); sent.SessionName != want || sent.RoleARN != e.roleARN {
-			t.Errorf("AssumeRole session %q on %q, want %q on %q", sent.SessionName, sent.RoleARN, want, e.roleARN)
+		if want := endpoint.SessionName(sub); sent.SessionName != want || sent.RoleARN != e.tier.roleARN {
+			t.Errorf("AssumeRole session %q on %q, want %q on %q", sent.SessionName, sent.RoleARN, want, e.tier.roleARN)
 		}
 		if g, i := e.getPolicy.Load(), e.issue.Load(); g != 1 || i != 1 {
 			t.Errorf("%d GetPolicy and %d AssumeRole calls, want 1 and 1", g, i)
 		}
 
-		events := e.bus.Receive(t, 1)
+		events := e.tier.bus.Receive(t, 1)
 		if events[0].DetailType != broker.DetailCredentialsIssued || events[0].Source != broker.SourceCredentials {
 			t.Fatalf("event %s from %s, want CredentialsIssued from %s", events[0].DetailType, events[0].Source, broker.SourceCredentials)
 		}
@@ -131,7 +133,7 @@ func TestEndToEndWithMotoCognito(t *testing.T) {
 		if g := e.getPolicy.Load(); g != 1 {
 			t.Errorf("%d GetPolicy calls, want 1", g)
 		}
-		ev := e.bus.Receive(t, 1)[0]
+		ev := e.tier.bus.Receive(t, 1)[0]
 		var d broker.CredentialsIssuedDetail
 		if err := json.Unmarshal(ev.Detail, &d); err != nil {
 			t.Fatal(err)
@@ -150,7 +152,7 @@ func TestEndToEndWithMotoCognito(t *testing.T) {
 		if n := e.issue.Load(); n != 0 {
 			t.Errorf("%d AssumeRole calls, want 0", n)
 		}
-		ev := e.bus.Receive(t, 1)[0]
+		ev := e.tier.bus.Receive(t, 1)[0]
 		if err := auditschema.Validate(ev.DetailType, ev.Detail); err != nil {
 			t.Error(err)
 		}
@@ -232,7 +234,7 @@ func TestUserWithManySetsGetsOneAssumeRolePerSet(t *testing.T) {
 	if a.Expiration != earliest {
 		t.Errorf("expiration %s, want the earliest set expiration %s", a.Expiration, earliest)
 	}
-	ev := e.bus.Receive(t, 1)[0]
+	ev := e.tier.bus.Receive(t, 1)[0]
 	var d broker.CredentialsIssuedDetail
 	if err := json.Unmarshal(ev.Detail, &d); err != nil {
 		t.Fatal(err)
@@ -279,7 +281,7 @@ func TestNoItemOrEmptyGrantsIsNoAccessWithoutSTS(t *testing.T) {
 		})
 	}
 	// Both denials reach the bus.
-	for _, ev := range e.bus.Receive(t, 2) {
+	for _, ev := range e.tier.bus.Receive(t, 2) {
 		if ev.DetailType != broker.DetailCredentialsDenied {
 			t.Errorf("event %s, want CredentialsDenied", ev.DetailType)
 		}

@@ -79,7 +79,7 @@ func TestFixtureRoundTripsAndIsServed(t *testing.T) {
 		t.Errorf("grants for the fixture's project (-want +got):\n%s", diff)
 	}
 	var d broker.CredentialsIssuedDetail
-	if err := json.Unmarshal(e.bus.Receive(t, 1)[0].Detail, &d); err != nil {
+	if err := json.Unmarshal(e.events(t, 1)[0], &d); err != nil {
 		t.Fatal(err)
 	}
 	if d.RequestID != ev.RequestContext.RequestID || d.SourceIP != "203.0.113.7" || d.UserAgent != "aws-cli/2.15.0 Python/3.11" {

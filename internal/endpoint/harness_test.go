@@ -13,77 +13,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
-
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/ddbstore"
-	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/policy"
-	"github.com/credbroker/credbroker/internal/stackdef"
-	"github.com/credbroker/credbroker/internal/stsissuer"
 	"github.com/credbroker/credbroker/internal/testkit/jwttest"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
-// env is the AWS side of the endpoint in moto: the tables and the base
-// role from template.yaml, STS, and an audit bus whose events a test can
-// read back. getPolicy and issue count the calls that reach the real
-// adapters through the wrappers of reader and issuer.
+// env is the endpoint's side of the world: the policy table, STS and the
+// audit bus. In the fast tier they are in memory (env_mem_test.go); with
+// the integration build tag they are moto's, built from template.yaml
+// (env_moto_test.go). getPolicy, issue and emits count the calls that
+// reach them through the wrappers of reader, issuer and auditor.
 type env struct {
-	cfg     aws.Config
-	store   *ddbstore.Store
-	roleARN string
-	sts     *sts.Client
-	issuer  *stsissuer.Issuer
-	bus     *mototest.AuditBus
-	auditor *ebaudit.Emitter
+	store   broker.PolicyStore
+	issuer  broker.CredentialIssuer
+	auditor broker.Auditor
+	tier    tier
 
 	getPolicy atomic.Int64
 	issue     atomic.Int64
 	emits     atomic.Int64
-}
-
-func newEnv(t testing.TB) *env {
-	t.Helper()
-	ctx := context.Background()
-	cfg := mototest.Config(t)
-	tables := mototest.NewTables(t)
-	tpl, err := stackdef.LoadDefault()
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := tpl.BaseRolePolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	iamc := iam.NewFromConfig(cfg)
-	name := mototest.Name(t, "base")
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"]}]}`
-	role, err := iamc.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)})
-	if err != nil {
-		t.Fatalf("create base role: %v", err)
-	}
-	if _, err := iamc.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String("s3-ceiling"), PolicyDocument: aws.String(doc)}); err != nil {
-		t.Fatalf("put base role policy: %v", err)
-	}
-	e := &env{
-		cfg:     cfg,
-		store:   &ddbstore.Store{Client: tables.DDB, MembershipTable: tables.Membership, PolicyTable: tables.Policy},
-		roleARN: aws.ToString(role.Role.Arn),
-		sts:     sts.NewFromConfig(cfg),
-	}
-	e.issuer, err = stsissuer.New(stsissuer.Config{Client: e.sts, RoleARN: e.roleARN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.bus = mototest.NewAuditBus(t)
-	e.auditor = ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(cfg), BusName: e.bus.Name, Logger: discard()})
-	return e
 }
 
 // seed writes the user's policy item as the projector would: compiled from
@@ -112,6 +62,13 @@ func (e *env) commit(t testing.TB, p broker.UserPolicy) {
 	if err := e.store.Commit(ctx, claim, p, nil); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// events returns the details of the next n audit events the bus received,
+// waiting for them.
+func (e *env) events(t testing.TB, n int) []json.RawMessage {
+	t.Helper()
+	return e.tier.events(t, n)
 }
 
 // policies is the real store behind a counting wrapper.
@@ -280,28 +237,6 @@ func do(t testing.TB, s *endpoint.Service, method, target, authorization string)
 	return result{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 }
 
-// motoAssumedRole is an entry of sts.AssumedRole in moto's data.json.
-type motoAssumedRole struct {
-	AccessKeyID string `json:"access_key_id"`
-	SessionName string `json:"session_name"`
-	RoleARN     string `json:"role_arn"`
-	Policy      string `json:"policy"`
-}
-
-// assumedRoles returns what moto's STS recorded, by access key id.
-func assumedRoles(t testing.TB) map[string]motoAssumedRole {
-	t.Helper()
-	var roles []motoAssumedRole
-	if err := json.Unmarshal(mototest.Data(t, "sts")["AssumedRole"], &roles); err != nil {
-		t.Fatalf("decode moto sts.AssumedRole: %v", err)
-	}
-	out := make(map[string]motoAssumedRole, len(roles))
-	for _, r := range roles {
-		out[r.AccessKeyID] = r
-	}
-	return out
-}
-
 // noSecrets fails when an error body carries credential fields.
 func noSecrets(t testing.TB, r result) {
 	t.Helper()
@@ -328,4 +263,42 @@ func places(specs ...string) []broker.Place {
 		out = append(out, broker.Place{Bucket: bucket, Prefix: prefix, Access: access})
 	}
 	return out
+}
+
+// wantUnavailable checks a 503 that leaks nothing, with the Retry-After of
+// a passing fault (2 s) or of an internal error (30 s).
+func wantUnavailable(t *testing.T, r result) {
+	t.Helper()
+	if r.status != 503 {
+		t.Fatalf("status %d, want 503; body %s", r.status, r.body)
+	}
+	if got := r.header.Get("Retry-After"); got != "2" && got != "30" {
+		t.Errorf("Retry-After %q, want 2 or 30", got)
+	}
+	b := r.errorBody(t)
+	if b.Error != "unavailable" {
+		t.Errorf("error %q, want unavailable", b.Error)
+	}
+	for _, leak := range []string{"arn:", "Throttl", "Exception", "dynamodb", "sts", "DeadlineExceeded", "deadline"} {
+		if strings.Contains(b.Message, leak) {
+			t.Errorf("message %q leaks %q", b.Message, leak)
+		}
+	}
+	noSecrets(t, r)
+}
+
+func twoSetPolicy(user string) broker.UserPolicy {
+	return broker.UserPolicy{
+		UserID:  user,
+		Version: "v1.two-sets",
+		Grants: []broker.Grant{
+			{Bucket: "bucket-a", Access: broker.Read, Projects: []string{"p"}},
+			{Bucket: "bucket-b", Access: broker.Write, Projects: []string{"p"}},
+		},
+		Sets: []broker.PolicySet{
+			{Policy: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::bucket-a/*"}]}`, Grants: []int{0}},
+			{Policy: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:PutObject","Resource":"arn:aws:s3:::bucket-b/*"}]}`, Grants: []int{1}},
+		},
+		ByProject: map[string][]broker.Place{"p": {{Bucket: "bucket-a", Access: broker.Read}, {Bucket: "bucket-b", Access: broker.Write}}},
+	}
 }

@@ -118,14 +118,14 @@ func TestHandleReadsTheEventAsAPIGatewaySendsIt(t *testing.T) {
 		})
 	}
 	t.Run("event without a request id is audited under a generated one", func(t *testing.T) {
-		e.bus.ReceiveAll(t)
+		e.tier.drain(t)
 		ev := event(map[string]string{"authorization": token}, "", nil)
 		ev.RequestContext.RequestID = ""
 		if resp, _ := svc.Handle(t.Context(), ev); resp.StatusCode != 200 {
 			t.Fatalf("status %d; body %s", resp.StatusCode, resp.Body)
 		}
 		var d broker.CredentialsIssuedDetail
-		if err := json.Unmarshal(e.bus.Receive(t, 1)[0].Detail, &d); err != nil {
+		if err := json.Unmarshal(e.events(t, 1)[0], &d); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(d.RequestID, "local-") {

@@ -40,8 +40,14 @@ const (
 	MaxSessionDuration    = time.Hour
 	DefaultRequestTimeout = 8 * time.Second
 	DefaultAuditTimeout   = 1500 * time.Millisecond
-	// RetryAfterSeconds is the Retry-After of every 503.
+	// RetryAfterSeconds is the Retry-After of a 503 whose cause may pass
+	// in moments (a dependency failing or throttling).
 	RetryAfterSeconds = 2
+	// InternalRetryAfterSeconds is the Retry-After of a 503 that retrying
+	// soon cannot fix (a corrupt policy item, a bug): the item is repaired
+	// by the user's next change or a rebuild, and meanwhile clients should
+	// not hammer the endpoint.
+	InternalRetryAfterSeconds = 30
 	// maxParallelIssue bounds concurrent AssumeRole calls of one request.
 	maxParallelIssue = 4
 )

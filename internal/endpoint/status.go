@@ -21,6 +21,16 @@ func statusOf(k broker.Kind) (status int, code string) {
 	}
 }
 
+// retryAfter is the Retry-After, in seconds, of a 503 of kind k. Internal
+// errors stay 503 (the endpoint's one "try later" answer) but ask for a
+// longer wait: what caused them does not pass in seconds.
+func retryAfter(k broker.Kind) int {
+	if k == broker.Transient {
+		return RetryAfterSeconds
+	}
+	return InternalRetryAfterSeconds
+}
+
 // unavailableMessage is the only message of a 503: what failed inside is
 // for the logs.
 const unavailableMessage = "the service is temporarily unavailable; retry later"

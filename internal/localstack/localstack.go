@@ -9,7 +9,6 @@ package localstack
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,30 +28,17 @@ import (
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	credsvc "github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
-// Info is .local/stack.json: what a tester or a tool needs to reach the
-// local stack (README "Local stack").
-type Info struct {
-	Region           string `json:"region"`
-	AWSEndpoint      string `json:"awsEndpoint"`
-	APIURL           string `json:"apiUrl"`
-	MembershipTable  string `json:"membershipTable"`
-	PolicyTable      string `json:"policyTable"`
-	EventBusName     string `json:"eventBusName"`
-	UserPoolID       string `json:"userPoolId"`
-	UserPoolClientID string `json:"userPoolClientId"`
-	BaseRoleARN      string `json:"baseRoleArn"`
-	// AuditQueueURL receives a copy of every audit event (local only,
-	// with Options.AuditTail).
-	AuditQueueURL string `json:"auditQueueUrl,omitempty"`
-
-	streamARN string
-}
+// Info is .local/stack.json (README "Local stack"), written when the stack
+// is ready.
+type Info = stackfile.Stack
 
 // Options configure a local stack.
 type Options struct {
@@ -89,39 +75,31 @@ type Options struct {
 	Out io.Writer
 }
 
-// Exit codes of `make run`, documented in the README.
-const (
-	ExitOK          = 0
-	ExitFailure     = 1
-	ExitPortInUse   = 3
-	ExitMotoMissing = 4
-	ExitBadOptions  = 2
-)
-
-// ExitCode maps a Start error to the process's exit code.
+// ExitCode maps a Start or Run error to the process's exit status
+// (README "Exit status"): a taken port or a missing moto_server is the
+// machine's (Environment), anything else a Failure.
 func ExitCode(err error) int {
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.Is(err, motoserver.ErrPortInUse):
-		return ExitPortInUse
-	case errors.Is(err, motoserver.ErrNotInstalled):
-		return ExitMotoMissing
-	default:
-		return ExitFailure
+	if errors.Is(err, motoserver.ErrPortInUse) || errors.Is(err, motoserver.ErrNotInstalled) {
+		return exitcode.Environment
 	}
+	if err != nil {
+		return exitcode.Failure
+	}
+	return exitcode.OK
 }
 
 // Stack is a running local stack.
 type Stack struct {
-	Info     Info
-	Demo     *Demo // set when seeded
-	moto     *motoserver.Server
-	motoLog  string
-	server   *http.Server
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	infoPath string
+	Info Info
+	Demo *Demo // set when seeded
+	// streamARN is the membership table's stream, which the poller reads.
+	streamARN string
+	moto      *motoserver.Server
+	motoLog   string
+	server    *http.Server
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	infoPath  string
 	// stopped receives why the poller or the API server ended on its own;
 	// each sends at most once, so it never blocks.
 	stopped chan error
@@ -174,7 +152,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	st.Info = Info{Region: o.Region, AWSEndpoint: endpoint, APIURL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
-	if err := provision(ctx, names{o.Name}, tpl, awsCfg, provisionOptions{tail: o.AuditTail, archive: o.Archive}, &st.Info); err != nil {
+	if err := provision(ctx, names{o.Name}, tpl, awsCfg, provisionOptions{tail: o.AuditTail, archive: o.Archive}, &st.Info, &st.streamARN); err != nil {
 		return nil, fmt.Errorf("create resources in moto: %w", err)
 	}
 	stackEndpoint := cmp.Or(o.StackEndpoint, endpoint)
@@ -214,7 +192,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// failing for about a minute (30 backoffs of up to 5 s), so that moto
 	// being slow or unreachable for some seconds (the load generator's
 	// fault window) delays the projection but does not end it.
-	reader := &ddbstream.Reader{Client: streams, StreamARN: st.Info.streamARN, Logger: log, MaxFailures: 30}
+	reader := &ddbstream.Reader{Client: streams, StreamARN: st.streamARN, Logger: log, MaxFailures: 30}
 	st.wg.Go(func() {
 		err := reader.Poll(runCtx, 50*time.Millisecond, 2*time.Second, feed(proj))
 		// Poll ends on its own only with an error.
@@ -255,29 +233,22 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, fmt.Errorf("demo seed: %w", err)
 		}
 	}
-	if err := writeJSON(st.infoPath, st.Info); err != nil {
+	if err := stackfile.Write(st.infoPath, st.Info); err != nil {
 		return nil, err
 	}
 	ok = true
 	return st, nil
 }
 
-// feed hands each stream page to the projector as a Lambda event and, like
-// Lambda, asks for redelivery from the first failed record.
+// feed hands each stream page to the projector in Lambda's batches and,
+// like Lambda, asks for redelivery from the first failed record.
 func feed(h *projector.Handler) func(context.Context, string, []events.DynamoDBEventRecord) (string, error) {
 	return func(ctx context.Context, _ string, recs []events.DynamoDBEventRecord) (string, error) {
-		for start := 0; start < len(recs); start += 100 {
-			batch := recs[start:min(start+100, len(recs))]
-			payload, err := ddbstream.Payload(batch)
-			if err != nil {
-				return "", err
-			}
-			resp, err := h.Handle(ctx, payload)
-			if err != nil {
-				return batch[0].Change.SequenceNumber, err
-			}
-			if len(resp.BatchItemFailures) > 0 {
-				return resp.BatchItemFailures[0].ItemIdentifier, nil
+		for start := 0; start < len(recs); start += ddbstream.BatchSize {
+			batch := recs[start:min(start+ddbstream.BatchSize, len(recs))]
+			accepted, err := ddbstream.Deliver(ctx, h, batch)
+			if err != nil || accepted < len(batch) {
+				return batch[accepted].Change.SequenceNumber, err
 			}
 		}
 		return "", nil
@@ -375,17 +346,4 @@ func (o Options) withDefaults() Options {
 		o.Out = io.Discard
 	}
 	return o
-}
-
-// writeJSON writes atomically, so a reader never sees half a file.
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -1,3 +1,5 @@
+//go:build integration
+
 package localstack_test
 
 import (
@@ -30,6 +32,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
@@ -220,22 +223,22 @@ func TestPortErrorsAreReportedWithTheirExitCodes(t *testing.T) {
 		{
 			name:      "taken API port is in use (exit 3)",
 			o:         localstack.Options{Moto: mototest.Endpoint(t), Port: taken.Addr().(*net.TCPAddr).Port},
-			wantInUse: true, wantExit: localstack.ExitPortInUse,
+			wantInUse: true, wantExit: exitcode.Environment,
 		},
 		{
 			name:      "taken moto port is in use (exit 3)",
 			o:         localstack.Options{MotoPort: taken.Addr().(*net.TCPAddr).Port, Port: freePort(t)},
-			wantInUse: true, wantExit: localstack.ExitPortInUse,
+			wantInUse: true, wantExit: exitcode.Environment,
 		},
 		{
 			name:     "API port nothing can listen on keeps its own error (exit 1)",
 			o:        localstack.Options{Moto: mototest.Endpoint(t), Port: 70000},
-			wantExit: localstack.ExitFailure,
+			wantExit: exitcode.Failure,
 		},
 		{
 			name:     "moto port nothing can listen on keeps its own error (exit 1)",
 			o:        localstack.Options{MotoPort: 70000, Port: freePort(t)},
-			wantExit: localstack.ExitFailure,
+			wantExit: exitcode.Failure,
 		},
 	}
 	for _, tt := range tests {
@@ -336,8 +339,8 @@ func TestRunEndsWithAnErrorWhenAPartStops(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.o.Dir, tt.o.Port = t.TempDir(), freePort(t)
 			err := runStack(t, tt.o, func() { tt.stop(t, tt.o) })
-			if err == nil || !strings.Contains(err.Error(), tt.want) || localstack.ExitCode(err) != localstack.ExitFailure {
-				t.Fatalf("Run = %v (exit %d), want an error saying %q, exit %d", err, localstack.ExitCode(err), tt.want, localstack.ExitFailure)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || localstack.ExitCode(err) != exitcode.Failure {
+				t.Fatalf("Run = %v (exit %d), want an error saying %q, exit %d", err, localstack.ExitCode(err), tt.want, exitcode.Failure)
 			}
 			// Cleaned up as on Ctrl-C.
 			if _, err := os.Stat(filepath.Join(tt.o.Dir, "stack.json")); !errors.Is(err, os.ErrNotExist) {

@@ -44,7 +44,7 @@ type provisionOptions struct {
 // provision creates the resources of template.yaml in moto, from the
 // template's own definitions where moto needs them (table schemas, the base
 // role's policy, the app client's auth flows).
-func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Config, o provisionOptions, info *Info) error {
+func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Config, o provisionOptions, info *Info, streamARN *string) error {
 	ddb := dynamodb.NewFromConfig(cfg)
 	for _, t := range []struct{ logical, name string }{{"MembershipTable", n.membership()}, {"PolicyTable", n.policy()}} {
 		def, err := tpl.Table(t.logical)
@@ -56,7 +56,7 @@ func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Con
 			return fmt.Errorf("create %s: %w", t.logical, err)
 		}
 		if t.logical == "MembershipTable" {
-			info.streamARN = aws.ToString(desc.LatestStreamArn)
+			*streamARN = aws.ToString(desc.LatestStreamArn)
 		}
 	}
 	info.MembershipTable, info.PolicyTable = n.membership(), n.policy()

@@ -12,22 +12,17 @@ package logging
 import (
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 )
 
 // TimeKey is the key of each line's time, in RFC 3339 (UTC, nanoseconds).
 const TimeKey = "timestamp"
 
-// New returns a JSON logger at the named level ("DEBUG", "INFO", "WARN",
-// "ERROR"; INFO when empty or unknown) tagged with the function's name
-// (untagged when function is "", for a caller that tags per component).
-func New(w io.Writer, level, function string) *slog.Logger {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(strings.TrimSpace(level)))); err != nil {
-		l = slog.LevelInfo
-	}
-	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l, ReplaceAttr: lambdaTime}))
+// New returns a JSON logger at level (configurations read LOG_LEVEL with
+// envconf) tagged with the function's name (untagged when function is "",
+// for a caller that tags per component).
+func New(w io.Writer, level slog.Level, function string) *slog.Logger {
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level, ReplaceAttr: lambdaTime}))
 	if function != "" {
 		log = log.With("function", function)
 	}

@@ -3,6 +3,7 @@ package logging_test
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 func TestLinesCarryTheLevelAndTimestampLambdaReads(t *testing.T) {
 	var buf bytes.Buffer
 	before := time.Now()
-	logging.New(&buf, "DEBUG", "projector").Warn("slow", "ms", 12)
+	logging.New(&buf, slog.LevelDebug, "projector").Warn("slow", "ms", 12)
 	var line map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatalf("not one JSON line: %v: %q", err, buf.String())
@@ -43,7 +44,7 @@ func TestLinesCarryTheLevelAndTimestampLambdaReads(t *testing.T) {
 func TestGroupedTimeAttributesAreLeftAlone(t *testing.T) {
 	var buf bytes.Buffer
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	logging.New(&buf, "INFO", "").WithGroup("req").Info("x", "time", at)
+	logging.New(&buf, slog.LevelInfo, "").WithGroup("req").Info("x", "time", at)
 	var line struct {
 		Req map[string]any `json:"req"`
 	}
@@ -58,17 +59,15 @@ func TestGroupedTimeAttributesAreLeftAlone(t *testing.T) {
 // The application's level does the filtering Lambda no longer does.
 func TestTheLoggerFiltersAtItsLevel(t *testing.T) {
 	for _, tc := range []struct {
-		level string
+		level slog.Level
 		want  []string
 	}{
-		{"DEBUG", []string{"DEBUG", "INFO", "WARN", "ERROR"}},
-		{"INFO", []string{"INFO", "WARN", "ERROR"}},
-		{"", []string{"INFO", "WARN", "ERROR"}},
-		{"bogus", []string{"INFO", "WARN", "ERROR"}},
-		{"warn", []string{"WARN", "ERROR"}},
-		{"ERROR", []string{"ERROR"}},
+		{slog.LevelDebug, []string{"DEBUG", "INFO", "WARN", "ERROR"}},
+		{slog.LevelInfo, []string{"INFO", "WARN", "ERROR"}},
+		{slog.LevelWarn, []string{"WARN", "ERROR"}},
+		{slog.LevelError, []string{"ERROR"}},
 	} {
-		t.Run(tc.level, func(t *testing.T) {
+		t.Run(tc.level.String(), func(t *testing.T) {
 			var buf bytes.Buffer
 			log := logging.New(&buf, tc.level, "f")
 			log.Debug("d")

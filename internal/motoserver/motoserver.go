@@ -16,7 +16,7 @@ import (
 )
 
 // ErrNotInstalled means moto_server is not on PATH.
-var ErrNotInstalled = errors.New("moto_server not found on PATH: install it with `pip install 'moto[server]==5.2.1'` (the machine image ships it in the pyenv Python)")
+var ErrNotInstalled = errors.New("moto_server not found on PATH: install it with `python3 -m pip install 'moto[server]==5.2.1'` and make sure pip's script directory is on your PATH")
 
 // Server is a running moto_server.
 type Server struct {

@@ -1,3 +1,5 @@
+//go:build integration
+
 package projector_test
 
 import (
@@ -51,8 +53,9 @@ func (c *countingDDB) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWrit
 
 // counted rewires the fixture's projector through a call counter.
 func (f *fixture) counted() *countingDDB {
-	c := &countingDDB{API: f.tables.DDB}
-	store := &ddbstore.Store{Client: c, MembershipTable: f.tables.Membership, PolicyTable: f.tables.Policy}
+	tables := f.motoTables()
+	c := &countingDDB{API: tables.DDB}
+	store := &ddbstore.Store{Client: c, MembershipTable: tables.Membership, PolicyTable: tables.Policy}
 	f.store = store
 	f.proj.Source, f.proj.Store, f.proj.Index, f.proj.Checkpoints = store, store, store, store
 	return c

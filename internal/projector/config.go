@@ -1,10 +1,9 @@
 package projector
 
 import (
-	"errors"
-	"fmt"
-	"strconv"
-	"strings"
+	"log/slog"
+
+	"github.com/credbroker/credbroker/internal/envconf"
 )
 
 // Config is the projector function's environment.
@@ -14,34 +13,19 @@ type Config struct {
 	AuditBusName    string
 	Partition       string
 	Concurrency     int
-	LogLevel        string
+	LogLevel        slog.Level
 }
 
 // ConfigFromEnv reads the configuration and reports every problem at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	r := envconf.New(getenv)
 	c := Config{
-		MembershipTable: strings.TrimSpace(getenv("MEMBERSHIP_TABLE")),
-		PolicyTable:     strings.TrimSpace(getenv("POLICY_TABLE")),
-		AuditBusName:    strings.TrimSpace(getenv("AUDIT_BUS_NAME")),
-		Partition:       strings.TrimSpace(getenv("ARN_PARTITION")),
-		Concurrency:     16,
-		LogLevel:        getenv("LOG_LEVEL"),
+		MembershipTable: r.Required("MEMBERSHIP_TABLE"),
+		PolicyTable:     r.Required("POLICY_TABLE"),
+		AuditBusName:    r.Required("AUDIT_BUS_NAME"),
+		Partition:       r.String("ARN_PARTITION", "aws"),
+		Concurrency:     r.Int("FANOUT_CONCURRENCY", 16, 1, 256),
+		LogLevel:        r.LogLevel(),
 	}
-	var errs []error
-	for name, v := range map[string]string{"MEMBERSHIP_TABLE": c.MembershipTable, "POLICY_TABLE": c.PolicyTable, "AUDIT_BUS_NAME": c.AuditBusName} {
-		if v == "" {
-			errs = append(errs, fmt.Errorf("%s is required", name))
-		}
-	}
-	if c.Partition == "" {
-		c.Partition = "aws"
-	}
-	if v := getenv("FANOUT_CONCURRENCY"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 256 {
-			errs = append(errs, fmt.Errorf("FANOUT_CONCURRENCY=%q: want a number from 1 to 256", v))
-		}
-		c.Concurrency = n
-	}
-	return c, errors.Join(errs...)
+	return c, r.Err("projector")
 }

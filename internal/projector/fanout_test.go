@@ -8,45 +8,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/projector"
 )
 
-// members writes n membership records of project with batch writes and
-// projects them (which also builds the member index).
+// members writes n membership records of project and projects them
+// (which also builds the member index).
 func (f *fixture) members(project string, n int) []string {
 	f.t.Helper()
 	users := make([]string, n)
-	var writes []types.WriteRequest
-	flush := func() {
-		if len(writes) == 0 {
-			return
-		}
-		req := map[string][]types.WriteRequest{f.tables.Membership: writes}
-		for len(req) > 0 {
-			out, err := f.tables.DDB.BatchWriteItem(context.Background(), &dynamodb.BatchWriteItemInput{RequestItems: req})
-			if err != nil {
-				f.t.Fatal(err)
-			}
-			req = out.UnprocessedItems
-		}
-		writes = nil
-	}
 	var changes []projector.Change
 	for i := range users {
 		users[i] = fmt.Sprintf("user-%05d", i)
-		item := map[string]types.AttributeValue{"pk": s("USER#" + users[i]), "sk": s("PROJECT#" + project), "role": s("read")}
-		writes = append(writes, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
-		if len(writes) == 25 {
-			flush()
-		}
+		f.member(users[i], project, "read")
 		img := broker.SourceItem{PK: "USER#" + users[i], SK: "PROJECT#" + project, Role: broker.StringAttr("read")}
 		changes = append(changes, projector.Change{EventID: "setup-" + users[i], EventName: "INSERT", SequenceNumber: fmt.Sprint(i), Keys: img, New: &img})
 	}
-	flush()
 	for start := 0; start < len(changes); start += 100 {
 		out := f.proj.Process(context.Background(), changes[start:min(start+100, len(changes))])
 		if len(out.Failed) > 0 {

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
@@ -17,75 +15,91 @@ import (
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/storetest"
 )
 
-// fixture is a membership table and a policy table in moto with a projector
-// wired to them through the real adapters.
+// fixture is a membership table with a stream and a policy table with a
+// projector wired to them. Which tables depends on the tier: in memory
+// (memtable and memstore) in the fast tier, moto through the real adapters
+// with the integration build tag (fixture_moto_test.go, fixture_mem_test.go).
 type fixture struct {
-	t      testing.TB
-	tables mototest.Tables
-	store  *ddbstore.Store
-	audit  *brokertest.Auditor
-	proj   *projector.Projector
+	t     testing.TB
+	table sourceTable
+	store storetest.Store
+	audit *brokertest.Auditor
+	proj  *projector.Projector
+}
+
+// sourceTable is the membership table as the tests write and read it.
+type sourceTable interface {
+	Put(tb testing.TB, item map[string]types.AttributeValue)
+	Delete(tb testing.TB, pk, sk string)
+	// StreamRecords returns every stream record so far, as Lambda
+	// delivers them.
+	StreamRecords(tb testing.TB) []events.DynamoDBEventRecord
+	// Scan returns every item, read consistently.
+	Scan(tb testing.TB) []map[string]types.AttributeValue
 }
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	tables := mototest.NewTables(t)
-	store := &ddbstore.Store{Client: tables.DDB, MembershipTable: tables.Membership, PolicyTable: tables.Policy}
+	table, store := newTables(t)
 	audit := &brokertest.Auditor{}
-	f := &fixture{
-		t: t, tables: tables, store: store, audit: audit,
+	return &fixture{
+		t: t, table: table, store: store, audit: audit,
 		proj: &projector.Projector{
 			Source: store, Store: store, Index: store, Checkpoints: store, Auditor: audit,
 		},
 	}
-	return f
 }
 
 // Source-table writes, as onboarding tools make them.
 
 func (f *fixture) put(item map[string]types.AttributeValue) {
 	f.t.Helper()
-	f.tables.Put(f.t, f.tables.Membership, item)
+	f.table.Put(f.t, item)
 }
 
-func s(v string) types.AttributeValue { return mototest.S(v) }
+func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 
+func key(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": s(pk), "sk": s(sk)}
+}
+
+// member writes a membership record; role "" leaves the attribute out.
 func (f *fixture) member(user, project, role string) {
 	f.t.Helper()
-	f.tables.Member(f.t, user, project, role)
-}
-func (f *fixture) leave(user, project string) { f.t.Helper(); f.tables.Leave(f.t, user, project) }
-func (f *fixture) bucket(project, bucket, prefix string) {
-	f.t.Helper()
-	f.tables.Bucket(f.t, project, bucket, prefix)
-}
-func (f *fixture) unbucket(project, bucket string) {
-	f.t.Helper()
-	f.tables.Unbucket(f.t, project, bucket)
+	item := key("USER#"+user, "PROJECT#"+project)
+	if role != "" {
+		item["role"] = s(role)
+	}
+	f.put(item)
 }
 
-// bucketByUpdate creates a bucket record with UpdateItem, which moto
-// reports as two INSERT records.
-func (f *fixture) bucketByUpdate(project, bucket, prefix string) {
+func (f *fixture) leave(user, project string) {
 	f.t.Helper()
-	_, err := f.tables.DDB.UpdateItem(context.Background(), &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(f.tables.Membership),
-		Key:                       map[string]types.AttributeValue{"pk": s("PROJECT#" + project), "sk": s("BUCKET#" + bucket)},
-		UpdateExpression:          aws.String("SET prefix = :p"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":p": s(prefix)},
-	})
-	if err != nil {
-		f.t.Fatal(err)
+	f.table.Delete(f.t, "USER#"+user, "PROJECT#"+project)
+}
+
+// bucket writes a bucket record; prefix "" leaves the attribute out.
+func (f *fixture) bucket(project, bucket, prefix string) {
+	f.t.Helper()
+	item := key("PROJECT#"+project, "BUCKET#"+bucket)
+	if prefix != "" {
+		item["prefix"] = s(prefix)
 	}
+	f.put(item)
+}
+
+func (f *fixture) unbucket(project, bucket string) {
+	f.t.Helper()
+	f.table.Delete(f.t, "PROJECT#"+project, "BUCKET#"+bucket)
 }
 
 // streamRecords reads every record of the membership table's stream so far.
 func (f *fixture) streamRecords() []events.DynamoDBEventRecord {
 	f.t.Helper()
-	return f.tables.StreamRecords(f.t)
+	return f.table.StreamRecords(f.t)
 }
 
 // deliver runs records through the Lambda handler as one batch.
@@ -119,35 +133,24 @@ func (f *fixture) scanGrants() map[string]map[string][]broker.Place {
 	f.t.Helper()
 	members := map[string]map[string]broker.Access{} // user -> project -> access
 	buckets := map[string][]broker.ProjectBucket{}
-	in := &dynamodb.ScanInput{TableName: aws.String(f.tables.Membership), ConsistentRead: aws.Bool(true)}
-	for {
-		out, err := f.tables.DDB.Scan(context.Background(), in)
+	for _, it := range f.table.Scan(f.t) {
+		parsed, err := ddbstore.SourceItem(it).Parse()
 		if err != nil {
-			f.t.Fatal(err)
+			continue
 		}
-		for _, it := range out.Items {
-			parsed, err := ddbstore.SourceItem(it).Parse()
-			if err != nil {
-				continue
+		switch parsed.Kind {
+		case broker.MembershipRecord:
+			m := parsed.Membership
+			if members[m.UserID] == nil {
+				members[m.UserID] = map[string]broker.Access{}
 			}
-			switch parsed.Kind {
-			case broker.MembershipRecord:
-				m := parsed.Membership
-				if members[m.UserID] == nil {
-					members[m.UserID] = map[string]broker.Access{}
-				}
-				members[m.UserID][m.ProjectID] = m.Access
-			case broker.BucketRecord:
-				b := parsed.Bucket
-				if policy.Compiler.FitsAlone(f.proj.Compiler, b.Bucket, b.Prefix) {
-					buckets[b.ProjectID] = append(buckets[b.ProjectID], b)
-				}
+			members[m.UserID][m.ProjectID] = m.Access
+		case broker.BucketRecord:
+			b := parsed.Bucket
+			if policy.Compiler.FitsAlone(f.proj.Compiler, b.Bucket, b.Prefix) {
+				buckets[b.ProjectID] = append(buckets[b.ProjectID], b)
 			}
 		}
-		if len(out.LastEvaluatedKey) == 0 {
-			break
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
 	out := map[string]map[string][]broker.Place{}
 	for user, projects := range members {

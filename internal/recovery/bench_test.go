@@ -1,3 +1,5 @@
+//go:build integration
+
 package recovery_test
 
 import (
@@ -5,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"runtime"
 	"strconv"
@@ -24,25 +25,6 @@ import (
 	"github.com/credbroker/credbroker/internal/testkit/memstore"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
-
-// org is a generated membership table: users in a few of the projects
-// each (1 to 5, 3 on average), projects with 1 to 3 buckets.
-func org(users, projects int) []broker.SourceItem {
-	rng := rand.New(rand.NewPCG(1, 2))
-	var items []broker.SourceItem
-	for p := range projects {
-		for b := range 1 + rng.IntN(3) {
-			items = append(items, broker.SourceItem{PK: fmt.Sprintf("PROJECT#proj-%04d", p), SK: fmt.Sprintf("BUCKET#bucket-%04d-%d", p, b)})
-		}
-	}
-	for u := range users {
-		for _, p := range rng.Perm(projects)[:1+rng.IntN(5)] {
-			items = append(items, broker.SourceItem{PK: fmt.Sprintf("USER#user-%05d", u), SK: fmt.Sprintf("PROJECT#proj-%04d", p),
-				Role: broker.StringAttr([]string{"read", "write"}[rng.IntN(2)])})
-		}
-	}
-	return items
-}
 
 func benchSize(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {

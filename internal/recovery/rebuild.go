@@ -20,7 +20,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/projector"
 )
 
@@ -87,9 +87,7 @@ type StreamReader interface {
 }
 
 // Handler is the projector's Lambda handler (projector.Handler).
-type Handler interface {
-	Handle(ctx context.Context, payload json.RawMessage) (events.DynamoDBEventResponse, error)
-}
+type Handler = ddbstream.Handler
 
 // Sizer gives the tables' approximate item counts (ddbstore.Tables), for
 // the ETA of long runs. DynamoDB refreshes them about every six hours.

@@ -1,3 +1,5 @@
+//go:build integration
+
 package recovery_test
 
 import (
@@ -17,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/recovery"
 )
@@ -92,7 +95,7 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 
 	rep, err = f.svc.Verify(ctx)
 	var drift *recovery.DriftError
-	if !errors.As(err, &drift) || recovery.ExitCode(err) != recovery.ExitDrift {
+	if !errors.As(err, &drift) || recovery.ExitCode(err) != exitcode.Found {
 		t.Fatalf("verify of a damaged table: err %v, want a DriftError", err)
 	}
 	want := []recovery.Finding{
@@ -317,7 +320,7 @@ func TestRebuildConcurrentWithLiveChangesConvergesAndRepairsDroppedChanges(t *te
 			t.Errorf("after the live changes and the concurrent rebuilds: %+v", fd)
 		}
 	}
-	if err != nil && recovery.ExitCode(err) != recovery.ExitDrift {
+	if err != nil && recovery.ExitCode(err) != exitcode.Found {
 		t.Fatalf("verify: %v", err)
 	}
 

@@ -3,7 +3,6 @@ package recovery
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"slices"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/ddbstream"
 )
 
 // maxBatch is the largest batch Lambda's event source mapping delivers
@@ -83,19 +83,14 @@ func (s *Service) Replay(ctx context.Context, since time.Time) (Report, error) {
 func (s *Service) deliver(ctx context.Context, shardID string, batch []events.DynamoDBEventRecord, rep *Report, m *meter) error {
 	attempts := max(1, cmp.Or(s.MaxAttempts, 5))
 	for attempt := 1; ; attempt++ {
-		payload, err := json.Marshal(events.DynamoDBEvent{Records: batch})
-		if err != nil {
-			return broker.Wrap(broker.Internal, "encode batch", err)
-		}
 		rep.Batches++
-		resp, err := s.Handler.Handle(ctx, payload)
+		first, err := ddbstream.Deliver(ctx, s.Handler, batch)
 		if err != nil {
 			// The handler refuses only payloads that are not DynamoDB
 			// events: sending the same bytes again cannot help.
 			rep.Failed += len(batch)
 			return broker.Wrap(broker.Internal, "shard "+shardID+": handler rejected the batch", err)
 		}
-		first := firstFailed(batch, resp)
 		rep.Delivered += first
 		if first == len(batch) {
 			return nil
@@ -113,23 +108,4 @@ func (s *Service) deliver(ctx context.Context, shardID string, batch []events.Dy
 			return broker.Wrap(broker.Transient, "replay", err)
 		}
 	}
-}
-
-// firstFailed returns the index of the first record the handler reported
-// failed, or len(batch) when none was. A failure naming no record of the
-// batch fails the whole batch, as it does for Lambda.
-func firstFailed(batch []events.DynamoDBEventRecord, resp events.DynamoDBEventResponse) int {
-	if len(resp.BatchItemFailures) == 0 {
-		return len(batch)
-	}
-	failed := make(map[string]bool, len(resp.BatchItemFailures))
-	for _, f := range resp.BatchItemFailures {
-		failed[f.ItemIdentifier] = true
-	}
-	for i, r := range batch {
-		if failed[r.Change.SequenceNumber] {
-			return i
-		}
-	}
-	return 0
 }

@@ -1,3 +1,5 @@
+//go:build integration
+
 package recovery_test
 
 import (

@@ -1,3 +1,5 @@
+//go:build integration
+
 package recovery_test
 
 import (
@@ -19,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/recovery"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
@@ -110,7 +113,7 @@ func TestVerifyReportsAnEditedDocumentAndRebuildRepairsIt(t *testing.T) {
 			f.editDoc("erin", func(d *storedDoc) string { return tc.edit(t, d) })
 
 			rep, err := f.svc.Verify(ctx)
-			if recovery.ExitCode(err) != recovery.ExitDrift {
+			if recovery.ExitCode(err) != exitcode.Found {
 				t.Fatalf("verify: exit code %d (%v), want drift", recovery.ExitCode(err), err)
 			}
 			if diff := cmp.Diff([]recovery.Finding{{Kind: recovery.Different, UserID: "erin"}}, rep.Findings); diff != "" {
@@ -171,7 +174,7 @@ func TestVerifyReportsStaleIndexEntriesThatRebuildRemoves(t *testing.T) {
 	f.putIn(f.tables.Policy, map[string]types.AttributeValue{"pk": s("PROJECT#p1"), "sk": s("MEMBER#ghost"), "token": n("4"), "userId": s("ghost")})
 
 	rep, err := f.svc.Verify(ctx)
-	if recovery.ExitCode(err) != recovery.ExitDrift {
+	if recovery.ExitCode(err) != exitcode.Found {
 		t.Fatalf("verify: exit code %d (%v), want drift", recovery.ExitCode(err), err)
 	}
 	want := []recovery.Finding{
@@ -264,7 +267,7 @@ func TestVerifyKeepsAtMostMaxListedFindingsWithExactCounts(t *testing.T) {
 				Segments: 3, Concurrency: 4, RecheckAfter: -1, MaxListed: listed, MaxRechecks: rechecks, Logger: quiet}
 			before := len(audit.Of(broker.DetailPolicyDrift))
 			rep, err := svc.Verify(context.Background())
-			if recovery.ExitCode(err) != recovery.ExitDrift {
+			if recovery.ExitCode(err) != exitcode.Found {
 				t.Fatalf("exit code %d (%v), want drift", recovery.ExitCode(err), err)
 			}
 			if diff := cmp.Diff(all[:listed], rep.Findings); diff != "" {

@@ -2,7 +2,6 @@ package stsissuer_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -20,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/stsissuer"
@@ -81,58 +79,6 @@ func validRequest() broker.IssueRequest {
 		SessionName: "cb-6c1f2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b",
 		Policy:      policy,
 		Duration:    15 * time.Minute,
-	}
-}
-
-// motoAssumedRole is an entry of sts.AssumedRole in moto's data.json.
-type motoAssumedRole struct {
-	AccessKeyID string `json:"access_key_id"`
-	SessionName string `json:"session_name"`
-	RoleARN     string `json:"role_arn"`
-	Policy      string `json:"policy"`
-}
-
-func assumedRole(t *testing.T, accessKeyID string) motoAssumedRole {
-	t.Helper()
-	var roles []motoAssumedRole
-	if err := json.Unmarshal(mototest.Data(t, "sts")["AssumedRole"], &roles); err != nil {
-		t.Fatalf("decode moto sts.AssumedRole: %v", err)
-	}
-	for _, r := range roles {
-		if r.AccessKeyID == accessKeyID {
-			return r
-		}
-	}
-	t.Fatalf("moto recorded no AssumeRole for access key %s", accessKeyID)
-	return motoAssumedRole{}
-}
-
-func TestIssueAssumesTheRoleWithTheSessionPolicyInMoto(t *testing.T) {
-	rec := &recordingSTS{next: sts.NewFromConfig(mototest.Config(t))}
-	iss := newIssuer(t, rec)
-	req := validRequest()
-	before := time.Now()
-
-	creds, err := iss.Issue(t.Context(), req)
-	if err != nil {
-		t.Fatalf("Issue() = %v", err)
-	}
-	if creds.AccessKeyID == "" || creds.SecretAccessKey == "" || creds.SessionToken == "" {
-		t.Errorf("incomplete credentials: %+v", creds)
-	}
-	if lo, hi := before.Add(req.Duration-time.Minute), time.Now().Add(req.Duration+time.Minute); creds.Expiration.Before(lo) || creds.Expiration.After(hi) {
-		t.Errorf("expiration %v, want about %v from now", creds.Expiration, req.Duration)
-	}
-
-	got := assumedRole(t, creds.AccessKeyID)
-	want := motoAssumedRole{AccessKeyID: creds.AccessKeyID, SessionName: req.SessionName, RoleARN: roleARN, Policy: policy}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("AssumeRole as moto recorded it (-want +got):\n%s", diff)
-	}
-	in := rec.inputs[0]
-	sent := []string{aws.ToString(in.SourceIdentity), fmt.Sprint(aws.ToInt32(in.DurationSeconds))}
-	if diff := cmp.Diff([]string{req.UserID, "900"}, sent); diff != "" {
-		t.Errorf("SourceIdentity and DurationSeconds sent (-want +got):\n%s", diff)
 	}
 }
 

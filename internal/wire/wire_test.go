@@ -3,6 +3,7 @@ package wire_test
 import (
 	"bytes"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -19,12 +20,12 @@ import (
 // the logger drops what is below its level.
 func TestMetricLinesAreWrittenAtEveryLogLevel(t *testing.T) {
 	for _, tc := range []struct {
-		level     string
+		level     slog.Level
 		infoLines bool
 	}{
-		{"DEBUG", true}, {"INFO", true}, {"WARN", false}, {"ERROR", false},
+		{slog.LevelDebug, true}, {slog.LevelInfo, true}, {slog.LevelWarn, false}, {slog.LevelError, false},
 	} {
-		t.Run(tc.level, func(t *testing.T) {
+		t.Run(tc.level.String(), func(t *testing.T) {
 			var stdout bytes.Buffer
 			// An empty batch calls no AWS API; any call would fail here.
 			awsCfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String("http://127.0.0.1:1")}

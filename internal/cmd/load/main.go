@@ -34,16 +34,17 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/recovery"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
 // Exit codes.
 const (
-	exitOK       = 0
-	exitBroken   = 1 // a hard invariant broke
-	exitUsage    = 2
-	exitNoTarget = 3 // the stack or the run's data could not be set up
+	exitOK       = exitcode.OK
+	exitBroken   = exitcode.Found // a hard invariant broke
+	exitUsage    = exitcode.Usage
+	exitNoTarget = exitcode.Failure // the stack or the run's data could not be set up
 )
 
 // options are the flags.

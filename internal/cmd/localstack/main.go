@@ -1,6 +1,6 @@
 // Command localstack is `make run`: the whole broker on loopback, until
-// Ctrl-C, or until moto or the stream poller stops (exit 1, so that a stale
-// stack is never left answering). MOTO_PORT (4566) and PORT (8080) choose the ports; SEED=1 adds a
+// Ctrl-C, or until moto or the stream poller stops (exit status 3, so that a
+// stale stack is never left answering; README "Exit status"). MOTO_PORT (4566) and PORT (8080) choose the ports; SEED=1 adds a
 // demo user, project and buckets; AUDIT_TAIL=1 copies audit events to an
 // SQS queue; ARCHIVE=1 gives the audit bus its archive, as in the template
 // (slow in moto: README, local stack).
@@ -14,18 +14,26 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/credbroker/credbroker/internal/envconf"
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/logging"
 )
 
 func main() {
-	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, os.Getenv("LOG_LEVEL"), "")}
+	env := envconf.New(os.Getenv)
+	level := env.LogLevel()
+	if err := env.Err("local stack"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(exitcode.Usage)
+	}
+	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, level, "")}
 	for name, dst := range map[string]*int{"MOTO_PORT": &o.MotoPort, "PORT": &o.Port} {
 		if v := os.Getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 65535 {
 				fmt.Fprintf(os.Stderr, "%s=%q is not a port number\n", name, v)
-				os.Exit(localstack.ExitBadOptions)
+				os.Exit(exitcode.Usage)
 			}
 			*dst = n
 		}

@@ -50,3 +50,10 @@ func (a *Auditor) Of(detailType string) []broker.AuditEvent {
 	}
 	return out
 }
+
+// All returns every recorded event, in order.
+func (a *Auditor) All() []broker.AuditEvent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]broker.AuditEvent(nil), a.events...)
+}

@@ -3,6 +3,7 @@ package recovery_test
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/recovery"
 )
 
@@ -114,7 +116,7 @@ func TestInvalidEventsAreRejectedWithAClearMessage(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			if broker.KindOf(err) != broker.Invalid || recovery.ExitCode(err) != recovery.ExitUsage {
+			if broker.KindOf(err) != broker.Invalid || recovery.ExitCode(err) != exitcode.Usage {
 				t.Errorf("kind %v, exit code %d: want invalid, 2", broker.KindOf(err), recovery.ExitCode(err))
 			}
 			if !strings.Contains(err.Error(), tc.says) {
@@ -130,52 +132,17 @@ func TestExitCodes(t *testing.T) {
 		err  error
 		want int
 	}{
-		{"success exits 0", nil, recovery.ExitOK},
-		{"drift exits 1", &recovery.DriftError{}, recovery.ExitDrift},
-		{"wrapped drift exits 1", errors.Join(&recovery.DriftError{}), recovery.ExitDrift},
-		{"usage error exits 2", broker.Errorf(broker.Invalid, "request", "bad"), recovery.ExitUsage},
-		{"dependency failure exits 3", broker.Errorf(broker.Transient, "scan", "throttled"), recovery.ExitFailure},
-		{"unclassified failure exits 3", errors.New("boom"), recovery.ExitFailure},
+		{"success exits 0", nil, exitcode.OK},
+		{"drift exits 1", &recovery.DriftError{}, exitcode.Found},
+		{"wrapped drift exits 1", errors.Join(&recovery.DriftError{}), exitcode.Found},
+		{"usage error exits 2", broker.Errorf(broker.Invalid, "request", "bad"), exitcode.Usage},
+		{"dependency failure exits 3", broker.Errorf(broker.Transient, "scan", "throttled"), exitcode.Failure},
+		{"unclassified failure exits 3", errors.New("boom"), exitcode.Failure},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := recovery.ExitCode(tc.err); got != tc.want {
 				t.Errorf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestLoadStack(t *testing.T) {
-	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	good := write("stack.json", `{"region":"us-east-1","awsEndpoint":"http://127.0.0.1:4566","apiUrl":"http://127.0.0.1:8080",
-		"membershipTable":"m","policyTable":"p","eventBusName":"bus","userPoolId":"x","userPoolClientId":"y","baseRoleArn":"z"}`)
-	st, err := recovery.LoadStack(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := recovery.Config{MembershipTable: "m", PolicyTable: "p", AuditBusName: "bus", Partition: "aws",
-		Region: "us-east-1", Endpoint: "http://127.0.0.1:4566"}
-	if diff := cmp.Diff(want, st.Config()); diff != "" {
-		t.Errorf("config (-want +got):\n%s", diff)
-	}
-
-	for _, tc := range []struct{ name, path, says string }{
-		{"missing file asks to start the stack", filepath.Join(dir, "absent.json"), "start the local stack with `make run` first"},
-		{"malformed file is rejected", write("bad.json", `{"region":`), "not a stack file"},
-		{"missing fields are named", write("partial.json", `{"region":"us-east-1","awsEndpoint":"http://x"}`), "lacks membershipTable, policyTable, eventBusName"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := recovery.LoadStack(tc.path)
-			if err == nil || !strings.Contains(err.Error(), tc.says) || recovery.ExitCode(err) != recovery.ExitUsage {
-				t.Errorf("err %v, want one saying %q with exit code 2", err, tc.says)
 			}
 		})
 	}
@@ -191,7 +158,7 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := recovery.Config{MembershipTable: "m", PolicyTable: "p", StreamARN: env["MEMBERSHIP_STREAM_ARN"],
-		AuditBusName: "bus", Partition: "aws", LogLevel: "DEBUG"}
+		AuditBusName: "bus", Partition: "aws", LogLevel: slog.LevelDebug}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
