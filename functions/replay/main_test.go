@@ -28,6 +28,7 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 	stack, err := json.Marshal(map[string]string{
 		"region": mototest.Region, "awsEndpoint": mototest.Endpoint(t), "apiUrl": "http://127.0.0.1:8080",
 		"membershipTable": tables.Membership, "policyTable": tables.Policy, "eventBusName": bus.Name,
+		"userPoolId": "us-east-1_Unused", "userPoolClientId": "unused", "baseRoleArn": "arn:aws:iam::123456789012:role/unused",
 	})
 	if err != nil {
 		t.Fatal(err)
