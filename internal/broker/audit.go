@@ -13,6 +13,7 @@ const (
 	DetailPolicyChanged      = "PolicyChanged"
 	DetailProjectionRejected = "ProjectionRejected"
 	DetailPolicyDrift        = "PolicyDrift"
+	DetailCredentialsRevoked = "CredentialsRevoked"
 )
 
 // AuditSchemaVersion is carried by every detail; events/schemas holds the
@@ -24,6 +25,7 @@ const (
 	SourceCredentials = "credbroker.credentials"
 	SourceProjector   = "credbroker.projector"
 	SourceReplay      = "credbroker.replay"
+	SourceRevoker     = "credbroker.revoker"
 )
 
 // AuditEvent is one event for the audit bus. Detail is one of the *Detail
@@ -105,6 +107,9 @@ type PolicyChangedDetail struct {
 	// be read (corrupt document or bookkeeping): Removed cannot list what it
 	// granted, so consumers must treat the change as narrowing.
 	PreviousUnreadable bool `json:"previousUnreadable,omitempty"`
+	// RevokeBefore is set on a change that narrows: the user's sessions
+	// issued before it must be denied (RevokeBefore of the commit time).
+	RevokeBefore *time.Time `json:"revokeBefore,omitempty"`
 }
 
 // Narrows reports whether the change may have taken something away.
@@ -138,4 +143,34 @@ type PolicyDriftDetail struct {
 	Users         []string  `json:"users"`
 	Truncated     bool      `json:"truncated,omitempty"`
 	CheckedAt     time.Time `json:"checkedAt"`
+}
+
+// Scopes of a revocation.
+const (
+	ScopeUser = "user" // the sessions of the users listed
+	ScopeAll  = "all"  // every session: the deny list did not fit
+)
+
+// Reasons of a revocation.
+const (
+	ReasonNarrowed = "narrowed" // the users' grants narrowed
+	ReasonOperator = "operator" // an operator revoked the users
+)
+
+// CredentialsRevokedDetail records one revocation applied to the base role:
+// sessions issued before IssuedBefore stop working, for the users listed
+// (scope "user") or for everyone (scope "all").
+type CredentialsRevokedDetail struct {
+	SchemaVersion string    `json:"schemaVersion"`
+	UserIDs       []string  `json:"userIds"`
+	IssuedBefore  time.Time `json:"issuedBefore"`
+	Scope         string    `json:"scope"`
+	Reason        string    `json:"reason"`
+	// Causes are the changeIds of the PolicyChanged events, or the
+	// operator's request id, that asked for it.
+	Causes []string `json:"causes"`
+	// DenyListUsers is how many users the deny list holds afterwards.
+	DenyListUsers int `json:"denyListUsers"`
+	// PolicyVersion is the deny list's version the role now carries.
+	DenyListVersion int64 `json:"denyListVersion"`
 }

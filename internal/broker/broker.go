@@ -81,6 +81,11 @@ type UserPolicy struct {
 	// ByProject holds each project's own grants, for ?project= answers.
 	ByProject map[string][]Place
 	UpdatedAt time.Time
+	// RevokedBefore, when not zero, is the time before which this user's
+	// sessions are denied on the base role (README "Revocation"): the
+	// endpoint issues nothing to the user before it, and serves no cached
+	// credentials issued before it.
+	RevokedBefore time.Time
 }
 
 // Empty reports whether the policy grants nothing (no item, or a tombstone).

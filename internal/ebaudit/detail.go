@@ -111,6 +111,11 @@ func normalize(detail any) (any, error) {
 			return nil, fmt.Errorf("detail is a nil %T", d)
 		}
 		return normalize(*d)
+	case *broker.CredentialsRevokedDetail:
+		if d == nil {
+			return nil, fmt.Errorf("detail is a nil %T", d)
+		}
+		return normalize(*d)
 	case broker.CredentialsIssuedDetail:
 		d.SchemaVersion = version(d.SchemaVersion)
 		d.AccessKeyIDs = list(d.AccessKeyIDs)
@@ -132,6 +137,11 @@ func normalize(detail any) (any, error) {
 	case broker.PolicyDriftDetail:
 		d.SchemaVersion = version(d.SchemaVersion)
 		d.Users = list(d.Users)
+		return d, nil
+	case broker.CredentialsRevokedDetail:
+		d.SchemaVersion = version(d.SchemaVersion)
+		d.UserIDs = list(d.UserIDs)
+		d.Causes = list(d.Causes)
 		return d, nil
 	}
 	return detail, nil
@@ -170,6 +180,14 @@ type truncatedCredentialsIssued struct {
 	BucketCount int  `json:"bucketCount"`
 }
 
+// truncatedRevocation marks a CredentialsRevoked detail whose lists were
+// cut; userCount is the full number of users.
+type truncatedRevocation struct {
+	broker.CredentialsRevokedDetail
+	Truncated bool `json:"truncated"`
+	UserCount int  `json:"userCount"`
+}
+
 // truncatedStub replaces a detail that cannot be cut to size field by field.
 type truncatedStub struct {
 	SchemaVersion string `json:"schemaVersion"`
@@ -206,6 +224,14 @@ func trim(ev broker.AuditEvent, detail []byte, budget int) ([]byte, string, erro
 			c := d
 			c.Users = head(d.Users, n)
 			c.Truncated = true
+			return c
+		}
+	case broker.CredentialsRevokedDetail:
+		// Thousands of users revoked at once: keep the first ones, mark it.
+		longest = max(len(d.UserIDs), len(d.Causes))
+		build = func(n int) any {
+			c := truncatedRevocation{CredentialsRevokedDetail: d, Truncated: true, UserCount: len(d.UserIDs)}
+			c.UserIDs, c.Causes = head(d.UserIDs, n), head(d.Causes, n)
 			return c
 		}
 	case broker.CredentialsIssuedDetail:

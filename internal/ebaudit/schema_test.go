@@ -24,6 +24,7 @@ var detailTypes = map[string]reflect.Type{
 	broker.DetailPolicyChanged:      reflect.TypeFor[broker.PolicyChangedDetail](),
 	broker.DetailProjectionRejected: reflect.TypeFor[broker.ProjectionRejectedDetail](),
 	broker.DetailPolicyDrift:        reflect.TypeFor[broker.PolicyDriftDetail](),
+	broker.DetailCredentialsRevoked: reflect.TypeFor[broker.CredentialsRevokedDetail](),
 }
 
 // contractFields are the detail fields README "Audit events" promises
@@ -34,11 +35,13 @@ var contractFields = map[string][]string{
 	broker.DetailPolicyChanged:      {"userId", "policyVersion", "added", "removed"},
 	broker.DetailProjectionRejected: {"pk", "sk", "reason"},
 	broker.DetailPolicyDrift:        {},
+	broker.DetailCredentialsRevoked: {"userIds", "issuedBefore", "scope", "reason"},
 }
 
 // emitterFields are properties the emitter adds when it trims a detail.
 var emitterFields = map[string][]string{
-	broker.DetailCredentialsIssued: {"truncated", "grantCount", "bucketCount"},
+	broker.DetailCredentialsIssued:  {"truncated", "grantCount", "bucketCount"},
+	broker.DetailCredentialsRevoked: {"truncated", "userCount"},
 }
 
 type schemaDoc struct {
