@@ -18,7 +18,11 @@ help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n",$$1,$$2}'
 
 .PHONY: build
-build: $(FUNCTIONS:%=$(BUILD_DIR)/%.zip) ## Build one arm64 bootstrap per function, zipped for Lambda.
+build: $(FUNCTIONS:%=$(BUILD_DIR)/%.zip) $(BUILD_DIR)/credbroker ## Build one arm64 bootstrap per function, zipped for Lambda, and build/credbroker for this machine.
+
+$(BUILD_DIR)/credbroker: FORCE
+	$(GO) build -trimpath -o $@ ./cmd/credbroker
+	@echo "built $@"
 
 $(BUILD_DIR)/%.zip: FORCE
 	@mkdir -p $(BUILD_DIR)/$*
