@@ -44,7 +44,7 @@ func userKey(userID string) map[string]types.AttributeValue {
 
 // Attribute names go through placeholders so that none can collide with a
 // DynamoDB reserved word.
-var policyNames = map[string]string{"#claim": "claim", "#ver": "version", "#doc": "doc", "#upd": "updatedAt", "#uid": "userId", "#chk": "checkedAt", "#out": "outbox"}
+var policyNames = map[string]string{"#claim": "claim", "#ver": "version", "#doc": "doc", "#upd": "updatedAt", "#uid": "userId", "#chk": "checkedAt", "#out": "outbox", "#rvk": "revokedBefore"}
 
 // GetPolicy reads the user's policy item with one strongly consistent read.
 // The claim counter is read along with the document: an item whose
@@ -55,8 +55,8 @@ func (s *Store) GetPolicy(ctx context.Context, userID string) (broker.UserPolicy
 		TableName:                aws.String(s.PolicyTable),
 		Key:                      userKey(userID),
 		ConsistentRead:           aws.Bool(true),
-		ProjectionExpression:     aws.String("#uid, #ver, #doc, #upd, #claim"),
-		ExpressionAttributeNames: pick(policyNames, "#uid", "#ver", "#doc", "#upd", "#claim"),
+		ProjectionExpression:     aws.String("#uid, #ver, #doc, #upd, #claim, #rvk"),
+		ExpressionAttributeNames: pick(policyNames, "#uid", "#ver", "#doc", "#upd", "#claim", "#rvk"),
 	})
 	if err != nil {
 		return broker.UserPolicy{}, classify("get policy", err)
@@ -86,6 +86,14 @@ func decodePolicy(item map[string]types.AttributeValue) (broker.UserPolicy, erro
 	if t := getS(item, "updatedAt"); t != "" {
 		p.UpdatedAt, _ = time.Parse(time.RFC3339Nano, t)
 	}
+	if v, ok := item["revokedBefore"]; ok {
+		ms, err := millisOf(v)
+		if err != nil {
+			// A cutoff that cannot be read could hide a revocation.
+			return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: revokedBefore: %w", broker.ErrCorruptItem, err))
+		}
+		p.RevokedBefore = time.UnixMilli(ms).UTC()
+	}
 	raw := getS(item, "doc")
 	if raw == "" {
 		return p, nil
@@ -97,6 +105,36 @@ func decodePolicy(item map[string]types.AttributeValue) (broker.UserPolicy, erro
 	}
 	p.Grants, p.Sets, p.ByProject = doc.Grants, doc.Sets, doc.ByProject
 	return p, nil
+}
+
+// millisOf reads a number of milliseconds.
+func millisOf(v types.AttributeValue) (int64, error) {
+	n, ok := v.(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("not a number")
+	}
+	return strconv.ParseInt(n.Value, 10, 64)
+}
+
+// RaiseRevokedBefore moves the user's cutoff to before unless it is later
+// already, creating the item (one that grants nothing) if there is none.
+func (s *Store) RaiseRevokedBefore(ctx context.Context, userID string, before time.Time) error {
+	_, err := s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.PolicyTable),
+		Key:                      userKey(userID),
+		UpdateExpression:         aws.String("SET #rvk = :r, #uid = :uid ADD #claim :zero"),
+		ConditionExpression:      aws.String("attribute_not_exists(#rvk) OR #rvk < :r"),
+		ExpressionAttributeNames: pick(policyNames, "#rvk", "#uid", "#claim"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":r":    &types.AttributeValueMemberN{Value: strconv.FormatInt(before.UnixMilli(), 10)},
+			":uid":  str(userID),
+			":zero": &types.AttributeValueMemberN{Value: "0"},
+		},
+	})
+	if err != nil && broker.KindOf(classify("", err)) == broker.Conflict {
+		return nil // a later cutoff is in place
+	}
+	return classify("raise revocation cutoff", err)
 }
 
 // ticketOf reads a claim counter: a number that is a whole int64.
@@ -243,6 +281,9 @@ func (s *Store) Commit(ctx context.Context, c broker.Claim, p broker.UserPolicy,
 	}
 	if len(p.Grants) > 0 {
 		item["doc"] = str(string(doc))
+	}
+	if !p.RevokedBefore.IsZero() {
+		item["revokedBefore"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(p.RevokedBefore.UnixMilli(), 10)}
 	}
 	if len(outbox) > 0 {
 		l := make([]types.AttributeValue, len(outbox))

@@ -225,6 +225,7 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 	if next.SameContent(prev) {
 		return false, claim.Outbox, nil
 	}
+	next.RevokedBefore = p.revokedBefore(claim, next)
 	ev, hasEvent := p.changeEvent(claim, next, causes)
 	outbox := claim.Outbox
 	if hasEvent {
@@ -241,6 +242,7 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 			return false, nil, cerr
 		}
 		next = broker.UserPolicy{UserID: claim.UserID, Version: empty.Version, UpdatedAt: next.UpdatedAt}
+		next.RevokedBefore = p.revokedBefore(claim, next)
 		if next.Version == prev.Version {
 			return false, claim.Outbox, nil
 		}
@@ -293,6 +295,22 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 	return err
 }
 
+// revokedBefore is the cutoff next carries: the previous item's, moved to
+// RevokeBefore(now) when next takes anything away (a removed or lowered
+// grant, or an item that could not be read), so that the sessions minted
+// from the old item stop working and the endpoint waits for the cutoff
+// before it mints from the new one (README "Revocation").
+func (p *Projector) revokedBefore(claim broker.Claim, next broker.UserPolicy) time.Time {
+	prev := claim.Prev.RevokedBefore
+	if _, removed := diff(claim.Prev.Grants, next.Grants); len(removed) == 0 && claim.Corrupt == "" {
+		return prev
+	}
+	if r := broker.RevokeBefore(p.now()); r.After(prev) {
+		return r
+	}
+	return prev
+}
+
 // changeEvent describes the change from the claimed item to next. A user
 // seen for the first time with nothing granted is not a change worth an
 // event; a user whose item was unreadable is, whatever it becomes.
@@ -316,6 +334,7 @@ func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, caus
 		Causes:             causes,
 		ChangedAt:          next.UpdatedAt,
 		PreviousUnreadable: claim.Corrupt != "",
+		RevokeBefore:       narrowingCutoff(next, len(removed) > 0 || claim.Corrupt != ""),
 	}, true
 }
 
@@ -392,4 +411,14 @@ func diff(prev, next []broker.Grant) (added, removed []broker.Grant) {
 		}
 	}
 	return added, removed
+}
+
+// narrowingCutoff is the revokeBefore of a change's event: next's cutoff
+// when the change narrows, nil otherwise.
+func narrowingCutoff(next broker.UserPolicy, narrows bool) *time.Time {
+	if !narrows || next.RevokedBefore.IsZero() {
+		return nil
+	}
+	t := next.RevokedBefore.UTC()
+	return &t
 }

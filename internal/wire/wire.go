@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
@@ -19,10 +20,12 @@ import (
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
@@ -103,4 +106,20 @@ func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery
 		Sizes:   ddbstore.Tables{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable},
 		Logger:  log,
 	}
+}
+
+// Revoker builds the revoker's handler.
+func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger) (*revoke.Handler, error) {
+	name, err := iamrole.NameFromARN(cfg.BaseRoleARN)
+	if err != nil {
+		return nil, err
+	}
+	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
+	return &revoke.Handler{Service: &revoke.Service{
+		Store: store, Cutoffs: store,
+		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), Name: name},
+		Auditor:    ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
+		Logger:     log,
+		MaxSession: cfg.MaxSession,
+	}}, nil
 }

@@ -10,6 +10,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/revoke"
 )
 
 // Store holds both tables. The zero value is not usable; call New.
@@ -26,6 +28,7 @@ type Store struct {
 	policies    map[string]*row
 	index       map[string]map[string]int64 // project -> user -> token
 	checkpoints map[string]string
+	denyList    revoke.List
 
 	// Calls counts every store call, like DynamoDB calls.
 	Calls atomic.Int64
@@ -152,6 +155,21 @@ func (s *Store) Claim(_ context.Context, userID string, now time.Time) (broker.C
 	return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Outbox: slices.Clone(r.outbox)}, nil
 }
 
+// RaiseRevokedBefore moves the user's cutoff to before unless it is later
+// already, as ddbstore does.
+func (s *Store) RaiseRevokedBefore(_ context.Context, userID string, before time.Time) error {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		r = &row{policy: broker.UserPolicy{UserID: userID}}
+		s.policies[userID] = r
+	}
+	if before.After(r.policy.RevokedBefore) {
+		r.policy.RevokedBefore = before.UTC()
+	}
+	return nil
+}
+
 // Touch implements broker.PolicyStore.
 func (s *Store) Touch(_ context.Context, c broker.Claim, checkedAt time.Time) error {
 	defer s.lock()()
@@ -243,6 +261,25 @@ func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limi
 		page.Members = append(page.Members, broker.Member{UserID: u, Token: s.index[projectID][u]})
 	}
 	return page, nil
+}
+
+// LoadDenyList implements revoke.Store.
+func (s *Store) LoadDenyList(context.Context) (revoke.List, error) {
+	defer s.lock()()
+	l := s.denyList
+	l.Users = maps.Clone(l.Users)
+	return l, nil
+}
+
+// SaveDenyList implements revoke.Store.
+func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) error {
+	defer s.lock()()
+	if s.denyList.Version != prev {
+		return broker.Errorf(broker.Conflict, "save deny list", "version %d, not %d", s.denyList.Version, prev)
+	}
+	next.Users = maps.Clone(next.Users)
+	s.denyList = next
+	return nil
 }
 
 // LoadCheckpoint implements broker.Checkpoints.

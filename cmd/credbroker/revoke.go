@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/credbroker/credbroker/internal/logging"
+	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/wire"
+)
+
+func init() {
+	register(command{
+		path:    "admin revoke",
+		summary: "revoke every current session of one user now (README \"Revocation\")",
+		run:     adminRevoke,
+	})
+}
+
+// adminRevoke runs the revoker's code with the operator's own credentials:
+// it moves the user's cutoff, adds the user to the base role's deny list and
+// sends the CredentialsRevoked event, as the revoker function would.
+func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
+	fs := newFlags(env, "admin revoke")
+	t := addTargetFlags(fs)
+	user := fs.String("user", "", "the user's id (Cognito sub)")
+	session := fs.Duration("session-duration", time.Hour, "the stack's SessionDurationSeconds: how long the deny entry must stay")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return usagef("--user is required")
+	}
+	tgt, err := t.resolve(env, "policyTable", "eventBusName", "baseRoleArn")
+	if err != nil {
+		return err
+	}
+	cfg, err := tgt.aws(ctx)
+	if err != nil {
+		return err
+	}
+	h, err := wire.Revoker(revoke.Config{PolicyTable: tgt.PolicyTable, AuditBusName: tgt.EventBusName, BaseRoleARN: tgt.BaseRoleARN, MaxSession: *session},
+		cfg, logging.New(env.Stderr, slog.LevelWarn, "revoker"))
+	if err != nil {
+		return usagef("%s", message(err))
+	}
+	h.Now = env.now
+	payload, _ := json.Marshal(revoke.Action{Action: "revoke", UserID: *user, RequestID: fmt.Sprintf("operator-%d", env.now().UnixMilli())})
+	req, err := h.Decode(payload)
+	if err != nil {
+		return usagef("%s", message(err))
+	}
+	if err := h.Service.Revoke(ctx, *req); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "revoked: sessions of %s issued before %s are denied\n", *user, req.Entries[0].Before.Format(time.RFC3339))
+	return nil
+}

@@ -1,0 +1,284 @@
+package revoke_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/testkit/brokertest"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
+)
+
+// role is a hand-written base role (IAM is not in the unit tier): it keeps
+// the revocation policy it is given. apply, when set, runs before each put.
+type role struct {
+	mu     sync.Mutex
+	doc    string
+	puts   int
+	budget int
+	apply  func(doc string)
+}
+
+func (r *role) Budget(context.Context) (int, error) { return r.budget, nil }
+
+func (r *role) Apply(_ context.Context, doc string) error {
+	if r.apply != nil {
+		r.apply(doc)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.doc, r.puts = doc, r.puts+1
+	return nil
+}
+
+func (r *role) current() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.doc
+}
+
+type world struct {
+	store *memstore.Store
+	role  *role
+	audit *brokertest.Auditor
+	svc   *revoke.Service
+	now   time.Time
+}
+
+func newWorld() *world {
+	w := &world{store: memstore.New(), role: &role{budget: 9000}, audit: &brokertest.Auditor{}, now: t0}
+	w.svc = &revoke.Service{Store: w.store, Cutoffs: w.store, Role: w.role, Auditor: w.audit,
+		MaxSession: 15 * time.Minute, Now: func() time.Time { return w.now }}
+	return w
+}
+
+func (w *world) revoked() []broker.CredentialsRevokedDetail {
+	var out []broker.CredentialsRevokedDetail
+	for _, e := range w.audit.Of(broker.DetailCredentialsRevoked) {
+		out = append(out, e.Detail.(broker.CredentialsRevokedDetail))
+	}
+	return out
+}
+
+func narrowing(user string, before time.Time) revoke.Request {
+	return revoke.Request{Entries: []revoke.Entry{{UserID: user, Before: before}}, Reason: broker.ReasonNarrowed, Causes: []string{user + "/v2/7"}}
+}
+
+func TestANarrowingDeniesTheUsersOlderSessionsAndIsAudited(t *testing.T) {
+	w := newWorld()
+	cut := t0.Add(4 * time.Second)
+	if err := w.svc.Revoke(context.Background(), narrowing("alice", cut)); err != nil {
+		t.Fatal(err)
+	}
+	doc := w.role.current()
+	if works(t, doc, "alice", cut.Add(-time.Second)) || !works(t, doc, "alice", cut) || !works(t, doc, "bob", cut.Add(-time.Minute)) {
+		t.Errorf("role policy does not deny exactly alice's older sessions:\n%s", doc)
+	}
+	want := []broker.CredentialsRevokedDetail{{SchemaVersion: "1", UserIDs: []string{"alice"}, IssuedBefore: cut, Scope: broker.ScopeUser,
+		Reason: broker.ReasonNarrowed, Causes: []string{"alice/v2/7"}, DenyListUsers: 1, DenyListVersion: 1}}
+	if diff := cmp.Diff(want, w.revoked()); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+
+	// Delivered again (say the first event was lost): the same revocation
+	// is in force, nothing changes, the event is sent again.
+	if err := w.svc.Revoke(context.Background(), narrowing("alice", cut)); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.revoked(); len(got) != 2 || got[1].DenyListVersion != 2 || w.role.current() != doc {
+		t.Errorf("redelivery: %d events, role changed %v", len(got), w.role.current() != doc)
+	}
+}
+
+// barrierStore makes every revoker read the list before any of them writes:
+// all but one write then lose their optimistic condition and must read
+// again, the interleaving in which a careless write loses entries.
+type barrierStore struct {
+	*memstore.Store
+	loads sync.WaitGroup
+	once  sync.Map
+}
+
+func (b *barrierStore) LoadDenyList(ctx context.Context) (revoke.List, error) {
+	l, err := b.Store.LoadDenyList(ctx)
+	if _, loaded := b.once.LoadOrStore(ctx.Value(callerKey{}), true); !loaded {
+		b.loads.Done()
+		b.loads.Wait()
+	}
+	return l, err
+}
+
+type callerKey struct{}
+
+func TestConcurrentRevocationsNeverLoseAnEntry(t *testing.T) {
+	const n = 8
+	w := newWorld()
+	bs := &barrierStore{Store: w.store}
+	bs.loads.Add(n)
+	w.svc.Store = bs
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ctx := context.WithValue(context.Background(), callerKey{}, i)
+			if err := w.svc.Revoke(ctx, narrowing(fmt.Sprintf("user-%d", i), t0.Add(time.Duration(i)*time.Second))); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	l, _ := w.store.LoadDenyList(context.Background())
+	doc := w.role.current()
+	for i := range n {
+		u := fmt.Sprintf("user-%d", i)
+		if _, ok := l.Users[u]; !ok {
+			t.Errorf("%s lost from the deny list (version %d)", u, l.Version)
+		}
+		if works(t, doc, u, t0.Add(time.Duration(i)*time.Second-time.Second)) {
+			t.Errorf("%s's older session still works under the role's policy", u)
+		}
+	}
+	if l.Version != n {
+		t.Errorf("list version %d after %d revocations", l.Version, n)
+	}
+}
+
+// Two revokers save v1 then v2, but put them on the role in the other
+// order: the one that puts last reads the list again and puts v2.
+func TestTheRoleEndsWithTheNewestListWhateverTheOrderOfPuts(t *testing.T) {
+	w := newWorld()
+	firstPut, secondDone := make(chan struct{}), make(chan struct{})
+	var puts atomic.Int32
+	w.role.apply = func(doc string) {
+		if puts.Add(1) == 1 {
+			close(firstPut)
+			<-secondDone // hold the first revoker's put until the second finished
+		}
+	}
+	done := make(chan error)
+	go func() { done <- w.svc.Revoke(context.Background(), narrowing("alice", t0)) }()
+	<-firstPut
+	if err := w.svc.Revoke(context.Background(), narrowing("bob", t0.Add(time.Second))); err != nil {
+		t.Fatal(err)
+	}
+	close(secondDone)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	doc := w.role.current()
+	for _, u := range []string{"alice", "bob"} {
+		if works(t, doc, u, t0.Add(-time.Second)) {
+			t.Errorf("the role's final policy misses %s:\n%s", u, doc)
+		}
+	}
+}
+
+func TestAListTooLargeForTheRoleRevokesEveryoneBeforeATime(t *testing.T) {
+	w := newWorld()
+	w.role.budget = 400 // room for one user's statement besides a fallback cutoff
+	var users []string
+	for i := range 5 {
+		users = append(users, fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i))
+		if err := w.svc.Revoke(context.Background(), narrowing(users[i], t0.Add(time.Duration(i)*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fellBack := false
+	for _, ev := range w.revoked() {
+		fellBack = fellBack || ev.Scope == broker.ScopeAll
+	}
+	if !fellBack {
+		t.Fatal("no CredentialsRevoked event with scope all: the list never fell back")
+	}
+	doc := w.role.current()
+	if revoke.Size(doc) > w.role.budget {
+		t.Errorf("role policy of %d characters over a budget of %d", revoke.Size(doc), w.role.budget)
+	}
+	for i, u := range users {
+		if works(t, doc, u, t0.Add(time.Duration(i)*time.Second-time.Second)) {
+			t.Errorf("%s's session from before its cutoff survived the fallback:\n%s", u, doc)
+		}
+	}
+	if works(t, doc, "anyone", t0.Add(2*time.Second)) {
+		t.Errorf("a bystander's session from before the fallback cutoff still works:\n%s", doc)
+	}
+}
+
+func TestAnOperatorRevocationAlsoMovesTheUsersCutoff(t *testing.T) {
+	w := newWorld()
+	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+	if err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := broker.RevokeBefore(t0)
+	item, err := w.store.GetPolicy(context.Background(), "alice")
+	if err != nil || !item.RevokedBefore.Equal(want) {
+		t.Errorf("alice's item: cutoff %v (%v), want %v", item.RevokedBefore, err, want)
+	}
+	if ev := w.revoked(); len(ev) != 1 || ev[0].Reason != broker.ReasonOperator || !ev[0].IssuedBefore.Equal(want) || ev[0].Causes[0] != "op-1" {
+		t.Errorf("events %+v", ev)
+	}
+}
+
+func TestThePruneActionRemovesExpiredEntries(t *testing.T) {
+	w := newWorld()
+	h := &revoke.Handler{Service: w.svc}
+	_ = w.svc.Revoke(context.Background(), narrowing("alice", t0))
+	w.now = t0.Add(17 * time.Minute)
+	if err := h.Handle(context.Background(), json.RawMessage(`{"action":"prune"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if doc := w.role.current(); doc != "" {
+		t.Errorf("expired entry still on the role: %s", doc)
+	}
+}
+
+func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
+	cut := t0.Add(4 * time.Second)
+	detail := func(d broker.PolicyChangedDetail) string {
+		b, _ := json.Marshal(d)
+		return fmt.Sprintf(`{"version":"0","id":"e1","detail-type":"PolicyChanged","source":"credbroker.projector","account":"1","time":"2026-11-30T12:00:00Z","region":"us-east-1","resources":[],"detail":%s}`, b)
+	}
+	h := &revoke.Handler{Now: func() time.Time { return t0 }}
+	for _, tc := range []struct {
+		name    string
+		payload string
+		want    *revoke.Request
+		invalid bool
+	}{
+		{"a narrowing change is a revocation", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c1", RevokeBefore: &cut}),
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c1"}}, false},
+		{"an addition is nothing to do", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c2"}), nil, false},
+		{"another detail type is nothing to do", `{"detail-type":"CredentialsIssued","detail":{}}`, nil, false},
+		{"an operator's revocation", `{"action":"revoke","userId":"bob"}`,
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "bob", Before: broker.RevokeBefore(t0)}}, Reason: broker.ReasonOperator, Causes: []string{}}, false},
+		{"an invalid user is refused", `{"action":"revoke","userId":"a*"}`, nil, true},
+		{"an unknown action is refused", `{"action":"revoke-all"}`, nil, true},
+		{"an unknown field is refused", `{"action":"prune","force":true}`, nil, true},
+		{"a narrowing of an invalid user is refused", detail(broker.PolicyChangedDetail{UserID: "*", RevokeBefore: &cut}), nil, true},
+		{"garbage is refused", `[`, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := h.Decode(json.RawMessage(tc.payload))
+			if tc.invalid {
+				if broker.KindOf(err) != broker.Invalid {
+					t.Fatalf("err %v, want Invalid", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
