@@ -13,20 +13,46 @@ import (
 )
 
 // answerKey names the credential sets of one answer: a user's policy at
-// one version, narrowed to a project or not, split smaller or not.
+// one version, narrowed to a project or not, split smaller or not; and what
+// credentials may serve it: none issued before notBefore (the user's
+// revocation cutoff), and with fresh (Cache-Control: no-cache) none from the
+// cache older than freshAge.
 type answerKey struct {
 	userID, version, project string
 	split                    bool
+	notBefore                time.Time
+	fresh                    bool
 }
+
+// freshAge is how old a cached set may be and still serve a request that
+// asked for fresh credentials: a client whose credentials S3 refused gets
+// new ones, yet a client that keeps asking cannot make an AssumeRole per
+// request.
+const freshAge = 10 * time.Second
 
 func (k answerKey) set(i int) CacheKey {
 	return CacheKey{UserID: k.userID, PolicyVersion: k.version, Project: k.project, Split: k.split, Set: i}
 }
 
+// policy is the key without what only selects credentials: the answer's
+// policies are the same whatever the cutoff or the freshness asked.
+func (k answerKey) policy() answerKey {
+	return answerKey{userID: k.userID, version: k.version, project: k.project, split: k.split}
+}
+
+// oldest is the issue time before which no cached set serves the answer.
+func (k answerKey) oldest(now time.Time) time.Time {
+	if k.fresh && now.Add(-freshAge).After(k.notBefore) {
+		return now.Add(-freshAge)
+	}
+	return k.notBefore
+}
+
 // flight is the singleflight key: the fields joined with a separator that
 // none of them can contain (ids and versions are printable).
 func (k answerKey) flight() string {
-	return k.userID + "\x00" + k.version + "\x00" + k.project + "\x00" + strconv.FormatBool(k.split)
+	return k.userID + "\x00" + k.version + "\x00" + k.project + "\x00" + strconv.FormatBool(k.split) +
+		"\x00" + strconv.FormatInt(k.notBefore.UnixMilli(), 10) + "\x00" + strconv.FormatBool(k.fresh)
 }
 
 // issuedSet is the credentials of one set and whether this request's
@@ -49,7 +75,8 @@ func (s *Service) obtain(ctx, rctx context.Context, k answerKey, sets []broker.P
 	}
 	// The flight outlives a caller that gives up, so that the others
 	// waiting for it still get their answer; it keeps the first caller's
-	// deadline for AssumeRole, and recording gets a deadline of its own.
+	// deadline for AssumeRole (the issue window of its read), and recording
+	// gets a deadline of its own.
 	deadline, _ := rctx.Deadline()
 	led := false
 	ch := s.flights.DoChan(k.flight(), func() (any, error) {
@@ -82,8 +109,9 @@ func (s *Service) obtain(ctx, rctx context.Context, k answerKey, sets []broker.P
 // cached returns every set of the answer from the cache, or false.
 func (s *Service) cached(k answerKey, n int) ([]issuedSet, bool) {
 	out := make([]issuedSet, n)
+	oldest := k.oldest(s.now())
 	for i := range out {
-		c, ok := s.Cache.Get(k.set(i), time.Time{})
+		c, ok := s.Cache.Get(k.set(i), oldest)
 		if !ok {
 			return nil, false
 		}
@@ -106,8 +134,9 @@ func (s *Service) mint(ctx, base context.Context, k answerKey, sets []broker.Pol
 	out := make([]issuedSet, len(sets))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(maxParallelIssue)
+	oldest := k.oldest(s.now())
 	for i, set := range sets {
-		if c, ok := s.Cache.Get(k.set(i), time.Time{}); ok {
+		if c, ok := s.Cache.Get(k.set(i), oldest); ok {
 			out[i].creds = c
 			continue
 		}
@@ -122,6 +151,11 @@ func (s *Service) mint(ctx, base context.Context, k answerKey, sets []broker.Pol
 			c, err := s.Issuer.Issue(gctx, broker.IssueRequest{UserID: k.userID, SessionName: name, Policy: set.Policy, Duration: duration})
 			if err != nil {
 				return dependencyError("assume role", err)
+			}
+			if issued := c.Expiration.Add(-duration); issued.Before(k.notBefore) {
+				// STS's clock is behind the cutoff: the base role would
+				// deny these at once. Nothing is handed out.
+				return broker.Errorf(broker.Transient, "assume role", "STS issued credentials at %v, before the user's revocation cutoff %v", issued, k.notBefore)
 			}
 			out[i] = issuedSet{creds: c, minted: true}
 			return nil

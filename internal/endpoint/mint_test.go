@@ -288,3 +288,142 @@ func TestARememberedSplitIsUsedByTheNextRequest(t *testing.T) {
 		t.Errorf("the second request paid %d more refused calls", n-1)
 	}
 }
+
+// fakeClock is a clock that sleeping moves forward.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return nil
+}
+
+// stsAt mints credentials stamped by clk, as STS stamps them with its own.
+func stsAt(clk *fakeClock) func(context.Context, broker.IssueRequest) (broker.Credentials, error) {
+	var n atomic.Int64
+	return func(_ context.Context, req broker.IssueRequest) (broker.Credentials, error) {
+		return broker.Credentials{AccessKeyID: fmt.Sprintf("ASIASTS%04d", n.Add(1)), SecretAccessKey: "s", SessionToken: "t",
+			Expiration: clk.Now().Add(req.Duration)}, nil
+	}
+}
+
+// After a narrowing the endpoint issues nothing stamped before the user's
+// cutoff: it waits for it and reads the item again, and the credentials it
+// then hands out are not denied by the base role's revocation policy.
+func TestNothingIsIssuedBeforeTheUsersRevocationCutoff(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
+	cutoff := clk.Now().Add(3 * time.Second)
+	item := f.items["alice"]
+	item.RevokedBefore = cutoff
+	f.items["alice"] = item
+	f.issue = stsAt(clk)
+	svc := f.service(func(s *endpoint.Service) { s.Now, s.Sleep = clk.Now, clk.Sleep })
+
+	status, a := ask(t, svc, "alice", "")
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	issued := a.CredentialSets[0]
+	exp, _ := time.Parse(time.RFC3339, issued.Expiration)
+	if stamped := exp.Add(-endpoint.DefaultSessionDuration); stamped.Before(cutoff) {
+		t.Errorf("credentials stamped %v, before the cutoff %v: the base role would deny them", stamped, cutoff)
+	}
+	if r := f.reads.Load(); r != 2 {
+		t.Errorf("%d reads, want 2: the item is read again after the wait", r)
+	}
+}
+
+func TestACutoffBeyondTheRequestsDeadlineIsA503WithRetryAfter(t *testing.T) {
+	clk := &fakeClock{now: time.Now()}
+	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
+	item := f.items["alice"]
+	item.RevokedBefore = clk.Now().Add(20 * time.Second)
+	f.items["alice"] = item
+	svc := f.service(func(s *endpoint.Service) { s.Now, s.Sleep = clk.Now, clk.Sleep })
+	ev := events.APIGatewayV2HTTPRequest{RawPath: endpoint.Path, Headers: map[string]string{"authorization": "Bearer alice"}}
+	ev.RequestContext.HTTP.Method = "GET"
+	resp, _ := svc.Handle(context.Background(), ev)
+	if resp.StatusCode != 503 || resp.Headers["Retry-After"] != "22" || f.assumes.Load() != 0 {
+		t.Errorf("status %d, Retry-After %q, %d AssumeRole; want 503, 22, 0", resp.StatusCode, resp.Headers["Retry-After"], f.assumes.Load())
+	}
+}
+
+// An operator's revocation moves the cutoff without changing the policy
+// version: the cached credentials, issued before it, are no longer served.
+func TestCachedCredentialsIssuedBeforeTheCutoffAreNotServed(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
+	f.issue = stsAt(clk)
+	svc := f.service(func(s *endpoint.Service) {
+		s.Now, s.Sleep = clk.Now, clk.Sleep
+		s.Cache = endpoint.NewCache(8, clk.Now)
+	})
+	_, first := ask(t, svc, "alice", "")
+	clk.Sleep(context.Background(), time.Minute)
+	item := f.items["alice"]
+	item.RevokedBefore = broker.RevokeBefore(clk.Now())
+	f.items["alice"] = item
+	_, second := ask(t, svc, "alice", "")
+	if f.assumes.Load() != 2 || second.CredentialSets[0].AccessKeyID == first.CredentialSets[0].AccessKeyID {
+		t.Errorf("%d AssumeRole calls; the cached set issued before the cutoff was served again", f.assumes.Load())
+	}
+}
+
+// Cache-Control: no-cache (a client whose credentials S3 refused) gets
+// credentials minted now, unless the cached ones are only seconds old.
+func TestNoCacheMintsAfreshUnlessTheCachedSetIsSecondsOld(t *testing.T) {
+	clk := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
+	f.issue = stsAt(clk)
+	svc := f.service(func(s *endpoint.Service) { s.Now, s.Cache = clk.Now, endpoint.NewCache(8, clk.Now) })
+	askNoCache := func() string {
+		ev := events.APIGatewayV2HTTPRequest{RawPath: endpoint.Path,
+			Headers: map[string]string{"authorization": "Bearer alice", "cache-control": "no-cache"}}
+		ev.RequestContext.HTTP.Method = "GET"
+		resp, _ := svc.Handle(context.Background(), ev)
+		var a endpoint.Answer
+		_ = json.Unmarshal([]byte(resp.Body), &a)
+		return a.CredentialSets[0].AccessKeyID
+	}
+	_, first := ask(t, svc, "alice", "")
+	if got := askNoCache(); got != first.CredentialSets[0].AccessKeyID || f.assumes.Load() != 1 {
+		t.Errorf("no-cache a second after the mint: key %s, %d AssumeRole; want the cached key", got, f.assumes.Load())
+	}
+	clk.Sleep(context.Background(), time.Minute)
+	if got := askNoCache(); got == first.CredentialSets[0].AccessKeyID || f.assumes.Load() != 2 {
+		t.Errorf("no-cache a minute after the mint: key %s, %d AssumeRole; want a fresh mint", got, f.assumes.Load())
+	}
+	if _, plain := ask(t, svc, "alice", ""); f.assumes.Load() != 2 || plain.CredentialSets[0].AccessKeyID == first.CredentialSets[0].AccessKeyID {
+		t.Error("a plain request after the fresh mint was not served the fresh set from the cache")
+	}
+}
+
+// Credentials must be issued within the issue window of the read they come
+// from, or a revocation committed after the read would not cover them.
+func TestAnAssumeRoleOutlastingTheIssueWindowHandsNothingOut(t *testing.T) {
+	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
+	f.issue = func(ctx context.Context, req broker.IssueRequest) (broker.Credentials, error) {
+		<-ctx.Done() // STS answers only after the window has closed
+		return broker.Credentials{}, broker.Wrap(broker.Transient, "assume role", ctx.Err())
+	}
+	svc := f.service(func(s *endpoint.Service) { s.RequestTimeout = time.Minute })
+	start := time.Now()
+	status, _ := ask(t, svc, "alice", "")
+	if status != 503 {
+		t.Fatalf("status %d, want 503", status)
+	}
+	if waited := time.Since(start); waited > endpoint.DefaultRequestTimeout {
+		t.Errorf("waited %v for STS: the issue window (%v) did not bound the call", waited, broker.IssueWindow)
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/stackdef"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/wire"
@@ -180,6 +181,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	svc := ep.Service
+	// The revoker, fed as the audit bus's rule feeds it on AWS.
+	revoker, err := wire.Revoker(revoke.Config{PolicyTable: st.Info.PolicyTable, AuditBusName: st.Info.EventBusName,
+		BaseRoleARN: st.Info.BaseRoleARN, MaxSession: ccfg.SessionDuration}, stackCfg, log.With("function", "revoker"))
+	if err != nil {
+		return nil, err
+	}
+	rule := newBusRule(proj.Projector.Auditor, revoker, log.With("function", "revoker"))
+	proj.Projector.Auditor = rule
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
@@ -204,6 +213,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	// A long-lived server flushes the audit queue as events arrive.
 	st.wg.Go(func() { ep.Queue.Run(runCtx, 5*time.Second) })
+	st.wg.Go(func() { rule.run(runCtx, 5*time.Minute) })
 
 	mux := http.NewServeMux()
 	mux.Handle(credsvc.Path, credsvc.NewHTTPHandler(svc.Handle))

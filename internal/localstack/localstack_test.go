@@ -68,6 +68,7 @@ type answer struct {
 		PolicyVersion  string `json:"policyVersion"`
 		CredentialSets []struct {
 			AccessKeyID string `json:"accessKeyId"`
+			Expiration  string `json:"expiration"`
 			Grants      []struct {
 				Bucket, Prefix, Access string
 				Projects               []string

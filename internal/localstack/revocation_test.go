@@ -1,0 +1,273 @@
+//go:build integration
+
+package localstack_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/iamrole"
+	"github.com/credbroker/credbroker/internal/localstack"
+	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/testkit/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/mototest"
+)
+
+// session is a set of credentials as IAM sees it: who, issued when, with
+// which session policy.
+type session struct {
+	user   string
+	issued time.Time
+	policy iameval.Policy
+}
+
+// sessionOf fetches the user's credentials and returns the session of the
+// set that holds bucket, with the session policy moto's STS received.
+func sessionOf(t *testing.T, st *localstack.Stack, token, user, bucket string) session {
+	t.Helper()
+	a := until(t, st, token, func(a answer) bool { return a.status == http.StatusOK })
+	roles := map[string]string{}
+	var assumed []struct {
+		AccessKeyID string `json:"access_key_id"`
+		Policy      string `json:"policy"`
+	}
+	if err := json.Unmarshal(mototest.Data(t, "sts")["AssumedRole"], &assumed); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range assumed {
+		roles[r.AccessKeyID] = r.Policy
+	}
+	for _, set := range a.body.CredentialSets {
+		for _, g := range set.Grants {
+			if g.Bucket != bucket {
+				continue
+			}
+			exp, err := time.Parse(time.RFC3339, set.Expiration)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pol, err := iameval.Parse(roles[set.AccessKeyID])
+			if err != nil {
+				t.Fatalf("session policy of %s: %v", set.AccessKeyID, err)
+			}
+			return session{user: user, issued: exp.Add(-endpoint.DefaultSessionDuration), policy: pol}
+		}
+	}
+	t.Fatalf("no set of %s holds %s: %+v", user, bucket, a.body)
+	return session{}
+}
+
+// basePolicies returns the base role's policies as IAM holds them now.
+func basePolicies(t *testing.T, st *localstack.Stack) []iameval.Policy {
+	t.Helper()
+	name, err := iamrole.NameFromARN(st.Info.BaseRoleARN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &iamrole.Role{Client: iam.NewFromConfig(mototest.Config(t)), Name: name}
+	tpl, err := stackdef.LoadDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ceiling, err := tpl.BaseRolePolicy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []iameval.Policy{mustPolicy(t, ceiling)}
+	doc, err := role.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc != "" {
+		out = append(out, mustPolicy(t, doc))
+	}
+	return out
+}
+
+func mustPolicy(t *testing.T, doc string) iameval.Policy {
+	t.Helper()
+	p, err := iameval.Parse(doc)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, doc)
+	}
+	return p
+}
+
+// contractActions are every action a session may have been granted.
+var contractActions = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListBucket"}
+
+// reaches reports whether the session may make any of the contract's calls
+// on bucket, under the base role's policies.
+func (s session) reaches(role []iameval.Policy, bucket string) bool {
+	for _, action := range contractActions {
+		resource := "arn:aws:s3:::" + bucket + "/team-a/file"
+		if action == "s3:ListBucket" {
+			resource = "arn:aws:s3:::" + bucket
+		}
+		if iameval.Session(role, s.policy, iameval.Request{Action: action, Resource: resource, Context: map[string]string{
+			"aws:SourceIdentity": s.user, "aws:TokenIssueTime": s.issued.UTC().Format(time.RFC3339),
+			"aws:SecureTransport": "true", "s3:ResourceAccount": stackdef.LocalAccountID, "s3:prefix": "team-a/",
+		}}) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *client) put(t testing.TB, item map[string]types.AttributeValue) {
+	t.Helper()
+	if _, err := c.ddb.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(c.st.Info.MembershipTable), Item: item}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *client) del(t testing.TB, pk, sk string) {
+	t.Helper()
+	_, err := c.ddb.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(c.st.Info.MembershipTable),
+		Key: map[string]types.AttributeValue{"pk": s(pk), "sk": s(sk)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+type client struct {
+	st  *localstack.Stack
+	ddb *dynamodb.Client
+}
+
+func newClient(st *localstack.Stack) *client {
+	return &client{st: st, ddb: dynamodb.NewFromConfig(aws.Config{Region: st.Info.Region, BaseEndpoint: aws.String(st.Info.AWSEndpoint),
+		Credentials: awscreds.NewStaticCredentialsProvider("x", "x", "")})}
+}
+
+func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+
+// denied waits until the base role's policies deny the session, and returns
+// how long that took from since.
+func denied(t *testing.T, st *localstack.Stack, old session, bucket string, since time.Time) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for old.reaches(basePolicies(t, st), bucket) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's old session still reaches %s 20 s after the change", old.user, bucket)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(since)
+}
+
+// When a user leaves a project, the sessions issued to that user before
+// stop working for every action, within seconds, through the base role's
+// policies; sessions issued after reach the remaining grants; another
+// user's sessions are untouched. End to end: the real stream, the
+// projector, the revoker, the bus and IAM in moto.
+func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
+	st := start(t, true)
+	c := newClient(st)
+	demo := st.Demo.UserID
+	// The demo user also reads project "extra"; a second user shares demo.
+	c.put(t, map[string]types.AttributeValue{"pk": s("USER#" + demo), "sk": s("PROJECT#extra")})
+	c.put(t, map[string]types.AttributeValue{"pk": s("PROJECT#extra"), "sk": s("BUCKET#extra-bucket")})
+	token := signIn(t, st, st.Demo.Username, st.Demo.Password)
+	until(t, st, token, func(a answer) bool { return slices.Contains(a.places(), "extra-bucket/:read") })
+	old := sessionOf(t, st, token, demo, "demo-raw")
+	bystander := session{user: "c0ffee00-0000-4000-8000-000000000000", issued: old.issued, policy: old.policy}
+	if !old.reaches(basePolicies(t, st), "demo-raw") {
+		t.Fatal("setup: the demo user's session does not reach demo-raw")
+	}
+
+	removed := time.Now()
+	c.del(t, "USER#"+demo, "PROJECT#demo")
+	took := denied(t, st, old, "demo-raw", removed)
+	t.Logf("revoked %v after the membership was deleted", took)
+
+	role := basePolicies(t, st)
+	for _, b := range []string{"demo-raw", "demo-curated", "extra-bucket"} {
+		if old.reaches(role, b) {
+			t.Errorf("the old session still reaches %s", b)
+		}
+	}
+	if !bystander.reaches(role, "demo-raw") {
+		t.Error("another user's old session was revoked too")
+	}
+
+	fresh := sessionOf(t, st, token, demo, "extra-bucket")
+	role = basePolicies(t, st)
+	if !fresh.reaches(role, "extra-bucket") {
+		t.Errorf("the session issued after the revocation (at %v) is denied its remaining grant", fresh.issued)
+	}
+	if fresh.reaches(role, "demo-raw") {
+		t.Error("the new session reaches the removed bucket")
+	}
+}
+
+// BenchmarkRevocation measures, on the local stack, the time from deleting
+// a membership to the deny being in the base role's policies, over b.N
+// users (README "Revocation", BENCHMARKS.md).
+func BenchmarkRevocation(b *testing.B) {
+	st, err := localstack.Start(context.Background(), localstack.Options{
+		Moto: mototest.Endpoint(b), Port: freePort(b), Dir: b.TempDir(), Name: mototest.Name(b, "local"), Seed: true,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Stop()
+	c := newClient(st)
+	var took []time.Duration
+	for i := range b.N {
+		user := fmt.Sprintf("5e1f0000-0000-4000-8000-%012d", i)
+		c.put(b, map[string]types.AttributeValue{"pk": s("USER#" + user), "sk": s("PROJECT#demo"), "role": s("read")})
+		waitItem(b, c, user, true)
+		removed := time.Now()
+		c.del(b, "USER#"+user, "PROJECT#demo")
+		for !inDenyList(b, st, user) {
+			if time.Since(removed) > 20*time.Second {
+				b.Fatalf("%s not in the base role's deny list 20 s after the delete", user)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		took = append(took, time.Since(removed))
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(took[(len(took)*99+99)/100-1].Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
+}
+
+func waitItem(b *testing.B, c *client, user string, grants bool) {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := c.ddb.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(c.st.Info.PolicyTable), ConsistentRead: aws.Bool(true),
+			Key: map[string]types.AttributeValue{"pk": s("USER#" + user), "sk": s("POLICY")}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := out.Item["doc"]; ok == grants {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.Fatalf("%s's item never granted %v", user, grants)
+}
+
+func inDenyList(b *testing.B, st *localstack.Stack, user string) bool {
+	name, _ := iamrole.NameFromARN(st.Info.BaseRoleARN)
+	doc, err := (&iamrole.Role{Client: iam.NewFromConfig(mototest.Config(b)), Name: name}).Current(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return strings.Contains(doc, `"`+user+`"`)
+}
