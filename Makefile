@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 GO        ?= go
-FUNCTIONS := credentials projector replay
+FUNCTIONS := credentials projector replay revoker
 BUILD_DIR := build
 # SAM's conventions for Go on provided.al2023/arm64.
 LAMBDA_ENV   := GOOS=linux GOARCH=arm64 CGO_ENABLED=0
@@ -36,6 +36,7 @@ $(BUILD_DIR)/%.zip: FORCE
 build-CredentialsFunction: ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/credentials
 build-ProjectorFunction:   ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/projector
 build-ReplayFunction:      ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/replay
+build-RevokerFunction:     ; $(LAMBDA_ENV) $(GO) build $(LAMBDA_FLAGS) -o "$(ARTIFACTS_DIR)/bootstrap" ./functions/revoker
 
 # Tests come in two tiers. The unit tier needs nothing but Go: the logic
 # runs on in-memory fakes (internal/testkit). The integration tier (build
@@ -123,3 +124,11 @@ load: ## Load the endpoint while a writer changes grants (CLIENTS=16 USERS=20 DU
 	@$(GO) build -o $(BUILD_DIR)/load ./internal/cmd/load
 	@exec $(BUILD_DIR)/load -clients $(CLIENTS) -users $(USERS) -duration $(DURATION) -change-every $(CHANGE_EVERY) \
 	  $(if $(FAULTS),-faults '$(FAULTS)') $(if $(STACK),-stack '$(STACK)') $(LOAD_FLAGS)
+
+.PHONY: revoke
+revoke: ## Revoke every current session of USER=<userId> on the local stack (README "Revocation").
+	@# USER also comes from the shell's environment: only one given here counts.
+	@test "$(origin USER)" = "command line" || { echo "usage: make revoke USER=<userId> (the user's Cognito sub)"; exit 2; }
+	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
+	@$(GO) build -o $(BUILD_DIR)/credbroker ./cmd/credbroker
+	@exec $(BUILD_DIR)/credbroker admin revoke --stack $(STACK_FILE) --user '$(USER)' --session-duration 15m

@@ -317,3 +317,59 @@ func logMessages(t *testing.T, cfg aws.Config, group string) []string {
 	}
 	return msgs
 }
+
+// The revoker's rule, as the template writes its pattern, matches exactly
+// the PolicyChanged events that take something away (they carry
+// revokeBefore), judged by a rule in moto: only those reach its queue.
+func TestRevokerRuleMatchesNarrowingChangesOnly(t *testing.T) {
+	tpl := mustLoad(t)
+	rule, err := tpl.Resource("RevokerRule")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pattern, err := json.Marshal(rule.Properties["EventPattern"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := mototest.NewBusWithRule(t, string(pattern))
+	eb := eventbridge.NewFromConfig(mototest.Config(t))
+	cases := []struct {
+		name, source, detailType, detail string
+		match                            bool
+	}{
+		{"narrowing", "credbroker.projector", "PolicyChanged", `{"userId":"narrowing","removedCount":1,"revokeBefore":"2026-11-30T12:00:05Z"}`, true},
+		{"narrowing-by-rebuild", "credbroker.replay", "PolicyChanged", `{"userId":"narrowing-by-rebuild","revokeBefore":"2026-11-30T12:00:05Z"}`, true},
+		{"addition", "credbroker.projector", "PolicyChanged", `{"userId":"addition","addedCount":1,"removedCount":0}`, false},
+		{"issuance", "credbroker.credentials", "CredentialsIssued", `{"userId":"issuance"}`, false},
+		{"elsewhere", "someone.else", "PolicyChanged", `{"userId":"elsewhere","revokeBefore":"2026-11-30T12:00:05Z"}`, false},
+	}
+	var want []string
+	for _, c := range cases {
+		_, err := eb.PutEvents(t.Context(), &eventbridge.PutEventsInput{Entries: []ebtypes.PutEventsRequestEntry{{
+			EventBusName: aws.String(bus.Name), Source: aws.String(c.source), DetailType: aws.String(c.detailType), Detail: aws.String(c.detail),
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.match {
+			want = append(want, c.name)
+		}
+	}
+	var got []string
+	for _, ev := range bus.Receive(t, len(want)) {
+		var d struct{ UserID string }
+		_ = json.Unmarshal(ev.Detail, &d)
+		got = append(got, d.UserID)
+	}
+	got = append(got, func() []string {
+		var rest []string
+		for _, ev := range bus.ReceiveAll(t) {
+			rest = append(rest, string(ev.Detail))
+		}
+		return rest
+	}()...)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the rule delivered %v, want %v", got, want)
+	}
+}

@@ -30,6 +30,7 @@ var functionDirs = map[string]string{
 	"CredentialsFunction": "credentials",
 	"ProjectorFunction":   "projector",
 	"ReplayFunction":      "replay",
+	"RevokerFunction":     "revoker",
 }
 
 type rule struct {
@@ -44,6 +45,7 @@ var securityRules = []rule{
 	{"base role trusts only the credentials function role", checkBaseRoleTrust},
 	{"base role allows only the contract S3 actions", checkBaseRolePermissions},
 	{"only the credentials function may assume roles", checkOnlyCredentialsAssumes},
+	{"only the revoker may write the base role's policies, and nothing else in IAM", checkOnlyRevokerWritesIAM},
 	{"functions use their own least-privilege roles", checkFunctionRoles},
 	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
 	{"tables are protected", checkTables},
@@ -243,6 +245,22 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			name: "a function that refuses the created client is rejected",
 			old:  "- !Join [\",\", [!Ref UserPoolClient, !Join [\",\", !Ref ExistingUserPoolClientIds]]]\n              - !Ref UserPoolClient", new: "- !Join [\",\", !Ref ExistingUserPoolClientIds]\n              - !Ref UserPoolClient",
 			rule: "authorizer and function accept the same pool and clients",
+		},
+		{
+			name: "the revoker writing any role's policies is rejected",
+			old:  "                Action: [iam:PutRolePolicy, iam:DeleteRolePolicy, iam:GetRolePolicy, iam:ListRolePolicies]\n                Resource: !GetAtt BaseRole.Arn",
+			new:  "                Action: [iam:PutRolePolicy, iam:DeleteRolePolicy, iam:GetRolePolicy, iam:ListRolePolicies]\n                Resource: !GetAtt CredentialsFunctionRole.Arn",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
+			name: "the revoker attaching managed policies is rejected",
+			old:  "Action: [iam:PutRolePolicy, iam:DeleteRolePolicy,", new: "Action: [iam:AttachRolePolicy, iam:PutRolePolicy, iam:DeleteRolePolicy,",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
+			name: "another role writing IAM is rejected",
+			old:  "Action: sqs:SendMessage", new: "Action: [sqs:SendMessage, iam:PutRolePolicy]",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
 		},
 		{
 			name: "hour-long access tokens are rejected",
@@ -593,6 +611,37 @@ func checkOnlyCredentialsAssumes(t *stackdef.Template) []string {
 			if s.role != "CredentialsFunctionRole" {
 				problems = append(problems, fmt.Sprintf("%s: %s granted to %q; only CredentialsFunctionRole may call STS", s, a, s.role))
 				continue
+			}
+			for _, res := range s.resources() {
+				if !cmp.Equal(res, getAtt("BaseRole", "Arn")) {
+					problems = append(problems, fmt.Sprintf("%s: %s on %v, want only BaseRole", s, a, res))
+				}
+			}
+		}
+	}
+	return problems
+}
+
+// The base role's revocation policy is what stops a revoked user's
+// sessions; a role that could write IAM could also lift it, or widen the
+// ceiling. Only the revoker may touch IAM, and only the base role's inline
+// policies.
+func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
+	allowed := []string{"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies"}
+	stmts, problems := iamStatements(t)
+	for _, s := range stmts {
+		if s.trust || !s.allow() {
+			continue
+		}
+		for _, a := range s.actions() {
+			if !strings.HasPrefix(strings.ToLower(a), "iam:") {
+				continue
+			}
+			switch {
+			case s.role != "RevokerFunctionRole":
+				problems = append(problems, fmt.Sprintf("%s: %s granted to %q; only RevokerFunctionRole may use IAM", s, a, s.role))
+			case !slices.Contains(allowed, a):
+				problems = append(problems, fmt.Sprintf("%s: %s; the revoker may only %v", s, a, allowed))
 			}
 			for _, res := range s.resources() {
 				if !cmp.Equal(res, getAtt("BaseRole", "Arn")) {

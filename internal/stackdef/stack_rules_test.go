@@ -71,6 +71,18 @@ var requiredPermissions = []struct {
 	{"ReplayFunctionRole", "dynamodb:GetRecords", getAtt("MembershipTable", "StreamArn")},
 	{"ReplayFunctionRole", "events:PutEvents", getAtt("AuditBus", "Arn")},
 	{"SchedulerRole", "lambda:InvokeFunction", getAtt("ReplayFunction", "Arn")},
+	{"SchedulerRole", "lambda:InvokeFunction", getAtt("RevokerFunction", "Arn")},
+	// the revoker: the deny list and users' cutoffs, the base role's
+	// inline policies (iamrole), the audit bus, its dead-letter queue.
+	{"RevokerFunctionRole", "dynamodb:GetItem", getAtt("PolicyTable", "Arn")},
+	{"RevokerFunctionRole", "dynamodb:PutItem", getAtt("PolicyTable", "Arn")},
+	{"RevokerFunctionRole", "dynamodb:UpdateItem", getAtt("PolicyTable", "Arn")},
+	{"RevokerFunctionRole", "iam:PutRolePolicy", getAtt("BaseRole", "Arn")},
+	{"RevokerFunctionRole", "iam:DeleteRolePolicy", getAtt("BaseRole", "Arn")},
+	{"RevokerFunctionRole", "iam:GetRolePolicy", getAtt("BaseRole", "Arn")},
+	{"RevokerFunctionRole", "iam:ListRolePolicies", getAtt("BaseRole", "Arn")},
+	{"RevokerFunctionRole", "events:PutEvents", getAtt("AuditBus", "Arn")},
+	{"RevokerFunctionRole", "sqs:SendMessage", getAtt("RevokerDLQ", "Arn")},
 	{"SchedulerRole", "sqs:SendMessage", getAtt("VerifyScheduleDLQ", "Arn")},
 }
 
@@ -173,9 +185,6 @@ func checkAuditTrail(t *stackdef.Template) []string {
 		if r.Type != "AWS::Events::Rule" || ref(r.Properties["EventBusName"]) != "AuditBus" {
 			continue
 		}
-		if !cmp.Equal(r.Properties["EventPattern"], archivePattern) {
-			problems = append(problems, fmt.Sprintf("%s: pattern %v differs from the archive's %v", r.LogicalID, r.Properties["EventPattern"], archivePattern))
-		}
 		rendered, _, err := stack.Resource(r.LogicalID)
 		if err != nil {
 			return append(problems, err.Error())
@@ -185,6 +194,10 @@ func checkAuditTrail(t *stackdef.Template) []string {
 			for id, groupARN := range logGroups {
 				if arn != groupARN {
 					continue
+				}
+				// A copy of the trail copies all of it, as the archive keeps.
+				if !cmp.Equal(r.Properties["EventPattern"], archivePattern) {
+					problems = append(problems, fmt.Sprintf("%s: pattern %v differs from the archive's %v", r.LogicalID, r.Properties["EventPattern"], archivePattern))
 				}
 				copied = true
 				lg, _ := t.Resource(id)
@@ -415,7 +428,7 @@ func checkAlarms(t *stackdef.Template) []string {
 		return []string{err.Error()}
 	}
 	var problems []string
-	refs := map[string]string{"AuditLogRule": "bus|AuditLogRule"}
+	refs := map[string]string{"AuditLogRule": "bus|AuditLogRule", "RevokerRule": "bus|RevokerRule"}
 	for _, c := range []struct {
 		name, topic, email string
 		env                stackdef.Env

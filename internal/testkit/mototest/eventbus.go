@@ -47,6 +47,12 @@ type ReceivedEvent struct {
 // test ends.
 func NewAuditBus(tb testing.TB) *AuditBus {
 	tb.Helper()
+	return NewBusWithRule(tb, AuditEventPattern)
+}
+
+// NewBusWithRule is NewAuditBus with another event pattern on the rule.
+func NewBusWithRule(tb testing.TB, pattern string) *AuditBus {
+	tb.Helper()
 	ctx := context.Background()
 	cfg := Config(tb)
 	eb := eventbridge.NewFromConfig(cfg)
@@ -72,7 +78,7 @@ func NewAuditBus(tb testing.TB) *AuditBus {
 	_, err = eb.PutRule(ctx, &eventbridge.PutRuleInput{
 		Name:         aws.String(rule),
 		EventBusName: aws.String(name),
-		EventPattern: aws.String(AuditEventPattern),
+		EventPattern: aws.String(pattern),
 	})
 	fail("put rule", err)
 	out, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{
