@@ -108,7 +108,8 @@ type PolicyChangedDetail struct {
 	// granted, so consumers must treat the change as narrowing.
 	PreviousUnreadable bool `json:"previousUnreadable,omitempty"`
 	// RevokeBefore is set on a change that narrows: the user's sessions
-	// issued before it must be denied (RevokeBefore of the commit time).
+	// issued before it must be denied (broker.RevokeBefore of the time the
+	// write started).
 	RevokeBefore *time.Time `json:"revokeBefore,omitempty"`
 }
 

@@ -53,12 +53,15 @@ func TestPropertyARemovalRacingARequestLeavesNoSessionWithTheOldPolicy(t *testin
 		projectorOff, endpointOff, stsOff := ms("projector", -half, half), ms("endpoint", -half, half), ms("sts", -half, half)
 		base := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC).Add(ms("base", 0, time.Hour))
 
-		// The old session: read at base, commit while the request is in
-		// flight, STS stamps it within the issue window of the read.
-		read := base
-		commit := read.Add(ms("commit after the read", 0, broker.IssueWindow))
+		// The old session: the projector reads its clock at started, its
+		// write lands within the commit window; the request read the item
+		// just before it landed, and STS stamps the session within the
+		// issue window of the read.
+		started := base
+		commit := started.Add(ms("write latency", 0, broker.CommitWindow))
+		read := commit.Add(-ms("read before the write landed", 1, broker.IssueWindow))
 		stamped := read.Add(ms("issue latency", 0, broker.IssueWindow)).Add(stsOff)
-		cutoff := broker.RevokeBefore(commit.Add(projectorOff))
+		cutoff := broker.RevokeBefore(started.Add(projectorOff))
 
 		_, deny, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: cutoff}}, commit, revoke.Limits{MaxSession: time.Hour, Budget: 10000})
 		if works(t, deny, "alice", stamped.Truncate(time.Second)) {
@@ -78,13 +81,13 @@ func TestPropertyARemovalRacingARequestLeavesNoSessionWithTheOldPolicy(t *testin
 	})
 }
 
-func TestRevokeBeforeIsAWholeSecondAfterTheWindowAndMargin(t *testing.T) {
+func TestRevokeBeforeIsAWholeSecondAfterTheWindowsAndMargin(t *testing.T) {
 	c := time.Date(2026, 11, 30, 12, 0, 0, 300_000_000, time.UTC)
-	if got, want := broker.RevokeBefore(c), time.Date(2026, 11, 30, 12, 0, 5, 0, time.UTC); !got.Equal(want) {
+	if got, want := broker.RevokeBefore(c), time.Date(2026, 11, 30, 12, 0, 5, 0, time.UTC); !got.Equal(want) { // 4.3 s later, rounded up
 		t.Errorf("RevokeBefore(%v) = %v, want %v", c, got, want)
 	}
 	whole := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	if got := broker.RevokeBefore(whole); !got.Equal(whole.Add(broker.IssueWindow + broker.ClockMargin)) {
+	if got := broker.RevokeBefore(whole); !got.Equal(whole.Add(broker.CommitWindow + broker.IssueWindow + broker.ClockMargin)) {
 		t.Errorf("RevokeBefore(%v) = %v", whole, got)
 	}
 }

@@ -225,13 +225,14 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 	if next.SameContent(prev) {
 		return false, claim.Outbox, nil
 	}
+	started := time.Now()
 	next.RevokedBefore = p.revokedBefore(claim, next)
 	ev, hasEvent := p.changeEvent(claim, next, causes)
 	outbox := claim.Outbox
 	if hasEvent {
 		outbox = p.boundOutbox(claim.UserID, append(slices.Clip(outbox), shrinkEvent(ev, maxEventBytes)))
 	}
-	err := p.Store.Commit(ctx, claim, next, outbox)
+	err := p.commit(ctx, claim, next, outbox, started)
 	if errors.Is(err, broker.ErrItemTooLarge) {
 		// DynamoDB cannot store the item. Keeping the old item could
 		// keep revoked grants alive, so the user gets nothing until an
@@ -242,6 +243,7 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 			return false, nil, cerr
 		}
 		next = broker.UserPolicy{UserID: claim.UserID, Version: empty.Version, UpdatedAt: next.UpdatedAt}
+		started = time.Now()
 		next.RevokedBefore = p.revokedBefore(claim, next)
 		if next.Version == prev.Version {
 			return false, claim.Outbox, nil
@@ -252,20 +254,37 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 		if hasEvent {
 			outbox = p.boundOutbox(claim.UserID, append(slices.Clip(outbox), ev))
 		}
-		if err = p.Store.Commit(ctx, claim, next, outbox); errors.Is(err, broker.ErrItemTooLarge) {
+		if err = p.commit(ctx, claim, next, outbox, started); errors.Is(err, broker.ErrItemTooLarge) {
 			// Only the outbox can be too large now; the revocation matters more.
 			p.logger().Error("dropping the unsent PolicyChanged events of an oversized item", "userId", claim.UserID, "events", len(claim.Outbox))
 			outbox = nil
 			if hasEvent {
 				outbox = []broker.PolicyChangedDetail{ev}
 			}
-			err = p.Store.Commit(ctx, claim, next, outbox)
+			err = p.commit(ctx, claim, next, outbox, started)
 		}
 	}
 	if err != nil {
 		return false, nil, err
 	}
 	return true, outbox, nil
+}
+
+// commit writes next. When next moves the user's revocation cutoff, the
+// cutoff counts on the write landing within broker.CommitWindow of started
+// (README "Revocation"), so the write gets that deadline; one that misses it
+// fails as transient and the record's retry computes a new cutoff.
+func (p *Projector) commit(ctx context.Context, claim broker.Claim, next broker.UserPolicy, outbox []broker.PolicyChangedDetail, started time.Time) error {
+	if next.RevokedBefore.Equal(claim.Prev.RevokedBefore) {
+		return p.Store.Commit(ctx, claim, next, outbox)
+	}
+	cctx, cancel := context.WithDeadline(ctx, started.Add(broker.CommitWindow))
+	defer cancel()
+	err := p.Store.Commit(cctx, claim, next, outbox)
+	if err != nil && cctx.Err() != nil && ctx.Err() == nil {
+		return broker.Wrap(broker.Transient, "commit a narrowing within its window", err)
+	}
+	return err
 }
 
 // emit delivers the outbox after the commit, then clears it.
