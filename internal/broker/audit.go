@@ -172,6 +172,6 @@ type CredentialsRevokedDetail struct {
 	Causes []string `json:"causes"`
 	// DenyListUsers is how many users the deny list holds afterwards.
 	DenyListUsers int `json:"denyListUsers"`
-	// PolicyVersion is the deny list's version the role now carries.
+	// DenyListVersion is the version of the deny list the role now carries.
 	DenyListVersion int64 `json:"denyListVersion"`
 }
