@@ -75,6 +75,7 @@ deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentia
 
 .PHONY: run
 run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED=1 AUDIT_TAIL=1 ARCHIVE=1).
+	@echo "Building $(BUILD_DIR)/localstack (the first build compiles the AWS SDK and takes a minute or two; later ones take seconds)..."
 	@$(GO) build -o $(BUILD_DIR)/localstack ./internal/cmd/localstack
 	@exec $(BUILD_DIR)/localstack
 
@@ -85,11 +86,13 @@ FORCE:
 # On the running local stack (`make run`); the README's Operations section
 # gives the same operations against a deployed stack. The binary is built
 # and run directly so that its exit status (0 ok, 1 drift, 2 usage,
-# 3 failure) is what make reports as "Error N".
+# 3 failure) is what make reports as "Error N"; make itself then exits 2,
+# so scripts that need N run build/replay-cli themselves.
 STACK_FILE ?= .local/stack.json
 SINCE      ?=
 define replay_tool
 	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
+	@echo "Building $(BUILD_DIR)/replay-cli..." >&2
 	@$(GO) build -o $(BUILD_DIR)/replay-cli ./functions/replay
 	@exec $(BUILD_DIR)/replay-cli -stack $(STACK_FILE) -mode $(1) $(2)
 endef

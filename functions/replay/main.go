@@ -153,6 +153,13 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(rep)
+	if rep.Rejected > 0 {
+		where := ""
+		if *stack != "" {
+			where = " --stack " + *stack
+		}
+		fmt.Fprintf(stderr, "replay: %d records of the membership table break the rules and grant nothing; `credbroker admin rejected%s` lists them with the reasons\n", rep.Rejected, where)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "replay:", err)
 	}

@@ -63,35 +63,54 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 
 	steps := []struct {
 		name     string
+		before   func()
 		args     []string
 		wantCode int
 		check    func(recovery.Report, string) bool
 	}{
 		{"verify of a table the projector never wrote finds alice missing and exits 1",
+			nil,
 			[]string{"-stack", path, "-mode", "verify"}, exitcode.Found,
 			func(r recovery.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
 		{"rebuild repairs it and exits 0",
+			nil,
 			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, exitcode.OK,
 			func(r recovery.Report, stderr string) bool {
 				return r.Users == 1 && r.Changed == 1 && strings.Contains(stderr, "rebuild memberships:")
 			}},
 		{"verify then exits 0",
+			nil,
 			[]string{"-stack", path, "-mode", "verify"}, exitcode.OK,
 			func(r recovery.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
 		{"replay finds the stream from the table and exits 0",
+			nil,
 			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, exitcode.OK,
 			func(r recovery.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
+		{"verify reports a record that breaks the rules, points at the tool that lists them, and exits 0 (it is not drift)",
+			func() {
+				put("USER#bob", "PROJECT#p1", map[string]types.AttributeValue{"role": &types.AttributeValueMemberS{Value: "admin"}}, tables.Membership)
+			},
+			[]string{"-stack", path, "-mode", "verify"}, exitcode.OK,
+			func(r recovery.Report, stderr string) bool {
+				return r.Rejected == 1 && r.Drift() == 0 && strings.Contains(stderr, "`credbroker admin rejected --stack "+path+"`")
+			}},
 		{"unknown mode exits 2",
+			nil,
 			[]string{"-stack", path, "-mode", "repair"}, exitcode.Usage,
 			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
 		{"since without replay exits 2",
+			nil,
 			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, exitcode.Usage,
 			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
 		{"a missing stack file exits 2 and says how to start the stack",
+			nil,
 			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, exitcode.Usage,
 			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
 	}
 	for _, st := range steps {
+		if st.before != nil {
+			st.before()
+		}
 		code, rep, stderr := run(st.args...)
 		if code != st.wantCode || !st.check(rep, stderr) {
 			t.Fatalf("%s: exit code %d (want %d), report %+v\nstderr:\n%s", st.name, code, st.wantCode, rep, stderr)

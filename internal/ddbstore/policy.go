@@ -64,10 +64,17 @@ func (s *Store) GetPolicy(ctx context.Context, userID string) (broker.UserPolicy
 	if len(out.Item) == 0 {
 		return broker.UserPolicy{}, broker.Errorf(broker.NotFound, "get policy", "no policy item")
 	}
-	if _, err := ticketOf(out.Item["claim"]); err != nil {
+	return decodeServed(out.Item)
+}
+
+// decodeServed reads a policy item as the credential endpoint does (claim
+// counter included); whoever reports what the endpoint serves reads items
+// with it too.
+func decodeServed(item map[string]types.AttributeValue) (broker.UserPolicy, error) {
+	if _, err := ticketOf(item["claim"]); err != nil {
 		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", err)
 	}
-	return decodePolicy(out.Item)
+	return decodePolicy(item)
 }
 
 func pick(m map[string]string, keys ...string) map[string]string {

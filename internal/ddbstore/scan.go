@@ -69,6 +69,31 @@ func (s *Store) ScanPolicyTable(ctx context.Context, segment, total int,
 	})
 }
 
+// ScanPolicies reads one Scan segment of the policy table with strongly
+// consistent reads and calls fn with every user's policy item, decoded as
+// GetPolicy decodes it for the credential endpoint, or with the error of
+// an item that does not decode (which the endpoint refuses to serve).
+// Member-index entries and checkpoints are skipped. An error from fn stops
+// the scan and is returned as is.
+func (s *Store) ScanPolicies(ctx context.Context, segment, total int, fn func(userID string, p broker.UserPolicy, err error) error) error {
+	in := &dynamodb.ScanInput{
+		TableName:                 aws.String(s.PolicyTable),
+		ConsistentRead:            aws.Bool(true),
+		FilterExpression:          aws.String("sk = :policy"),
+		ProjectionExpression:      aws.String("pk, sk, #uid, #ver, #doc, #upd, #claim"),
+		ExpressionAttributeNames:  pick(policyNames, "#uid", "#ver", "#doc", "#upd", "#claim"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":policy": str(policySK)},
+	}
+	return s.scan(ctx, "scan policies", in, segment, total, func(it map[string]types.AttributeValue) error {
+		pk := getS(it, "pk")
+		if !strings.HasPrefix(pk, broker.UserKeyPrefix) {
+			return nil
+		}
+		p, err := decodeServed(it)
+		return fn(strings.TrimPrefix(pk, broker.UserKeyPrefix), p, err)
+	})
+}
+
 func (s *Store) scan(ctx context.Context, op string, in *dynamodb.ScanInput, segment, total int, fn func(map[string]types.AttributeValue) error) error {
 	if total < 1 || segment < 0 || segment >= total {
 		return broker.Errorf(broker.Invalid, op, "segment %d of %d", segment, total)

@@ -128,7 +128,7 @@ func (s *Service) event(detailType string, detail any) broker.AuditEvent {
 // effort in both audit modes, and no answer waits for it when a Background
 // queue is set.
 func (s *Service) deny(ctx context.Context, rq requestMeta, o *outcome) {
-	status, code := statusOf(broker.KindOf(o.err))
+	status, code := statusOf(o.err)
 	s.background(ctx, broker.DetailCredentialsDenied, broker.CredentialsDeniedDetail{
 		SchemaVersion: broker.AuditSchemaVersion,
 		RequestID:     rq.id,

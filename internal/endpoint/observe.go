@@ -29,7 +29,7 @@ func (s *Service) logOutcome(ctx context.Context, log *slog.Logger, o *outcome, 
 		return
 	}
 	kind := broker.KindOf(o.err)
-	status, code := statusOf(kind)
+	status, code := statusOf(o.err)
 	attrs = append(attrs, "status", status, "error", code, "kind", kind.String(), "err", o.err.Error())
 	switch kind {
 	case broker.Internal:
@@ -49,7 +49,7 @@ func (s *Service) metric(ctx context.Context, log *slog.Logger, rq requestMeta, 
 	status, code := 200, ""
 	if o.err != nil {
 		issued, denied = 0, 1
-		status, code = statusOf(broker.KindOf(o.err))
+		status, code = statusOf(o.err)
 	}
 	metrics := []emf.Metric{
 		{Name: "Issued", Unit: emf.Count, Value: issued},

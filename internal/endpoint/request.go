@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"net/url"
 	"slices"
@@ -65,11 +66,18 @@ func clip(s string, n int) string {
 const queryProject = "project"
 
 // parseRequest checks the method, the route and the query, and returns the
-// ?project= filter ("" for none). Every failure is Invalid (400).
+// ?project= filter ("" for none). Every failure is Invalid: 400, or 405
+// for a method other than GET (errMethodNotAllowed).
 func parseRequest(ev events.APIGatewayV2HTTPRequest) (string, error) {
 	const op = "parse request"
-	if m := ev.RequestContext.HTTP.Method; m != "GET" {
-		return "", broker.Errorf(broker.Invalid, op, "method %q is not allowed: use GET", clip(m, 16))
+	switch m := ev.RequestContext.HTTP.Method; m {
+	case "GET":
+	case "":
+		// A malformed event rather than a request with another method.
+		return "", broker.Errorf(broker.Invalid, op, "request without a method")
+	default:
+		return "", &broker.Error{Kind: broker.Invalid, Op: op, Err: errMethodNotAllowed,
+			Message: fmt.Sprintf("method %q is not allowed: use GET", clip(m, 16))}
 	}
 	if ev.RawPath != Path && ev.RouteKey != "GET "+Path {
 		return "", broker.Errorf(broker.Invalid, op, "unknown path %q: the endpoint is GET %s", clip(ev.RawPath, 64), Path)

@@ -15,7 +15,7 @@ import (
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
-func TestMalformedRequestsAre400WithoutCalls(t *testing.T) {
+func TestMalformedRequestsAreRefusedWithoutCalls(t *testing.T) {
 	e := newEnv(t)
 	pool := newLocalPool(t)
 	const user = "92a3b4c5-d6e7-4f20-8134-8f9012345678"
@@ -23,39 +23,49 @@ func TestMalformedRequestsAre400WithoutCalls(t *testing.T) {
 	svc := e.service(pool.verifier)
 	bearer := "Bearer " + pool.token(t, user)
 
+	const bad, notAllowed = "bad_request", "method_not_allowed"
 	tests := []struct {
 		name        string
 		method      string
 		target      string
 		authz       string
+		wantStatus  int
+		wantCode    string
 		wantMessage string
 	}{
-		{"unknown query parameter is 400", "GET", "/auths/resources?projects=p", bearer, `unknown query parameter "projects": only "project" is accepted`},
-		{"extra query parameter beside project is 400", "GET", "/auths/resources?project=p&debug=1", bearer, `unknown query parameter "debug": only "project" is accepted`},
-		{"repeated project is 400", "GET", "/auths/resources?project=p&project=q", bearer, `query parameter "project" must be given at most once`},
-		{"project with a slash is 400", "GET", "/auths/resources?project=a%2Fb", bearer, `project id "a/b" has a character outside [A-Za-z0-9._:@=+-]`},
-		{"empty project is 400", "GET", "/auths/resources?project=", bearer, "project id must be 1-128 characters"},
-		{"project of 129 characters is 400", "GET", "/auths/resources?project=" + strings.Repeat("p", 129), bearer, "project id must be 1-128 characters"},
-		{"semicolon in the query is 400", "GET", "/auths/resources?project=p;q", bearer, "malformed query string"},
-		{"bad percent escape is 400", "GET", "/auths/resources?project=%zz", bearer, "malformed query string"},
-		{"POST is 400", "POST", "/auths/resources", bearer, `method "POST" is not allowed: use GET`},
-		{"DELETE is 400", "DELETE", "/auths/resources", bearer, `method "DELETE" is not allowed: use GET`},
-		{"unknown path is 400", "GET", "/auths/other", bearer, `unknown path "/auths/other": the endpoint is GET /auths/resources`},
-		{"malformed request without a token is 400, not 401", "GET", "/auths/resources?x=1", "", `unknown query parameter "x": only "project" is accepted`},
+		{"unknown query parameter is 400", "GET", "/auths/resources?projects=p", bearer, 400, bad, `unknown query parameter "projects": only "project" is accepted`},
+		{"extra query parameter beside project is 400", "GET", "/auths/resources?project=p&debug=1", bearer, 400, bad, `unknown query parameter "debug": only "project" is accepted`},
+		{"repeated project is 400", "GET", "/auths/resources?project=p&project=q", bearer, 400, bad, `query parameter "project" must be given at most once`},
+		{"project with a slash is 400", "GET", "/auths/resources?project=a%2Fb", bearer, 400, bad, `project id "a/b" has a character outside [A-Za-z0-9._:@=+-]`},
+		{"empty project is 400", "GET", "/auths/resources?project=", bearer, 400, bad, "project id must be 1-128 characters"},
+		{"project of 129 characters is 400", "GET", "/auths/resources?project=" + strings.Repeat("p", 129), bearer, 400, bad, "project id must be 1-128 characters"},
+		{"semicolon in the query is 400", "GET", "/auths/resources?project=p;q", bearer, 400, bad, "malformed query string"},
+		{"bad percent escape is 400", "GET", "/auths/resources?project=%zz", bearer, 400, bad, "malformed query string"},
+		{"POST is 405", "POST", "/auths/resources", bearer, 405, notAllowed, `method "POST" is not allowed: use GET`},
+		{"DELETE is 405", "DELETE", "/auths/resources", bearer, 405, notAllowed, `method "DELETE" is not allowed: use GET`},
+		{"POST without a token is 405, not 401", "POST", "/auths/resources", "", 405, notAllowed, `method "POST" is not allowed: use GET`},
+		{"unknown path is 400", "GET", "/auths/other", bearer, 400, bad, `unknown path "/auths/other": the endpoint is GET /auths/resources`},
+		{"malformed request without a token is 400, not 401", "GET", "/auths/resources?x=1", "", 400, bad, `unknown query parameter "x": only "project" is accepted`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e.resetCounts()
 			r := do(t, svc, tt.method, tt.target, tt.authz)
-			if r.status != 400 {
-				t.Fatalf("status %d, want 400; body %s", r.status, r.body)
+			if r.status != tt.wantStatus {
+				t.Fatalf("status %d, want %d; body %s", r.status, tt.wantStatus, r.body)
 			}
-			want := endpoint.ErrorBody{Error: "bad_request", Message: tt.wantMessage}
+			want := endpoint.ErrorBody{Error: tt.wantCode, Message: tt.wantMessage}
 			if diff := cmp.Diff(want, r.errorBody(t)); diff != "" {
 				t.Errorf("body (-want +got):\n%s", diff)
 			}
 			if got := r.header.Get("Content-Type"); got != "application/json" {
 				t.Errorf("Content-Type %q", got)
+			}
+			if got, want := r.header.Get("Allow"), map[int]string{405: "GET"}[tt.wantStatus]; got != want {
+				t.Errorf("Allow %q, want %q", got, want)
+			}
+			if got := r.header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", got)
 			}
 			if g, i := e.getPolicy.Load(), e.issue.Load(); g != 0 || i != 0 {
 				t.Errorf("%d GetPolicy and %d AssumeRole calls, want none", g, i)

@@ -93,9 +93,11 @@ func (o *outcome) response() events.APIGatewayV2HTTPResponse {
 	if o.err == nil {
 		return events.APIGatewayV2HTTPResponse{StatusCode: 200, Headers: h, Body: string(o.body)}
 	}
-	status, code := statusOf(broker.KindOf(o.err))
+	status, code := statusOf(o.err)
 	msg := safeMessage(o.err)
 	switch status {
+	case 405:
+		h["Allow"] = "GET"
 	case 401:
 		h["WWW-Authenticate"] = challenge(o.presented, msg)
 	case 503:

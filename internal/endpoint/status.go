@@ -1,14 +1,25 @@
 package endpoint
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
-// statusOf is the one mapping from error kinds to HTTP answers.
-func statusOf(k broker.Kind) (status int, code string) {
+// errMethodNotAllowed is in the chain of the Invalid error of a request
+// whose method is not GET, which is answered 405 with "Allow: GET" (RFC
+// 9110) rather than 400.
+var errMethodNotAllowed = errors.New("method not allowed")
+
+// statusOf is the one mapping from errors to HTTP answers: by kind, except
+// that a method other than GET is 405.
+func statusOf(err error) (status int, code string) {
+	k := broker.KindOf(err)
+	if k == broker.Invalid && errors.Is(err, errMethodNotAllowed) {
+		return 405, "method_not_allowed"
+	}
 	switch k {
 	case broker.Unauthenticated:
 		return 401, "invalid_token"
@@ -37,7 +48,7 @@ const unavailableMessage = "the service is temporarily unavailable; retry later"
 
 // safeMessage is the error text a caller may see.
 func safeMessage(err error) string {
-	status, _ := statusOf(broker.KindOf(err))
+	status, _ := statusOf(err)
 	if status == 503 {
 		return unavailableMessage
 	}

@@ -77,10 +77,11 @@ type Options struct {
 }
 
 // ExitCode maps a Start or Run error to the process's exit status
-// (README "Exit status"): a taken port or a missing moto_server is the
-// machine's (Environment), anything else a Failure.
+// (README "Exit status"): a taken port, a missing moto_server or another
+// stack running from the same directory is the machine's (Environment),
+// anything else a Failure.
 func ExitCode(err error) int {
-	if errors.Is(err, motoserver.ErrPortInUse) || errors.Is(err, motoserver.ErrNotInstalled) {
+	if errors.Is(err, motoserver.ErrPortInUse) || errors.Is(err, motoserver.ErrNotInstalled) || errors.Is(err, ErrAlreadyRunning) {
 		return exitcode.Environment
 	}
 	if err != nil {
@@ -101,6 +102,8 @@ type Stack struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	infoPath  string
+	// unlock releases the directory's lock (lock.go).
+	unlock func()
 	// stopped receives why the poller or the API server ended on its own;
 	// each sends at most once, so it never blocks.
 	stopped chan error
@@ -113,15 +116,28 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, err
 	}
+	// One stack per directory: the lock is taken before anything else, so
+	// a second stack neither touches the first's stack.json nor blames
+	// the ports the first one holds.
+	unlock, err := lockDir(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json"), stopped: make(chan error, 2), unlock: unlock}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Stop()
+		}
+	}()
 	// Both ports are checked before anything starts, so a clash is
 	// reported at once and nothing is left behind.
 	if err := motoserver.CheckFree(o.Port); err != nil {
 		if errors.Is(err, motoserver.ErrPortInUse) {
-			return nil, fmt.Errorf("API port: %w (is a local stack already running? set PORT to another port)", err)
+			return nil, fmt.Errorf("API port: %w (is another program or a local stack from another checkout using it? set PORT to another port)", err)
 		}
 		return nil, fmt.Errorf("API port: %w", err)
 	}
-	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json"), stopped: make(chan error, 2)}
 	endpoint := o.Moto
 	if endpoint == "" {
 		logf, err := os.Create(filepath.Join(o.Dir, "moto.log"))
@@ -138,12 +154,6 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		st.motoLog = logf.Name()
 		fmt.Fprintf(o.Out, "moto_server running at %s (log %s)\n", endpoint, logf.Name())
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			st.Stop()
-		}
-	}()
 
 	// The same retries and HTTP timeouts as in Lambda, so that a slow or
 	// stuck moto call fails inside a request's deadline as it would there.
@@ -218,11 +228,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	mux := http.NewServeMux()
 	mux.Handle(credsvc.Path, credsvc.NewHTTPHandler(svc.Handle))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, `{"error":"not_found","message":"the only route is GET /auths/resources"}`)
-	})
+	mux.HandleFunc("/", notFound)
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)))
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
@@ -250,6 +256,18 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	return st, nil
 }
 
+// notFound answers every path but the endpoint's (and /healthz) in the
+// endpoint's error shape and with its headers: an answer of this server
+// is never to be cached.
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = io.WriteString(w, `{"error":"not_found","message":"the only route is GET `+credsvc.Path+`"}`)
+}
+
 // feed hands each stream page to the projector in Lambda's batches and,
 // like Lambda, asks for redelivery from the first failed record.
 func feed(h *projector.Handler) func(context.Context, string, []events.DynamoDBEventRecord) (string, error) {
@@ -268,8 +286,8 @@ func feed(h *projector.Handler) func(context.Context, string, []events.DynamoDBE
 // InfoPath is where stack.json is.
 func (s *Stack) InfoPath() string { return s.infoPath }
 
-// Stop shuts the server and poller down, stops moto if it started it, and
-// removes stack.json.
+// Stop shuts the server and poller down, stops moto if it started it,
+// removes stack.json and releases the directory for the next stack.
 func (s *Stack) Stop() {
 	if s.server != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -284,6 +302,10 @@ func (s *Stack) Stop() {
 		s.moto.Stop()
 	}
 	_ = os.Remove(s.infoPath)
+	if s.unlock != nil {
+		s.unlock()
+		s.unlock = nil
+	}
 }
 
 // Wait returns nil when ctx ends, or an error saying what stopped when the

@@ -182,6 +182,74 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 	}
 }
 
+// What a newcomer meets around the endpoint: other routes and methods, and
+// a second `make run` in the same checkout.
+func TestTheLocalStackAroundTheEndpoint(t *testing.T) {
+	st := start(t, false)
+	request := func(t *testing.T, method, path string) (*http.Response, map[string]string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, st.Info.APIURL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]string
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("%s %s: body is not the error shape: %v", method, path, err)
+		}
+		return resp, body
+	}
+	tests := []struct {
+		name, method, path string
+		status             int
+		code, allow        string
+	}{
+		{"an unknown path is 404 not_found, never cached", http.MethodGet, "/auths", http.StatusNotFound, "not_found", ""},
+		{"POST on the endpoint is 405 with Allow: GET", http.MethodPost, "/auths/resources", http.StatusMethodNotAllowed, "method_not_allowed", "GET"},
+		{"PUT on the endpoint is 405 with Allow: GET", http.MethodPut, "/auths/resources", http.StatusMethodNotAllowed, "method_not_allowed", "GET"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := request(t, tt.method, tt.path)
+			if resp.StatusCode != tt.status || body["error"] != tt.code || body["message"] == "" {
+				t.Errorf("%d %v, want %d %q with a message", resp.StatusCode, body, tt.status, tt.code)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", got)
+			}
+			if got := resp.Header.Get("Allow"); got != tt.allow {
+				t.Errorf("Allow %q, want %q", got, tt.allow)
+			}
+		})
+	}
+
+	t.Run("a second stack in the same directory is refused and leaves the first's stack file alone", func(t *testing.T) {
+		dir := filepath.Dir(st.InfoPath())
+		before, err := os.ReadFile(st.InfoPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		second, err := localstack.Start(context.Background(), localstack.Options{
+			Moto: mototest.Endpoint(t), Port: freePort(t), Dir: dir, Name: mototest.Name(t, "second"),
+		})
+		if err == nil {
+			second.Stop()
+			t.Fatal("second Start succeeded")
+		}
+		if !errors.Is(err, localstack.ErrAlreadyRunning) || localstack.ExitCode(err) != exitcode.Environment {
+			t.Errorf("second Start: %v (exit %d), want ErrAlreadyRunning, exit %d", err, localstack.ExitCode(err), exitcode.Environment)
+		}
+		after, err := os.ReadFile(st.InfoPath())
+		if err != nil || !bytes.Equal(before, after) {
+			t.Errorf("the first stack's stack.json changed or went: %v\n%s", err, after)
+		}
+		if a := call(t, st, "not-a-token", ""); a.status != http.StatusUnauthorized {
+			t.Errorf("the first stack answers %d after the refused second, want 401", a.status)
+		}
+	})
+}
+
 // The audit bus's archive, slow in moto, is created only when asked for.
 func TestTheAuditArchiveIsOptIn(t *testing.T) {
 	for _, archive := range []bool{false, true} {

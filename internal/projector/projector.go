@@ -410,14 +410,34 @@ func (p *Projector) plan(c Change) plan {
 	if ref.Kind == broker.Ignored || c.New == nil {
 		return plan{ref: ref}
 	}
-	parsed, err := c.New.Parse()
-	if err != nil {
+	if _, err := p.Validate(*c.New); err != nil {
 		return plan{ref: ref, reject: broker.MessageOf(err)}
 	}
-	if ref.Kind == broker.BucketRecord && !p.Compiler.FitsAlone(parsed.Bucket.Bucket, parsed.Bucket.Prefix) {
-		return plan{ref: ref, reject: "prefix too long: one grant of it would not fit in a session policy"}
-	}
 	return plan{ref: ref}
+}
+
+// Validate applies the rules of the membership table (README "Source
+// records") to one item exactly as the projector does before it projects
+// the item: its keys, its attributes, and, for a bucket record, whether one
+// grant of its folder fits in a session policy. An invalid item gives an
+// Invalid error whose safe message (broker.MessageOf) is the reason the
+// projector reports in its ProjectionRejected event; an item of a key
+// shape the broker does not own parses as broker.Ignored, without error.
+// The operators' tools validate with it before they write.
+func Validate(c policy.Compiler, it broker.SourceItem) (broker.ParsedItem, error) {
+	parsed, err := it.Parse()
+	if err != nil || parsed.Kind != broker.BucketRecord {
+		return parsed, err
+	}
+	if !c.FitsAlone(parsed.Bucket.Bucket, parsed.Bucket.Prefix) {
+		return parsed, broker.Errorf(broker.Invalid, "prefix", "prefix too long: one grant of it would not fit in a session policy")
+	}
+	return parsed, nil
+}
+
+// Validate is Validate with the projector's compiler.
+func (p *Projector) Validate(it broker.SourceItem) (broker.ParsedItem, error) {
+	return Validate(p.Compiler, it)
 }
 
 func (p *Projector) rejection(c Change, reason string) broker.AuditEvent {

@@ -111,9 +111,11 @@ type meter struct {
 	users   atomic.Int64
 	changed atomic.Int64
 	failed  atomic.Int64
-	at      atomic.Int64 // unix ms of the last stream record
-	stop    chan struct{}
-	done    chan struct{}
+	// rejected counts source records that break the rules.
+	rejected atomic.Int64
+	at       atomic.Int64 // unix ms of the last stream record
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // startMeter begins a phase; finish must be called.

@@ -60,6 +60,9 @@ type Recomputer interface {
 	Recompute(ctx context.Context, userID string, h projector.Hint, causes []string) (bool, error)
 	// Compute returns the policy the user should have now, writing nothing.
 	Compute(ctx context.Context, userID string) (broker.UserPolicy, error)
+	// Validate applies the source-record rules as the projector does; an
+	// invalid item grants nothing (README "Source records").
+	Validate(it broker.SourceItem) (broker.ParsedItem, error)
 }
 
 // Store is what the operations read besides whole-table scans
@@ -214,11 +217,15 @@ type userGroup struct {
 // scanUsers emits every user of one membership-table segment once. Only
 // the current partition is held, so memory does not grow with the table.
 // A partition whose user id breaks the schema is skipped: the projector
-// rejects its records and never writes such a user.
+// rejects its records and never writes such a user. Every record that
+// breaks the rules, of either kind, is counted in m.rejected.
 func (s *Service) scanUsers(ctx context.Context, segment int, m *meter, emit func(userGroup) error) error {
 	var cur *userGroup
 	err := s.Memberships.ScanMemberships(ctx, segment, s.segments(), func(it broker.SourceItem) error {
 		m.items.Add(1)
+		if _, err := s.Projector.Validate(it); err != nil {
+			m.rejected.Add(1)
+		}
 		ref, _ := broker.ParseRef(it.PK, it.SK)
 		if ref.Kind != broker.MembershipRecord || ref.UserID == "" {
 			return nil

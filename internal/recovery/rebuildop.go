@@ -65,6 +65,7 @@ func (s *Service) Rebuild(ctx context.Context) (Report, error) {
 		})
 	st1 := m1.finish()
 	rep.Users, rep.Changed = int(st1.Users), int(st1.Changed)
+	rep.Rejected = int(m1.rejected.Load())
 
 	// Users whose checkedAt is older than the start were not reached by
 	// step 1. Stamps are whole milliseconds.
@@ -106,7 +107,7 @@ func (s *Service) Rebuild(ctx context.Context) (Report, error) {
 	rep.Failed, rep.FailedUsers = failed.n, failed.list()
 	rep.Truncated = rep.Failed > len(rep.FailedUsers)
 	rep.FinishedAt = s.now()
-	log.Info("rebuild finished", "users", rep.Users, "orphans", rep.Orphans, "staleIndex", rep.StaleIndex,
+	log.Info("rebuild finished", "users", rep.Users, "orphans", rep.Orphans, "rejected", rep.Rejected, "staleIndex", rep.StaleIndex,
 		"changed", rep.Changed, "superseded", rep.Superseded, "failed", rep.Failed,
 		"seconds", rep.FinishedAt.Sub(start).Seconds(), "err", err)
 	if err != nil {

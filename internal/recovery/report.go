@@ -20,6 +20,11 @@ type Report struct {
 	// that still granted something.
 	Users   int `json:"users"`
 	Orphans int `json:"orphans"`
+	// Rejected is, for rebuild and verify, the records of the membership
+	// table that break the rules and so grant nothing (README "Source
+	// records"); `credbroker admin rejected` lists them with the reasons.
+	// They are not drift: the policy table is right to ignore them.
+	Rejected int `json:"rejected"`
 	// Rebuild: items committed; stale member-index entries handed to
 	// Recompute for removal; recomputes overtaken by a newer (live) one,
 	// which read newer state.

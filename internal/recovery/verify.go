@@ -53,6 +53,7 @@ func (s *Service) Verify(ctx context.Context) (Report, error) {
 			v.checkUser(ctx, m1, g.userID, g.projects)
 		})
 	rep.Users = int(m1.finish().Users)
+	rep.Rejected = int(m1.rejected.Load())
 
 	if err == nil {
 		m2 := s.startMeter(ctx, rep.RunID, ModeVerify, "policies", polTotal)
@@ -85,7 +86,10 @@ func (s *Service) Verify(ctx context.Context) (Report, error) {
 	rep.Truncated = cut || rep.Failed > len(rep.FailedUsers)
 	rep.FinishedAt = s.now()
 
-	log.Info("verify finished", "users", rep.Users, "orphans", rep.Orphans, "drift", rep.Drift(),
+	if rep.Rejected > 0 {
+		log.Warn("source records break the rules and grant nothing; `credbroker admin rejected` lists them", "rejected", rep.Rejected)
+	}
+	log.Info("verify finished", "users", rep.Users, "orphans", rep.Orphans, "rejected", rep.Rejected, "drift", rep.Drift(),
 		"missing", rep.Missing, "different", rep.Different, "extra", rep.Extra, "missingIndex", rep.MissingIndex, "extraIndex", rep.ExtraIndex,
 		"cleared", rep.Cleared, "failed", rep.Failed, "seconds", rep.FinishedAt.Sub(start).Seconds(), "err", err)
 	if rep.Drift() > 0 {

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/projector"
+)
+
+// Validated writes of the membership table: one record at a time here,
+// many with admin import. Every record is checked with the projector's
+// rules before anything is written; an invalid one is refused with exit
+// status 2 and the rule it breaks.
+
+func init() {
+	register(command{path: "admin member put", summary: "add a user to a project, or change the user's role (validated)", run: runMemberPut})
+	register(command{path: "admin member delete", summary: "remove a user from a project", run: runMemberDelete})
+	register(command{path: "admin bucket put", summary: "give a project a bucket or a folder of one (validated)", run: runBucketPut})
+	register(command{path: "admin bucket delete", summary: "take a bucket away from a project", run: runBucketDelete})
+}
+
+// recordCmd is the flags and set-up shared by the four single-record
+// writes: the keys of a membership (--user or --username, --project) or of
+// a bucket record (--project, --bucket), --dry-run and the stack.
+type recordCmd struct {
+	fs      *flag.FlagSet
+	tf      *targetFlags
+	kind    broker.RecordKind
+	user    *userFlags
+	project *string
+	bucket  *string
+	dry     *bool
+}
+
+func newRecordCmd(env *cmdEnv, path string, kind broker.RecordKind) *recordCmd {
+	c := &recordCmd{fs: newFlags(env, path), kind: kind}
+	c.tf = addTargetFlags(c.fs)
+	if kind == broker.MembershipRecord {
+		c.user = addUserFlags(c.fs)
+	}
+	c.project = c.fs.String("project", "", "the project's id (required)")
+	if kind == broker.BucketRecord {
+		c.bucket = c.fs.String("bucket", "", "the S3 bucket's name (required)")
+	}
+	c.dry = c.fs.Bool("dry-run", false, "say what would change and write nothing")
+	return c
+}
+
+// open parses the arguments, connects to the stack and returns the
+// record's keys.
+func (c *recordCmd) open(ctx context.Context, env *cmdEnv, args []string) (a *admin, pk, sk string, err error) {
+	if err := parse(c.fs, args); err != nil {
+		return nil, "", "", err
+	}
+	if *c.project == "" {
+		return nil, "", "", usagef("--project is required")
+	}
+	if c.bucket != nil && *c.bucket == "" {
+		return nil, "", "", usagef("--bucket is required")
+	}
+	if c.kind == broker.BucketRecord {
+		a, err = openAdmin(ctx, env, c.tf, "membershipTable")
+		return a, broker.ProjectKeyPrefix + *c.project, broker.BucketKeyPrefix + *c.bucket, err
+	}
+	if a, err = openAdmin(ctx, env, c.tf, c.user.need("membershipTable")...); err != nil {
+		return nil, "", "", err
+	}
+	userID, err := c.user.resolve(ctx, a)
+	return a, broker.UserKeyPrefix + userID, broker.ProjectKeyPrefix + *c.project, err
+}
+
+func runMemberPut(ctx context.Context, env *cmdEnv, args []string) error {
+	c := newRecordCmd(env, "admin member put", broker.MembershipRecord)
+	role := c.fs.String("role", "read", `the user's role in the project: "read" or "write"`)
+	a, pk, sk, err := c.open(ctx, env, args)
+	if err != nil {
+		return err
+	}
+	return a.putOne(ctx, env, broker.SourceItem{PK: pk, SK: sk, Role: broker.StringAttr(*role)}, *c.dry)
+}
+
+func runMemberDelete(ctx context.Context, env *cmdEnv, args []string) error {
+	c := newRecordCmd(env, "admin member delete", broker.MembershipRecord)
+	a, pk, sk, err := c.open(ctx, env, args)
+	if err != nil {
+		return err
+	}
+	return a.deleteOne(ctx, env, pk, sk, *c.dry)
+}
+
+func runBucketPut(ctx context.Context, env *cmdEnv, args []string) error {
+	c := newRecordCmd(env, "admin bucket put", broker.BucketRecord)
+	prefix := c.fs.String("prefix", "", "a folder of the bucket: the project gets only the keys under it (default: the whole bucket)")
+	a, pk, sk, err := c.open(ctx, env, args)
+	if err != nil {
+		return err
+	}
+	it := broker.SourceItem{PK: pk, SK: sk}
+	// Only an absent prefix means the whole bucket: an explicit empty
+	// --prefix is checked as the empty attribute it would be.
+	if given(c.fs, "prefix") {
+		it.Prefix = broker.StringAttr(*prefix)
+	}
+	return a.putOne(ctx, env, it, *c.dry)
+}
+
+func runBucketDelete(ctx context.Context, env *cmdEnv, args []string) error {
+	c := newRecordCmd(env, "admin bucket delete", broker.BucketRecord)
+	a, pk, sk, err := c.open(ctx, env, args)
+	if err != nil {
+		return err
+	}
+	return a.deleteOne(ctx, env, pk, sk, *c.dry)
+}
+
+// given reports whether the flag was set on the command line.
+func given(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+// putOne writes one record that follows the rules.
+func (a *admin) putOne(ctx context.Context, env *cmdEnv, it broker.SourceItem, dry bool) error {
+	if _, err := a.validate(it); err != nil {
+		return err
+	}
+	return a.writeOne(ctx, env, op{put: &it, pk: it.PK, sk: it.SK}, dry)
+}
+
+// deleteOne deletes one record whose keys follow the rules: a delete
+// with keys no record can validly have is most likely a typo.
+func (a *admin) deleteOne(ctx context.Context, env *cmdEnv, pk, sk string, dry bool) error {
+	if _, err := broker.ParseRef(pk, sk); err != nil {
+		return broker.Errorf(broker.Invalid, "validate", "refused, nothing written: %s (README \"Source records\")", broker.MessageOf(err))
+	}
+	return a.writeOne(ctx, env, op{pk: pk, sk: sk}, dry)
+}
+
+// writeOne applies one op and says what it did on stdout.
+func (a *admin) writeOne(ctx context.Context, env *cmdEnv, o op, dry bool) error {
+	changes, err := a.apply(ctx, []op{o}, dry)
+	if err != nil {
+		return err
+	}
+	c := changes[0]
+	if c.err != nil {
+		return c.err
+	}
+	fmt.Fprintf(env.Stdout, "%s: %s (%s / %s)\n", c.verb(dry), c.Detail, c.PK, c.SK)
+	return nil
+}
+
+// op is one write of the membership table: put is the item to write, or
+// nil to delete the item with keys pk and sk.
+type op struct {
+	line   int // of an import file; 0 otherwise
+	put    *broker.SourceItem
+	pk, sk string
+}
+
+// Actions of a change.
+const (
+	actionCreate    = "create"
+	actionUpdate    = "update"
+	actionUnchanged = "unchanged"
+	actionDelete    = "delete"
+	actionAbsent    = "absent" // a delete of a record that is not there
+)
+
+// change is what an op does to the table, as the report shows it.
+type change struct {
+	Line    int    `json:"line,omitempty"`
+	Action  string `json:"action"`
+	PK      string `json:"pk"`
+	SK      string `json:"sk"`
+	Detail  string `json:"change"`
+	Written bool   `json:"written"`
+	err     error
+}
+
+// writes reports whether the change writes anything.
+func (c change) writes() bool {
+	return c.Action == actionCreate || c.Action == actionUpdate || c.Action == actionDelete
+}
+
+func (c change) verb(dry bool) string {
+	past := map[string]string{actionCreate: "created", actionUpdate: "updated", actionUnchanged: "unchanged, nothing written",
+		actionDelete: "deleted", actionAbsent: "not found, nothing deleted"}
+	future := map[string]string{actionCreate: "would create", actionUpdate: "would update", actionUnchanged: "unchanged, nothing to write",
+		actionDelete: "would delete", actionAbsent: "not found, nothing to delete"}
+	if dry {
+		return future[c.Action]
+	}
+	return past[c.Action]
+}
+
+// applyConcurrency bounds the reads and writes in flight.
+const applyConcurrency = 8
+
+// apply reads what the table holds for every op, works out each change,
+// and, unless dry, writes those that change something: a record that
+// already grants the same is not rewritten. A write that fails is kept in
+// its change's err; the others go on. ops must not share keys.
+func (a *admin) apply(ctx context.Context, ops []op, dry bool) ([]change, error) {
+	changes := make([]change, len(ops))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(applyConcurrency)
+	for i, o := range ops {
+		g.Go(func() error {
+			old, found, err := a.store.GetSourceItem(gctx, o.pk, o.sk)
+			if err != nil {
+				return err
+			}
+			changes[i] = a.plan(o, old, found)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if dry {
+		return changes, nil
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, applyConcurrency)
+	for i := range changes {
+		c := &changes[i]
+		if !c.writes() {
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			o := ops[i]
+			var err error
+			if o.put != nil {
+				_, _, err = a.store.PutSourceItem(ctx, *o.put)
+			} else {
+				_, _, err = a.store.DeleteSourceItem(ctx, o.pk, o.sk)
+			}
+			c.err, c.Written = err, err == nil
+		})
+	}
+	wg.Wait()
+	return changes, nil
+}
+
+// plan works out what op does to a table holding old (found) at its keys.
+func (a *admin) plan(o op, old broker.SourceItem, found bool) change {
+	c := change{Line: o.line, PK: o.pk, SK: o.sk}
+	var was broker.ParsedItem
+	var wasErr error
+	if found {
+		was, wasErr = projector.Validate(a.compiler, old)
+	}
+	before := func() string {
+		if wasErr != nil {
+			return "a record that breaks the rules (" + broker.MessageOf(wasErr) + ")"
+		}
+		return describe(was)
+	}
+	if o.put == nil {
+		if !found {
+			c.Action, c.Detail = actionAbsent, "no such record"
+		} else {
+			c.Action, c.Detail = actionDelete, before()
+		}
+		return c
+	}
+	now, _ := projector.Validate(a.compiler, *o.put) // validated by the caller
+	switch {
+	case !found:
+		c.Action, c.Detail = actionCreate, describe(now)
+	case wasErr == nil && was == now:
+		c.Action, c.Detail = actionUnchanged, describe(now)
+	case wasErr == nil && now.Kind == broker.MembershipRecord:
+		c.Action, c.Detail = actionUpdate, fmt.Sprintf("user %s in project %s: role %s → %s",
+			now.Membership.UserID, now.Membership.ProjectID, was.Membership.Access, now.Membership.Access)
+	case wasErr == nil:
+		c.Action, c.Detail = actionUpdate, fmt.Sprintf("project %s: %s → %s", now.Bucket.ProjectID,
+			place(was.Bucket.Bucket, was.Bucket.Prefix), place(now.Bucket.Bucket, now.Bucket.Prefix))
+	default:
+		c.Action, c.Detail = actionUpdate, describe(now)+", replacing "+before()
+	}
+	return c
+}
