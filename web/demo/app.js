@@ -18,6 +18,7 @@ import {
  * @property {string} region
  * @property {string} userPoolClientId
  * @property {string} [userPoolId]  enables SRP sign-in
+ * @property {'USER_SRP_AUTH' | 'USER_PASSWORD_AUTH'} [signInFlow] the preselected method (SRP when userPoolId is given)
  * @property {string} [awsEndpoint] one endpoint for Cognito and S3 (the local stack's moto); S3 then uses path-style URLs
  *
  * @typedef {import('../src/answer.js').Grant & {setIndex: number}} ShownGrant
@@ -66,6 +67,10 @@ async function loadConfig() {
   for (const f of ['apiUrl', 'region', 'userPoolClientId']) {
     if (typeof c[f] !== 'string' || c[f] === '') throw new Error(`config.json lacks "${f}"`);
   }
+  if (![undefined, 'USER_SRP_AUTH', 'USER_PASSWORD_AUTH'].includes(c.signInFlow)) {
+    throw new Error(`config.json: signInFlow must be USER_SRP_AUTH or USER_PASSWORD_AUTH`);
+  }
+  if (c.signInFlow === 'USER_SRP_AUTH' && !c.userPoolId) throw new Error('config.json: USER_SRP_AUTH needs userPoolId');
   return c;
 }
 
@@ -351,9 +356,9 @@ async function main() {
   }
   const flow = /** @type {HTMLSelectElement} */ ($('signin-flow'));
   if (!config.userPoolId) {
-    flow.value = 'USER_PASSWORD_AUTH';
     /** @type {HTMLOptionElement} */ (flow.options[0]).disabled = true;
   }
+  flow.value = config.signInFlow ?? (config.userPoolId ? 'USER_SRP_AUTH' : 'USER_PASSWORD_AUTH');
   $('signin-form').addEventListener('submit', (e) => {
     e.preventDefault();
     void signIn();
