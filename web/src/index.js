@@ -1,0 +1,17 @@
+// credbroker's browser client: Cognito sign-in, the user's credential sets
+// from GET /auths/resources, and per-bucket credential providers for the AWS
+// SDK for JavaScript v3. See web/README.md.
+
+export { CredentialBroker, isAccessDenied, retryAfterMs } from './broker.js';
+export { CognitoAuth, CognitoSession, decodeJwt } from './cognito.js';
+export { grantsOf, parseAnswer, route } from './answer.js';
+export {
+  AuthError,
+  CredbrokerError,
+  EndpointError,
+  NoAccessError,
+  ReadOnlyError,
+  RoutingError,
+  SignInError,
+  UnavailableError,
+} from './errors.js';
