@@ -14,7 +14,8 @@
 //     so that an answer that arrives nearly expired is not refetched in a
 //     loop. Concurrent callers share one fetch. An answer with a new
 //     policyVersion drops every answer of the old version (the ?project=
-//     answers included). A Cache keeps answers between processes.
+//     answers included). A Cache keeps answers between processes. Reload
+//     asks again past the cache, for a target granted since.
 //   - Errors: a 401 refreshes the token once and retries once; a 403 is an
 //     AccessError naming the target (errors.Is ErrNoAccess); a 503 (or
 //     API Gateway's 429) is retried after its Retry-After, at most
