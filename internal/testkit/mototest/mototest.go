@@ -81,3 +81,21 @@ func Data(tb testing.TB, service string) map[string]json.RawMessage {
 	}
 	return svc
 }
+
+// SessionPolicies returns the session policy moto's STS received with each
+// AssumeRole, by the access key it issued.
+func SessionPolicies(tb testing.TB) map[string]string {
+	tb.Helper()
+	var roles []struct {
+		AccessKeyID string `json:"access_key_id"`
+		Policy      string `json:"policy"`
+	}
+	if err := json.Unmarshal(Data(tb, "sts")["AssumedRole"], &roles); err != nil {
+		tb.Fatalf("decode moto sts.AssumedRole: %v", err)
+	}
+	out := map[string]string{}
+	for _, r := range roles {
+		out[r.AccessKeyID] = r.Policy
+	}
+	return out
+}
