@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/wire"
@@ -34,6 +35,9 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	if *user == "" {
 		return usagef("--user is required")
 	}
+	if err := broker.ValidateUserID(*user); err != nil {
+		return usagef("--user: %s", broker.MessageOf(err))
+	}
 	tgt, err := t.resolve(env, "policyTable", "eventBusName", "baseRoleArn")
 	if err != nil {
 		return err
@@ -42,13 +46,20 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
+	now, offset, err := awsClock(ctx, cfg, env.now)
+	if err != nil {
+		return err
+	}
+	if offset > 2*time.Second || offset < -2*time.Second {
+		fmt.Fprintf(env.Stderr, "credbroker admin revoke: this machine's clock is %v off AWS's; using AWS's\n", offset.Round(time.Second))
+	}
 	h, err := wire.Revoker(revoke.Config{PolicyTable: tgt.PolicyTable, AuditBusName: tgt.EventBusName, BaseRoleARN: tgt.BaseRoleARN, MaxSession: *session},
 		cfg, logging.New(env.Stderr, slog.LevelWarn, "revoker"))
 	if err != nil {
 		return usagef("%s", message(err))
 	}
-	h.Now = env.now
-	payload, _ := json.Marshal(revoke.Action{Action: "revoke", UserID: *user, RequestID: fmt.Sprintf("operator-%d", env.now().UnixMilli())})
+	h.Now, h.Service.Now = now, now
+	payload, _ := json.Marshal(revoke.Action{Action: "revoke", UserID: *user, RequestID: fmt.Sprintf("operator-%d", now().UnixMilli())})
 	req, err := h.Decode(payload)
 	if err != nil {
 		return usagef("%s", message(err))

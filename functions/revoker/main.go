@@ -8,12 +8,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
-	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/wire"
@@ -38,7 +38,7 @@ func main() {
 	}
 	lambda.Start(func(ctx context.Context, payload json.RawMessage) error {
 		err := h.Handle(ctx, payload)
-		if broker.KindOf(err) == broker.Invalid {
+		if errors.Is(err, revoke.ErrRefused) {
 			// Delivering it again cannot help: log it in full (a dead
 			// letter) and let the invocation succeed.
 			log.Error("revoker event refused", "err", err, "event", string(payload))

@@ -7,6 +7,7 @@ package broker
 import (
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -43,6 +44,25 @@ type Place struct {
 
 // Place returns g without its projects.
 func (g Grant) Place() Place { return Place{Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access} }
+
+// Covers reports whether p reaches everything q reaches: the same bucket,
+// the same or a wider folder, the same or a higher access level (the rule
+// by which the compiler drops covered grants).
+func (p Place) Covers(q Place) bool {
+	return p.Bucket == q.Bucket && strings.HasPrefix(q.Prefix, p.Prefix) && p.Access.Covers(q.Access)
+}
+
+// Narrows reports whether going from prev to next takes anything away: a
+// grant of prev that no grant of next covers. Raising read to write, or
+// replacing a folder with its whole bucket, does not narrow.
+func Narrows(prev, next []Grant) bool {
+	for _, g := range prev {
+		if !slices.ContainsFunc(next, func(n Grant) bool { return n.Place().Covers(g.Place()) }) {
+			return true
+		}
+	}
+	return false
+}
 
 // Membership is a validated membership record: the user belongs to the
 // project at the given access level.

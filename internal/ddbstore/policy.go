@@ -124,18 +124,20 @@ func millisOf(v types.AttributeValue) (int64, error) {
 }
 
 // RaiseRevokedBefore moves the user's cutoff to before unless it is later
-// already, creating the item (one that grants nothing) if there is none.
+// already, creating the item (one that grants nothing) if there is none. It
+// takes a claim too, so that a recompute that claimed the item earlier
+// cannot commit over the new cutoff: it claims again and keeps it.
 func (s *Store) RaiseRevokedBefore(ctx context.Context, userID string, before time.Time) error {
 	_, err := s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(s.PolicyTable),
 		Key:                      userKey(userID),
-		UpdateExpression:         aws.String("SET #rvk = :r, #uid = :uid ADD #claim :zero"),
+		UpdateExpression:         aws.String("ADD #claim :one SET #rvk = :r, #uid = :uid"),
 		ConditionExpression:      aws.String("attribute_not_exists(#rvk) OR #rvk < :r"),
 		ExpressionAttributeNames: pick(policyNames, "#rvk", "#uid", "#claim"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":r":    &types.AttributeValueMemberN{Value: strconv.FormatInt(before.UnixMilli(), 10)},
-			":uid":  str(userID),
-			":zero": &types.AttributeValueMemberN{Value: "0"},
+			":r":   &types.AttributeValueMemberN{Value: strconv.FormatInt(before.UnixMilli(), 10)},
+			":uid": str(userID),
+			":one": &types.AttributeValueMemberN{Value: "1"},
 		},
 	})
 	if err != nil && broker.KindOf(classify("", err)) == broker.Conflict {

@@ -3,6 +3,7 @@ package localstack
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -98,7 +99,7 @@ func (r *busRule) invoke(ctx context.Context, payload json.RawMessage) {
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		if broker.KindOf(err) == broker.Invalid {
+		if errors.Is(err, revoke.ErrRefused) {
 			r.log.Error("revoker event refused", "err", err, "event", string(payload))
 			return
 		}

@@ -270,12 +270,13 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 	return true, outbox, nil
 }
 
-// commit writes next. When next moves the user's revocation cutoff, the
-// cutoff counts on the write landing within broker.CommitWindow of started
-// (README "Revocation"), so the write gets that deadline; one that misses it
-// fails as transient and the record's retry computes a new cutoff.
+// commit writes next. When next narrows the user's grants, its cutoff
+// (new, or an earlier one of the same second or an operator's later one)
+// counts on the write landing within broker.CommitWindow of started (README
+// "Revocation"), so the write gets that deadline; one that misses it fails
+// as transient and the record's retry computes a new cutoff.
 func (p *Projector) commit(ctx context.Context, claim broker.Claim, next broker.UserPolicy, outbox []broker.PolicyChangedDetail, started time.Time) error {
-	if next.RevokedBefore.Equal(claim.Prev.RevokedBefore) {
+	if !narrows(claim, next) {
 		return p.Store.Commit(ctx, claim, next, outbox)
 	}
 	cctx, cancel := context.WithDeadline(ctx, started.Add(broker.CommitWindow))
@@ -314,14 +315,20 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 	return err
 }
 
+// narrows reports whether next takes away anything the claimed item
+// granted: a grant that nothing in next covers, or anything at all when the
+// item could not be read.
+func narrows(claim broker.Claim, next broker.UserPolicy) bool {
+	return claim.Corrupt != "" || broker.Narrows(claim.Prev.Grants, next.Grants)
+}
+
 // revokedBefore is the cutoff next carries: the previous item's, moved to
-// RevokeBefore(now) when next takes anything away (a removed or lowered
-// grant, or an item that could not be read), so that the sessions minted
-// from the old item stop working and the endpoint waits for the cutoff
-// before it mints from the new one (README "Revocation").
+// RevokeBefore(now) when next narrows, so that the sessions minted from the
+// old item stop working and the endpoint waits for the cutoff before it
+// mints from the new one (README "Revocation").
 func (p *Projector) revokedBefore(claim broker.Claim, next broker.UserPolicy) time.Time {
 	prev := claim.Prev.RevokedBefore
-	if _, removed := diff(claim.Prev.Grants, next.Grants); len(removed) == 0 && claim.Corrupt == "" {
+	if !narrows(claim, next) {
 		return prev
 	}
 	if r := broker.RevokeBefore(p.now()); r.After(prev) {
@@ -353,7 +360,7 @@ func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, caus
 		Causes:             causes,
 		ChangedAt:          next.UpdatedAt,
 		PreviousUnreadable: claim.Corrupt != "",
-		RevokeBefore:       narrowingCutoff(next, len(removed) > 0 || claim.Corrupt != ""),
+		RevokeBefore:       narrowingCutoff(next, narrows(claim, next)),
 	}, true
 }
 
@@ -378,11 +385,21 @@ func (p *Projector) boundOutbox(userID string, outbox []broker.PolicyChangedDeta
 		total += n
 		keep--
 	}
+	var revoke *time.Time
 	for _, d := range outbox[:keep] {
 		p.logger().Error("audit bus unreachable too long: PolicyChanged dropped from outbox",
 			"userId", userID, "changeId", d.ChangeID, "policyVersion", d.PolicyVersion, "added", d.AddedCount, "removed", d.RemovedCount)
+		if d.RevokeBefore != nil && (revoke == nil || d.RevokeBefore.After(*revoke)) {
+			revoke = d.RevokeBefore
+		}
 	}
-	return outbox[keep:]
+	kept := slices.Clone(outbox[keep:])
+	// A dropped narrowing must still reach the revoker: the newest event
+	// kept carries its cutoff (the item's cutoff is at least as late).
+	if newest := &kept[len(kept)-1]; revoke != nil && (newest.RevokeBefore == nil || newest.RevokeBefore.Before(*revoke)) {
+		newest.RevokeBefore = revoke
+	}
+	return kept
 }
 
 // shrinkEvent cuts an event's lists (the longest first) until its JSON is

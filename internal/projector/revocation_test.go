@@ -63,15 +63,15 @@ func TestANarrowingMovesTheCutoffAndAnAdditionDoesNot(t *testing.T) {
 }
 
 // slowCommits is a fault-injecting PolicyStore (DynamoDB cannot be made
-// slow on demand): the first commit that moves a cutoff lands only after
-// three commit windows, unless its context gives up first.
+// slow on demand): the first commit that narrows lands only after three
+// commit windows, unless its context gives up first.
 type slowCommits struct {
 	broker.PolicyStore
 	stalled bool
 }
 
 func (s *slowCommits) Commit(ctx context.Context, c broker.Claim, pol broker.UserPolicy, outbox []broker.PolicyChangedDetail) error {
-	if !s.stalled && !pol.RevokedBefore.Equal(c.Prev.RevokedBefore) {
+	if !s.stalled && broker.Narrows(c.Prev.Grants, pol.Grants) {
 		s.stalled = true
 		select {
 		case <-ctx.Done():
@@ -86,18 +86,40 @@ func (s *slowCommits) Commit(ctx context.Context, c broker.Claim, pol broker.Use
 // The cutoff counts on the narrowed item landing within CommitWindow of the
 // clock reading it came from. A write that cannot must not land later with
 // that cutoff: it fails, the record is retried, and the retry's cutoff is
-// taken from its own clock reading.
+// taken from its own clock reading. That holds too for a second narrowing
+// in the same second, whose cutoff is the first one's.
 func TestANarrowingThatMissesItsCommitWindowIsRetriedWithALaterCutoff(t *testing.T) {
+	for _, earlier := range []bool{false, true} {
+		name := "first narrowing"
+		if earlier {
+			name = "second narrowing in the same second"
+		}
+		t.Run(name, func(t *testing.T) { missCommitWindow(t, earlier) })
+	}
+}
+
+func missCommitWindow(t *testing.T, earlierNarrowing bool) {
 	f := newFixture(t)
 	f.bucket("p1", "lake", "")
+	f.bucket("p1", "pond", "")
 	f.member("alice", "p1", "write")
 	f.deliver(f.streamRecords())
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	f.proj.Now = func() time.Time { return now }
+	var first time.Time
+	if earlierNarrowing {
+		n := len(f.streamRecords())
+		f.unbucket("p1", "pond")
+		f.deliver(f.streamRecords()[n:])
+		first = f.item("alice").RevokedBefore
+		if !first.Equal(broker.RevokeBefore(now)) {
+			t.Fatalf("setup: cutoff %v after the first narrowing", first)
+		}
+	}
 	n := len(f.streamRecords())
 
 	slow := &slowCommits{PolicyStore: f.store}
 	f.proj.Store = slow
-	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	f.proj.Now = func() time.Time { return now }
 	f.leave("alice", "p1")
 	removal := f.streamRecords()[n:]
 	if resp := f.deliver(removal); len(resp.BatchItemFailures) != len(removal) {
@@ -106,8 +128,8 @@ func TestANarrowingThatMissesItsCommitWindowIsRetriedWithALaterCutoff(t *testing
 	if !slow.stalled {
 		t.Fatal("the narrowing's commit never reached the store")
 	}
-	if got := f.item("alice"); got.Empty() || !got.RevokedBefore.IsZero() {
-		t.Fatalf("after the failed commit the item is %v (cutoff %v), want the old grants and no cutoff", places(got), got.RevokedBefore)
+	if got := f.item("alice"); got.Empty() || !got.RevokedBefore.Equal(first) {
+		t.Fatalf("after the failed commit the item is %v (cutoff %v), want the old grants and cutoff %v", places(got), got.RevokedBefore, first)
 	}
 
 	now = now.Add(10 * time.Second)
@@ -117,5 +139,87 @@ func TestANarrowingThatMissesItsCommitWindowIsRetriedWithALaterCutoff(t *testing
 	got := f.item("alice")
 	if !got.Empty() || !got.RevokedBefore.Equal(broker.RevokeBefore(now)) {
 		t.Errorf("after the retry: grants %v, cutoff %v, want none and %v", places(got), got.RevokedBefore, broker.RevokeBefore(now))
+	}
+}
+
+// Changes that take nothing away revoke nothing, even when the compiled
+// grants list a covered grant as removed.
+func TestAWideningRevokesNothing(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		setup, change func(f *fixture)
+	}{
+		{"raising read to write", func(f *fixture) {
+			f.bucket("p1", "lake", "")
+			f.member("alice", "p1", "read")
+		}, func(f *fixture) { f.member("alice", "p1", "write") }},
+		{"the whole bucket replacing a folder of it", func(f *fixture) {
+			f.bucket("p1", "lake", "runs/")
+			f.member("alice", "p1", "read")
+		}, func(f *fixture) {
+			f.bucket("p2", "lake", "")
+			f.member("alice", "p2", "read")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			tc.setup(f)
+			f.deliver(f.streamRecords())
+			n, events := len(f.streamRecords()), len(f.audit.Of(broker.DetailPolicyChanged))
+			tc.change(f)
+			f.deliver(f.streamRecords()[n:])
+			changes := f.audit.Of(broker.DetailPolicyChanged)[events:]
+			if len(changes) != 1 {
+				t.Fatalf("%d PolicyChanged events, want 1", len(changes))
+			}
+			d := changes[0].Detail.(broker.PolicyChangedDetail)
+			if len(d.Removed) == 0 {
+				t.Fatal("setup: the change lists no removed grant; the case tests nothing")
+			}
+			if got := f.item("alice").RevokedBefore; !got.IsZero() || d.RevokeBefore != nil {
+				t.Errorf("cutoff %v, event revokeBefore %v: a widening revoked", got, d.RevokeBefore)
+			}
+		})
+	}
+}
+
+// While the bus is down the outbox keeps only the newest events. A
+// narrowing pushed out by later additions must still reach the revoker:
+// the newest kept event carries its cutoff.
+func TestANarrowingDroppedFromAFullOutboxStillRevokes(t *testing.T) {
+	f := newFixture(t)
+	f.proj.MaxOutbox = 2
+	f.bucket("p1", "lake", "")
+	f.member("alice", "p1", "write")
+	f.deliver(f.streamRecords())
+	f.audit.Fail = func([]broker.AuditEvent) error {
+		return broker.Errorf(broker.Transient, "emit", "bus unavailable")
+	}
+
+	n := len(f.streamRecords())
+	for _, change := range []func(){
+		func() { f.member("alice", "p1", "read") }, // the narrowing
+		func() { f.bucket("p1", "pond", "") },      // two additions push it out
+		func() { f.bucket("p1", "sea", "") },
+	} {
+		m := len(f.streamRecords())
+		change()
+		f.deliver(f.streamRecords()[m:])
+	}
+	cutoff := f.item("alice").RevokedBefore
+	if cutoff.IsZero() {
+		t.Fatal("setup: the narrowing set no cutoff")
+	}
+
+	f.audit.Fail = nil
+	f.deliver(f.streamRecords()[n:])
+	var got *time.Time
+	for _, ev := range f.audit.Of(broker.DetailPolicyChanged) {
+		if d := ev.Detail.(broker.PolicyChangedDetail); d.RevokeBefore != nil {
+			got = d.RevokeBefore
+		}
+	}
+	if got == nil || !got.Equal(cutoff) {
+		t.Errorf("revokeBefore sent to the bus: %v, want the narrowing's %v", got, cutoff)
 	}
 }

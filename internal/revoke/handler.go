@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,11 +23,23 @@ import (
 //
 // An invocation that fails returns the error, so that Lambda's retries (and
 // then the dead-letter queue) take over; a payload that can never succeed
-// returns an Invalid error, which the function logs and does not retry.
+// returns an error wrapping ErrRefused, which the function logs in full and
+// does not retry. Only the payload decides that: a failure of the work
+// itself, whatever its kind, is retried.
 type Handler struct {
 	Service *Service
 	Now     func() time.Time
 }
+
+// ErrRefused is in the chain of the error of a payload that can never be
+// applied.
+var ErrRefused = errors.New("revoker payload refused")
+
+// MaxAhead bounds how far in the future a narrowing's cutoff may lie when
+// the revoker receives it: the projector sets broker.RevokeBefore of its
+// clock, a few seconds ahead. A later one is not the projector's and could
+// lock a user out (or, through the fallback, everyone); it is refused.
+const MaxAhead = broker.CommitWindow + broker.IssueWindow + broker.ClockMargin + time.Second + time.Minute
 
 // Action is the shape of an operator's or the schedule's invocation.
 type Action struct {
@@ -46,7 +59,7 @@ func (h *Handler) now() time.Time {
 func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) error {
 	req, err := h.Decode(payload)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if req == nil {
 		return nil
@@ -64,7 +77,7 @@ func (h *Handler) Decode(payload json.RawMessage) (*Request, error) {
 		return nil, broker.Wrap(broker.Invalid, op, err)
 	}
 	if probe.DetailType != nil {
-		return decodeBusEvent(payload)
+		return h.decodeBusEvent(payload)
 	}
 	var a Action
 	dec := json.NewDecoder(bytes.NewReader(payload))
@@ -94,7 +107,7 @@ func (h *Handler) Decode(payload json.RawMessage) (*Request, error) {
 	return nil, broker.Errorf(broker.Invalid, op, `unknown action %q: want "revoke" or "prune"`, a.Action)
 }
 
-func decodeBusEvent(payload json.RawMessage) (*Request, error) {
+func (h *Handler) decodeBusEvent(payload json.RawMessage) (*Request, error) {
 	const op = "decode audit event"
 	var ev events.EventBridgeEvent
 	if err := json.Unmarshal(payload, &ev); err != nil {
@@ -109,6 +122,15 @@ func decodeBusEvent(payload json.RawMessage) (*Request, error) {
 	}
 	if d.RevokeBefore == nil {
 		return nil, nil // the change took nothing away
+	}
+	// Anyone allowed to put events on the bus could name any source; the
+	// template lets each function put only its own, and only the
+	// projector's changes revoke.
+	if ev.Source != broker.SourceProjector {
+		return nil, broker.Errorf(broker.Invalid, op, "PolicyChanged from source %q: only %s's narrowings revoke", ev.Source, broker.SourceProjector)
+	}
+	if limit := h.now().Add(MaxAhead); d.RevokeBefore.After(limit) {
+		return nil, broker.Errorf(broker.Invalid, op, "revokeBefore %s is more than %v ahead", d.RevokeBefore.UTC().Format(time.RFC3339), MaxAhead)
 	}
 	if err := broker.ValidateUserID(d.UserID); err != nil {
 		return nil, broker.Errorf(broker.Invalid, op, "PolicyChanged of an invalid user: %s", broker.MessageOf(err))

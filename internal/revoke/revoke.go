@@ -27,9 +27,16 @@ type List struct {
 	// Users maps a user to the time before which that user's sessions are
 	// denied.
 	Users map[string]time.Time `json:"users,omitempty"`
+	// Until maps a user to when the entry may go: when every session it
+	// can match has expired, by the session duration of whoever added it
+	// (so that a revoker or an operator configured with shorter sessions
+	// cannot prune it early).
+	Until map[string]time.Time `json:"until,omitempty"`
 	// All, when not zero, denies every session issued before it, whoever
-	// its user: the fallback when the users do not fit.
-	All time.Time `json:"all,omitzero"`
+	// its user: the fallback when the users do not fit. It may go after
+	// AllUntil.
+	All      time.Time `json:"all,omitzero"`
+	AllUntil time.Time `json:"allUntil,omitzero"`
 }
 
 // Entry asks that the user's sessions issued before Before be denied.
@@ -40,8 +47,9 @@ type Entry struct {
 
 // Limits bound the list.
 type Limits struct {
-	// MaxSession is the longest session the endpoint issues: an entry is
-	// pruned once MaxSession (plus Margin) has passed since its cutoff.
+	// MaxSession is the longest session the endpoint issues: an entry
+	// added now stays until MaxSession (plus Margin) has passed since its
+	// cutoff, whatever the Limits of later calls.
 	MaxSession time.Duration
 	// Margin covers the clocks of STS, IAM and the revoker.
 	Margin time.Duration
@@ -66,45 +74,76 @@ type Change struct {
 // version one higher), the policy document ("" when nothing is denied: the
 // role's revocation policy is then removed), and what changed.
 func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change) {
-	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), All: l.All}
+	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), Until: maps.Clone(l.Until), All: l.All, AllUntil: l.AllUntil}
 	if next.Users == nil {
 		next.Users = map[string]time.Time{}
+	}
+	if next.Until == nil {
+		next.Until = map[string]time.Time{}
+	}
+	life := lim.MaxSession + lim.Margin // of entries this call adds
+	until := func(u string) time.Time {
+		if t, ok := next.Until[u]; ok {
+			return t
+		}
+		return next.Users[u].Add(life) // an entry saved before Until existed
 	}
 	var ch Change
 	for _, e := range add {
 		e.Before = e.Before.UTC().Truncate(time.Second)
+		end := e.Before.Add(life)
 		if !e.Before.After(next.All) {
-			continue // the fallback cutoff already covers it
-		}
-		if cur, ok := next.Users[e.UserID]; ok && !e.Before.After(cur) {
+			// The fallback cutoff covers it; it must last as long.
+			next.AllUntil = latest(next.AllUntil, end)
 			continue
 		}
-		next.Users[e.UserID] = e.Before
+		if cur, ok := next.Users[e.UserID]; ok && !e.Before.After(cur) {
+			next.Until[e.UserID] = latest(until(e.UserID), end)
+			continue
+		}
+		if _, ok := next.Users[e.UserID]; ok {
+			end = latest(end, until(e.UserID))
+		}
+		next.Users[e.UserID], next.Until[e.UserID] = e.Before, end
 		ch.Added = append(ch.Added, e)
 	}
-	expiry := lim.MaxSession + lim.Margin
 	for u, before := range next.Users {
-		if now.Sub(before) > expiry || !before.After(next.All) {
-			delete(next.Users, u)
+		switch {
+		case now.After(until(u)):
 			ch.Pruned++
+		case !before.After(next.All):
+			next.AllUntil = latest(next.AllUntil, until(u))
+			ch.Pruned++
+		default:
+			continue
 		}
+		delete(next.Users, u)
+		delete(next.Until, u)
 	}
-	if !next.All.IsZero() && now.Sub(next.All) > expiry {
-		next.All = time.Time{}
+	maps.DeleteFunc(next.Until, func(u string, _ time.Time) bool { _, ok := next.Users[u]; return !ok })
+	if !next.All.IsZero() && now.After(latest(next.AllUntil, next.All.Add(life))) {
+		next.All, next.AllUntil = time.Time{}, time.Time{}
 		ch.Pruned++
 	}
 	doc := Render(next)
-	if len(doc) > lim.Budget {
-		for _, before := range next.Users {
-			if before.After(next.All) {
-				next.All = before
-			}
+	if Size(doc) > lim.Budget {
+		for u, before := range next.Users {
+			next.All = latest(next.All, before)
+			next.AllUntil = latest(next.AllUntil, until(u))
 		}
 		clear(next.Users)
+		clear(next.Until)
 		ch.FellBack = true
 		doc = Render(next)
 	}
 	return next, doc, ch
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // Render writes the list as a policy document without white space: one

@@ -102,6 +102,32 @@ func TestEntriesLeaveOnceEverySessionTheyMatchHasExpired(t *testing.T) {
 	}
 }
 
+// An entry lasts as long as the sessions of whoever added it: a revoker or
+// an operator configured with shorter sessions does not prune it early,
+// nor does the fallback that absorbs it.
+func TestAnEntryOutlivesAShorterConfiguredSession(t *testing.T) {
+	hour := revoke.Limits{MaxSession: time.Hour, Margin: time.Minute, Budget: limits.Budget}
+	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: t0}}, t0, hour)
+	l, doc, ch := revoke.Apply(l, nil, t0.Add(30*time.Minute), limits)
+	if ch.Pruned != 0 || !works(t, doc, "bob", t0) || works(t, doc, "alice", t0.Add(-time.Second)) {
+		t.Fatalf("a one-hour entry was pruned by a 15-minute pruner: %+v", l)
+	}
+	tiny := limits
+	tiny.Budget = 10
+	l, doc, ch = revoke.Apply(l, []revoke.Entry{{UserID: "bob", Before: t0.Add(30 * time.Minute)}}, t0.Add(30*time.Minute), tiny)
+	if !ch.FellBack {
+		t.Fatal("setup: no fallback")
+	}
+	l, doc, _ = revoke.Apply(l, nil, t0.Add(50*time.Minute), limits)
+	if works(t, doc, "alice", t0.Add(-time.Second)) {
+		t.Errorf("the fallback that absorbed the one-hour entry was pruned at its own 15 minutes: %+v", l)
+	}
+	l, doc, _ = revoke.Apply(l, nil, t0.Add(time.Hour+time.Minute+time.Second), limits)
+	if doc != "" {
+		t.Errorf("the fallback outlived every session it can match: %+v", l)
+	}
+}
+
 // When the users do not fit the budget, one cutoff for everyone takes their
 // place: at the latest of theirs, so no listed user's old session survives.
 func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {

@@ -3,6 +3,7 @@ package revoke_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -242,10 +243,12 @@ func TestThePruneActionRemovesExpiredEntries(t *testing.T) {
 
 func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 	cut := t0.Add(4 * time.Second)
-	detail := func(d broker.PolicyChangedDetail) string {
+	from := func(source string, d broker.PolicyChangedDetail) string {
 		b, _ := json.Marshal(d)
-		return fmt.Sprintf(`{"version":"0","id":"e1","detail-type":"PolicyChanged","source":"credbroker.projector","account":"1","time":"2026-11-30T12:00:00Z","region":"us-east-1","resources":[],"detail":%s}`, b)
+		return fmt.Sprintf(`{"version":"0","id":"e1","detail-type":"PolicyChanged","source":%q,"account":"1","time":"2026-11-30T12:00:00Z","region":"us-east-1","resources":[],"detail":%s}`, source, b)
 	}
+	detail := func(d broker.PolicyChangedDetail) string { return from(broker.SourceProjector, d) }
+	farAhead, late := t0.Add(revoke.MaxAhead+time.Second), t0.Add(-time.Hour)
 	h := &revoke.Handler{Now: func() time.Time { return t0 }}
 	for _, tc := range []struct {
 		name    string
@@ -263,6 +266,10 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 		{"an unknown action is refused", `{"action":"revoke-all"}`, nil, true},
 		{"an unknown field is refused", `{"action":"prune","force":true}`, nil, true},
 		{"a narrowing of an invalid user is refused", detail(broker.PolicyChangedDetail{UserID: "*", RevokeBefore: &cut}), nil, true},
+		{"a narrowing from another source is refused", from("credbroker.credentials", broker.PolicyChangedDetail{UserID: "alice", RevokeBefore: &cut}), nil, true},
+		{"a cutoff far ahead is refused", detail(broker.PolicyChangedDetail{UserID: "alice", RevokeBefore: &farAhead}), nil, true},
+		{"a narrowing delivered late still revokes", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c3", RevokeBefore: &late}),
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: late}}, Reason: broker.ReasonNarrowed, Causes: []string{"c3"}}, false},
 		{"garbage is refused", `[`, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,6 +277,9 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 			if tc.invalid {
 				if broker.KindOf(err) != broker.Invalid {
 					t.Fatalf("err %v, want Invalid", err)
+				}
+				if herr := h.Handle(context.Background(), json.RawMessage(tc.payload)); !errors.Is(herr, revoke.ErrRefused) {
+					t.Errorf("Handle: %v, want ErrRefused (logged, not retried)", herr)
 				}
 				return
 			}
@@ -280,5 +290,26 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 				t.Errorf("request (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// invalidStore is a fault-injecting deny-list store: DynamoDB answers a
+// ValidationException (kind Invalid) to every write.
+type invalidStore struct{ revoke.Store }
+
+func (invalidStore) SaveDenyList(context.Context, int64, revoke.List) error {
+	return broker.Errorf(broker.Invalid, "save deny list", "ValidationException")
+}
+
+// Only the payload decides that an invocation is not worth retrying: a
+// failure of the work itself is returned for Lambda to retry, even when
+// its kind is Invalid.
+func TestAFailureOfTheWorkIsRetriedWhateverItsKind(t *testing.T) {
+	w := newWorld()
+	w.svc.Store = invalidStore{w.store}
+	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return t0 }}
+	err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice"}`))
+	if err == nil || errors.Is(err, revoke.ErrRefused) {
+		t.Errorf("Handle = %v, want an error to retry, not ErrRefused", err)
 	}
 }

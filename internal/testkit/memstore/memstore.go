@@ -166,6 +166,7 @@ func (s *Store) RaiseRevokedBefore(_ context.Context, userID string, before time
 	}
 	if before.After(r.policy.RevokedBefore) {
 		r.policy.RevokedBefore = before.UTC()
+		r.claim++ // as ddbstore: a recompute that claimed earlier cannot commit over it
 	}
 	return nil
 }
@@ -267,7 +268,7 @@ func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limi
 func (s *Store) LoadDenyList(context.Context) (revoke.List, error) {
 	defer s.lock()()
 	l := s.denyList
-	l.Users = maps.Clone(l.Users)
+	l.Users, l.Until = maps.Clone(l.Users), maps.Clone(l.Until)
 	return l, nil
 }
 
@@ -277,7 +278,7 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) er
 	if s.denyList.Version != prev {
 		return broker.Errorf(broker.Conflict, "save deny list", "version %d, not %d", s.denyList.Version, prev)
 	}
-	next.Users = maps.Clone(next.Users)
+	next.Users, next.Until = maps.Clone(next.Users), maps.Clone(next.Until)
 	s.denyList = next
 	return nil
 }

@@ -128,6 +128,41 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
+	t.Run("a raised revocation cutoff voids earlier claims and only ever rises", func(t *testing.T) {
+		h := newHarness(t)
+		raiser, ok := h.Store.(interface {
+			RaiseRevokedBefore(ctx context.Context, userID string, before time.Time) error
+		})
+		if !ok {
+			t.Fatal("the store keeps no revocation cutoffs")
+		}
+		c, _ := h.Store.Claim(ctx, "alice", now)
+		if err := h.Store.Commit(ctx, c, samplePolicy("alice", now), nil); err != nil {
+			t.Fatal(err)
+		}
+		racing, _ := h.Store.Claim(ctx, "alice", now)
+		cutoff := now.Add(time.Minute)
+		if err := raiser.RaiseRevokedBefore(ctx, "alice", cutoff); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Store.Commit(ctx, racing, samplePolicy("alice", now), nil); broker.KindOf(err) != broker.Conflict {
+			t.Errorf("a recompute that claimed before the cutoff was raised committed over it: %v, want Conflict", err)
+		}
+		if err := raiser.RaiseRevokedBefore(ctx, "alice", now); err != nil {
+			t.Errorf("an earlier cutoff than the stored one: %v, want nil (nothing to do)", err)
+		}
+		got, err := h.Store.GetPolicy(ctx, "alice")
+		if err != nil || !got.RevokedBefore.Equal(cutoff) || got.Version != samplePolicy("alice", now).Version {
+			t.Errorf("item after the raises: cutoff %v, version %q (err %v), want %v and the committed version", got.RevokedBefore, got.Version, err, cutoff)
+		}
+		if err := raiser.RaiseRevokedBefore(ctx, "bob", cutoff); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := h.Store.GetPolicy(ctx, "bob"); err != nil || !got.Empty() || !got.RevokedBefore.Equal(cutoff) {
+			t.Errorf("a cutoff for a user with no item: %+v, %v; want an item that grants nothing with the cutoff", got, err)
+		}
+	})
+
 	t.Run("a tombstone reads as an empty policy with its version", func(t *testing.T) {
 		h := newHarness(t)
 		c, _ := h.Store.Claim(ctx, "alice", now)
