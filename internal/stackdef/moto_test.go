@@ -338,7 +338,9 @@ func TestRevokerRuleMatchesNarrowingChangesOnly(t *testing.T) {
 		match                            bool
 	}{
 		{"narrowing", "credbroker.projector", "PolicyChanged", `{"userId":"narrowing","removedCount":1,"revokeBefore":"2026-11-30T12:00:05Z"}`, true},
-		{"narrowing-by-rebuild", "credbroker.replay", "PolicyChanged", `{"userId":"narrowing-by-rebuild","revokeBefore":"2026-11-30T12:00:05Z"}`, true},
+		// A rebuild's recomputes send their PolicyChanged as the projector;
+		// no other source's narrowing revokes.
+		{"narrowing-from-replay", "credbroker.replay", "PolicyChanged", `{"userId":"narrowing-from-replay","revokeBefore":"2026-11-30T12:00:05Z"}`, false},
 		{"addition", "credbroker.projector", "PolicyChanged", `{"userId":"addition","addedCount":1,"removedCount":0}`, false},
 		{"issuance", "credbroker.credentials", "CredentialsIssued", `{"userId":"issuance"}`, false},
 		{"elsewhere", "someone.else", "PolicyChanged", `{"userId":"elsewhere","revokeBefore":"2026-11-30T12:00:05Z"}`, false},

@@ -46,6 +46,8 @@ var securityRules = []rule{
 	{"base role allows only the contract S3 actions", checkBaseRolePermissions},
 	{"only the credentials function may assume roles", checkOnlyCredentialsAssumes},
 	{"only the revoker may write the base role's policies, and nothing else in IAM", checkOnlyRevokerWritesIAM},
+	{"each role puts audit events under its own sources only", checkAuditSources},
+	{"the revoker reaches only the deny list and users' cutoffs", checkRevokerTableAccess},
 	{"functions use their own least-privilege roles", checkFunctionRoles},
 	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
 	{"tables are protected", checkTables},
@@ -86,6 +88,26 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		old, new string
 		rule     string
 	}{
+		{
+			name: "the credentials function putting events under any source is rejected",
+			old:  "                    events:source: [credbroker.credentials]\n", new: "",
+			rule: "each role puts audit events under its own sources only",
+		},
+		{
+			name: "the credentials function putting events as the projector is rejected",
+			old:  "events:source: [credbroker.credentials]", new: "events:source: [credbroker.credentials, credbroker.projector]",
+			rule: "each role puts audit events under its own sources only",
+		},
+		{
+			name: "the revoker writing any item of the policy table is rejected",
+			old:  "                    dynamodb:LeadingKeys: [REVOCATIONS]\n", new: "                    dynamodb:LeadingKeys: [REVOCATIONS, \"USER#*\"]\n",
+			rule: "the revoker reaches only the deny list and users' cutoffs",
+		},
+		{
+			name: "the revoker updating users' grants is rejected",
+			old:  "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]", new: "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim, doc]",
+			rule: "the revoker reaches only the deny list and users' cutoffs",
+		},
 		{
 			name: "s3:* on the base role is rejected",
 			old:  "                  - s3:GetObject\n", new: "                  - s3:*\n",
@@ -647,6 +669,67 @@ func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
 				if !cmp.Equal(res, getAtt("BaseRole", "Arn")) {
 					problems = append(problems, fmt.Sprintf("%s: %s on %v, want only BaseRole", s, a, res))
 				}
+			}
+		}
+	}
+	return problems
+}
+
+// The revoker acts on PolicyChanged events whose source is the projector;
+// a role that could put events under any source could make it revoke
+// anyone. Each role may put events only under the sources its code uses.
+func checkAuditSources(t *stackdef.Template) []string {
+	want := map[string][]string{
+		"CredentialsFunctionRole": {"credbroker.credentials"},
+		"ProjectorFunctionRole":   {"credbroker.projector"},
+		"ReplayFunctionRole":      {"credbroker.projector", "credbroker.replay"}, // its recomputes are the projector's
+		"RevokerFunctionRole":     {"credbroker.revoker"},
+	}
+	stmts, problems := iamStatements(t)
+	for _, s := range stmts {
+		if s.trust || !s.allow() || !slices.ContainsFunc(s.actions(), func(a string) bool { return strings.EqualFold(a, "events:PutEvents") || a == "events:*" }) {
+			continue
+		}
+		sources, ok := want[s.role]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: %q may put audit events; no role but the functions' may", s, s.role))
+			continue
+		}
+		cond := mapOf(mapOf(s.m["Condition"])["StringEquals"])
+		if got := sorted(strs(cond["events:source"])); !slices.Equal(got, sources) {
+			problems = append(problems, fmt.Sprintf("%s: events:PutEvents with events:source %v, want exactly %v", s, got, sources))
+		}
+	}
+	return problems
+}
+
+// The revoker holds IAM write access to the base role; its table access is
+// kept to the deny-list item and the cutoff attributes of users' items, so
+// it cannot also write anyone's grants.
+func checkRevokerTableAccess(t *stackdef.Template) []string {
+	stmts, problems := iamStatements(t)
+	for _, s := range stmts {
+		if s.trust || !s.allow() || s.role != "RevokerFunctionRole" {
+			continue
+		}
+		for _, a := range s.actions() {
+			if !strings.HasPrefix(strings.ToLower(a), "dynamodb:") {
+				continue
+			}
+			cond := mapOf(s.m["Condition"])
+			keys := append(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)
+			switch a {
+			case "dynamodb:GetItem", "dynamodb:PutItem":
+				if !slices.Equal(keys, []string{"REVOCATIONS"}) {
+					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, want only REVOCATIONS", s, a, keys))
+				}
+			case "dynamodb:UpdateItem":
+				attrs := sorted(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:Attributes"]))
+				if !slices.Equal(keys, []string{"USER#*"}) || !slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) {
+					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v and attributes %v, want USER#* and the cutoff's attributes", s, a, keys, attrs))
+				}
+			default:
+				problems = append(problems, fmt.Sprintf("%s: %s; the revoker needs only GetItem, PutItem and UpdateItem", s, a))
 			}
 		}
 	}
