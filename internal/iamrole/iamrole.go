@@ -105,7 +105,7 @@ func (r *Role) Budget(ctx context.Context) (int, error) {
 			if err != nil {
 				return 0, classify("get role policy", err)
 			}
-			doc, err := url.QueryUnescape(aws.ToString(out.PolicyDocument))
+			doc, err := url.PathUnescape(aws.ToString(out.PolicyDocument))
 			if err != nil {
 				doc = aws.ToString(out.PolicyDocument)
 			}
@@ -130,7 +130,14 @@ func (r *Role) Apply(ctx context.Context, doc string) error {
 	_, err := r.Client.PutRolePolicy(ctx, &iam.PutRolePolicyInput{
 		RoleName: aws.String(r.Name), PolicyName: aws.String(PolicyName), PolicyDocument: aws.String(doc),
 	})
-	return classify("put revocation policy", err)
+	err = classify("put revocation policy", err)
+	if errors.Is(err, revoke.ErrTooLarge) {
+		// The role's other policies grew: measure them again next time.
+		r.mu.Lock()
+		r.readAt = time.Time{}
+		r.mu.Unlock()
+	}
+	return err
 }
 
 // Current returns the role's revocation policy, "" when there is none.
@@ -143,7 +150,7 @@ func (r *Role) Current(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", classify("get revocation policy", err)
 	}
-	doc, err := url.QueryUnescape(aws.ToString(out.PolicyDocument))
+	doc, err := url.PathUnescape(aws.ToString(out.PolicyDocument))
 	if err != nil {
 		return aws.ToString(out.PolicyDocument), nil
 	}

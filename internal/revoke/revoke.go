@@ -90,7 +90,7 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change
 	}
 	var ch Change
 	for _, e := range add {
-		e.Before = e.Before.UTC().Truncate(time.Second)
+		e.Before = ceilSecond(e.Before) // never earlier than asked
 		end := e.Before.Add(life)
 		if !e.Before.After(next.All) {
 			// The fallback cutoff covers it; it must last as long.
@@ -137,6 +137,14 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change
 		doc = Render(next)
 	}
 	return next, doc, ch
+}
+
+func ceilSecond(t time.Time) time.Time {
+	t = t.UTC()
+	if d := t.Truncate(time.Second); !d.Equal(t) {
+		return d.Add(time.Second)
+	}
+	return t
 }
 
 func latest(a, b time.Time) time.Time {

@@ -179,7 +179,7 @@ func (s *Service) audit(ctx context.Context, req Request, l List) error {
 	}
 	users := map[group][]string{}
 	for _, e := range req.Entries {
-		before := e.Before.UTC().Truncate(time.Second)
+		before := ceilSecond(e.Before)
 		switch u, ok := l.Users[e.UserID]; {
 		case ok && !u.Before(before):
 			users[group{u, broker.ScopeUser}] = append(users[group{u, broker.ScopeUser}], e.UserID)
