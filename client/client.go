@@ -14,7 +14,8 @@
 //     so that an answer that arrives nearly expired is not refetched in a
 //     loop. Concurrent callers share one fetch. An answer with a new
 //     policyVersion drops every answer of the old version (the ?project=
-//     answers included). A Cache keeps answers between processes.
+//     answers included). A Cache keeps answers between processes. Reload
+//     asks again past the cache, for a target granted since.
 //   - Errors: a 401 refreshes the token once and retries once; a 403 is an
 //     AccessError naming the target (errors.Is ErrNoAccess); a 503 (or
 //     API Gateway's 429) is retried after its Retry-After, at most
@@ -222,7 +223,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // one project's, from the cache while it is fresh. The caller may keep and
 // change the result: it is a copy.
 func (c *Client) Answer(ctx context.Context, project string) (*Answer, error) {
-	a, err := c.get(ctx, project, false)
+	a, err := c.get(ctx, project, cached)
 	if err != nil {
 		return nil, err
 	}
@@ -232,7 +233,20 @@ func (c *Client) Answer(ctx context.Context, project string) (*Answer, error) {
 // Refresh fetches the answer now, asking the endpoint for freshly minted
 // credentials (Cache-Control: no-cache), and caches it.
 func (c *Client) Refresh(ctx context.Context, project string) (*Answer, error) {
-	a, err := c.get(ctx, project, true)
+	a, err := c.get(ctx, project, minted)
+	if err != nil {
+		return nil, err
+	}
+	return a.clone(), nil
+}
+
+// Reload fetches the answer now, past this Client's cache but letting the
+// endpoint answer from its own (which mints only when the user's grants
+// changed or its sets are half spent), and caches it. Call it when a
+// target that the cached answer does not cover may have been granted
+// since it was fetched.
+func (c *Client) Reload(ctx context.Context, project string) (*Answer, error) {
+	a, err := c.get(ctx, project, reloaded)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +268,7 @@ func (c *Client) Invalidate() {
 
 // Credentials returns the credentials of the set that reaches t.
 func (c *Client) Credentials(ctx context.Context, t Target) (aws.Credentials, error) {
-	a, err := c.get(ctx, t.Project, false)
+	a, err := c.get(ctx, t.Project, cached)
 	if err != nil {
 		if errors.Is(err, ErrNoAccess) {
 			return aws.Credentials{}, &AccessError{Target: t, Err: err}
@@ -271,7 +285,16 @@ func (c *Client) Credentials(ctx context.Context, t Target) (aws.Credentials, er
 // projectID is the endpoint's rule for project ids (README "Source records").
 var projectID = regexp.MustCompile(`^[A-Za-z0-9._:@=+-]{1,128}$`)
 
-func (c *Client) get(ctx context.Context, project string, force bool) (*Answer, error) {
+// fetchMode says where get may take an answer from.
+type fetchMode int
+
+const (
+	cached   fetchMode = iota // the cache while it is fresh
+	reloaded                  // the endpoint, which may answer from its cache
+	minted                    // the endpoint, freshly minted (no-cache)
+)
+
+func (c *Client) get(ctx context.Context, project string, mode fetchMode) (*Answer, error) {
 	if project != "" && !projectID.MatchString(project) {
 		return nil, fmt.Errorf("%w: invalid project id %q: 1-128 characters of A-Z a-z 0-9 . _ : @ = + -", ErrBadRequest, project)
 	}
@@ -286,14 +309,14 @@ func (c *Client) get(ctx context.Context, project string, force bool) (*Answer, 
 			e = &entry{}
 			c.entries[project] = e
 		}
-		if !force && e.fresh(c.o.Now()) {
+		if mode == cached && e.fresh(c.o.Now()) {
 			a := e.answer
 			c.mu.Unlock()
 			return a, nil
 		}
 		// A fetch for fresh credentials is wanted by Refresh, and after
 		// Invalidate or a refusal by S3.
-		fresh := force || e.noCache
+		fresh := mode == minted || e.noCache
 		cl := e.call
 		if cl == nil || cl.abandoned {
 			fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -534,6 +535,38 @@ func TestInvalidateAsksForFreshCredentialsOnce(t *testing.T) {
 		got = append(got, r.Header.Get("Cache-Control"))
 	}
 	if d := cmp.Diff([]string{"", "no-cache"}, got); d != "" {
+		t.Errorf("Cache-Control of the requests (-want +got):\n%s", d)
+	}
+}
+
+// Reload goes past the Client's cache but not the endpoint's: no
+// Cache-Control, and its answer is the one cached afterwards.
+func TestReloadRefetchesWithoutAskingForAMint(t *testing.T) {
+	clock := newFakeClock()
+	f := newFakeEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		grants := []string{"a"}
+		if n > 0 {
+			grants = append(grants, "b") // granted after the first answer
+		}
+		writeJSON(w, 200, body(fmt.Sprintf("v%d", n+1), clock.Now().Add(15*time.Minute), set{"K" + string(rune('A'+n)), grants}))
+	})
+	c := newClient(t, f, client.StaticToken("t"), clock)
+	if _, err := c.CredentialsProvider("b").Retrieve(t.Context()); !errors.Is(err, client.ErrNoAccess) {
+		t.Fatalf("before the grant: %v, want ErrNoAccess", err)
+	}
+	a, err := c.Reload(t.Context(), "")
+	if err != nil || a.PolicyVersion != "v2" {
+		t.Fatalf("Reload = %v, %v; want the answer of v2", a, err)
+	}
+	creds, err := c.CredentialsProvider("b").Retrieve(t.Context())
+	if err != nil || creds.AccessKeyID != "KB" {
+		t.Errorf("after Reload: %s, %v; want KB from the cache", creds.AccessKeyID, err)
+	}
+	got := []string{}
+	for _, r := range f.requests() {
+		got = append(got, r.Header.Get("Cache-Control"))
+	}
+	if d := cmp.Diff([]string{"", ""}, got); d != "" {
 		t.Errorf("Cache-Control of the requests (-want +got):\n%s", d)
 	}
 }

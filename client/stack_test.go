@@ -4,7 +4,6 @@ package client_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -63,25 +62,7 @@ func startStack(t *testing.T) *stack {
 // user creates a confirmed user with a permanent password; it returns its sub.
 func (s *stack) user(t *testing.T, name, password string) string {
 	t.Helper()
-	ctx := t.Context()
-	pool := aws.String(s.Info.UserPoolID)
-	if _, err := s.idp.AdminCreateUser(ctx, &cip.AdminCreateUserInput{UserPoolId: pool, Username: aws.String(name), MessageAction: "SUPPRESS"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.idp.AdminSetUserPassword(ctx, &cip.AdminSetUserPasswordInput{UserPoolId: pool, Username: aws.String(name), Password: aws.String(password), Permanent: true}); err != nil {
-		t.Fatal(err)
-	}
-	u, err := s.idp.AdminGetUser(ctx, &cip.AdminGetUserInput{UserPoolId: pool, Username: aws.String(name)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range u.UserAttributes {
-		if aws.ToString(a.Name) == "sub" {
-			return aws.ToString(a.Value)
-		}
-	}
-	t.Fatal("user has no sub")
-	return ""
+	return mototest.User(t, s.idp, s.Info.UserPoolID, name, password)
 }
 
 // signIn returns a token source signed in as name.
@@ -161,24 +142,6 @@ func bucketName(run string, i int) string {
 	return b + strings.Repeat("x", 63-len(b)-1) + "z"
 }
 
-// assumedRolePolicies returns the session policy moto's STS received for
-// each access key.
-func assumedRolePolicies(t *testing.T) map[string]string {
-	t.Helper()
-	var roles []struct {
-		AccessKeyID string `json:"access_key_id"`
-		Policy      string `json:"policy"`
-	}
-	if err := json.Unmarshal(mototest.Data(t, "sts")["AssumedRole"], &roles); err != nil {
-		t.Fatalf("decode moto sts.AssumedRole: %v", err)
-	}
-	out := map[string]string{}
-	for _, r := range roles {
-		out[r.AccessKeyID] = r.Policy
-	}
-	return out
-}
-
 func TestAgainstTheLocalStack(t *testing.T) {
 	st := startStack(t)
 	run := strings.ToLower(strings.TrimPrefix(mototest.Name(t, ""), "-"))[:8]
@@ -218,7 +181,7 @@ func TestAgainstTheLocalStack(t *testing.T) {
 				holder[g.Bucket] = s.AccessKeyID
 			}
 		}
-		policies := assumedRolePolicies(t)
+		policies := mototest.SessionPolicies(t)
 		usedSets := map[string]bool{}
 		check := func(p *client.Provider, bucket string) {
 			t.Helper()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -144,10 +145,17 @@ func newFlags(env *cmdEnv, path string) *flag.FlagSet {
 	return fs
 }
 
-// parse parses args and refuses stray arguments.
+// parse parses args and refuses stray arguments. The flag list goes to
+// stderr for -h only: a usage error stays one line.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	out := fs.Output()
+	var listing bytes.Buffer
+	fs.SetOutput(&listing)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			_, _ = out.Write(listing.Bytes())
 			return err
 		}
 		return usageError{err.Error()}

@@ -23,7 +23,12 @@ use your usual AWS credentials (profile, environment, SSO):
   --user-pool-id     CREDBROKER_USER_POOL_ID      (UserPoolId output)
   --client-id        CREDBROKER_CLIENT_ID         (UserPoolClientId output)
   --base-role-arn    CREDBROKER_BASE_ROLE_ARN     (BaseRoleArn output)
-A command asks only for the parts it uses.
+A command asks only for the parts it uses. The user commands (login,
+credential-process, env) use --api-url, --user-pool-id and --client-id, and
+no AWS credentials; they keep the tokens and cached credentials, readable by
+the user only, in the user's configuration directory (credbroker/ in
+$XDG_CONFIG_HOME or ~/.config on Linux), one set of files per user pool and
+app client.
 `
 
 // target is the stack a command works on, as stack.json describes one.

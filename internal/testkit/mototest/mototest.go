@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -61,23 +63,68 @@ func Name(tb testing.TB, prefix string) string {
 
 // Data returns moto's internal state for one service (GET /moto-api/data.json),
 // for checks that moto exposes no API for, such as the session policy STS got.
+// moto dumps every backend without a lock, so a dump taken while another
+// test package writes can fail ("dictionary changed size during
+// iteration", a 500 page): it is asked again, a few times.
 func Data(tb testing.TB, service string) map[string]json.RawMessage {
 	tb.Helper()
+	var last error
+	for attempt := range 5 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
+		}
+		all, err := dump(Endpoint(tb))
+		if err != nil {
+			last = err
+			continue
+		}
+		svc, ok := all[service]
+		if !ok {
+			tb.Fatalf("moto data.json has no service %q", service)
+		}
+		return svc
+	}
+	tb.Fatalf("moto data.json: %v", last)
+	return nil
+}
+
+func dump(endpoint string) (map[string]map[string]json.RawMessage, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(Endpoint(tb), "/")+"/moto-api/data.json", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(endpoint, "/")+"/moto-api/data.json", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		tb.Fatalf("moto data.json: %v", err)
+		return nil, err
 	}
 	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %s: %.200s", resp.Status, body)
+	}
 	var all map[string]map[string]json.RawMessage
-	if err := json.NewDecoder(resp.Body).Decode(&all); err != nil {
-		tb.Fatalf("decode moto data.json: %v", err)
+	if err := json.Unmarshal(body, &all); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
 	}
-	svc, ok := all[service]
-	if !ok {
-		tb.Fatalf("moto data.json has no service %q", service)
+	return all, nil
+}
+
+// SessionPolicies returns the session policy moto's STS received with each
+// AssumeRole, by the access key it issued.
+func SessionPolicies(tb testing.TB) map[string]string {
+	tb.Helper()
+	var roles []struct {
+		AccessKeyID string `json:"access_key_id"`
+		Policy      string `json:"policy"`
 	}
-	return svc
+	if err := json.Unmarshal(Data(tb, "sts")["AssumedRole"], &roles); err != nil {
+		tb.Fatalf("decode moto sts.AssumedRole: %v", err)
+	}
+	out := map[string]string{}
+	for _, r := range roles {
+		out[r.AccessKeyID] = r.Policy
+	}
+	return out
 }
