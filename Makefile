@@ -60,9 +60,38 @@ test-unit: ## The unit tier: every test that needs no emulator (no moto_server, 
 	$(GO) test -race -count=1 $(TEST_FLAGS) ./...
 
 .PHONY: test
-test: lint test-unit ## Lint, the unit tier, then the integration tier against a fresh moto_server on a free port.
+test: lint test-unit test-web web ## Lint, the unit tier, web/'s tests, then the integration tier (Chromium on the demo page included) against a fresh moto_server on a free port.
 	@command -v moto_server >/dev/null || { echo "moto_server not found on PATH: pip install 'moto[server]==5.2.1'"; exit 1; }
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test -race -count=1 $(INTEGRATION) $(TEST_FLAGS) ./...
+
+# ---------------------------------------------- web
+# The browser module and its demo page (web/README.md) need Node.js 20 or
+# later with npm. `npm ci` installs the exact versions of package-lock.json;
+# it runs again when package-lock.json or package.json is newer than the
+# install it made (node_modules/.package-lock.json).
+NPM         ?= npm
+WEB_SOURCES := $(shell find web/src web/demo -type f 2>/dev/null) web/build.mjs web/package.json
+define need_node
+	@command -v node >/dev/null && command -v $(NPM) >/dev/null || { echo "Node.js and npm not found: install Node.js 20 or later with npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || { echo "Node.js $$(node --version) is too old: web/ needs Node.js 20 or later"; exit 1; }
+endef
+
+web/node_modules/.package-lock.json: web/package-lock.json web/package.json
+	$(need_node)
+	cd web && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+web/dist/demo/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	$(need_node)
+	cd web && $(NPM) run build
+	@touch $@
+
+.PHONY: web test-web
+web: web/dist/demo/index.html ## Build the browser module and the demo page into web/dist (Node.js 20+ and npm; runs npm ci when needed).
+
+test-web: web/node_modules/.package-lock.json ## web/'s checks and tests: prettier, tsc, node --test.
+	$(need_node)
+	cd web && $(NPM) test
 
 .PHONY: bench
 bench: ## Run the benchmarks (against moto where they need AWS).
@@ -74,7 +103,11 @@ deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentia
 	sam build && sam deploy --guided
 
 .PHONY: run
-run: ## The whole system on loopback until Ctrl-C (MOTO_PORT=4566 PORT=8080 SEED=1 AUDIT_TAIL=1 ARCHIVE=1).
+run: ## The whole system on loopback until Ctrl-C, with the demo page (MOTO_PORT=4566 PORT=8080 WEB_PORT=8081 SEED=1 AUDIT_TAIL=1 ARCHIVE=1).
+	@# Without Node.js the stack still runs; it says that the page is not served.
+	@if command -v node >/dev/null && command -v $(NPM) >/dev/null; then \
+	  $(MAKE) --no-print-directory web || echo "The demo page could not be built (see above); the stack runs without it."; \
+	else echo "Node.js and npm not found: the demo page is not built (install Node.js 20+ with npm for it; the API runs without it)."; fi
 	@echo "Building $(BUILD_DIR)/localstack (the first build compiles the AWS SDK and takes a minute or two; later ones take seconds)..."
 	@$(GO) build -o $(BUILD_DIR)/localstack ./internal/cmd/localstack
 	@exec $(BUILD_DIR)/localstack

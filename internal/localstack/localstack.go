@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -41,12 +42,25 @@ import (
 // is ready.
 type Info = stackfile.Stack
 
+// The ports `make run` uses unless told otherwise.
+const (
+	DefaultMotoPort = 4566
+	DefaultPort     = 8080
+	DefaultWebPort  = 8081
+)
+
 // Options configure a local stack.
 type Options struct {
 	MotoPort int    // default 4566
 	Port     int    // default 8080
 	Region   string // default us-east-1
-	Dir      string // where stack.json and logs go; default .local
+	// WebDir, when set, is the built demo page (web/dist/demo): it is
+	// served on http://127.0.0.1:WebPort with a config.json for this
+	// stack, the credential endpoint allows that origin (CORS, as the
+	// template's AllowedOrigins does on AWS), and stack.json gets webUrl.
+	WebDir  string
+	WebPort int    // default 8081
+	Dir     string // where stack.json and logs go; default .local
 	// Moto, when set, is the URL of a moto already running (tests); no
 	// moto is started or stopped then.
 	Moto string
@@ -99,13 +113,15 @@ type Stack struct {
 	moto      *motoserver.Server
 	motoLog   string
 	server    *http.Server
+	web       *http.Server // the demo page's, when served
+	webFiles  *webHandler
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	infoPath  string
 	// unlock releases the directory's lock (lock.go).
 	unlock func()
-	// stopped receives why the poller or the API server ended on its own;
-	// each sends at most once, so it never blocks.
+	// stopped receives why the poller, the API server or the demo page's
+	// server ended on its own; each sends at most once, so it never blocks.
 	stopped chan error
 }
 
@@ -123,20 +139,34 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json"), stopped: make(chan error, 2), unlock: unlock}
+	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json"), stopped: make(chan error, 3), unlock: unlock}
 	ok := false
 	defer func() {
 		if !ok {
 			st.Stop()
 		}
 	}()
-	// Both ports are checked before anything starts, so a clash is
+	// The ports are checked before anything starts, so a clash is
 	// reported at once and nothing is left behind.
 	if err := motoserver.CheckFree(o.Port); err != nil {
 		if errors.Is(err, motoserver.ErrPortInUse) {
 			return nil, fmt.Errorf("API port: %w (is another program or a local stack from another checkout using it? set PORT to another port)", err)
 		}
 		return nil, fmt.Errorf("API port: %w", err)
+	}
+	if o.WebDir != "" {
+		if o.WebPort == o.Port {
+			return nil, fmt.Errorf("the API and the demo page cannot share port %d: set WEB_PORT to another port", o.Port)
+		}
+		if err := motoserver.CheckFree(o.WebPort); err != nil {
+			if errors.Is(err, motoserver.ErrPortInUse) {
+				return nil, fmt.Errorf("demo page port: %w (is another program or a local stack from another checkout using it? set WEB_PORT to another port)", err)
+			}
+			return nil, fmt.Errorf("demo page port: %w", err)
+		}
+		if st.webFiles, err = openWeb(o.WebDir); err != nil {
+			return nil, err
+		}
 	}
 	endpoint := o.Moto
 	if endpoint == "" {
@@ -163,6 +193,15 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		return nil, err
 	}
 	st.Info = Info{Region: o.Region, AWSEndpoint: endpoint, APIURL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
+	var cors stackdef.Cors
+	if o.WebDir != "" {
+		// webUrl is an origin, without a path: the page's address and
+		// what CORS compares with.
+		st.Info.WebURL = fmt.Sprintf("http://127.0.0.1:%d", o.WebPort)
+		if cors, err = tpl.LocalCors(st.Info.WebURL); err != nil {
+			return nil, fmt.Errorf("CORS for the demo page: %w", err)
+		}
+	}
 	if err := provision(ctx, names{o.Name}, tpl, awsCfg, provisionOptions{tail: o.AuditTail, archive: o.Archive}, &st.Info, &st.streamARN); err != nil {
 		return nil, fmt.Errorf("create resources in moto: %w", err)
 	}
@@ -225,24 +264,25 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	st.wg.Go(func() { ep.Queue.Run(runCtx, 5*time.Second) })
 	st.wg.Go(func() { rule.run(runCtx, 5*time.Minute) })
 
+	var api http.Handler = credsvc.NewHTTPHandler(svc.Handle)
+	if o.WebDir != "" {
+		api = withCORS(cors, api)
+	}
 	mux := http.NewServeMux()
-	mux.Handle(credsvc.Path, credsvc.NewHTTPHandler(svc.Handle))
+	mux.Handle(credsvc.Path, api)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/", notFound)
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(o.Port)))
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			err = fmt.Errorf("%w: %w", motoserver.ErrPortInUse, err)
-		}
-		return nil, fmt.Errorf("API port %d: %w", o.Port, err)
+	if st.server, err = st.serve("API", o.Port, mux, log); err != nil {
+		return nil, err
 	}
-	st.server = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
-	st.wg.Go(func() {
-		if err := st.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("API server stopped", "err", err)
-			st.stopped <- fmt.Errorf("API server stopped: %w", err)
+	if o.WebDir != "" {
+		if err := st.webFiles.configure(st.Info); err != nil {
+			return nil, err
 		}
-	})
+		if st.web, err = st.serve("demo page", o.WebPort, st.webFiles, log); err != nil {
+			return nil, err
+		}
+	}
 
 	if o.Seed {
 		if st.Demo, err = seed(ctx, awsCfg, st.Info); err != nil {
@@ -254,6 +294,26 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	ok = true
 	return st, nil
+}
+
+// serve listens on 127.0.0.1:port and serves h until Stop; a server that
+// ends on its own stops the stack (Wait).
+func (s *Stack) serve(what string, port int, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			err = fmt.Errorf("%w: %w", motoserver.ErrPortInUse, err)
+		}
+		return nil, fmt.Errorf("%s port %d: %w", what, port, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	s.wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error(what+" server stopped", "err", err)
+			s.stopped <- fmt.Errorf("%s server stopped: %w", what, err)
+		}
+	})
+	return srv, nil
 }
 
 // notFound answers every path but the endpoint's (and /healthz) in the
@@ -289,10 +349,15 @@ func (s *Stack) InfoPath() string { return s.infoPath }
 // Stop shuts the server and poller down, stops moto if it started it,
 // removes stack.json and releases the directory for the next stack.
 func (s *Stack) Stop() {
-	if s.server != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.server.Shutdown(ctx)
-		cancel()
+	for _, srv := range []*http.Server{s.server, s.web} {
+		if srv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = srv.Shutdown(ctx)
+			cancel()
+		}
+	}
+	if s.webFiles != nil {
+		_ = s.webFiles.Close()
 	}
 	if s.cancel != nil {
 		s.cancel()
@@ -309,8 +374,9 @@ func (s *Stack) Stop() {
 }
 
 // Wait returns nil when ctx ends, or an error saying what stopped when the
-// stream poller, the API server or the moto it started ends on its own: the
-// stack would go on answering from a policy table nothing updates.
+// stream poller, the API server, the demo page's server or the moto it
+// started ends on its own: the stack would go on answering from a policy
+// table nothing updates.
 func (s *Stack) Wait(ctx context.Context) error {
 	var motoDone <-chan struct{} // nil, never ready, when moto is not ours
 	if s.moto != nil {
@@ -339,8 +405,14 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(o.Out, "  credential endpoint  %s%s\n", st.Info.APIURL, credsvc.Path)
 	fmt.Fprintf(o.Out, "  AWS endpoint (moto)  %s   region %s\n", st.Info.AWSEndpoint, st.Info.Region)
 	fmt.Fprintf(o.Out, "  user pool %s   app client %s\n", st.Info.UserPoolID, st.Info.UserPoolClientID)
-	if st.Demo != nil {
-		fmt.Fprintf(o.Out, "  demo user %q password %q (project %q, buckets %v)\n", st.Demo.Username, st.Demo.Password, st.Demo.Project, st.Demo.Buckets)
+	if st.Info.WebURL != "" {
+		fmt.Fprintf(o.Out, "  demo page            %s\n", st.Info.WebURL)
+	} else {
+		fmt.Fprintln(o.Out, "  demo page            not served: web/dist/demo is not built (`make web` builds it, with Node.js 20+ and npm)")
+	}
+	if d := st.Demo; d != nil {
+		fmt.Fprintf(o.Out, "  demo user %q password %q: project %q (write: %s), project %q (read: %s)\n",
+			d.Username, d.Password, d.Project, strings.Join(d.Places, ", "), d.ReadOnlyProject, strings.Join(d.ReadOnlyPlaces, ", "))
 	}
 	if st.Info.AuditQueueURL != "" {
 		fmt.Fprintf(o.Out, "  audit events copied to %s\n", st.Info.AuditQueueURL)
@@ -357,10 +429,13 @@ func Run(ctx context.Context, o Options) error {
 
 func (o Options) withDefaults() Options {
 	if o.MotoPort == 0 {
-		o.MotoPort = 4566
+		o.MotoPort = DefaultMotoPort
 	}
 	if o.Port == 0 {
-		o.Port = 8080
+		o.Port = DefaultPort
+	}
+	if o.WebPort == 0 {
+		o.WebPort = DefaultWebPort
 	}
 	if o.Name == "" {
 		o.Name = "credbroker-local"

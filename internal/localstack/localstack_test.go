@@ -156,7 +156,7 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 
 	token := signIn(t, st, st.Demo.Username, st.Demo.Password)
 	a := until(t, st, token, func(a answer) bool { return a.status == http.StatusOK })
-	want := []string{"demo-curated/team-a/:write", "demo-raw/:write"}
+	want := []string{"demo-archive/:read", "demo-curated/team-a/:write", "demo-raw/:write"}
 	if got := a.places(); !slices.Equal(got, want) {
 		t.Errorf("demo grants = %v, want %v", got, want)
 	}
@@ -164,12 +164,14 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 		t.Errorf("userId %q, want the demo user's sub %q", a.body.UserID, st.Demo.UserID)
 	}
 
-	// The user leaves the project: the endpoint stops issuing.
+	// The user leaves both projects: the endpoint stops issuing.
 	ddb := dynamodb.NewFromConfig(aws.Config{Region: st.Info.Region, BaseEndpoint: aws.String(st.Info.AWSEndpoint), Credentials: awscreds.NewStaticCredentialsProvider("x", "x", "")})
-	_, err = ddb.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(st.Info.MembershipTable),
-		Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "USER#" + st.Demo.UserID}, "sk": &types.AttributeValueMemberS{Value: "PROJECT#demo"}}})
-	if err != nil {
-		t.Fatal(err)
+	for _, p := range []string{st.Demo.Project, st.Demo.ReadOnlyProject} {
+		_, err = ddb.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(st.Info.MembershipTable),
+			Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "USER#" + st.Demo.UserID}, "sk": &types.AttributeValueMemberS{Value: "PROJECT#" + p}}})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	until(t, st, token, func(a answer) bool { return a.status == http.StatusForbidden && a.body.Error == "no_access" })
 

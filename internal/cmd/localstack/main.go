@@ -1,16 +1,20 @@
 // Command localstack is `make run`: the whole broker on loopback, until
 // Ctrl-C, or until moto or the stream poller stops (exit status 3, so that a
-// stale stack is never left answering; README "Exit status"). MOTO_PORT (4566) and PORT (8080) choose the ports; SEED=1 adds a
-// demo user, project and buckets; AUDIT_TAIL=1 copies audit events to an
-// SQS queue; ARCHIVE=1 gives the audit bus its archive, as in the template
-// (slow in moto: README, local stack).
+// stale stack is never left answering; README "Exit status"). MOTO_PORT
+// (4566), PORT (8080) and WEB_PORT (8081, the demo page's) choose the
+// ports; SEED=1 adds a demo user, projects and buckets; AUDIT_TAIL=1 copies
+// audit events to an SQS queue; ARCHIVE=1 gives the audit bus its archive,
+// as in the template (slow in moto: README, local stack). The demo page is
+// served when web/dist/demo (`make web`) is built in the working directory.
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 
@@ -28,7 +32,7 @@ func main() {
 		os.Exit(exitcode.Usage)
 	}
 	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, level, "")}
-	for name, dst := range map[string]*int{"MOTO_PORT": &o.MotoPort, "PORT": &o.Port} {
+	for name, dst := range map[string]*int{"MOTO_PORT": &o.MotoPort, "PORT": &o.Port, "WEB_PORT": &o.WebPort} {
 		if v := os.Getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 65535 {
@@ -36,6 +40,13 @@ func main() {
 				os.Exit(exitcode.Usage)
 			}
 			*dst = n
+		}
+	}
+	if st, err := os.Stat(filepath.Join(webDir, "index.html")); err == nil && st.Mode().IsRegular() {
+		o.WebDir = webDir
+		if p := cmp.Or(o.Port, localstack.DefaultPort); p == cmp.Or(o.WebPort, localstack.DefaultWebPort) {
+			fmt.Fprintf(os.Stderr, "PORT and WEB_PORT are both %d: the API and the demo page need a port each\n", p)
+			os.Exit(exitcode.Usage)
 		}
 	}
 	o.Seed = truthy(os.Getenv("SEED"))
@@ -48,6 +59,9 @@ func main() {
 		os.Exit(localstack.ExitCode(err))
 	}
 }
+
+// webDir is where `make web` puts the demo page.
+const webDir = "web/dist/demo"
 
 func truthy(v string) bool {
 	switch v {
