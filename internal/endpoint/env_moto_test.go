@@ -38,24 +38,14 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := tpl.BaseRolePolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	iamc := iam.NewFromConfig(cfg)
-	name := mototest.Name(t, "base")
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"]}]}`
-	role, err := iamc.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)})
+	role, err := tpl.CreateBaseRole(ctx, iam.NewFromConfig(cfg), mototest.Name(t, "base"))
 	if err != nil {
 		t.Fatalf("create base role: %v", err)
-	}
-	if _, err := iamc.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String("s3-ceiling"), PolicyDocument: aws.String(doc)}); err != nil {
-		t.Fatalf("put base role policy: %v", err)
 	}
 	tr := tier{
 		cfg:     cfg,
 		ddb:     &ddbstore.Store{Client: tables.DDB, MembershipTable: tables.Membership, PolicyTable: tables.Policy},
-		roleARN: aws.ToString(role.Role.Arn),
+		roleARN: role.ARN,
 		sts:     sts.NewFromConfig(cfg),
 		bus:     mototest.NewAuditBus(t),
 	}

@@ -1,7 +1,9 @@
 // Package iamrole keeps the base role's revocation policy: one inline policy
 // of the role, written and removed with PutRolePolicy and DeleteRolePolicy
 // (revoke.Role). The revoker's execution role may do exactly that on the
-// base role and nothing else (template.yaml, enforced by internal/stackdef).
+// base role and nothing else, and the role's permissions boundary (its
+// ceiling) keeps whatever the policy says from reaching beyond the ceiling
+// (template.yaml, enforced by internal/stackdef).
 package iamrole
 
 import (
@@ -34,7 +36,8 @@ type API interface {
 const PolicyName = "credbroker-revocations"
 
 // IAM counts every character but white space of a role's inline policies,
-// 10,240 for all of them together; the margin leaves room for IAM's own
+// 10,240 for all of them together (managed policies, the base role's
+// ceiling among them, count apart); the margin leaves room for IAM's own
 // counting to differ from ours.
 const (
 	inlineLimit = 10240

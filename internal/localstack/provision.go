@@ -2,7 +2,6 @@ package localstack
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -43,7 +42,7 @@ type provisionOptions struct {
 
 // provision creates the resources of template.yaml in moto, from the
 // template's own definitions where moto needs them (table schemas, the base
-// role's policy, the app client's auth flows).
+// role's ceiling and boundary, the app client's auth flows).
 func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Config, o provisionOptions, info *Info, streamARN *string) error {
 	ddb := dynamodb.NewFromConfig(cfg)
 	for _, t := range []struct{ logical, name string }{{"MembershipTable", n.membership()}, {"PolicyTable", n.policy()}} {
@@ -89,27 +88,11 @@ func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Con
 		info.AuditQueueURL = url
 	}
 
-	policyDoc, err := tpl.BaseRolePolicy()
-	if err != nil {
-		return err
-	}
-	// Locally the account root stands in for the credential function's role.
-	trust, _ := json.Marshal(map[string]any{
-		"Version": "2012-10-17",
-		"Statement": []map[string]any{{
-			"Effect": "Allow", "Principal": map[string]string{"AWS": "arn:aws:iam::123456789012:root"},
-			"Action": []string{"sts:AssumeRole", "sts:SetSourceIdentity"},
-		}},
-	})
-	im := iam.NewFromConfig(cfg)
-	role, err := im.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(n.role()), AssumeRolePolicyDocument: aws.String(string(trust)), MaxSessionDuration: aws.Int32(3600)})
+	role, err := tpl.CreateBaseRole(ctx, iam.NewFromConfig(cfg), n.role())
 	if err != nil {
 		return fmt.Errorf("create base role: %w", err)
 	}
-	if _, err := im.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(n.role()), PolicyName: aws.String("s3-access"), PolicyDocument: aws.String(policyDoc)}); err != nil {
-		return fmt.Errorf("base role policy: %w", err)
-	}
-	info.BaseRoleARN = aws.ToString(role.Role.Arn)
+	info.BaseRoleARN = role.ARN
 
 	flows, err := tpl.UserPoolClientAuthFlows()
 	if err != nil {

@@ -70,54 +70,33 @@ func sessionOf(t *testing.T, st *localstack.Stack, token, user, bucket string) s
 	return session{}
 }
 
-// basePolicies returns the base role's policies as IAM holds them now.
-func basePolicies(t *testing.T, st *localstack.Stack) []iameval.Policy {
+// baseRole returns the base role as IAM holds it now: its boundary, the
+// ceiling attached and the revoker's inline policy.
+func baseRole(t *testing.T, st *localstack.Stack) iameval.Role {
 	t.Helper()
 	name, err := iamrole.NameFromARN(st.Info.BaseRoleARN)
 	if err != nil {
 		t.Fatal(err)
 	}
-	role := &iamrole.Role{Client: iam.NewFromConfig(mototest.Config(t)), Name: name}
-	tpl, err := stackdef.LoadDefault()
-	if err != nil {
-		t.Fatal(err)
+	role := mototest.Role(t, name).Eval(t)
+	if role.Boundary == nil {
+		t.Fatal("the base role has no permissions boundary")
 	}
-	ceiling, err := tpl.BaseRolePolicy()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := []iameval.Policy{mustPolicy(t, ceiling)}
-	doc, err := role.Current(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if doc != "" {
-		out = append(out, mustPolicy(t, doc))
-	}
-	return out
-}
-
-func mustPolicy(t *testing.T, doc string) iameval.Policy {
-	t.Helper()
-	p, err := iameval.Parse(doc)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, doc)
-	}
-	return p
+	return role
 }
 
 // contractActions are every action a session may have been granted.
 var contractActions = []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListBucket"}
 
 // reaches reports whether the session may make any of the contract's calls
-// on bucket, under the base role's policies.
-func (s session) reaches(role []iameval.Policy, bucket string) bool {
+// on bucket, under the base role's policies and boundary.
+func (s session) reaches(role iameval.Role, bucket string) bool {
 	for _, action := range contractActions {
 		resource := "arn:aws:s3:::" + bucket + "/team-a/file"
 		if action == "s3:ListBucket" {
 			resource = "arn:aws:s3:::" + bucket
 		}
-		if iameval.Session(role, s.policy, iameval.Request{Action: action, Resource: resource, Context: map[string]string{
+		if role.Allows(s.policy, iameval.Request{Action: action, Resource: resource, Context: map[string]string{
 			"aws:SourceIdentity": s.user, "aws:TokenIssueTime": s.issued.UTC().Format(time.RFC3339),
 			"aws:SecureTransport": "true", "s3:ResourceAccount": stackdef.LocalAccountID, "s3:prefix": "team-a/",
 		}}) {
@@ -160,7 +139,7 @@ func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Valu
 func denied(t *testing.T, st *localstack.Stack, old session, bucket string, since time.Time) time.Duration {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for old.reaches(basePolicies(t, st), bucket) {
+	for old.reaches(baseRole(t, st), bucket) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s's old session still reaches %s 20 s after the change", old.user, bucket)
 		}
@@ -185,7 +164,7 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 	until(t, st, token, func(a answer) bool { return slices.Contains(a.places(), "extra-bucket/:read") })
 	old := sessionOf(t, st, token, demo, "demo-raw")
 	bystander := session{user: "c0ffee00-0000-4000-8000-000000000000", issued: old.issued, policy: old.policy}
-	if !old.reaches(basePolicies(t, st), "demo-raw") {
+	if !old.reaches(baseRole(t, st), "demo-raw") {
 		t.Fatal("setup: the demo user's session does not reach demo-raw")
 	}
 
@@ -194,7 +173,7 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 	took := denied(t, st, old, "demo-raw", removed)
 	t.Logf("revoked %v after the membership was deleted", took)
 
-	role := basePolicies(t, st)
+	role := baseRole(t, st)
 	for _, b := range []string{"demo-raw", "demo-curated", "extra-bucket"} {
 		if old.reaches(role, b) {
 			t.Errorf("the old session still reaches %s", b)
@@ -205,7 +184,7 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 	}
 
 	fresh := sessionOf(t, st, token, demo, "extra-bucket")
-	role = basePolicies(t, st)
+	role = baseRole(t, st)
 	if !fresh.reaches(role, "extra-bucket") {
 		t.Errorf("the session issued after the revocation (at %v) is denied its remaining grant", fresh.issued)
 	}

@@ -10,8 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/stackdef"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
@@ -121,39 +122,71 @@ func TestCreatingAnExistingTableIsAConflict(t *testing.T) {
 	}
 }
 
-func TestBaseRolePolicyIsAcceptedByIAM(t *testing.T) {
+// The base role as the local stack creates it: the template's ceiling
+// stored unchanged as a managed policy that is the role's one policy and
+// its boundary, and no inline policy.
+func TestTheBaseRoleIsCreatedWithItsCeilingAsPolicyAndBoundary(t *testing.T) {
 	ctx := t.Context()
-	doc, err := mustLoad(t).BaseRolePolicy()
+	tpl := mustLoad(t)
+	doc, err := tpl.BaseRolePolicy()
 	if err != nil {
 		t.Fatal(err)
 	}
 	client := iam.NewFromConfig(mototest.Config(t))
-	role := mototest.Name(t, "base")
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}`
-	// The name is random: if it exists, the SDK retried a create that
-	// landed while moto was too busy to answer in time.
-	var exists *iamtypes.EntityAlreadyExistsException
-	if _, err := client.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(role), AssumeRolePolicyDocument: aws.String(trust)}); err != nil && !errors.As(err, &exists) {
-		t.Fatal(err)
-	}
-	if _, err := client.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("s3-ceiling"), PolicyDocument: aws.String(doc)}); err != nil {
-		t.Fatalf("PutRolePolicy rejected the base role policy: %v\n%s", err, doc)
-	}
-	got, err := client.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String("s3-ceiling")})
+	role, err := tpl.CreateBaseRole(ctx, client, mototest.Name(t, "base"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := url.QueryUnescape(aws.ToString(got.PolicyDocument))
-	if err != nil {
-		t.Fatal(err)
+	got := mototest.Role(t, role.Name)
+	if got.BoundaryARN != role.CeilingARN {
+		t.Errorf("boundary %q, want the ceiling %q", got.BoundaryARN, role.CeilingARN)
+	}
+	if len(got.Managed) != 1 || got.Managed[role.CeilingARN] == "" || len(got.Inline) != 0 {
+		t.Errorf("attached %v and inline %v, want only the ceiling attached", slices.Collect(maps.Keys(got.Managed)), slices.Collect(maps.Keys(got.Inline)))
 	}
 	var want, have any
-	if err := errors.Join(json.Unmarshal([]byte(doc), &want), json.Unmarshal([]byte(stored), &have)); err != nil {
+	if err := errors.Join(json.Unmarshal([]byte(doc), &want), json.Unmarshal([]byte(got.Boundary), &have)); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(want, have); diff != "" {
-		t.Errorf("IAM stored a different policy (-sent +stored):\n%s", diff)
+		t.Errorf("IAM stored a different ceiling (-sent +stored):\n%s", diff)
 	}
+	// As when the SDK retries a create that landed.
+	if again, err := tpl.CreateBaseRole(ctx, client, role.Name); err != nil || again != role {
+		t.Errorf("creating the same role again: %+v, %v; want %+v", again, err, role)
+	}
+}
+
+// A role of that name that is not the base role as the template defines it
+// is never taken for it.
+func TestCreatingTheBaseRoleOverAnotherRoleIsAConflict(t *testing.T) {
+	ctx := t.Context()
+	client := iam.NewFromConfig(mototest.Config(t))
+	name := mototest.Name(t, "base")
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}`
+	var exists *iamtypes.EntityAlreadyExistsException // a retried create that landed
+	if _, err := client.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)}); err != nil && !errors.As(err, &exists) {
+		t.Fatal(err)
+	}
+	_, err := mustLoad(t).CreateBaseRole(ctx, client, name)
+	if k := broker.KindOf(err); k != broker.Conflict {
+		t.Errorf("creating the base role over a role without boundary: %v (kind %v), want conflict", err, k)
+	}
+}
+
+// What the revoker's IAM permissions allow it to write, IAM holds next to
+// the ceiling; the boundary keeps it from reaching anything more.
+func TestAnAllowWrittenOnTheBaseRoleInMotoReachesNothingBeyondTheCeiling(t *testing.T) {
+	ctx := t.Context()
+	client := iam.NewFromConfig(mototest.Config(t))
+	role, err := mustLoad(t).CreateBaseRole(ctx, client, mototest.Name(t, "base"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role.Name), PolicyName: aws.String(iamrole.PolicyName), PolicyDocument: aws.String(allowAll)}); err != nil {
+		t.Fatal(err)
+	}
+	checkBounded(t, mototest.Role(t, role.Name).Eval(t), beyondCeiling("any-bucket"), withinCeiling("any-bucket"))
 }
 
 type tableShape struct {

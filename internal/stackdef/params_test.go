@@ -1,6 +1,7 @@
 package stackdef_test
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/stackdef"
 )
 
@@ -95,8 +97,8 @@ func TestParametersAcceptWhatDeployersNeedAndNothingElse(t *testing.T) {
 		},
 		{
 			param:    "AllowedBuckets",
-			accepted: []string{"", "*", "acme-lake-*", "acme-lake-*,shared-exports", "team-??-raw"},
-			refused:  []string{"acme/*", "acme-*/raw", "a,,b", "acme,", "Acme", "acme lake", "${aws:username}"},
+			accepted: []string{"", "*", "acme-lake-*", "acme-lake-*,shared-exports", "team-??-raw", bucketList(50, 39), bucketList(32, 63)},
+			refused:  []string{"acme/*", "acme-*/raw", "a,,b", "acme,", "Acme", "acme lake", "${aws:username}", bucketList(51, 3), bucketList(33, 63)},
 		},
 		{
 			param:    "ExistingUserPoolClientIds",
@@ -132,6 +134,69 @@ func TestParametersAcceptWhatDeployersNeedAndNothingElse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bucketList is n distinct bucket names of length size, comma separated.
+func bucketList(n, size int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("b%0*d", size-1, i)
+	}
+	return strings.Join(names, ",")
+}
+
+// IAM refuses a managed policy over 6,144 characters (white space not
+// counted), and the stack with it. Whatever AllowedBuckets the template
+// accepts, the ceiling fits; the longest ones come close.
+func TestEveryAcceptedBucketListFitsTheCeilingPolicy(t *testing.T) {
+	const limit = 6144
+	tpl := mustLoad(t)
+	size := func(env stackdef.Env) (int, error) {
+		s, err := tpl.Stack(env)
+		if err != nil {
+			return 0, err
+		}
+		doc, err := s.BaseRolePolicy()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return revoke.Size(doc), nil
+	}
+	// The ceiling grows with the list's length and its number of entries
+	// alone: the most of both is the largest ceiling.
+	longest := strings.Repeat("a", 2048-49*2) + strings.Repeat(",a", 49)
+	for _, tc := range []struct {
+		name string
+		env  stackdef.Env
+	}{
+		{"the longest list of the most entries", stackdef.Env{Params: map[string]string{"AllowedBuckets": longest}}},
+		{"50 names of 39 characters", stackdef.Env{Params: map[string]string{"AllowedBuckets": bucketList(50, 39)}}},
+		{"32 names of 63 characters", stackdef.Env{Params: map[string]string{"AllowedBuckets": bucketList(32, 63)}}},
+		{"the default for the longest stack name", stackdef.Env{Pseudo: map[string]string{"AWS::StackName": "s" + strings.Repeat("-", 127)}}},
+	} {
+		n, err := size(tc.env)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		t.Logf("%s: %d characters", tc.name, n)
+		if n > limit {
+			t.Errorf("%s: the ceiling takes %d characters, over IAM's %d", tc.name, n, limit)
+		}
+	}
+	// Lists that fill most of the 2,048 characters with up to 80 entries.
+	rapid.Check(t, func(rt *rapid.T) {
+		k := rapid.IntRange(1, 80).Draw(rt, "entries")
+		full := max((2048-(k-1))/k, 1)
+		entries := make([]string, k)
+		for i := range entries {
+			n := max(full-rapid.IntRange(0, 2).Draw(rt, "shorter"), 1)
+			entries[i] = string(rapid.SliceOfN(rapid.SampledFrom([]byte("abz09.?*-")), n, n).Draw(rt, "entry"))
+		}
+		n, err := size(stackdef.Env{Params: map[string]string{"AllowedBuckets": strings.Join(entries, ",")}})
+		if err == nil && n > limit {
+			rt.Fatalf("AllowedBuckets of %d entries, %d characters, accepted: the ceiling takes %d characters, over IAM's %d", len(entries), len(strings.Join(entries, ",")), n, limit)
+		}
+	})
 }
 
 func TestRulesRefuseContradictoryParameters(t *testing.T) {

@@ -44,6 +44,7 @@ var securityRules = []rule{
 	{"roles allow the calls their code makes", checkRequiredPermissions},
 	{"base role trusts only the credentials function role", checkBaseRoleTrust},
 	{"base role allows only the contract S3 actions", checkBaseRolePermissions},
+	{"base role is bounded by its ceiling and has no other policy", checkBaseRoleBoundary},
 	{"only the credentials function may assume roles", checkOnlyCredentialsAssumes},
 	{"only the revoker may write the base role's policies, and nothing else in IAM", checkOnlyRevokerWritesIAM},
 	{"each role puts audit events under its own sources only", checkAuditSources},
@@ -110,12 +111,12 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "s3:* on the base role is rejected",
-			old:  "                  - s3:GetObject\n", new: "                  - s3:*\n",
+			old:  "              - s3:GetObject\n", new: "              - s3:*\n",
 			rule: "base role allows only the contract S3 actions",
 		},
 		{
 			name: "an extra S3 action on the base role is rejected",
-			old:  "                  - s3:GetObject\n", new: "                  - s3:GetObject\n                  - s3:PutBucketPolicy\n",
+			old:  "              - s3:GetObject\n", new: "              - s3:GetObject\n              - s3:PutBucketPolicy\n",
 			rule: "base role allows only the contract S3 actions",
 		},
 		{
@@ -146,6 +147,12 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		{
 			name: "a managed policy on a function role is rejected",
 			old:  "      Description: Execution role of the rebuild/verify function.\n", new: "      Description: x\n      ManagedPolicyArns: [arn:aws:iam::aws:policy/AdministratorAccess]\n",
+			rule: "functions use their own least-privilege roles",
+		},
+		{
+			name: "a managed policy on another role is rejected",
+			old:  "      Description: Lets EventBridge Scheduler start the daily verification and the deny list's prune.\n",
+			new:  "      Description: x\n      ManagedPolicyArns: [!Ref BaseRoleCeiling]\n",
 			rule: "functions use their own least-privilege roles",
 		},
 		{
@@ -332,7 +339,7 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "a ceiling that ignores AllowedBuckets is rejected",
-			old:  "                  - !Split [\",\", !Join [\"\", [\"arn:*:s3:::\", !Join [\",arn:*:s3:::\", !Split [\",\", !Ref AllowedBuckets]]]]]\n", new: "                  - arn:*:s3:::*\n",
+			old:  "              - !Split [\",\", !Join [\"\", [\"arn:*:s3:::\", !Join [\",arn:*:s3:::\", !Split [\",\", !Ref AllowedBuckets]]]]]\n", new: "              - arn:*:s3:::*\n",
 			rule: "base role allows only the contract S3 actions",
 		},
 		{
@@ -342,8 +349,52 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "listing on object ARNs is rejected",
-			old:  "                Action: s3:ListBucket\n", new: "                Action: [s3:ListBucket, s3:GetObject]\n",
+			old:  "            Action: s3:ListBucket\n", new: "            Action: [s3:ListBucket, s3:GetObject]\n",
 			rule: "base role allows only the contract S3 actions",
+		},
+		{
+			name: "a base role without boundary is rejected",
+			old:  "      PermissionsBoundary: !Ref BaseRoleCeiling\n", new: "",
+			rule: "base role is bounded by its ceiling and has no other policy",
+		},
+		{
+			name: "a base role bounded by another policy is rejected",
+			old:  "      PermissionsBoundary: !Ref BaseRoleCeiling\n", new: "      PermissionsBoundary: arn:aws:iam::aws:policy/AmazonS3FullAccess\n",
+			rule: "base role is bounded by its ceiling and has no other policy",
+		},
+		{
+			name: "a second managed policy on the base role is rejected",
+			old:  "      ManagedPolicyArns: [!Ref BaseRoleCeiling]\n", new: "      ManagedPolicyArns: [!Ref BaseRoleCeiling, arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]\n",
+			rule: "base role is bounded by its ceiling and has no other policy",
+		},
+		{
+			name: "an inline policy on the base role is rejected",
+			old:  "      PermissionsBoundary: !Ref BaseRoleCeiling\n",
+			new:  "      PermissionsBoundary: !Ref BaseRoleCeiling\n      Policies:\n        - PolicyName: extra\n          PolicyDocument: {Version: \"2012-10-17\", Statement: [{Effect: Allow, Action: s3:GetObject, Resource: arn:aws:s3:::x/*}]}\n",
+			rule: "base role is bounded by its ceiling and has no other policy",
+		},
+		{
+			name: "a role policy resource on the base role is rejected",
+			old:  "  # ---------------------------------------------------------------- projector\n",
+			new:  "  BaseRoleExtra:\n    Type: AWS::IAM::RolePolicy\n    Properties:\n      RoleName: !Ref BaseRole\n      PolicyName: extra\n      PolicyDocument: {Version: \"2012-10-17\", Statement: [{Effect: Allow, Action: s3:GetObject, Resource: arn:aws:s3:::x/*}]}\n\n  # ---------------------------------------------------------------- projector\n",
+			rule: "base role is bounded by its ceiling and has no other policy",
+		},
+		{
+			name: "the ceiling attached to a role besides the base role is rejected",
+			old:  "      Description: Ceiling and permissions boundary of the credbroker base role.\n",
+			new:  "      Description: Ceiling and permissions boundary of the credbroker base role.\n      Roles: [!Ref ReplayFunctionRole]\n",
+			rule: "base role is bounded by its ceiling and has no other policy",
+		},
+		{
+			name: "the revoker removing the base role's boundary is rejected",
+			old:  "Action: [iam:PutRolePolicy, iam:DeleteRolePolicy,", new: "Action: [iam:DeleteRolePermissionsBoundary, iam:PutRolePolicy, iam:DeleteRolePolicy,",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
+			name: "the revoker rewriting the ceiling is rejected",
+			old:  "              - Sid: BaseRolePolicies\n",
+			new:  "              - Sid: Ceiling\n                Effect: Allow\n                Action: [iam:CreatePolicyVersion, iam:SetDefaultPolicyVersion]\n                Resource: !Ref BaseRoleCeiling\n              - Sid: BaseRolePolicies\n",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
 		},
 		{
 			name: "Lambda filtering application logs is rejected",
@@ -414,6 +465,18 @@ func iamStatements(t *stackdef.Template) ([]statement, []string) {
 	}
 	var out []statement
 	var problems []string
+	// A template's managed policy applies to the roles that list it in
+	// ManagedPolicyArns as well as to those it names.
+	attachedBy := map[string][]string{}
+	for _, r := range rs {
+		if r.Type == "AWS::IAM::Role" {
+			for _, arn := range list(r.Properties["ManagedPolicyArns"]) {
+				if id := ref(arn); id != "" {
+					attachedBy[id] = append(attachedBy[id], r.LogicalID)
+				}
+			}
+		}
+	}
 	add := func(where, role string, trust bool, doc any) {
 		d, _ := doc.(map[string]any)
 		if d == nil {
@@ -437,12 +500,16 @@ func iamStatements(t *stackdef.Template) ([]statement, []string) {
 		case "AWS::IAM::RolePolicy":
 			add(r.LogicalID, ref(p["RoleName"]), false, p["PolicyDocument"])
 		case "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy":
-			roles := list(p["Roles"])
+			var roles []string
+			for _, role := range list(p["Roles"]) {
+				roles = append(roles, ref(role))
+			}
+			roles = append(roles, attachedBy[r.LogicalID]...)
 			if len(roles) == 0 {
 				add(r.LogicalID, "", false, p["PolicyDocument"])
 			}
 			for _, role := range roles {
-				add(r.LogicalID, ref(role), false, p["PolicyDocument"])
+				add(r.LogicalID, role, false, p["PolicyDocument"])
 			}
 		case "AWS::Serverless::Function":
 			for i, pol := range list(p["Policies"]) {
@@ -553,18 +620,13 @@ func checkBaseRolePermissions(t *stackdef.Template) []string {
 	if err != nil {
 		return []string{err.Error()}
 	}
-	var problems []string
-	if _, ok := r.Properties["ManagedPolicyArns"]; ok {
-		problems = append(problems, "BaseRole has ManagedPolicyArns")
-	}
-	if n := len(list(r.Properties["Policies"])); n != 1 {
-		problems = append(problems, fmt.Sprintf("BaseRole has %d inline policies, want 1", n))
-	}
-	stmts, more := iamStatements(t)
-	problems = append(problems, more...)
+	// Which policy is the ceiling, and that it is the only one:
+	// checkBaseRoleBoundary.
+	ceiling := ref(r.Properties["PermissionsBoundary"])
+	stmts, problems := iamStatements(t)
 	for _, s := range stmts {
-		if s.role == "BaseRole" && !s.trust && !strings.HasPrefix(s.where, "BaseRole.Policies[") {
-			problems = append(problems, fmt.Sprintf("%s: a policy outside BaseRole's own grants it permissions", s))
+		if s.role == "BaseRole" && !s.trust && (ceiling == "" || !strings.HasPrefix(s.where, ceiling+".Statement[")) {
+			problems = append(problems, fmt.Sprintf("%s: a policy besides BaseRole's ceiling %q grants it permissions", s, ceiling))
 		}
 	}
 	objectActions := []string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"}
@@ -620,6 +682,51 @@ func checkBaseRolePermissions(t *stackdef.Template) []string {
 	return problems
 }
 
+// The revoker may write BaseRole's inline policies, so only IAM can keep
+// what it writes from widening a session: the ceiling is BaseRole's
+// permissions boundary as well as its one policy. Then whatever an inline
+// policy allows, a session reaches nothing beyond the ceiling.
+func checkBaseRoleBoundary(t *stackdef.Template) []string {
+	r, err := t.Resource("BaseRole")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	ceiling := ref(r.Properties["PermissionsBoundary"])
+	if c, err := t.Resource(ceiling); ceiling == "" || err != nil || c.Type != "AWS::IAM::ManagedPolicy" {
+		problems = append(problems, fmt.Sprintf("BaseRole's PermissionsBoundary is %v, want a Ref to the ceiling, a managed policy of the template", r.Properties["PermissionsBoundary"]))
+	} else {
+		for _, k := range []string{"Roles", "Groups", "Users"} {
+			if v, ok := c.Properties[k]; ok {
+				problems = append(problems, fmt.Sprintf("the ceiling %s is attached through %s %v; only BaseRole may list it", ceiling, k, v))
+			}
+		}
+	}
+	if arns := list(r.Properties["ManagedPolicyArns"]); len(arns) != 1 || ceiling == "" || ref(arns[0]) != ceiling {
+		problems = append(problems, fmt.Sprintf("BaseRole's ManagedPolicyArns are %v, want only its boundary", r.Properties["ManagedPolicyArns"]))
+	}
+	if p, ok := r.Properties["Policies"]; ok {
+		problems = append(problems, fmt.Sprintf("BaseRole has inline policies %v; the revoker's deny list is its only inline policy, written outside the template", p))
+	}
+	rs, err := t.Resources()
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	for _, o := range rs {
+		switch o.Type {
+		case "AWS::IAM::RolePolicy":
+			if ref(o.Properties["RoleName"]) == "BaseRole" {
+				problems = append(problems, fmt.Sprintf("%s: a policy of BaseRole outside its ceiling", o.LogicalID))
+			}
+		case "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy":
+			if slices.ContainsFunc(list(o.Properties["Roles"]), func(v any) bool { return ref(v) == "BaseRole" }) {
+				problems = append(problems, fmt.Sprintf("%s: a policy attached to BaseRole besides its ceiling", o.LogicalID))
+			}
+		}
+	}
+	return problems
+}
+
 func checkOnlyCredentialsAssumes(t *stackdef.Template) []string {
 	stmts, problems := iamStatements(t)
 	for _, s := range stmts {
@@ -646,8 +753,9 @@ func checkOnlyCredentialsAssumes(t *stackdef.Template) []string {
 
 // The base role's revocation policy is what stops a revoked user's
 // sessions; a role that could write IAM could also lift it, or widen the
-// ceiling. Only the revoker may touch IAM, and only the base role's inline
-// policies.
+// ceiling by changing the boundary or the policy itself. Only the revoker
+// may touch IAM, and only the base role's inline policies, which the
+// boundary keeps within the ceiling (checkBaseRoleBoundary).
 func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
 	allowed := []string{"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies"}
 	stmts, problems := iamStatements(t)
@@ -736,9 +844,11 @@ func checkRevokerTableAccess(t *stackdef.Template) []string {
 	return problems
 }
 
-// SAM's generated roles carry managed policies (logs and X-Ray on every
-// resource), which the rules above cannot see: every function names its own
-// role, and no role has managed policies.
+// SAM's generated roles carry AWS managed policies (logs and X-Ray on every
+// resource): every function names its own role, and no role but BaseRole
+// (whose one managed policy is its ceiling, checkBaseRoleBoundary) has
+// managed policies, so every permission of the functions and the scheduler
+// is written out in the template for the rules above.
 func checkFunctionRoles(t *stackdef.Template) []string {
 	rs, err := t.Resources()
 	if err != nil {
@@ -747,7 +857,7 @@ func checkFunctionRoles(t *stackdef.Template) []string {
 	var problems []string
 	for _, r := range rs {
 		switch {
-		case r.Type == "AWS::IAM::Role":
+		case r.Type == "AWS::IAM::Role" && r.LogicalID != "BaseRole":
 			if _, ok := r.Properties["ManagedPolicyArns"]; ok {
 				problems = append(problems, r.LogicalID+" has ManagedPolicyArns")
 			}

@@ -217,9 +217,9 @@ func (s *Stack) UserPoolClientAuthFlows() ([]string, error) {
 // for when the template's policies are created there.
 const LocalAccountID = "123456789012"
 
-// BaseRolePolicy returns BaseRole's one inline policy document as JSON, as
-// the local stack (LocalEnv) creates it in moto, ready for
-// iam:PutRolePolicy.
+// BaseRolePolicy returns the base role's ceiling as the local stack
+// (LocalEnv) creates it in moto: the document, as JSON, of the managed
+// policy that is both BaseRole's one policy and its permissions boundary.
 func (t *Template) BaseRolePolicy() (string, error) {
 	if _, err := t.Resource("BaseRole"); err != nil {
 		return "", err
@@ -231,24 +231,59 @@ func (t *Template) BaseRolePolicy() (string, error) {
 	return s.BaseRolePolicy()
 }
 
-// BaseRolePolicy returns the stack's BaseRole inline policy document as
-// JSON.
+// BaseRolePolicy returns the stack's base role ceiling as JSON. A BaseRole
+// whose boundary is not a managed policy of the template, or that has any
+// other policy, has no ceiling this package can stand for: an error.
 func (s *Stack) BaseRolePolicy() (string, error) {
 	const op = "stackdef.BaseRolePolicy"
-	r, _, err := s.Resource("BaseRole")
+	id, err := s.t.baseRoleCeilingID()
 	if err != nil {
 		return "", err
 	}
-	policies, _ := r.Properties["Policies"].([]any)
-	if len(policies) != 1 {
-		return "", broker.Errorf(broker.Internal, op, "BaseRole has %d inline policies, want 1", len(policies))
+	r, _, err := s.Resource(id)
+	if err != nil {
+		return "", err
 	}
-	p, _ := policies[0].(map[string]any)
-	doc, ok := p["PolicyDocument"]
+	doc, ok := r.Properties["PolicyDocument"]
 	if !ok {
-		return "", broker.Errorf(broker.Internal, op, "BaseRole's policy has no PolicyDocument")
+		return "", broker.Errorf(broker.Internal, op, "%s has no PolicyDocument", id)
 	}
 	return marshalJSON(doc)
+}
+
+// baseRoleCeilingID returns the logical id of the managed policy that
+// bounds BaseRole: its PermissionsBoundary, which must also be its only
+// managed policy, with no inline policy besides.
+func (t *Template) baseRoleCeilingID() (string, error) {
+	const op = "stackdef.baseRoleCeilingID"
+	r, err := t.Resource("BaseRole")
+	if err != nil {
+		return "", err
+	}
+	name, arg, ok := IsIntrinsic(r.Properties["PermissionsBoundary"])
+	id, _ := arg.(string)
+	if !ok || name != "Ref" || id == "" {
+		return "", broker.Errorf(broker.Internal, op, "BaseRole's PermissionsBoundary is %v, want a Ref to a managed policy of the template", r.Properties["PermissionsBoundary"])
+	}
+	ceiling, err := t.Resource(id)
+	if err != nil {
+		return "", broker.Wrap(broker.Internal, op, err)
+	}
+	if ceiling.Type != "AWS::IAM::ManagedPolicy" {
+		return "", broker.Errorf(broker.Internal, op, "BaseRole's boundary %s is a %s, not an AWS::IAM::ManagedPolicy", id, ceiling.Type)
+	}
+	if arns, ok := r.Properties["ManagedPolicyArns"].([]any); !ok || len(arns) != 1 || !equalRef(arns[0], id) {
+		return "", broker.Errorf(broker.Internal, op, "BaseRole's ManagedPolicyArns are %v, want only its boundary %s", r.Properties["ManagedPolicyArns"], id)
+	}
+	if p, ok := r.Properties["Policies"]; ok {
+		return "", broker.Errorf(broker.Internal, op, "BaseRole has inline policies %v, want none", p)
+	}
+	return id, nil
+}
+
+func equalRef(v any, id string) bool {
+	name, arg, ok := IsIntrinsic(v)
+	return ok && name == "Ref" && arg == id
 }
 
 func (t *Template) resourceNode(logicalID string) *yaml.Node {

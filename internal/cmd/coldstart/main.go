@@ -249,20 +249,11 @@ func setUp(ctx context.Context, endpoint string) (stack, error) {
 	if _, err := def.Create(ctx, ddb, st.policyTable); err != nil {
 		return st, err
 	}
-	doc, err := tpl.BaseRolePolicy()
+	role, err := tpl.CreateBaseRole(ctx, iam.NewFromConfig(cfg), "coldstart-base-"+suffix)
 	if err != nil {
 		return st, err
 	}
-	iamc := iam.NewFromConfig(cfg)
-	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":["sts:AssumeRole","sts:SetSourceIdentity"]}]}`
-	role, err := iamc.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("coldstart-base-" + suffix), AssumeRolePolicyDocument: aws.String(trust)})
-	if err != nil {
-		return st, err
-	}
-	st.roleARN = aws.ToString(role.Role.Arn)
-	if _, err := iamc.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: role.Role.RoleName, PolicyName: aws.String("s3-ceiling"), PolicyDocument: aws.String(doc)}); err != nil {
-		return st, err
-	}
+	st.roleARN = role.ARN
 	if _, err := eventbridge.NewFromConfig(cfg).CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(st.bus)}); err != nil {
 		return st, err
 	}

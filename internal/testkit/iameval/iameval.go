@@ -9,7 +9,8 @@
 // Bool and DateLessThan (RFC 3339 times; several keys are ANDed, the values
 // of one key ORed; a key absent from the request fails its condition). An
 // explicit Deny wins over any Allow. Session evaluates a role session: the
-// role's policies and the session policy together.
+// role's policies and the session policy together; Role adds the role's
+// permissions boundary.
 package iameval
 
 import (
@@ -213,6 +214,46 @@ func Session(role []Policy, session Policy, r Request) bool {
 	}
 	roleAllows := slices.ContainsFunc(role, func(p Policy) bool { return p.Allows(r) })
 	return roleAllows && session.Allows(r)
+}
+
+// Role is what IAM evaluates for a role's sessions besides the session
+// policy: the role's permissions policies (managed and inline alike) and its
+// permissions boundary.
+type Role struct {
+	Policies []Policy
+	// Boundary, when set, grants nothing but caps Policies: a request must
+	// be allowed by both, and a Deny in it wins like any other.
+	Boundary *Policy
+}
+
+// ParseRole parses a role's boundary ("" for none) and its permissions
+// policies.
+func ParseRole(boundary string, policies ...string) (Role, error) {
+	var r Role
+	if boundary != "" {
+		b, err := Parse(boundary)
+		if err != nil {
+			return Role{}, fmt.Errorf("boundary: %w", err)
+		}
+		r.Boundary = &b
+	}
+	for i, doc := range policies {
+		p, err := Parse(doc)
+		if err != nil {
+			return Role{}, fmt.Errorf("policy %d: %w", i, err)
+		}
+		r.Policies = append(r.Policies, p)
+	}
+	return r, nil
+}
+
+// Allows reports whether a session of the role with the session policy may
+// make the request: Session, within the boundary.
+func (ro Role) Allows(session Policy, r Request) bool {
+	if ro.Boundary != nil && !ro.Boundary.Allows(r) {
+		return false
+	}
+	return Session(ro.Policies, session, r)
 }
 
 func anyMatch(patterns []string, s string, fold bool) bool {

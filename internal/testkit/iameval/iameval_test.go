@@ -106,3 +106,56 @@ func TestParseAcceptsASingleStatementObjectAndEscapes(t *testing.T) {
 		t.Error("escaped resource did not match its decoded form")
 	}
 }
+
+// A boundary caps what the role's own policies allow and grants nothing
+// itself: an Allow of everything in an inline policy reaches only what the
+// boundary allows.
+func TestARoleBoundaryCapsItsPoliciesAndGrantsNothing(t *testing.T) {
+	const (
+		ceiling  = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::lake/*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}]}`
+		allowAll = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}`
+		denyOld  = `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:SourceIdentity":"alice"}}}]}`
+		guarded  = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::lake/secret/*"}]}`
+	)
+	session := mustParse(t, allowAll)
+	tls := map[string]string{"aws:SecureTransport": "true", "aws:SourceIdentity": "bob"}
+	read := Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::lake/k", Context: tls}
+	for _, tc := range []struct {
+		name     string
+		boundary string
+		policies []string
+		req      Request
+		want     bool
+	}{
+		{"within the boundary and the policies: allowed", ceiling, []string{ceiling}, read, true},
+		{"an inline Allow beyond the boundary: another action is denied", ceiling, []string{ceiling, allowAll}, Request{Action: "s3:PutBucketPolicy", Resource: "arn:aws:s3:::lake", Context: tls}, false},
+		{"an inline Allow beyond the boundary: another bucket is denied", ceiling, []string{ceiling, allowAll}, Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::other/k", Context: tls}, false},
+		{"an inline Allow beyond the boundary: the boundary's condition still holds", ceiling, []string{allowAll}, Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::lake/k"}, false},
+		{"without the boundary the same inline Allow reaches it", "", []string{ceiling, allowAll}, Request{Action: "s3:PutBucketPolicy", Resource: "arn:aws:s3:::lake", Context: tls}, true},
+		{"the boundary alone grants nothing", ceiling, nil, read, false},
+		{"a Deny of the role's policies still wins", ceiling, []string{ceiling, denyOld}, Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::lake/k", Context: map[string]string{"aws:SecureTransport": "true", "aws:SourceIdentity": "alice"}}, false},
+		{"a Deny in the boundary wins", guarded, []string{allowAll}, Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::lake/secret/k", Context: tls}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			role, err := ParseRole(tc.boundary, tc.policies...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := role.Allows(session, tc.req); got != tc.want {
+				t.Errorf("Allows(%+v) = %v, want %v", tc.req, got, tc.want)
+			}
+		})
+	}
+	if _, err := ParseRole(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","NotAction":"s3:*","Resource":"*"}]}`); err == nil {
+		t.Error("ParseRole accepted a boundary it cannot evaluate")
+	}
+}
+
+func mustParse(t *testing.T, doc string) Policy {
+	t.Helper()
+	p, err := Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
