@@ -40,7 +40,7 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 	}
 	pol := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}`
 	var keys []string
-	for range 2 {
+	assume := func() {
 		out, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: role.Role.Arn, RoleSessionName: aws.String("s"),
 			SourceIdentity: aws.String("user-1"), Policy: aws.String(pol)})
 		if err != nil {
@@ -48,6 +48,18 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 		}
 		keys = append(keys, aws.ToString(out.Credentials.AccessKeyId))
 	}
+	assume()
+	assume() // a duplicate
+	// A revocation of user-1's sessions: the next mint of the same policy
+	// replaces revoked credentials (no duplicate), the one after does not.
+	deny := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":` +
+		`{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:05Z"},"StringEquals":{"aws:SourceIdentity":["user-1"]}}}]}`
+	if _, err := iam.NewFromConfig(cfg).PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: role.Role.RoleName,
+		PolicyName: aws.String("credbroker-revocations"), PolicyDocument: aws.String(deny)}); err != nil {
+		t.Fatal(err)
+	}
+	assume()
+	assume() // a duplicate
 	if m, ok := p.mintOf(keys[1]); !ok || m != (mint{User: "user-1", Policy: pol}) {
 		t.Errorf("mintOf(%s) = %+v, %v; want user-1 with the policy", keys[1], m, ok)
 	}
@@ -73,10 +85,10 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 
 	got := p.snapshot()
 	want := counts{
-		Calls:          map[string]int{"iam.CreateRole": 1, "sts.AssumeRole": 2, "AWSEvents.PutEvents": 2},
+		Calls:          map[string]int{"iam.CreateRole": 1, "iam.PutRolePolicy": 1, "sts.AssumeRole": 4, "AWSEvents.PutEvents": 2},
 		Events:         map[string]int{"CredentialsIssued": 3},
 		Faults:         map[string]int{},
-		DuplicateMints: 1, Reaudited: 1,
+		DuplicateMints: 2, Reaudited: 1,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)

@@ -34,8 +34,13 @@ type proxy struct {
 	counts counts
 	// keys maps an access key id to what it was minted for.
 	keys map[string]mint
-	// minted counts successful AssumeRoles per (user, session policy).
-	minted map[mint]int
+	// minted counts successful AssumeRoles per (user, session policy,
+	// the user's revocation cutoff then).
+	minted map[mintKey]int
+	// cutoffs holds each user's latest revocation cutoff (RFC 3339) the
+	// base role's deny policy carried, "*" the cutoff for everyone: after
+	// a revocation the endpoint must mint again what it minted before.
+	cutoffs map[string]string
 	// audited holds every access key id a CredentialsIssued entry named.
 	audited map[string]bool
 	window  faultWindow
@@ -111,7 +116,8 @@ func newProxy(motoURL string, seed uint64) (*proxy, error) {
 		moto:    target,
 		counts:  counts{Calls: map[string]int{}, Events: map[string]int{}, Faults: map[string]int{}},
 		keys:    map[string]mint{},
-		minted:  map[mint]int{},
+		minted:  map[mintKey]int{},
+		cutoffs: map[string]string{},
 		audited: map[string]bool{},
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
@@ -288,6 +294,10 @@ func (p *proxy) observeEvents(body []byte) {
 // with the user and session policy it was minted for.
 func (p *proxy) observeResponse(resp *http.Response) error {
 	c, _ := resp.Request.Context().Value(callKey{}).(call)
+	if resp.StatusCode == http.StatusOK && c.op == "iam.PutRolePolicy" {
+		p.observeDenyPolicy(c.form.Get("PolicyDocument"))
+		return nil
+	}
 	if resp.StatusCode != http.StatusOK || c.op != "sts.AssumeRole" {
 		return nil
 	}
@@ -307,11 +317,56 @@ func (p *proxy) observeResponse(resp *http.Response) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.keys[x.AccessKeyID] = m
-	if p.minted[m] > 0 {
+	k := mintKey{m, max(p.cutoffs[m.User], p.cutoffs["*"])}
+	if p.minted[k] > 0 {
 		p.counts.DuplicateMints++
 	}
-	p.minted[m]++
+	p.minted[k]++
 	return nil
+}
+
+// mintKey is a mint under the user's revocation cutoff at the time: a
+// mint revoked since must be made again, which is no duplicate.
+type mintKey struct {
+	mint
+	cutoff string
+}
+
+// observeDenyPolicy records the cutoffs of a revocation policy written on
+// the base role (README "Revocation"): statements that deny sessions whose
+// SourceIdentity is one of a list, or anyone's, issued before a time.
+func (p *proxy) observeDenyPolicy(doc string) {
+	var d struct {
+		Statement []struct {
+			Effect    string
+			Condition struct {
+				DateLessThan struct {
+					TokenIssueTime string `json:"aws:TokenIssueTime"`
+				}
+				StringEquals struct {
+					SourceIdentity []string `json:"aws:SourceIdentity"`
+				}
+			}
+		}
+	}
+	if json.Unmarshal([]byte(doc), &d) != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, st := range d.Statement {
+		cutoff := st.Condition.DateLessThan.TokenIssueTime
+		if st.Effect != "Deny" || cutoff == "" {
+			continue
+		}
+		users := st.Condition.StringEquals.SourceIdentity
+		if len(users) == 0 {
+			users = []string{"*"}
+		}
+		for _, u := range users {
+			p.cutoffs[u] = max(p.cutoffs[u], cutoff) // RFC 3339 in UTC sorts as time does
+		}
+	}
 }
 
 // fault is what the proxy does to one request.
