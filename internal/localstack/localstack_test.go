@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
 	cip "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider"
 	ciptypes "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -32,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
+	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/motoserver"
@@ -126,7 +126,7 @@ func until(t testing.TB, st *localstack.Stack, token string, ok func(answer) boo
 
 func signIn(t testing.TB, st *localstack.Stack, user, password string) string {
 	t.Helper()
-	cfg := aws.Config{Region: st.Info.Region, BaseEndpoint: aws.String(st.Info.AWSEndpoint), Credentials: awscreds.NewStaticCredentialsProvider("x", "x", "")}
+	cfg := awsconfig.Local(st.Info.Region, st.Info.AWSEndpoint)
 	out, err := cip.NewFromConfig(cfg).InitiateAuth(context.Background(), &cip.InitiateAuthInput{
 		ClientId: aws.String(st.Info.UserPoolClientID), AuthFlow: ciptypes.AuthFlowTypeUserPasswordAuth,
 		AuthParameters: map[string]string{"USERNAME": user, "PASSWORD": password},
@@ -165,7 +165,7 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 	}
 
 	// The user leaves both projects: the endpoint stops issuing.
-	ddb := dynamodb.NewFromConfig(aws.Config{Region: st.Info.Region, BaseEndpoint: aws.String(st.Info.AWSEndpoint), Credentials: awscreds.NewStaticCredentialsProvider("x", "x", "")})
+	ddb := dynamodb.NewFromConfig(awsconfig.Local(st.Info.Region, st.Info.AWSEndpoint))
 	for _, p := range []string{st.Demo.Project, st.Demo.ReadOnlyProject} {
 		_, err = ddb.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(st.Info.MembershipTable),
 			Key: map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "USER#" + st.Demo.UserID}, "sk": &types.AttributeValueMemberS{Value: "PROJECT#" + p}}})
@@ -460,7 +460,7 @@ func BenchmarkChangeToEndpoint(b *testing.B) {
 	st := start(b, true)
 	token := signIn(b, st, st.Demo.Username, st.Demo.Password)
 	until(b, st, token, func(a answer) bool { return a.status == http.StatusOK })
-	ddb := dynamodb.NewFromConfig(aws.Config{Region: st.Info.Region, BaseEndpoint: aws.String(st.Info.AWSEndpoint), Credentials: awscreds.NewStaticCredentialsProvider("x", "x", "")})
+	ddb := dynamodb.NewFromConfig(awsconfig.Local(st.Info.Region, st.Info.AWSEndpoint))
 	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
 	itemHas := func(bucket string) bool {
 		out, err := ddb.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(st.Info.PolicyTable), ConsistentRead: aws.Bool(true),

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
+	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/localstack"
@@ -128,8 +128,7 @@ type client struct {
 }
 
 func newClient(st *localstack.Stack) *client {
-	return &client{st: st, ddb: dynamodb.NewFromConfig(aws.Config{Region: st.Info.Region, BaseEndpoint: aws.String(st.Info.AWSEndpoint),
-		Credentials: awscreds.NewStaticCredentialsProvider("x", "x", "")})}
+	return &client{st: st, ddb: dynamodb.NewFromConfig(awsconfig.Local(st.Info.Region, st.Info.AWSEndpoint))}
 }
 
 func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
