@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/credbroker/credbroker/client/cognitoauth"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
 // These tests run the client against the whole local stack on moto: the
@@ -38,19 +38,7 @@ type stack struct {
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	st, err := localstack.Start(context.Background(), localstack.Options{
-		Moto: mototest.Endpoint(t), Port: port, Dir: t.TempDir(), Name: mototest.Name(t, "client"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Stop)
+	st := stacktest.Start(t, localstack.Options{Name: "client"})
 	cfg := mototest.Config(t)
 	return &stack{
 		Stack:  st,

@@ -26,8 +26,8 @@ import (
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
 // adminStack is a whole local stack in this process, on the tests' moto:
@@ -41,16 +41,8 @@ type adminStack struct {
 
 func newAdminStack(t *testing.T, o localstack.Options) *adminStack {
 	t.Helper()
-	port, err := motoserver.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.Moto, o.Port, o.Dir, o.Name = mototest.Endpoint(t), port, t.TempDir(), mototest.Name(t, "cli")
-	st, err := localstack.Start(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Stop)
+	o.Name = "cli"
+	st := stacktest.Start(t, o)
 	cfg := mototest.Config(t)
 	return &adminStack{st: st, cfg: cfg, ddb: dynamodb.NewFromConfig(cfg)}
 }

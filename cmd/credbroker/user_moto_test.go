@@ -4,9 +4,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -31,6 +29,7 @@ import (
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
 // keyLog is a reverse proxy that records the access key each request was
@@ -82,19 +81,7 @@ func TestUserCommandsDriveTheAWSCLI(t *testing.T) {
 		t.Fatal("the AWS CLI is not installed (pip install awscli): this test runs it with credbroker as its credential_process")
 	}
 	ctx := t.Context()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	st, err := localstack.Start(context.Background(), localstack.Options{
-		Moto: mototest.Endpoint(t), Port: port, Dir: t.TempDir(), Name: mototest.Name(t, "cli"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Stop)
+	st := stacktest.Start(t, localstack.Options{Name: "cli"})
 
 	// The stack file the user commands get names the endpoint through a
 	// proxy that counts the requests.

@@ -36,29 +36,14 @@ import (
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return stacktest.FreePort(t) }
 
 func start(t testing.TB, seed bool) *localstack.Stack {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := localstack.Start(context.Background(), localstack.Options{
-		Moto: mototest.Endpoint(t), Port: freePort(t), Dir: dir, Seed: seed, Name: mototest.Name(t, "local"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Stop)
-	return st
+	return stacktest.Start(t, localstack.Options{Seed: seed})
 }
 
 type answer struct {

@@ -196,13 +196,7 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 // a membership to the deny being in the base role's policies, over b.N
 // users (README "Revocation", BENCHMARKS.md).
 func BenchmarkRevocation(b *testing.B) {
-	st, err := localstack.Start(context.Background(), localstack.Options{
-		Moto: mototest.Endpoint(b), Port: freePort(b), Dir: b.TempDir(), Name: mototest.Name(b, "local"), Seed: true,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Stop()
+	st := start(b, true)
 	c := newClient(st)
 	var took []time.Duration
 	for i := range b.N {

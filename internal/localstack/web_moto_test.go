@@ -21,6 +21,7 @@ import (
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
 // pageDir is a stand-in for web/dist/demo: these tests are about what the
@@ -36,13 +37,7 @@ func pageDir(t *testing.T) string {
 
 func TestTheLocalStackServesTheDemoPageOnItsOwnOrigin(t *testing.T) {
 	webPort := freePort(t)
-	st, err := localstack.Start(context.Background(), localstack.Options{
-		Moto: mototest.Endpoint(t), Port: freePort(t), WebPort: webPort, WebDir: pageDir(t), Dir: t.TempDir(), Name: mototest.Name(t, "local"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Stop)
+	st := stacktest.Start(t, localstack.Options{WebPort: webPort, WebDir: pageDir(t)})
 	page := "http://127.0.0.1:" + strconv.Itoa(webPort)
 
 	t.Run("stack.json names the page", func(t *testing.T) {
