@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/client"
@@ -265,7 +267,7 @@ func TestUnavailableIsRetriedAfterRetryAfterWithinBounds(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
-			if d := cmp.Diff(tt.wantSleeps, clock.sleeps()); d != "" {
+			if d := cmp.Diff(tt.wantSleeps, clock.Sleeps()); d != "" {
 				t.Errorf("waits (-want +got):\n%s", d)
 			}
 			if n := f.count(); n != tt.wantRequests {
@@ -423,7 +425,7 @@ func TestACallerThatGivesUpDoesNotCancelTheFetchOthersWaitFor(t *testing.T) {
 
 // versionedEndpoint answers with the version set (first "v1"); each
 // answer's one set has the key "<version>-<project>".
-func versionedEndpoint(t *testing.T, clock *fakeClock) (*fakeEndpoint, func(string)) {
+func versionedEndpoint(t *testing.T, clock *fakeclock.Clock) (*fakeEndpoint, func(string)) {
 	var mu sync.Mutex
 	version := "v1"
 	f := newFakeEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {

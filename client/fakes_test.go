@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
+
 	"github.com/credbroker/credbroker/client"
 )
 
@@ -106,45 +108,8 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, b)
 }
 
-// fakeClock is the Client's clock and its sleep: sleeping advances it and
-// is recorded, so retries take no real time.
-type fakeClock struct {
-	mu    sync.Mutex
-	now   time.Time
-	slept []time.Duration
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.slept = append(c.slept, d)
-	c.now = c.now.Add(d)
-	return nil
-}
-
-func (c *fakeClock) sleeps() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.slept...)
+func newFakeClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // fakeTokens is a TokenSource whose Refresh hands out the next token.
@@ -176,7 +141,7 @@ func (f *fakeTokens) Refresh(context.Context) (string, error) {
 }
 
 // newClient returns a Client of f with the fake clock.
-func newClient(t *testing.T, f *fakeEndpoint, tokens client.TokenSource, clock *fakeClock, opts ...func(*client.Options)) *client.Client {
+func newClient(t *testing.T, f *fakeEndpoint, tokens client.TokenSource, clock *fakeclock.Clock, opts ...func(*client.Options)) *client.Client {
 	t.Helper()
 	c, err := client.New(f.URL, tokens, append([]func(*client.Options){func(o *client.Options) {
 		o.Now, o.Sleep = clock.Now, clock.Sleep

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -78,7 +80,7 @@ func s3For(fake *fakeS3, p *client.Provider) *s3.Client {
 }
 
 // An endpoint that mints K1, K2, ... one per request.
-func mintingEndpoint(t *testing.T, clock *fakeClock) *fakeEndpoint {
+func mintingEndpoint(t *testing.T, clock *fakeclock.Clock) *fakeEndpoint {
 	return newFakeEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		writeJSON(w, 200, body("v1", clock.Now().Add(15*time.Minute), set{"K" + string(rune('1'+n)), []string{"b:write"}}))
 	})

@@ -22,6 +22,7 @@ import (
 	"github.com/credbroker/credbroker/client"
 	"github.com/credbroker/credbroker/client/cognitoauth"
 	"github.com/credbroker/credbroker/internal/localstack"
+	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
@@ -240,7 +241,7 @@ func TestAgainstTheLocalStack(t *testing.T) {
 		sub := st.user(t, "expiry", "Expiry-Passw0rd!")
 		st.tables.Bucket(t, "expiry-"+run, "expiry-"+run, "")
 		st.tables.Member(t, sub, "expiry-"+run, "read")
-		clock := &fakeClock{now: time.Now()}
+		clock := fakeclock.New(time.Now())
 		c, rec := st.client(t, st.signIn(t, "expiry", "Expiry-Passw0rd!", cognitoauth.FlowPassword, nil),
 			func(o *client.Options) { o.Now = clock.Now })
 		a := until(t, c, "", func(a *client.Answer, err error) bool { return err == nil })

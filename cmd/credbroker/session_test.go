@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
+
 	"github.com/credbroker/credbroker/client"
 	"github.com/credbroker/credbroker/internal/stackfile"
 )
@@ -29,31 +31,13 @@ const (
 	testClient = "testclient1"
 )
 
-// clock is the commands' clock, which the fakes share.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // fakeCognito is a stand-in for Cognito's InitiateAuth (USER_PASSWORD_AUTH
 // and REFRESH_TOKEN_AUTH) over the JSON protocol the SDK speaks. Access
 // tokens are JWT-shaped (cognitoauth reads their username claim) and last
 // an hour.
 type fakeCognito struct {
 	*httptest.Server
-	clock     *clock
+	clock     *fakeclock.Clock
 	passwords map[string]string // username -> password
 	mu        sync.Mutex
 	calls     []map[string]any // the requests' bodies
@@ -64,7 +48,7 @@ type fakeCognito struct {
 	refuseRefresh bool
 }
 
-func newFakeCognito(t testing.TB, c *clock, passwords map[string]string) *fakeCognito {
+func newFakeCognito(t testing.TB, c *fakeclock.Clock, passwords map[string]string) *fakeCognito {
 	t.Helper()
 	f := &fakeCognito{clock: c, passwords: passwords, valid: map[string]string{}, refresh: map[string]string{}}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
@@ -157,7 +141,7 @@ type fakeSet struct{ grants []string }
 type fakeEndpoint struct {
 	*httptest.Server
 	idp      *fakeCognito
-	clock    *clock
+	clock    *fakeclock.Clock
 	mu       sync.Mutex
 	reqs     []*http.Request
 	grants   map[string][]fakeSet // by user
@@ -169,7 +153,7 @@ type fakeEndpoint struct {
 	status int
 }
 
-func newFakeEndpoint(t testing.TB, idp *fakeCognito, c *clock, grants map[string][]fakeSet) *fakeEndpoint {
+func newFakeEndpoint(t testing.TB, idp *fakeCognito, c *fakeclock.Clock, grants map[string][]fakeSet) *fakeEndpoint {
 	t.Helper()
 	f := &fakeEndpoint{idp: idp, clock: c, grants: grants, lifetime: 15 * time.Minute}
 	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
@@ -259,7 +243,7 @@ func (f *fakeEndpoint) requests() []string {
 // world is a stack of the two fakes, a stack file naming them and a user
 // configuration directory.
 type world struct {
-	clock     *clock
+	clock     *fakeclock.Clock
 	idp       *fakeCognito
 	api       *fakeEndpoint
 	stackFile string
@@ -268,7 +252,7 @@ type world struct {
 
 func newWorld(t testing.TB, grants map[string][]fakeSet) *world {
 	t.Helper()
-	w := &world{clock: &clock{now: time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)}, configDir: t.TempDir()}
+	w := &world{clock: fakeclock.New(time.Date(2030, 5, 1, 12, 0, 0, 0, time.UTC)), configDir: t.TempDir()}
 	w.idp = newFakeCognito(t, w.clock, map[string]string{"alice": "Alice-Passw0rd!", "bob": "Bob-Passw0rd!"})
 	w.api = newFakeEndpoint(t, w.idp, w.clock, grants)
 	w.stackFile = filepath.Join(t.TempDir(), "stack.json")

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
+
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
@@ -289,27 +291,8 @@ func TestARememberedSplitIsUsedByTheNextRequest(t *testing.T) {
 	}
 }
 
-// fakeClock is a clock that sleeping moves forward.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Sleep(_ context.Context, d time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return nil
-}
-
 // stsAt mints credentials stamped by clk, as STS stamps them with its own.
-func stsAt(clk *fakeClock) func(context.Context, broker.IssueRequest) (broker.Credentials, error) {
+func stsAt(clk *fakeclock.Clock) func(context.Context, broker.IssueRequest) (broker.Credentials, error) {
 	var n atomic.Int64
 	return func(_ context.Context, req broker.IssueRequest) (broker.Credentials, error) {
 		return broker.Credentials{AccessKeyID: fmt.Sprintf("ASIASTS%04d", n.Add(1)), SecretAccessKey: "s", SessionToken: "t",
@@ -321,7 +304,7 @@ func stsAt(clk *fakeClock) func(context.Context, broker.IssueRequest) (broker.Cr
 // cutoff: it waits for it and reads the item again, and the credentials it
 // then hands out are not denied by the base role's revocation policy.
 func TestNothingIsIssuedBeforeTheUsersRevocationCutoff(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
 	cutoff := clk.Now().Add(3 * time.Second)
 	item := f.items["alice"]
@@ -345,7 +328,7 @@ func TestNothingIsIssuedBeforeTheUsersRevocationCutoff(t *testing.T) {
 }
 
 func TestACutoffBeyondTheRequestsDeadlineIsA503WithRetryAfter(t *testing.T) {
-	clk := &fakeClock{now: time.Now()}
+	clk := fakeclock.New(time.Now())
 	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
 	item := f.items["alice"]
 	item.RevokedBefore = clk.Now().Add(20 * time.Second)
@@ -362,7 +345,7 @@ func TestACutoffBeyondTheRequestsDeadlineIsA503WithRetryAfter(t *testing.T) {
 // An operator's revocation moves the cutoff without changing the policy
 // version: the cached credentials, issued before it, are no longer served.
 func TestCachedCredentialsIssuedBeforeTheCutoffAreNotServed(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
 	f.issue = stsAt(clk)
 	svc := f.service(func(s *endpoint.Service) {
@@ -383,7 +366,7 @@ func TestCachedCredentialsIssuedBeforeTheCutoffAreNotServed(t *testing.T) {
 // Cache-Control: no-cache (a client whose credentials S3 refused) gets
 // credentials minted now, unless the cached ones are only seconds old.
 func TestNoCacheMintsAfreshUnlessTheCachedSetIsSecondsOld(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
 	f.issue = stsAt(clk)
 	svc := f.service(func(s *endpoint.Service) { s.Now, s.Cache = clk.Now, endpoint.NewCache(8, clk.Now) })

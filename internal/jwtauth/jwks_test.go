@@ -32,7 +32,7 @@ func TestJWKSIsFetchedOnceAcrossManyVerifications(t *testing.T) {
 		if _, err := f.v.Verify(t.Context(), token); err != nil {
 			t.Fatal(err)
 		}
-		f.clock.Advance(time.Minute) // a known kid does not refresh within the keys' maximum age
+		f.clock.Add(time.Minute) // a known kid does not refresh within the keys' maximum age
 	}
 	wantFetches(t, f.jwks, 1)
 }
@@ -56,12 +56,12 @@ func TestUnknownKidRefreshesAtMostOncePerInterval(t *testing.T) {
 		wantKind(t, verify(rotated), broker.Unauthenticated)
 	}
 	wantFetches(t, f.jwks, 1)
-	f.clock.Advance(10*time.Minute - time.Nanosecond)
+	f.clock.Add(10*time.Minute - time.Nanosecond)
 	wantKind(t, verify(rotated), broker.Unauthenticated)
 	wantFetches(t, f.jwks, 1)
 
 	// Once the interval has passed, one refresh finds it.
-	f.clock.Advance(time.Nanosecond)
+	f.clock.Add(time.Nanosecond)
 	if err := verify(rotated); err != nil {
 		t.Fatalf("rotated key after the interval: %v", err)
 	}
@@ -71,7 +71,7 @@ func TestUnknownKidRefreshesAtMostOncePerInterval(t *testing.T) {
 	unknown := jwttest.Mint(t, f.key, "unknown", nil, f.claims)
 	wantKind(t, verify(unknown), broker.Unauthenticated)
 	wantFetches(t, f.jwks, 2)
-	f.clock.Advance(10 * time.Minute)
+	f.clock.Add(10 * time.Minute)
 	wantKind(t, verify(unknown), broker.Unauthenticated)
 	wantFetches(t, f.jwks, 3)
 }
@@ -83,7 +83,7 @@ func TestRefreshDropsKeysRemovedFromTheSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.jwks.SetBody(jwttest.JWKS(t, jwttest.PublicJWK("replacement", &f.key.PublicKey)))
-	f.clock.Advance(time.Hour)
+	f.clock.Add(time.Hour)
 	if _, err := f.v.Verify(t.Context(), jwttest.Mint(t, f.key, "replacement", nil, f.claims)); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestConcurrentVerificationsWithAnUnknownKidFetchOnce(t *testing.T) {
 	if _, err := f.v.Verify(t.Context(), f.mint(t)); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.Advance(time.Hour)
+	f.clock.Add(time.Hour)
 	for _, err := range verifyConcurrently(t, f, jwttest.Mint(t, f.key, "unknown", nil, f.claims), 32) {
 		wantKind(t, err, broker.Unauthenticated)
 	}
@@ -178,7 +178,7 @@ func TestJWKSDownLaterKeepsTheCachedKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.jwks.SetFailing(true)
-	f.clock.Advance(2 * time.Minute)
+	f.clock.Add(2 * time.Minute)
 	// An unknown kid causes a refresh, which fails: the verifier cannot tell
 	// whether the kid is new, so it cannot decide.
 	unknown := jwttest.Mint(t, f.key, "unknown", nil, f.claims)
@@ -196,7 +196,7 @@ func TestJWKSDownLaterKeepsTheCachedKeys(t *testing.T) {
 	wantFetches(t, f.jwks, 2)
 	// Once the key set answers again, the unknown kid is judged: 401.
 	f.jwks.SetFailing(false)
-	f.clock.Advance(2 * time.Minute)
+	f.clock.Add(2 * time.Minute)
 	_, err = f.v.Verify(t.Context(), unknown)
 	wantKind(t, err, broker.Unauthenticated)
 	wantFetches(t, f.jwks, 3)
@@ -217,13 +217,13 @@ func TestCachedKeysExpireAfterTheirMaxAge(t *testing.T) {
 	}
 	other := key(t)
 	f.jwks.SetBody(jwttest.JWKS(t, jwttest.PublicJWK("replacement", &other.PublicKey)))
-	f.clock.Advance(15*time.Minute - time.Second)
+	f.clock.Add(15*time.Minute - time.Second)
 	if _, err := f.v.Verify(t.Context(), token); err != nil {
 		t.Fatalf("within the maximum age: %v", err)
 	}
 	wantFetches(t, f.jwks, 1)
 
-	f.clock.Advance(time.Second)
+	f.clock.Add(time.Second)
 	_, err := f.v.Verify(t.Context(), token)
 	wantKind(t, err, broker.Unauthenticated)
 	wantFetches(t, f.jwks, 2)
@@ -231,12 +231,12 @@ func TestCachedKeysExpireAfterTheirMaxAge(t *testing.T) {
 	// The same key, published again, expires again; with the key set down
 	// once it has, tokens get a 503 rather than a stale verdict.
 	f.jwks.SetBody(jwttest.JWKS(t, jwttest.PublicJWK(jwttest.Kid, &f.key.PublicKey)))
-	f.clock.Advance(time.Minute)
+	f.clock.Add(time.Minute)
 	if _, err := f.v.Verify(t.Context(), token); err != nil {
 		t.Fatalf("key published again: %v", err)
 	}
 	f.jwks.SetFailing(true)
-	f.clock.Advance(15 * time.Minute)
+	f.clock.Add(15 * time.Minute)
 	_, err = f.v.Verify(t.Context(), token)
 	wantKind(t, err, broker.Transient)
 }

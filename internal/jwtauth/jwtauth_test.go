@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
@@ -36,28 +38,10 @@ func key(tb testing.TB) *rsa.PrivateKey {
 	return k
 }
 
-// clock is a settable clock for the verifier.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type fixture struct {
 	key    *rsa.PrivateKey
 	jwks   *jwttest.JWKSServer
-	clock  *clock
+	clock  *fakeclock.Clock
 	v      *jwtauth.Verifier
 	claims map[string]any
 }
@@ -65,7 +49,7 @@ type fixture struct {
 // newFixture serves testKey as jwttest.Kid and returns a verifier of it.
 func newFixture(t testing.TB, configure ...func(*jwtauth.Config)) *fixture {
 	t.Helper()
-	f := &fixture{key: key(t), clock: &clock{now: time.Unix(1_750_000_000, 0)}}
+	f := &fixture{key: key(t), clock: fakeclock.New(time.Unix(1_750_000_000, 0))}
 	f.jwks = jwttest.NewJWKSServer(t, jwttest.JWKS(t, jwttest.PublicJWK(jwttest.Kid, &f.key.PublicKey)))
 	cfg := jwtauth.Config{
 		Issuer:     issuer,
