@@ -50,7 +50,8 @@ func TestAdminRevokeDeniesTheUsersSessionsUntilNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cutoff, listed := list.Users[user]
+	entry, listed := list.Users[user]
+	cutoff := entry.Before
 	if !listed || cutoff.Before(broker.RevokeBefore(started)) {
 		t.Fatalf("deny list %+v: want %s with a cutoff of at least %v", list, user, broker.RevokeBefore(started))
 	}

@@ -24,19 +24,25 @@ import (
 type List struct {
 	// Version counts the list's updates, for optimistic concurrency.
 	Version int64 `json:"version"`
-	// Users maps a user to the time before which that user's sessions are
-	// denied.
-	Users map[string]time.Time `json:"users,omitempty"`
-	// Until maps a user to when the entry may go: when every session it
-	// can match has expired, by the session duration of whoever added it
-	// (so that a revoker or an operator configured with shorter sessions
-	// cannot prune it early).
-	Until map[string]time.Time `json:"until,omitempty"`
-	// All, when not zero, denies every session issued before it, whoever
-	// its user: the fallback when the users do not fit. It may go after
-	// AllUntil.
-	All      time.Time `json:"all,omitzero"`
-	AllUntil time.Time `json:"allUntil,omitzero"`
+	// Users maps a user to the cutoff of that user's sessions.
+	Users map[string]Cutoff `json:"users,omitempty"`
+	// All, when its Before is not zero, denies every session issued before
+	// it, whoever its user: the fallback when the users do not fit.
+	All Cutoff `json:"all,omitzero"`
+}
+
+// Cutoff denies the sessions issued before Before. It may go after Until,
+// when every session it can match has expired by the session duration of
+// whoever added it (so that a revoker or an operator configured with
+// shorter sessions cannot prune it early).
+type Cutoff struct {
+	Before time.Time `json:"before"`
+	Until  time.Time `json:"until"`
+}
+
+// widen returns a cutoff that denies at least what c and d deny, as long.
+func (c Cutoff) widen(d Cutoff) Cutoff {
+	return Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until)}
 }
 
 // Entry asks that the user's sessions issued before Before be denied.
@@ -74,65 +80,48 @@ type Change struct {
 // version one higher), the policy document ("" when nothing is denied: the
 // role's revocation policy is then removed), and what changed.
 func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change) {
-	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), Until: maps.Clone(l.Until), All: l.All, AllUntil: l.AllUntil}
+	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), All: l.All}
 	if next.Users == nil {
-		next.Users = map[string]time.Time{}
+		next.Users = map[string]Cutoff{}
 	}
-	if next.Until == nil {
-		next.Until = map[string]time.Time{}
-	}
-	life := lim.MaxSession + lim.Margin // of entries this call adds
-	until := func(u string) time.Time {
-		if t, ok := next.Until[u]; ok {
-			return t
-		}
-		return next.Users[u].Add(life) // an entry saved before Until existed
-	}
+	life := lim.MaxSession + lim.Margin // of the entries this call adds
 	var ch Change
 	for _, e := range add {
 		e.Before = ceilSecond(e.Before) // never earlier than asked
-		end := e.Before.Add(life)
-		if !e.Before.After(next.All) {
-			// The fallback cutoff covers it; it must last as long.
-			next.AllUntil = latest(next.AllUntil, end)
-			continue
-		}
-		if cur, ok := next.Users[e.UserID]; ok && !e.Before.After(cur) {
-			next.Until[e.UserID] = latest(until(e.UserID), end)
-			continue
-		}
-		if _, ok := next.Users[e.UserID]; ok {
-			end = latest(end, until(e.UserID))
-		}
-		next.Users[e.UserID], next.Until[e.UserID] = e.Before, end
-		ch.Added = append(ch.Added, e)
-	}
-	for u, before := range next.Users {
+		c := Cutoff{Before: e.Before, Until: e.Before.Add(life)}
+		cur, listed := next.Users[e.UserID]
 		switch {
-		case now.After(until(u)):
-			ch.Pruned++
-		case !before.After(next.All):
-			next.AllUntil = latest(next.AllUntil, until(u))
-			ch.Pruned++
+		case !c.Before.After(next.All.Before):
+			// The fallback covers it; it must last as long.
+			next.All.Until = latest(next.All.Until, c.Until)
+		case listed && !c.Before.After(cur.Before):
+			next.Users[e.UserID] = cur.widen(c)
+		default:
+			next.Users[e.UserID] = cur.widen(c)
+			ch.Added = append(ch.Added, e)
+		}
+	}
+	for u, c := range next.Users {
+		switch {
+		case now.After(c.Until):
+		case !c.Before.After(next.All.Before):
+			next.All = next.All.widen(Cutoff{Until: c.Until})
 		default:
 			continue
 		}
 		delete(next.Users, u)
-		delete(next.Until, u)
+		ch.Pruned++
 	}
-	maps.DeleteFunc(next.Until, func(u string, _ time.Time) bool { _, ok := next.Users[u]; return !ok })
-	if !next.All.IsZero() && now.After(latest(next.AllUntil, next.All.Add(life))) {
-		next.All, next.AllUntil = time.Time{}, time.Time{}
+	if !next.All.Before.IsZero() && now.After(next.All.Until) {
+		next.All = Cutoff{}
 		ch.Pruned++
 	}
 	doc := Render(next)
 	if Size(doc) > lim.Budget {
-		for u, before := range next.Users {
-			next.All = latest(next.All, before)
-			next.AllUntil = latest(next.AllUntil, until(u))
+		for _, c := range next.Users {
+			next.All = next.All.widen(c)
 		}
 		clear(next.Users)
-		clear(next.Until)
 		ch.FellBack = true
 		doc = Render(next)
 	}
@@ -159,12 +148,12 @@ func latest(a, b time.Time) time.Time {
 // one for All. It returns "" for an empty list.
 func Render(l List) string {
 	byCutoff := map[time.Time][]string{}
-	for u, before := range l.Users {
-		byCutoff[before] = append(byCutoff[before], u)
+	for u, c := range l.Users {
+		byCutoff[c.Before] = append(byCutoff[c.Before], u)
 	}
 	var statements []statement
-	if !l.All.IsZero() {
-		statements = append(statements, deny(nil, l.All))
+	if !l.All.Before.IsZero() {
+		statements = append(statements, deny(nil, l.All.Before))
 	}
 	for _, before := range slices.SortedFunc(maps.Keys(byCutoff), func(a, b time.Time) int { return a.Compare(b) }) {
 		users := byCutoff[before]

@@ -80,11 +80,11 @@ func TestARevokedUsersOlderSessionsStopAndNothingElseDoes(t *testing.T) {
 func TestALaterCutoffReplacesAnEarlierOneNeverTheReverse(t *testing.T) {
 	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: t0.Add(time.Minute)}}, t0, limits)
 	l, _, ch := revoke.Apply(l, []revoke.Entry{{UserID: "alice", Before: t0}}, t0, limits)
-	if len(ch.Added) != 0 || !l.Users["alice"].Equal(t0.Add(time.Minute)) {
+	if len(ch.Added) != 0 || !l.Users["alice"].Before.Equal(t0.Add(time.Minute)) {
 		t.Errorf("an earlier cutoff changed the list: %+v %+v", ch, l)
 	}
 	l, _, ch = revoke.Apply(l, []revoke.Entry{{UserID: "alice", Before: t0.Add(2 * time.Minute)}}, t0, limits)
-	if len(ch.Added) != 1 || !l.Users["alice"].Equal(t0.Add(2*time.Minute)) {
+	if len(ch.Added) != 1 || !l.Users["alice"].Before.Equal(t0.Add(2*time.Minute)) {
 		t.Errorf("a later cutoff did not replace the earlier one: %+v %+v", ch, l)
 	}
 	if l.Version != 3 {
@@ -151,7 +151,7 @@ func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {
 	if n-1 != 49 {
 		t.Errorf("%d distinct cutoffs held before the fallback, the documents say 49: update them", n-1)
 	}
-	if !l.All.Equal(latest) || len(l.Users) != 0 {
+	if !l.All.Before.Equal(latest) || len(l.Users) != 0 {
 		t.Fatalf("fallback list %+v, want All = %v and no users", l, latest)
 	}
 	for i := 1; i <= n; i++ {
@@ -207,8 +207,8 @@ func TestPropertyTheListDeniesExactlyWhatItMust(t *testing.T) {
 					t.Fatalf("step %d: %s's session from before %v works\n%s", step, u, cut, doc)
 				}
 				cutoff := cut
-				if l.All.After(cutoff) {
-					cutoff = l.All
+				if l.All.Before.After(cutoff) {
+					cutoff = l.All.Before
 				}
 				if !works(t, doc, u, cutoff) {
 					t.Fatalf("step %d: %s's session issued at %v is denied\n%s", step, u, cutoff, doc)
@@ -219,7 +219,7 @@ func TestPropertyTheListDeniesExactlyWhatItMust(t *testing.T) {
 }
 
 func TestRenderIsStableAndCompact(t *testing.T) {
-	l := revoke.List{Users: map[string]time.Time{"bob": t0, "alice": t0, "carol": t0.Add(time.Second)}}
+	l := revoke.List{Users: map[string]revoke.Cutoff{"bob": {Before: t0}, "alice": {Before: t0}, "carol": {Before: t0.Add(time.Second)}}}
 	want := `{"Version":"2012-10-17","Statement":[` +
 		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:00Z"},"StringEquals":{"aws:SourceIdentity":["alice","bob"]}}},` +
 		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:01Z"},"StringEquals":{"aws:SourceIdentity":["carol"]}}}]}`

@@ -181,10 +181,10 @@ func (s *Service) audit(ctx context.Context, req Request, l List) error {
 	for _, e := range req.Entries {
 		before := ceilSecond(e.Before)
 		switch u, ok := l.Users[e.UserID]; {
-		case ok && !u.Before(before):
-			users[group{u, broker.ScopeUser}] = append(users[group{u, broker.ScopeUser}], e.UserID)
-		case !l.All.Before(before) && !l.All.IsZero():
-			users[group{l.All, broker.ScopeAll}] = append(users[group{l.All, broker.ScopeAll}], e.UserID)
+		case ok && !u.Before.Before(before):
+			users[group{u.Before, broker.ScopeUser}] = append(users[group{u.Before, broker.ScopeUser}], e.UserID)
+		case !l.All.Before.Before(before) && !l.All.Before.IsZero():
+			users[group{l.All.Before, broker.ScopeAll}] = append(users[group{l.All.Before, broker.ScopeAll}], e.UserID)
 		default:
 			// Pruned already: no session it could match is alive.
 		}

@@ -268,7 +268,7 @@ func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limi
 func (s *Store) LoadDenyList(context.Context) (revoke.List, error) {
 	defer s.lock()()
 	l := s.denyList
-	l.Users, l.Until = maps.Clone(l.Users), maps.Clone(l.Until)
+	l.Users = maps.Clone(l.Users)
 	return l, nil
 }
 
@@ -278,7 +278,7 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) er
 	if s.denyList.Version != prev {
 		return broker.Errorf(broker.Conflict, "save deny list", "version %d, not %d", s.denyList.Version, prev)
 	}
-	next.Users, next.Until = maps.Clone(next.Users), maps.Clone(next.Until)
+	next.Users = maps.Clone(next.Users)
 	s.denyList = next
 	return nil
 }
