@@ -225,9 +225,9 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 	if next.SameContent(prev) {
 		return false, claim.Outbox, nil
 	}
-	started := time.Now()
-	next.RevokedBefore = p.revokedBefore(claim, next)
-	ev, hasEvent := p.changeEvent(claim, next, causes)
+	var started time.Time
+	next.RevokedBefore, started = p.cutoff(claim, next)
+	ev, hasEvent := p.changeEvent(claim, next, !started.IsZero(), causes)
 	outbox := claim.Outbox
 	if hasEvent {
 		outbox = p.boundOutbox(claim.UserID, append(slices.Clip(outbox), shrinkEvent(ev, maxEventBytes)))
@@ -243,12 +243,11 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 			return false, nil, cerr
 		}
 		next = broker.UserPolicy{UserID: claim.UserID, Version: empty.Version, UpdatedAt: next.UpdatedAt}
-		started = time.Now()
-		next.RevokedBefore = p.revokedBefore(claim, next)
+		next.RevokedBefore, started = p.cutoff(claim, next)
 		if next.Version == prev.Version {
 			return false, claim.Outbox, nil
 		}
-		ev, hasEvent = p.changeEvent(claim, next, causes)
+		ev, hasEvent = p.changeEvent(claim, next, !started.IsZero(), causes)
 		ev = shrinkEvent(ev, 0)
 		outbox = claim.Outbox
 		if hasEvent {
@@ -270,13 +269,14 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 	return true, outbox, nil
 }
 
-// commit writes next. When next narrows the user's grants, its cutoff
-// (new, or an earlier one of the same second or an operator's later one)
-// counts on the write landing within broker.CommitWindow of started (README
-// "Revocation"), so the write gets that deadline; one that misses it fails
-// as transient and the record's retry computes a new cutoff.
+// commit writes next. When next narrows the user's grants (started is not
+// zero), its cutoff (new, or an earlier one of the same second or an
+// operator's later one) counts on the write landing within
+// broker.CommitWindow of started (README "Revocation"), so the write gets
+// that deadline; one that misses it fails as transient and the record's
+// retry computes a new cutoff.
 func (p *Projector) commit(ctx context.Context, claim broker.Claim, next broker.UserPolicy, outbox []broker.PolicyChangedDetail, started time.Time) error {
-	if !narrows(claim, next) {
+	if started.IsZero() {
 		return p.Store.Commit(ctx, claim, next, outbox)
 	}
 	cctx, cancel := context.WithDeadline(ctx, started.Add(broker.CommitWindow))
@@ -315,32 +315,33 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 	return err
 }
 
-// narrows reports whether next takes away anything the claimed item
-// granted: a grant that nothing in next covers, or anything at all when the
-// item could not be read.
-func narrows(claim broker.Claim, next broker.UserPolicy) bool {
-	return claim.Corrupt != "" || broker.Narrows(claim.Prev.Grants, next.Grants)
+// cutoff returns the revocation cutoff next carries, and, when next narrows
+// the claimed item's grants (a grant that nothing in next covers, or
+// anything at all when the item could not be read), the machine's clock
+// reading the commit window runs from; zero when it does not narrow. A
+// narrowing moves the cutoff to RevokeBefore(now), so that the sessions
+// minted from the old item stop working and the endpoint waits for the
+// cutoff before it mints from the new one (README "Revocation").
+func (p *Projector) cutoff(claim broker.Claim, next broker.UserPolicy) (revokedBefore, started time.Time) {
+	prev := claim.Prev.RevokedBefore
+	if claim.Corrupt == "" && !broker.Narrows(claim.Prev.Grants, next.Grants) {
+		return prev, time.Time{}
+	}
+	started = time.Now()
+	return latest(prev, broker.RevokeBefore(p.now())), started
 }
 
-// revokedBefore is the cutoff next carries: the previous item's, moved to
-// RevokeBefore(now) when next narrows, so that the sessions minted from the
-// old item stop working and the endpoint waits for the cutoff before it
-// mints from the new one (README "Revocation").
-func (p *Projector) revokedBefore(claim broker.Claim, next broker.UserPolicy) time.Time {
-	prev := claim.Prev.RevokedBefore
-	if !narrows(claim, next) {
-		return prev
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	if r := broker.RevokeBefore(p.now()); r.After(prev) {
-		return r
-	}
-	return prev
+	return a
 }
 
 // changeEvent describes the change from the claimed item to next. A user
 // seen for the first time with nothing granted is not a change worth an
 // event; a user whose item was unreadable is, whatever it becomes.
-func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, causes []string) (broker.PolicyChangedDetail, bool) {
+func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, narrowing bool, causes []string) (broker.PolicyChangedDetail, bool) {
 	prev := claim.Prev
 	if prev.Version == "" && len(next.Grants) == 0 && claim.Corrupt == "" {
 		return broker.PolicyChangedDetail{}, false
@@ -360,7 +361,7 @@ func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, caus
 		Causes:             causes,
 		ChangedAt:          next.UpdatedAt,
 		PreviousUnreadable: claim.Corrupt != "",
-		RevokeBefore:       narrowingCutoff(next, narrows(claim, next)),
+		RevokeBefore:       narrowingCutoff(next, narrowing),
 	}, true
 }
 
