@@ -20,8 +20,8 @@ import (
 )
 
 // An operator revokes one user's sessions on the local stack: the user's
-// cutoff lands in the policy item (the endpoint issues nothing before it)
-// and in the base role's deny policy, at least RevokeBefore of when the
+// new cutoff lands in the policy item (the endpoint tags the user's next
+// sessions with it) and in the base role's deny policy, at least RevokeBefore of when the
 // command started; an invalid user is refused and nothing is written.
 func TestAdminRevokeDeniesTheUsersSessionsUntilNow(t *testing.T) {
 	s := newAdminStack(t, localstack.Options{Seed: true})

@@ -101,10 +101,10 @@ type UserPolicy struct {
 	// ByProject holds each project's own grants, for ?project= answers.
 	ByProject map[string][]Place
 	UpdatedAt time.Time
-	// RevokedBefore, when not zero, is the time before which this user's
-	// sessions are denied on the base role (README "Revocation"): the
-	// endpoint issues nothing to the user before it, and serves no cached
-	// credentials issued before it.
+	// RevokedBefore, when not zero, is the user's latest revocation cutoff
+	// (README "Revocation"): the base role denies the user's sessions
+	// issued before it, except those tagged with its CutoffTag, which the
+	// endpoint gives every session it mints from this item.
 	RevokedBefore time.Time
 }
 

@@ -1,6 +1,11 @@
 package broker
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"time"
+)
 
 // The timing of revocations (README "Revocation").
 //
@@ -13,8 +18,8 @@ import "time"
 // credentials issued later), so such sessions were issued before
 // S + CommitWindow + IssueWindow, by clocks that differ by at most
 // ClockMargin. Sessions issued before RevokeBefore(S) are therefore denied,
-// and the endpoint hands the user nothing issued before that time: the next
-// credentials carry the new policy and are not denied.
+// unless they carry the cutoff's tag (CutoffTag): only sessions minted from
+// the narrowed item do, so the user's next credentials work at once.
 const (
 	// CommitWindow bounds the time from the projector's clock reading to
 	// its write of the narrowed item landing.
@@ -28,12 +33,39 @@ const (
 )
 
 // RevokeBefore is the cutoff of a narrowing whose write started at s: s plus
-// the commit and issue windows and the clock margin, up to the next whole
-// second (IAM compares token issue times to the second).
+// the commit and issue windows and the clock margin, in milliseconds (the
+// deny rounds it up to the second, as IAM compares token issue times to the
+// second).
 func RevokeBefore(s time.Time) time.Time {
-	t := s.Add(CommitWindow + IssueWindow + ClockMargin).UTC()
-	if t.Truncate(time.Second).Equal(t) {
-		return t
+	return s.Add(CommitWindow + IssueWindow + ClockMargin).UTC().Truncate(time.Millisecond)
+}
+
+// NextCutoff is the cutoff a new revocation of a user whose cutoff is prev
+// gets: want, or, when that is not later, the millisecond after prev. Each
+// revocation of a user gets a cutoff of its own, hence a tag of its own,
+// so that sessions tagged with an earlier one are denied by the new one.
+func NextCutoff(prev, want time.Time) time.Time {
+	want = want.UTC().Truncate(time.Millisecond)
+	if next := prev.UTC().Truncate(time.Millisecond).Add(time.Millisecond); !prev.IsZero() && !want.After(prev) {
+		return next
 	}
-	return t.Truncate(time.Second).Add(time.Second)
+	return want
+}
+
+// CutoffTagKey is the session tag that names the cutoff a session was
+// minted under (README "Revocation"). The deny for a user's cutoff spares
+// the sessions tagged with that cutoff's CutoffTag.
+const CutoffTagKey = "credbroker:cutoff"
+
+// CutoffTag is the value of CutoffTagKey for the sessions of userID minted
+// from an item whose cutoff is cutoff ("" when there is none): a digest of
+// both, so that no other user's cutoff, and no other cutoff of this user,
+// has the same tag. IAM allows only some characters in tag values; hex is
+// among them.
+func CutoffTag(userID string, cutoff time.Time) string {
+	if cutoff.IsZero() {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(userID + "\x00" + strconv.FormatInt(cutoff.UnixMilli(), 10)))
+	return hex.EncodeToString(sum[:8])
 }

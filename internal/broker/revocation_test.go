@@ -24,7 +24,9 @@ func mustParse(doc string) iameval.Policy {
 	return p
 }
 
-func works(t *rapid.T, deny, user string, stamped time.Time) bool {
+// works reports whether a session of user, stamped by STS at stamped and
+// tagged with tag ("" for none), may read from the lake under the deny.
+func works(t *rapid.T, deny, user string, stamped time.Time, tag string) bool {
 	role := []iameval.Policy{allow}
 	if deny != "" {
 		p, err := iameval.Parse(deny)
@@ -33,15 +35,21 @@ func works(t *rapid.T, deny, user string, stamped time.Time) bool {
 		}
 		role = append(role, p)
 	}
-	return iameval.Session(role, session, iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::lake/k",
-		Context: map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": stamped.UTC().Format(time.RFC3339)}})
+	ctx := map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": stamped.UTC().Truncate(time.Second).Format(time.RFC3339)}
+	if tag != "" {
+		ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = tag
+	}
+	return iameval.Session(role, session, iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::lake/k", Context: ctx})
 }
 
-// A request reads the user's item just before a narrowing commits, and
-// mints just after: whatever the timing within the endpoint's issue window
-// and whatever the clocks' differences within the margin, the session it
-// gets is denied by the revocation the commit causes. A request that mints
-// after waiting for the cutoff, as the endpoint does, is not.
+// Two narrowings of alice's grants follow each other, the second any time
+// from at once to a few seconds later. For each, a request reads the item
+// just before the narrowing commits and mints just after: whatever the
+// timing within the endpoint's issue window and whatever the clocks'
+// differences within the margin, its session is denied once the revoker
+// has applied the narrowing. A session minted from the narrowed item, at
+// any time after the commit and so tagged with its cutoff, is not; nor is
+// another user's.
 func TestPropertyARemovalRacingARequestLeavesNoSessionWithTheOldPolicy(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		ms := func(label string, lo, hi time.Duration) time.Duration {
@@ -50,44 +58,87 @@ func TestPropertyARemovalRacingARequestLeavesNoSessionWithTheOldPolicy(t *testin
 		// Each clock is off real time by less than half the margin, so any
 		// two differ by less than the margin.
 		half := broker.ClockMargin/2 - time.Millisecond
-		projectorOff, endpointOff, stsOff := ms("projector", -half, half), ms("endpoint", -half, half), ms("sts", -half, half)
+		projectorOff, stsOff := ms("projector", -half, half), ms("sts", -half, half)
 		base := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC).Add(ms("base", 0, time.Hour))
 
-		// The old session: the projector reads its clock at started, its
-		// write lands within the commit window; the request read the item
-		// just before it landed, and STS stamps the session within the
-		// issue window of the read.
+		list := revoke.List{}
+		var cutoff time.Time // in alice's item
 		started := base
-		commit := started.Add(ms("write latency", 0, broker.CommitWindow))
-		read := commit.Add(-ms("read before the write landed", 1, broker.IssueWindow))
-		stamped := read.Add(ms("issue latency", 0, broker.IssueWindow)).Add(stsOff)
-		cutoff := broker.RevokeBefore(started.Add(projectorOff))
+		for n := range 2 {
+			if n > 0 {
+				started = started.Add(ms("between the narrowings", 0, 3*time.Second))
+			}
+			// The projector reads its clock at started, and its write
+			// lands within the commit window; the racing request read the
+			// item (with the previous cutoff) just before it landed, and
+			// STS stamps its session within the issue window of the read.
+			commit := started.Add(ms("write latency", 0, broker.CommitWindow))
+			read := commit.Add(-ms("read before the write landed", 1, broker.IssueWindow))
+			stale := read.Add(ms("issue latency", 0, broker.IssueWindow)).Add(stsOff)
+			staleTag := broker.CutoffTag("alice", cutoff)
+			cutoff = broker.NextCutoff(cutoff, broker.RevokeBefore(started.Add(projectorOff)))
 
-		_, deny, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: cutoff}}, commit, revoke.Limits{MaxSession: time.Hour, Budget: 10000})
-		if works(t, deny, "alice", stamped.Truncate(time.Second)) {
-			t.Fatalf("old session stamped %v survives the cutoff %v (commit %v)", stamped, cutoff, commit)
-		}
-
-		// The next request: the endpoint waits until its clock passes the
-		// cutoff plus the margin, then STS stamps the new session.
-		ready := cutoff.Add(broker.ClockMargin).Add(-endpointOff) // real time the endpoint's clock says so
-		fresh := ready.Add(ms("latency of the new mint", 0, broker.IssueWindow)).Add(stsOff)
-		if !works(t, deny, "alice", fresh.Truncate(time.Second)) {
-			t.Fatalf("new session stamped %v denied by the cutoff %v", fresh, cutoff)
-		}
-		if !works(t, deny, "bob", stamped.Truncate(time.Second)) {
-			t.Fatal("another user's session is denied")
+			var deny string
+			list, deny, _ = revoke.Apply(list, []revoke.Entry{{UserID: "alice", Before: cutoff}}, commit, revoke.Limits{MaxSession: time.Hour, Budget: 10000})
+			if works(t, deny, "alice", stale, staleTag) {
+				t.Fatalf("narrowing %d: the racing session stamped %v survives the cutoff %v (commit %v)", n+1, stale, cutoff, commit)
+			}
+			fresh := commit.Add(ms("a request after the commit", 1, 10*time.Second)).Add(stsOff)
+			if !works(t, deny, "alice", fresh, broker.CutoffTag("alice", cutoff)) {
+				t.Fatalf("narrowing %d: a session minted from the narrowed item, stamped %v, is denied by the cutoff %v", n+1, fresh, cutoff)
+			}
+			if !works(t, deny, "bob", stale, "") {
+				t.Fatal("another user's session is denied")
+			}
 		}
 	})
 }
 
-func TestRevokeBeforeIsAWholeSecondAfterTheWindowsAndMargin(t *testing.T) {
-	c := time.Date(2026, 11, 30, 12, 0, 0, 300_000_000, time.UTC)
-	if got, want := broker.RevokeBefore(c), time.Date(2026, 11, 30, 12, 0, 5, 0, time.UTC); !got.Equal(want) { // 4.3 s later, rounded up
+func TestRevokeBeforeIsTheWindowsAndMarginLaterToTheMillisecond(t *testing.T) {
+	c := time.Date(2026, 11, 30, 12, 0, 0, 300_456_789, time.UTC)
+	if got, want := broker.RevokeBefore(c), time.Date(2026, 11, 30, 12, 0, 4, 300_000_000, time.UTC); !got.Equal(want) {
 		t.Errorf("RevokeBefore(%v) = %v, want %v", c, got, want)
 	}
-	whole := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
-	if got := broker.RevokeBefore(whole); !got.Equal(whole.Add(broker.CommitWindow + broker.IssueWindow + broker.ClockMargin)) {
-		t.Errorf("RevokeBefore(%v) = %v", whole, got)
+}
+
+// Every revocation of a user gets a cutoff of its own, never earlier than
+// the last: the tag of the last one must not spare sessions the new one
+// denies.
+func TestNextCutoffIsTheWantedOneOrJustAfterThePrevious(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 12, 0, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name             string
+		prev, want, next time.Time
+	}{
+		{"no previous cutoff: the wanted one", time.Time{}, t0, t0},
+		{"a later one wanted: it", t0, t0.Add(time.Second), t0.Add(time.Second)},
+		{"the same one wanted: a millisecond after", t0, t0, t0.Add(time.Millisecond)},
+		{"an earlier one wanted: a millisecond after the previous", t0, t0.Add(-time.Second), t0.Add(time.Millisecond)},
+		{"sub-millisecond wanted: truncated", time.Time{}, t0.Add(999 * time.Microsecond), t0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := broker.NextCutoff(tc.prev, tc.want); !got.Equal(tc.next) {
+				t.Errorf("NextCutoff(%v, %v) = %v, want %v", tc.prev, tc.want, got, tc.next)
+			}
+		})
+	}
+}
+
+// The tag names the user and the cutoff to the millisecond: no other
+// user's cutoff and no other cutoff of the same user shares it.
+func TestCutoffTagsDifferByUserAndCutoff(t *testing.T) {
+	t0 := time.Date(2026, 11, 30, 12, 0, 5, 0, time.UTC)
+	tags := map[string]string{}
+	for _, u := range []string{"alice", "bob", "alice\x00"} {
+		for _, c := range []time.Time{t0, t0.Add(time.Millisecond), t0.Add(time.Second)} {
+			tag := broker.CutoffTag(u, c)
+			if prev, dup := tags[tag]; dup {
+				t.Errorf("%s at %v has the tag of %s", u, c, prev)
+			}
+			tags[tag] = u + "@" + c.String()
+		}
+	}
+	if broker.CutoffTag("alice", time.Time{}) != "" {
+		t.Error("a user never revoked has a tag")
 	}
 }

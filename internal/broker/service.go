@@ -118,12 +118,15 @@ type TokenVerifier interface {
 	Verify(ctx context.Context, token string) (Principal, error)
 }
 
-// IssueRequest is one AssumeRole call. Policy is never empty.
+// IssueRequest is one AssumeRole call. Policy is never empty. CutoffTag,
+// when not empty, is the session's CutoffTagKey tag: the CutoffTag of the
+// cutoff in the item the policy came from.
 type IssueRequest struct {
 	UserID      string
 	SessionName string
 	Policy      string
 	Duration    time.Duration
+	CutoffTag   string
 }
 
 // ErrPolicyTooLarge is in the chain of an Issue error when STS refused the

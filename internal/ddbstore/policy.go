@@ -123,27 +123,63 @@ func millisOf(v types.AttributeValue) (int64, error) {
 	return strconv.ParseInt(n.Value, 10, 64)
 }
 
-// RaiseRevokedBefore moves the user's cutoff to before unless it is later
-// already, creating the item (one that grants nothing) if there is none. It
-// takes a claim too, so that a recompute that claimed the item earlier
-// cannot commit over the new cutoff: it claims again and keeps it.
-func (s *Store) RaiseRevokedBefore(ctx context.Context, userID string, before time.Time) error {
-	_, err := s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(s.PolicyTable),
-		Key:                      userKey(userID),
-		UpdateExpression:         aws.String("ADD #claim :one SET #rvk = :r, #uid = :uid"),
-		ConditionExpression:      aws.String("attribute_not_exists(#rvk) OR #rvk < :r"),
-		ExpressionAttributeNames: pick(policyNames, "#rvk", "#uid", "#claim"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":r":   &types.AttributeValueMemberN{Value: strconv.FormatInt(before.UnixMilli(), 10)},
-			":uid": str(userID),
-			":one": &types.AttributeValueMemberN{Value: "1"},
-		},
-	})
-	if err != nil && broker.KindOf(classify("", err)) == broker.Conflict {
-		return nil // a later cutoff is in place
+// AdvanceCutoff gives the user a new revocation cutoff: want, or, when the
+// item's cutoff is already at or after it, the millisecond after that
+// (broker.NextCutoff), so that the sessions tagged with the old cutoff are
+// denied too. It creates the item (one that grants nothing) if there is
+// none, and takes a claim, so that a recompute that claimed the item
+// earlier cannot commit over the new cutoff: it claims again and keeps it.
+// It returns the cutoff now in the item.
+func (s *Store) AdvanceCutoff(ctx context.Context, userID string, want time.Time) (time.Time, error) {
+	const op = "advance revocation cutoff"
+	want = want.UTC().Truncate(time.Millisecond)
+	for range 4 {
+		_, err := s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                aws.String(s.PolicyTable),
+			Key:                      userKey(userID),
+			UpdateExpression:         aws.String("ADD #claim :one SET #rvk = :r, #uid = :uid"),
+			ConditionExpression:      aws.String("attribute_not_exists(#rvk) OR #rvk < :r"),
+			ExpressionAttributeNames: pick(policyNames, "#rvk", "#uid", "#claim"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":r":   millis(want),
+				":uid": str(userID),
+				":one": &types.AttributeValueMemberN{Value: "1"},
+			},
+		})
+		if err == nil || broker.KindOf(classify("", err)) != broker.Conflict {
+			return want, classify(op, err)
+		}
+		// A cutoff at or after want is in place: step just past it, in one
+		// atomic update (the revoker's role may return only what it set).
+		out, err := s.Client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName:                aws.String(s.PolicyTable),
+			Key:                      userKey(userID),
+			UpdateExpression:         aws.String("ADD #claim :one SET #rvk = #rvk + :one"),
+			ConditionExpression:      aws.String("attribute_exists(#rvk) AND #rvk >= :r"),
+			ExpressionAttributeNames: pick(policyNames, "#rvk", "#claim"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":r":   millis(want),
+				":one": &types.AttributeValueMemberN{Value: "1"},
+			},
+			ReturnValues: types.ReturnValueUpdatedNew,
+		})
+		if broker.KindOf(classify("", err)) == broker.Conflict {
+			continue // the item went away meanwhile: start again
+		}
+		if err != nil {
+			return time.Time{}, classify(op, err)
+		}
+		ms, err := millisOf(out.Attributes["revokedBefore"])
+		if err != nil {
+			return time.Time{}, broker.Errorf(broker.Internal, op, "cutoff after the update: %v", err)
+		}
+		return time.UnixMilli(ms).UTC(), nil
 	}
-	return classify("raise revocation cutoff", err)
+	return time.Time{}, broker.Errorf(broker.Transient, op, "the item of %q kept changing", userID)
+}
+
+func millis(t time.Time) *types.AttributeValueMemberN {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(t.UnixMilli(), 10)}
 }
 
 // ticketOf reads a claim counter: a number that is a whole int64.

@@ -12,12 +12,16 @@ import (
 // it, so a user whose grants changed never gets credentials scoped to the
 // older grants; Project is the ?project= filter ("" for none) and Split
 // says the sets were recompiled smaller after STS refused one, since either
-// gives the answer session policies of its own.
+// gives the answer session policies of its own. Cutoff is the user's
+// revocation cutoff (Unix milliseconds, 0 for none) the sets were minted
+// under: their sessions carry its tag, and only that cutoff's deny spares
+// them.
 type CacheKey struct {
 	UserID        string
 	PolicyVersion string
 	Project       string
 	Split         bool
+	Cutoff        int64
 	Set           int
 }
 
@@ -35,8 +39,7 @@ type Cache struct {
 type cacheEntry struct {
 	creds broker.Credentials
 	// issued is when STS issued the credentials (their expiration minus
-	// the session duration): the time the base role's revocation rules
-	// compare with.
+	// the session duration).
 	issued time.Time
 }
 
@@ -50,7 +53,8 @@ func NewCache(size int, now func() time.Time) *Cache {
 }
 
 // Get returns the entry for key if more than half of its lifetime remains
-// and it was issued at or after notBefore, and drops it otherwise.
+// and it was issued at or after notBefore (a request for fresh credentials
+// sets it), and drops it otherwise.
 func (c *Cache) Get(key CacheKey, notBefore time.Time) (broker.Credentials, bool) {
 	if c == nil {
 		return broker.Credentials{}, false

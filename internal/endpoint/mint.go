@@ -13,14 +13,14 @@ import (
 )
 
 // answerKey names the credential sets of one answer: a user's policy at
-// one version, narrowed to a project or not, split smaller or not; and what
-// credentials may serve it: none issued before notBefore (the user's
-// revocation cutoff), and with fresh (Cache-Control: no-cache) none from the
-// cache older than freshAge.
+// one version, narrowed to a project or not, split smaller or not, minted
+// under the user's revocation cutoff (their sessions carry its tag); and,
+// with fresh (Cache-Control: no-cache), that no set from the cache older
+// than freshAge serves it.
 type answerKey struct {
 	userID, version, project string
 	split                    bool
-	notBefore                time.Time
+	cutoff                   time.Time
 	fresh                    bool
 }
 
@@ -31,7 +31,11 @@ type answerKey struct {
 const freshAge = 10 * time.Second
 
 func (k answerKey) set(i int) CacheKey {
-	return CacheKey{UserID: k.userID, PolicyVersion: k.version, Project: k.project, Split: k.split, Set: i}
+	var cutoff int64
+	if !k.cutoff.IsZero() {
+		cutoff = k.cutoff.UnixMilli()
+	}
+	return CacheKey{UserID: k.userID, PolicyVersion: k.version, Project: k.project, Split: k.split, Cutoff: cutoff, Set: i}
 }
 
 // policy is the key without what only selects credentials: the answer's
@@ -42,17 +46,17 @@ func (k answerKey) policy() answerKey {
 
 // oldest is the issue time before which no cached set serves the answer.
 func (k answerKey) oldest(now time.Time) time.Time {
-	if k.fresh && now.Add(-freshAge).After(k.notBefore) {
+	if k.fresh {
 		return now.Add(-freshAge)
 	}
-	return k.notBefore
+	return time.Time{}
 }
 
 // flight is the singleflight key: the fields joined with a separator that
 // none of them can contain (ids and versions are printable).
 func (k answerKey) flight() string {
 	return k.userID + "\x00" + k.version + "\x00" + k.project + "\x00" + strconv.FormatBool(k.split) +
-		"\x00" + strconv.FormatInt(k.notBefore.UnixMilli(), 10) + "\x00" + strconv.FormatBool(k.fresh)
+		"\x00" + strconv.FormatInt(k.set(0).Cutoff, 10) + "\x00" + strconv.FormatBool(k.fresh)
 }
 
 // issuedSet is the credentials of one set and whether this request's
@@ -131,6 +135,7 @@ func (s *Service) mint(ctx, base context.Context, k answerKey, sets []broker.Pol
 		return nil, broker.Errorf(broker.Internal, "issue", "session duration %v out of range", duration)
 	}
 	name := SessionName(k.userID)
+	tag := broker.CutoffTag(k.userID, k.cutoff)
 	out := make([]issuedSet, len(sets))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(maxParallelIssue)
@@ -148,14 +153,9 @@ func (s *Service) mint(ctx, base context.Context, k answerKey, sets []broker.Pol
 					err = broker.Errorf(broker.Internal, "issue", "panic: %v\n%s", r, debug.Stack())
 				}
 			}()
-			c, err := s.Issuer.Issue(gctx, broker.IssueRequest{UserID: k.userID, SessionName: name, Policy: set.Policy, Duration: duration})
+			c, err := s.Issuer.Issue(gctx, broker.IssueRequest{UserID: k.userID, SessionName: name, Policy: set.Policy, Duration: duration, CutoffTag: tag})
 			if err != nil {
 				return dependencyError("assume role", err)
-			}
-			if issued := c.Expiration.Add(-duration); issued.Before(k.notBefore) {
-				// STS's clock is behind the cutoff: the base role would
-				// deny these at once. Nothing is handed out.
-				return broker.Errorf(broker.Transient, "assume role", "STS issued credentials at %v, before the user's revocation cutoff %v", issued, k.notBefore)
 			}
 			out[i] = issuedSet{creds: c, minted: true}
 			return nil

@@ -300,56 +300,64 @@ func stsAt(clk *fakeclock.Clock) func(context.Context, broker.IssueRequest) (bro
 	}
 }
 
-// After a narrowing the endpoint issues nothing stamped before the user's
-// cutoff: it waits for it and reads the item again, and the credentials it
-// then hands out are not denied by the base role's revocation policy.
-func TestNothingIsIssuedBeforeTheUsersRevocationCutoff(t *testing.T) {
-	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
-	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
-	cutoff := clk.Now().Add(3 * time.Second)
-	item := f.items["alice"]
-	item.RevokedBefore = cutoff
-	f.items["alice"] = item
-	f.issue = stsAt(clk)
-	svc := f.service(func(s *endpoint.Service) { s.Now, s.Sleep = clk.Now, clk.Sleep })
+// A narrowing's cutoff is no reason to wait: the endpoint mints at once,
+// and tags every session with the cutoff of the item it read, which the
+// deny of that cutoff spares; a user never revoked gets no tag.
+func TestSessionsCarryTheTagOfTheCutoffTheyWereMintedUnder(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		cutoff  time.Duration // from now; 0 for none
+		wantTag bool
+	}{
+		{name: "cutoff ahead: tagged, not delayed", cutoff: 3 * time.Second, wantTag: true},
+		{name: "cutoff past: tagged", cutoff: -time.Hour, wantTag: true},
+		{name: "never revoked: untagged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+			f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
+			item := f.items["alice"]
+			if tc.cutoff != 0 {
+				item.RevokedBefore = clk.Now().Add(tc.cutoff)
+			}
+			f.items["alice"] = item
+			var tags []string
+			var mu sync.Mutex
+			issue := stsAt(clk)
+			f.issue = func(ctx context.Context, req broker.IssueRequest) (broker.Credentials, error) {
+				mu.Lock()
+				tags = append(tags, req.CutoffTag)
+				mu.Unlock()
+				return issue(ctx, req)
+			}
+			svc := f.service(func(s *endpoint.Service) { s.Now = clk.Now })
 
-	status, a := ask(t, svc, "alice", "")
-	if status != 200 {
-		t.Fatalf("status %d", status)
-	}
-	issued := a.CredentialSets[0]
-	exp, _ := time.Parse(time.RFC3339, issued.Expiration)
-	if stamped := exp.Add(-endpoint.DefaultSessionDuration); stamped.Before(cutoff) {
-		t.Errorf("credentials stamped %v, before the cutoff %v: the base role would deny them", stamped, cutoff)
-	}
-	if r := f.reads.Load(); r != 2 {
-		t.Errorf("%d reads, want 2: the item is read again after the wait", r)
-	}
-}
-
-func TestACutoffBeyondTheRequestsDeadlineIsA503WithRetryAfter(t *testing.T) {
-	clk := fakeclock.New(time.Now())
-	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
-	item := f.items["alice"]
-	item.RevokedBefore = clk.Now().Add(20 * time.Second)
-	f.items["alice"] = item
-	svc := f.service(func(s *endpoint.Service) { s.Now, s.Sleep = clk.Now, clk.Sleep })
-	ev := events.APIGatewayV2HTTPRequest{RawPath: endpoint.Path, Headers: map[string]string{"authorization": "Bearer alice"}}
-	ev.RequestContext.HTTP.Method = "GET"
-	resp, _ := svc.Handle(context.Background(), ev)
-	if resp.StatusCode != 503 || resp.Headers["Retry-After"] != "22" || f.assumes.Load() != 0 {
-		t.Errorf("status %d, Retry-After %q, %d AssumeRole; want 503, 22, 0", resp.StatusCode, resp.Headers["Retry-After"], f.assumes.Load())
+			if status, _ := ask(t, svc, "alice", ""); status != 200 {
+				t.Fatalf("status %d", status)
+			}
+			want := ""
+			if tc.wantTag {
+				want = broker.CutoffTag("alice", item.RevokedBefore)
+			}
+			if len(tags) != 1 || tags[0] != want {
+				t.Errorf("AssumeRole tags %q, want [%q]", tags, want)
+			}
+			if r := f.reads.Load(); r != 1 {
+				t.Errorf("%d reads, want 1", r)
+			}
+		})
 	}
 }
 
 // An operator's revocation moves the cutoff without changing the policy
-// version: the cached credentials, issued before it, are no longer served.
-func TestCachedCredentialsIssuedBeforeTheCutoffAreNotServed(t *testing.T) {
+// version: the cached credentials, minted under the earlier cutoff (whose
+// tag the new deny does not spare), are no longer served.
+func TestCachedCredentialsMintedUnderAnotherCutoffAreNotServed(t *testing.T) {
 	clk := fakeclock.New(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
 	f.issue = stsAt(clk)
 	svc := f.service(func(s *endpoint.Service) {
-		s.Now, s.Sleep = clk.Now, clk.Sleep
+		s.Now = clk.Now
 		s.Cache = endpoint.NewCache(8, clk.Now)
 	})
 	_, first := ask(t, svc, "alice", "")

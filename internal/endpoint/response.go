@@ -1,7 +1,6 @@
 package endpoint
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -101,7 +100,7 @@ func (o *outcome) response() events.APIGatewayV2HTTPResponse {
 	case 401:
 		h["WWW-Authenticate"] = challenge(o.presented, msg)
 	case 503:
-		h["Retry-After"] = strconv.Itoa(cmp.Or(o.retryAfter, retryAfter(broker.KindOf(o.err))))
+		h["Retry-After"] = strconv.Itoa(retryAfter(broker.KindOf(o.err)))
 	}
 	body, _ := json.Marshal(ErrorBody{Error: code, Message: msg})
 	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: string(body)}

@@ -85,10 +85,9 @@ type Service struct {
 	AuditTimeout time.Duration
 	Logger       *slog.Logger
 	Metrics      *emf.Writer
-	// Now is the clock of cache freshness, revocation cutoffs and audit
-	// times (default time.Now); Sleep waits (default a timer).
-	Now   func() time.Time
-	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock of cache freshness and audit times (default
+	// time.Now).
+	Now func() time.Time
 
 	// flights merges concurrent mints of one answer into one; splits
 	// remembers the answers STS refused as too large once packed.
@@ -182,9 +181,6 @@ type outcome struct {
 	minted    int // sets this request's AssumeRole calls minted
 	compiled  bool
 	compile   time.Duration
-	// retryAfter overrides the Retry-After of a 503 (seconds; 0: the
-	// kind's default).
-	retryAfter int
 }
 
 // serve runs the request path in contract order: request shape, token,
@@ -214,14 +210,11 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 
 	pol, readAt, err := s.readPolicy(rctx, principal.UserID)
 	if err != nil {
-		if wait := (*waitError)(nil); errors.As(err, &wait) {
-			o.retryAfter = wait.retryAfter
-		}
 		return fail(err)
 	}
 
 	answer := answerKey{userID: principal.UserID, version: pol.Version, project: project,
-		notBefore: pol.RevokedBefore, fresh: noCache(ev.Headers)}
+		cutoff: pol.RevokedBefore, fresh: noCache(ev.Headers)}
 	var grants []broker.Grant
 	var sets []broker.PolicySet
 	if project != "" {
@@ -278,67 +271,26 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 }
 
 // readPolicy reads the user's item and returns it with the time the read
-// started (the machine's monotonic clock: it bounds a deadline). When a revocation's cutoff is still ahead (README "Revocation":
-// the user's grants narrowed in the last few seconds), nothing may be
-// issued before it: it waits for the cutoff, if the request's deadline
-// allows, and reads again, since the item may have changed meanwhile;
-// otherwise it refuses with a waitError.
+// started (the machine's monotonic clock: it bounds a deadline). A cutoff in
+// the item needs no waiting: the sessions minted from it carry its tag,
+// which its deny spares (README "Revocation").
 func (s *Service) readPolicy(ctx context.Context, userID string) (broker.UserPolicy, time.Time, error) {
-	for attempt := 0; ; attempt++ {
-		readAt := time.Now()
-		pol, err := s.Policies.GetPolicy(ctx, userID)
-		switch {
-		case broker.KindOf(err) == broker.NotFound:
-			return pol, readAt, &broker.Error{Kind: broker.NoAccess, Op: "get policy", Message: "no access granted", Err: err}
-		case err != nil:
-			return pol, readAt, dependencyError("get policy", err)
-		case pol.Empty():
-			return pol, readAt, broker.Errorf(broker.NoAccess, "get policy", "no access granted")
-		case pol.UserID != userID:
-			// The item names its user; one that names another (or none)
-			// was written by something other than the projector, and is
-			// not trusted with anyone's credentials.
-			return pol, readAt, broker.Errorf(broker.Internal, "get policy", "policy item of %q returned for %q", pol.UserID, userID)
-		}
-		// The margin keeps STS's clock, which stamps the sessions, past
-		// the cutoff too.
-		wait := pol.RevokedBefore.Add(broker.ClockMargin).Sub(s.now())
-		if wait <= 0 {
-			return pol, readAt, nil
-		}
-		if dl, ok := ctx.Deadline(); attempt > 0 || ok && time.Until(dl) < wait+time.Second {
-			return pol, readAt, &waitError{retryAfter: int(wait.Round(time.Second)/time.Second) + 1}
-		}
-		if err := s.sleep(ctx, wait); err != nil {
-			return pol, readAt, broker.Wrap(broker.Transient, "wait for the revocation cutoff", err)
-		}
+	readAt := time.Now()
+	pol, err := s.Policies.GetPolicy(ctx, userID)
+	switch {
+	case broker.KindOf(err) == broker.NotFound:
+		return pol, readAt, &broker.Error{Kind: broker.NoAccess, Op: "get policy", Message: "no access granted", Err: err}
+	case err != nil:
+		return pol, readAt, dependencyError("get policy", err)
+	case pol.Empty():
+		return pol, readAt, broker.Errorf(broker.NoAccess, "get policy", "no access granted")
+	case pol.UserID != userID:
+		// The item names its user; one that names another (or none)
+		// was written by something other than the projector, and is
+		// not trusted with anyone's credentials.
+		return pol, readAt, broker.Errorf(broker.Internal, "get policy", "policy item of %q returned for %q", pol.UserID, userID)
 	}
-}
-
-// waitError refuses a request that came too soon after a revocation.
-type waitError struct{ retryAfter int }
-
-func (e *waitError) Error() string {
-	return fmt.Sprintf("wait for the revocation cutoff: retry in %d s", e.retryAfter)
-}
-
-// Unwrap makes it Transient: a 503 whose Retry-After says when.
-func (e *waitError) Unwrap() error {
-	return broker.Errorf(broker.Transient, "wait for the revocation cutoff", "credentials are reissued a few seconds after a change of the user's grants")
-}
-
-func (s *Service) sleep(ctx context.Context, d time.Duration) error {
-	if s.Sleep != nil {
-		return s.Sleep(ctx, d)
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return pol, readAt, nil
 }
 
 // noCache reports whether the request asks for credentials fresher than

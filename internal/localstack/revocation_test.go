@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/localstack"
@@ -27,18 +29,25 @@ import (
 )
 
 // session is a set of credentials as IAM sees it: who, issued when, with
-// which session policy.
+// which session policy and cutoff tag.
 type session struct {
 	user   string
 	issued time.Time
 	policy iameval.Policy
+	tag    string
 }
 
 // sessionOf fetches the user's credentials and returns the session of the
-// set that holds bucket, with the session policy moto's STS received.
+// set that holds bucket, with the session policy moto's STS received and
+// the cutoff tag of the policy item it came from (moto keeps no tags; the
+// item, read after the answer with the answer's version, says which).
 func sessionOf(t *testing.T, st *localstack.Stack, token, user, bucket string) session {
 	t.Helper()
 	a := until(t, st, token, func(a answer) bool { return a.status == http.StatusOK })
+	version, cutoff := policyItem(t, st, user)
+	if version != a.body.PolicyVersion {
+		t.Fatalf("the item changed under the test: version %s, the answer's %s", version, a.body.PolicyVersion)
+	}
 	roles := map[string]string{}
 	var assumed []struct {
 		AccessKeyID string `json:"access_key_id"`
@@ -63,11 +72,34 @@ func sessionOf(t *testing.T, st *localstack.Stack, token, user, bucket string) s
 			if err != nil {
 				t.Fatalf("session policy of %s: %v", set.AccessKeyID, err)
 			}
-			return session{user: user, issued: exp.Add(-endpoint.DefaultSessionDuration), policy: pol}
+			return session{user: user, issued: exp.Add(-endpoint.DefaultSessionDuration), policy: pol, tag: broker.CutoffTag(user, cutoff)}
 		}
 	}
 	t.Fatalf("no set of %s holds %s: %+v", user, bucket, a.body)
 	return session{}
+}
+
+// policyItem reads the user's policy version and revocation cutoff.
+func policyItem(t *testing.T, st *localstack.Stack, user string) (string, time.Time) {
+	t.Helper()
+	out, err := newClient(st).ddb.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(st.Info.PolicyTable), ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{"pk": s("USER#" + user), "sk": s("POLICY")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cutoff time.Time
+	if n, ok := out.Item["revokedBefore"].(*types.AttributeValueMemberN); ok {
+		ms, err := strconv.ParseInt(n.Value, 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cutoff = time.UnixMilli(ms).UTC()
+	}
+	version, _ := out.Item["version"].(*types.AttributeValueMemberS)
+	if version == nil {
+		t.Fatalf("%s's item has no version: %v", user, out.Item)
+	}
+	return version.Value, cutoff
 }
 
 // baseRole returns the base role as IAM holds it now: its boundary, the
@@ -96,10 +128,14 @@ func (s session) reaches(role iameval.Role, bucket string) bool {
 		if action == "s3:ListBucket" {
 			resource = "arn:aws:s3:::" + bucket
 		}
-		if role.Allows(s.policy, iameval.Request{Action: action, Resource: resource, Context: map[string]string{
-			"aws:SourceIdentity": s.user, "aws:TokenIssueTime": s.issued.UTC().Format(time.RFC3339),
+		ctx := map[string]string{
+			"aws:SourceIdentity": s.user, "aws:TokenIssueTime": s.issued.UTC().Truncate(time.Second).Format(time.RFC3339),
 			"aws:SecureTransport": "true", "s3:ResourceAccount": stackdef.LocalAccountID, "s3:prefix": "team-a/",
-		}}) {
+		}
+		if s.tag != "" {
+			ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = s.tag
+		}
+		if role.Allows(s.policy, iameval.Request{Action: action, Resource: resource, Context: ctx}) {
 			return true
 		}
 	}
@@ -182,10 +218,17 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 		t.Error("another user's old session was revoked too")
 	}
 
+	// The next credentials come at once, before the cutoff: their tag is
+	// what keeps them working.
 	fresh := sessionOf(t, st, token, demo, "extra-bucket")
 	role = baseRole(t, st)
+	_, cutoff := policyItem(t, st, demo)
+	t.Logf("fresh session issued %v, cutoff %v", fresh.issued, cutoff)
 	if !fresh.reaches(role, "extra-bucket") {
 		t.Errorf("the session issued after the revocation (at %v) is denied its remaining grant", fresh.issued)
+	}
+	if untagged := (session{user: demo, issued: fresh.issued, policy: fresh.policy}); fresh.issued.Before(cutoff.Truncate(time.Second)) && untagged.reaches(role, "extra-bucket") {
+		t.Error("an untagged session issued before the cutoff reaches the remaining grant: the deny spares more than the cutoff's tag")
 	}
 	if fresh.reaches(role, "demo-raw") {
 		t.Error("the new session reaches the removed bucket")

@@ -319,23 +319,25 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 // the claimed item's grants (a grant that nothing in next covers, or
 // anything at all when the item could not be read), the machine's clock
 // reading the commit window runs from; zero when it does not narrow. A
-// narrowing moves the cutoff to RevokeBefore(now), so that the sessions
-// minted from the old item stop working and the endpoint waits for the
-// cutoff before it mints from the new one (README "Revocation").
+// narrowing gives the user a new cutoff, RevokeBefore(now) or just after
+// the previous one: the sessions minted from the old item stop working,
+// and those the endpoint mints from the new one carry the new cutoff's tag,
+// which the deny spares (README "Revocation").
 func (p *Projector) cutoff(claim broker.Claim, next broker.UserPolicy) (revokedBefore, started time.Time) {
 	prev := claim.Prev.RevokedBefore
 	if claim.Corrupt == "" && !broker.Narrows(claim.Prev.Grants, next.Grants) {
 		return prev, time.Time{}
 	}
 	started = time.Now()
-	return latest(prev, broker.RevokeBefore(p.now())), started
-}
-
-func latest(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
+	want := broker.RevokeBefore(p.now())
+	if claim.Corrupt != "" {
+		// The item's cutoff is lost with the rest of it, and the deny
+		// list may hold a later one, set by a projector whose clock is
+		// ahead of this one's by up to the margin: a cutoff at or before
+		// it would leave the sessions tagged with it alive.
+		want = want.Add(broker.ClockMargin + time.Millisecond)
 	}
-	return a
+	return broker.NextCutoff(prev, want), started
 }
 
 // changeEvent describes the change from the claimed item to next. A user

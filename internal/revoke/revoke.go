@@ -6,8 +6,10 @@
 // AWS evaluates the base role's policies on every request a session makes,
 // so a Deny on the role whose conditions match a user's SourceIdentity and a
 // TokenIssueTime before a cutoff stops exactly that user's older sessions,
-// for every action, within IAM's propagation delay. Entries leave the list
-// once no session they can match is alive. When the list no longer fits the
+// for every action, within IAM's propagation delay. The deny spares the
+// sessions tagged with the cutoff's own tag (broker.CutoffTag): those were
+// minted from the narrowed item, so the user need not wait for the cutoff.
+// Entries leave the list once no session they can match is alive. When the list no longer fits the
 // role's inline policy budget, it falls back to one cutoff for everyone: all
 // sessions issued before it are denied and every client fetches again.
 package revoke
@@ -18,6 +20,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/broker"
 )
 
 // List is the deny list. The zero value is empty.
@@ -31,7 +35,9 @@ type List struct {
 	All Cutoff `json:"all,omitzero"`
 }
 
-// Cutoff denies the sessions issued before Before. It may go after Until,
+// Cutoff denies the sessions issued before Before (in milliseconds; the
+// deny counts whole seconds, rounding up), except, for a user's cutoff,
+// those tagged with its broker.CutoffTag. It may go after Until,
 // when every session it can match has expired by the session duration of
 // whoever added it (so that a revoker or an operator configured with
 // shorter sessions cannot prune it early).
@@ -87,7 +93,7 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change
 	life := lim.MaxSession + lim.Margin // of the entries this call adds
 	var ch Change
 	for _, e := range add {
-		e.Before = ceilSecond(e.Before) // never earlier than asked
+		e.Before = e.Before.UTC().Truncate(time.Millisecond) // as the policy item keeps it
 		c := Cutoff{Before: e.Before, Until: e.Before.Add(life)}
 		cur, listed := next.Users[e.UserID]
 		switch {
@@ -144,21 +150,28 @@ func latest(a, b time.Time) time.Time {
 }
 
 // Render writes the list as a policy document without white space: one
-// Deny statement per distinct cutoff, naming every user revoked at it, and
-// one for All. It returns "" for an empty list.
+// Deny statement per distinct cutoff second, naming every user revoked in
+// it and sparing their cutoffs' tags, and one for All, which spares
+// nobody. It returns "" for an empty list.
 func Render(l List) string {
-	byCutoff := map[time.Time][]string{}
+	bySecond := map[time.Time][]string{}
 	for u, c := range l.Users {
-		byCutoff[c.Before] = append(byCutoff[c.Before], u)
+		s := ceilSecond(c.Before)
+		bySecond[s] = append(bySecond[s], u)
 	}
 	var statements []statement
 	if !l.All.Before.IsZero() {
-		statements = append(statements, deny(nil, l.All.Before))
+		statements = append(statements, deny(nil, nil, ceilSecond(l.All.Before)))
 	}
-	for _, before := range slices.SortedFunc(maps.Keys(byCutoff), func(a, b time.Time) int { return a.Compare(b) }) {
-		users := byCutoff[before]
+	for _, before := range slices.SortedFunc(maps.Keys(bySecond), func(a, b time.Time) int { return a.Compare(b) }) {
+		users := bySecond[before]
 		slices.Sort(users)
-		statements = append(statements, deny(users, before))
+		tags := make([]string, len(users))
+		for i, u := range users {
+			tags[i] = broker.CutoffTag(u, l.Users[u].Before)
+		}
+		slices.Sort(tags)
+		statements = append(statements, deny(users, tags, before))
 	}
 	if len(statements) == 0 {
 		return ""
@@ -183,14 +196,19 @@ type statement struct {
 }
 
 // deny denies every action to the sessions of users (all sessions when
-// users is nil) issued before the cutoff. IAM compares TokenIssueTime with
-// DateLessThan at whole seconds here: cutoffs are whole seconds.
-func deny(users []string, before time.Time) statement {
+// users is nil) issued before the cutoff, a whole second, except those
+// tagged with one of tags. A session without the tag is denied: IAM holds a
+// negated condition true when the key is absent, and false when the value
+// equals any of those listed.
+func deny(users, tags []string, before time.Time) statement {
 	cond := map[string]map[string]any{
 		"DateLessThan": {"aws:TokenIssueTime": before.UTC().Format(time.RFC3339)},
 	}
 	if users != nil {
 		cond["StringEquals"] = map[string]any{"aws:SourceIdentity": users}
+	}
+	if len(tags) > 0 {
+		cond["StringNotEquals"] = map[string]any{"aws:PrincipalTag/" + broker.CutoffTagKey: tags}
 	}
 	return statement{Effect: "Deny", Action: "*", Resource: "*", Condition: cond}
 }

@@ -2,12 +2,15 @@ package revoke_test
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
 
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
@@ -32,9 +35,16 @@ func mustParse(doc string) iameval.Policy {
 	return p
 }
 
-// works reports whether a session of user issued at issued may still read
-// and write its bucket under the role with the revocation policy doc.
+// works reports whether an untagged session of user issued at issued may
+// still read and write its bucket under the role with the revocation policy
+// doc.
 func works(t interface{ Fatalf(string, ...any) }, doc, user string, issued time.Time) bool {
+	return worksTagged(t, doc, user, issued, "")
+}
+
+// worksTagged is works for a session tagged with tag (the cutoff tag of the
+// item it was minted from; "" for none).
+func worksTagged(t interface{ Fatalf(string, ...any) }, doc, user string, issued time.Time, tag string) bool {
 	role := []iameval.Policy{ceiling}
 	if doc != "" {
 		p, err := iameval.Parse(doc)
@@ -43,12 +53,13 @@ func works(t interface{ Fatalf(string, ...any) }, doc, user string, issued time.
 		}
 		role = append(role, p)
 	}
+	ctx := map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": issued.UTC().Truncate(time.Second).Format(time.RFC3339)}
+	if tag != "" {
+		ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = tag
+	}
 	ok := true
 	for _, action := range []string{"s3:GetObject", "s3:PutObject"} {
-		ok = ok && iameval.Session(role, sessionPolicy, iameval.Request{
-			Action: action, Resource: "arn:aws:s3:::lake/key",
-			Context: map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": issued.Format(time.RFC3339)},
-		})
+		ok = ok && iameval.Session(role, sessionPolicy, iameval.Request{Action: action, Resource: "arn:aws:s3:::lake/key", Context: ctx})
 	}
 	return ok
 }
@@ -148,8 +159,8 @@ func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {
 		}
 	}
 	// README "Revocation" and BENCHMARKS.md quote this figure.
-	if n-1 != 49 {
-		t.Errorf("%d distinct cutoffs held before the fallback, the documents say 49: update them", n-1)
+	if n-1 != 35 {
+		t.Errorf("%d distinct cutoffs held before the fallback, the documents say 35: update them", n-1)
 	}
 	if !l.All.Before.Equal(latest) || len(l.Users) != 0 {
 		t.Fatalf("fallback list %+v, want All = %v and no users", l, latest)
@@ -163,18 +174,18 @@ func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {
 		t.Error("the fallback does not cut every session at its time")
 	}
 
-	// Users revoked at once share one statement: many more fit, 250 of
+	// Users revoked at once share one statement: many more fit, 167 of
 	// them (the documents' figure) and not one more.
 	var batch []revoke.Entry
-	for i := range 251 {
+	for i := range 168 {
 		batch = append(batch, revoke.Entry{UserID: fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i), Before: t0})
 	}
-	_, doc, ch = revoke.Apply(revoke.List{}, batch[:250], t0, limits)
+	_, doc, ch = revoke.Apply(revoke.List{}, batch[:167], t0, limits)
 	if ch.FellBack || revoke.Size(doc) > limits.Budget {
-		t.Errorf("250 users revoked at one time fell back (%d characters)", revoke.Size(doc))
+		t.Errorf("167 users revoked at one time fell back (%d characters)", revoke.Size(doc))
 	}
 	if _, _, ch = revoke.Apply(revoke.List{}, batch, t0, limits); !ch.FellBack {
-		t.Error("251 users revoked at one time fit: update the documents' figure")
+		t.Error("168 users revoked at one time fit: update the documents' figure")
 	}
 }
 
@@ -213,16 +224,34 @@ func TestPropertyTheListDeniesExactlyWhatItMust(t *testing.T) {
 				if !works(t, doc, u, cutoff) {
 					t.Fatalf("step %d: %s's session issued at %v is denied\n%s", step, u, cutoff, doc)
 				}
+				// A session minted under the user's cutoff carries its
+				// tag: only the fallback, which spares nobody, denies it.
+				tagged := worksTagged(t, doc, u, cut.Add(-time.Second), broker.CutoffTag(u, cut))
+				if fallback := !l.All.Before.Before(cut); tagged == fallback {
+					t.Fatalf("step %d: %s's session tagged with the cutoff %v: works %v, with the fallback at %v\n%s", step, u, cut, tagged, l.All.Before, doc)
+				}
+				if worksTagged(t, doc, u, cut.Add(-time.Second), broker.CutoffTag(u, cut.Add(-time.Millisecond))) {
+					t.Fatalf("step %d: %s's session tagged with another cutoff works\n%s", step, u, doc)
+				}
 			}
 		}
 	})
 }
 
+// Cutoffs within one second share a statement, rounded up to that second;
+// each user's own tag is spared.
 func TestRenderIsStableAndCompact(t *testing.T) {
-	l := revoke.List{Users: map[string]revoke.Cutoff{"bob": {Before: t0}, "alice": {Before: t0}, "carol": {Before: t0.Add(time.Second)}}}
+	bob, alice, carol := t0.Add(-400*time.Millisecond), t0, t0.Add(300*time.Millisecond)
+	l := revoke.List{Users: map[string]revoke.Cutoff{"bob": {Before: bob}, "alice": {Before: alice}, "carol": {Before: carol}}}
+	tags := func(tags ...string) string {
+		slices.Sort(tags)
+		return `"` + strings.Join(tags, `","`) + `"`
+	}
 	want := `{"Version":"2012-10-17","Statement":[` +
-		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:00Z"},"StringEquals":{"aws:SourceIdentity":["alice","bob"]}}},` +
-		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:01Z"},"StringEquals":{"aws:SourceIdentity":["carol"]}}}]}`
+		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:00Z"},"StringEquals":{"aws:SourceIdentity":["alice","bob"]},` +
+		`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":[` + tags(broker.CutoffTag("alice", alice), broker.CutoffTag("bob", bob)) + `]}}},` +
+		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:01Z"},"StringEquals":{"aws:SourceIdentity":["carol"]},` +
+		`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":[` + tags(broker.CutoffTag("carol", carol)) + `]}}}]}`
 	if diff := cmp.Diff(want, revoke.Render(l)); diff != "" {
 		t.Errorf("render (-want +got):\n%s", diff)
 	}

@@ -22,11 +22,13 @@ type Store interface {
 	SaveDenyList(ctx context.Context, prev int64, next List) error
 }
 
-// Cutoffs moves a user's cutoff in the user's policy item, so that the
-// endpoint issues nothing before it and serves no cached credentials issued
-// before it.
+// Cutoffs keeps each user's cutoff in the user's policy item. The endpoint
+// tags the sessions it mints with the cutoff it read (broker.CutoffTag) and
+// serves no cached credentials minted under another.
 type Cutoffs interface {
-	RaiseRevokedBefore(ctx context.Context, userID string, before time.Time) error
+	// AdvanceCutoff gives the user a new cutoff, want or just after the
+	// current one (broker.NextCutoff), and returns it.
+	AdvanceCutoff(ctx context.Context, userID string, want time.Time) (time.Time, error)
 }
 
 // ErrTooLarge is in the chain of a Role.Apply error when IAM refused the
@@ -82,14 +84,25 @@ func (s *Service) now() time.Time {
 
 func (s *Service) logger() *slog.Logger { return cmp.Or(s.Logger, slog.Default()) }
 
-// Revoke applies the request. For an operator's request it first raises the
-// users' cutoffs in their policy items.
+// Revoke applies the request. For an operator's request it first gives the
+// users new cutoffs in their policy items, and denies the sessions before
+// those: the sessions minted under the users' earlier cutoffs included.
+// (A narrowing's cutoff is in the item already.)
 func (s *Service) Revoke(ctx context.Context, req Request) error {
 	if req.Reason == broker.ReasonOperator {
-		for _, e := range req.Entries {
-			if err := s.Cutoffs.RaiseRevokedBefore(ctx, e.UserID, e.Before); err != nil {
+		// Past the user's cutoff in the deny list too, should the item's
+		// have been lost (a corrupt item is rewritten without it).
+		listed, err := s.Store.LoadDenyList(ctx)
+		if err != nil {
+			return err
+		}
+		req.Entries = slices.Clone(req.Entries)
+		for i, e := range req.Entries {
+			before, err := s.Cutoffs.AdvanceCutoff(ctx, e.UserID, broker.NextCutoff(listed.Users[e.UserID].Before, e.Before))
+			if err != nil {
 				return err
 			}
+			req.Entries[i].Before = before
 		}
 	}
 	budget, err := s.Role.Budget(ctx)
@@ -179,12 +192,15 @@ func (s *Service) audit(ctx context.Context, req Request, l List) error {
 	}
 	users := map[group][]string{}
 	for _, e := range req.Entries {
-		before := ceilSecond(e.Before)
+		// The events say what IAM compares: whole seconds.
+		before := e.Before.UTC().Truncate(time.Millisecond)
 		switch u, ok := l.Users[e.UserID]; {
 		case ok && !u.Before.Before(before):
-			users[group{u.Before, broker.ScopeUser}] = append(users[group{u.Before, broker.ScopeUser}], e.UserID)
+			g := group{ceilSecond(u.Before), broker.ScopeUser}
+			users[g] = append(users[g], e.UserID)
 		case !l.All.Before.Before(before) && !l.All.Before.IsZero():
-			users[group{l.All.Before, broker.ScopeAll}] = append(users[group{l.All.Before, broker.ScopeAll}], e.UserID)
+			g := group{ceilSecond(l.All.Before), broker.ScopeAll}
+			users[g] = append(users[g], e.UserID)
 		default:
 			// Pruned already: no session it could match is alive.
 		}

@@ -228,6 +228,32 @@ func TestAnOperatorRevocationAlsoMovesTheUsersCutoff(t *testing.T) {
 	}
 }
 
+// The deny list may hold a later cutoff than the user's item (an item
+// rewritten after corruption loses its own): the operator's cutoff still
+// comes after it, so the sessions tagged with the listed one are denied.
+func TestAnOperatorRevocationGoesPastTheListedCutoff(t *testing.T) {
+	w := newWorld()
+	listed := broker.RevokeBefore(t0).Add(2500 * time.Millisecond)
+	if err := w.svc.Revoke(context.Background(), narrowing("alice", listed)); err != nil {
+		t.Fatal(err)
+	}
+	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+	if err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	want := listed.Add(time.Millisecond)
+	if item, err := w.store.GetPolicy(context.Background(), "alice"); err != nil || !item.RevokedBefore.Equal(want) {
+		t.Errorf("alice's item: cutoff %v (%v), want %v", item.RevokedBefore, err, want)
+	}
+	doc := w.role.current()
+	if worksTagged(t, doc, "alice", listed.Add(-time.Second), broker.CutoffTag("alice", listed)) {
+		t.Errorf("a session tagged with the listed cutoff survives the operator's revocation:\n%s", doc)
+	}
+	if !worksTagged(t, doc, "alice", t0, broker.CutoffTag("alice", want)) {
+		t.Errorf("a session minted under the operator's cutoff is denied:\n%s", doc)
+	}
+}
+
 func TestThePruneActionRemovesExpiredEntries(t *testing.T) {
 	w := newWorld()
 	h := &revoke.Handler{Service: w.svc}

@@ -94,7 +94,7 @@ func localTrust() string {
 		"Version": "2012-10-17",
 		"Statement": []map[string]any{{
 			"Effect": "Allow", "Principal": map[string]string{"AWS": "arn:aws:iam::" + LocalAccountID + ":root"},
-			"Action": []string{"sts:AssumeRole", "sts:SetSourceIdentity"},
+			"Action": []string{"sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"},
 		}},
 	})
 	return string(b)

@@ -125,6 +125,16 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			rule: "base role allows only the contract S3 actions",
 		},
 		{
+			name: "session tags other than the cutoff's are rejected",
+			old:  "aws:TagKeys: [credbroker:cutoff]\n      # The ceiling", new: "aws:TagKeys: [credbroker:cutoff, team]\n      # The ceiling",
+			rule: "base role trusts only the credentials function role",
+		},
+		{
+			name: "a credentials function that cannot tag its sessions is rejected",
+			old:  "Action: sts:TagSession\n            Resource: !GetAtt BaseRole.Arn", new: "Action: sts:TagSession\n            Resource: !GetAtt ProjectorFunctionRole.Arn",
+			rule: "roles allow the calls their code makes",
+		},
+		{
 			name: "a second trusted principal on the base role is rejected",
 			old:  "AWS: !GetAtt CredentialsFunctionRole.Arn", new: "AWS: [!GetAtt CredentialsFunctionRole.Arn, !GetAtt ReplayFunctionRole.Arn]",
 			rule: "base role trusts only the credentials function role",
@@ -566,20 +576,31 @@ func checkBaseRoleTrust(t *stackdef.Template) []string {
 	}
 	doc := mapOf(r.Properties["AssumeRolePolicyDocument"])
 	stmts := list(doc["Statement"])
-	if len(stmts) != 1 {
-		return []string{fmt.Sprintf("trust policy has %d statements, want exactly 1", len(stmts))}
+	if len(stmts) != 2 {
+		return []string{fmt.Sprintf("trust policy has %d statements, want exactly 2 (assume, tag)", len(stmts))}
 	}
-	s := mapOf(stmts[0])
 	var problems []string
 	wantPrincipal := map[string]any{"AWS": getAtt("CredentialsFunctionRole", "Arn")}
-	if diff := cmp.Diff(wantPrincipal, s["Principal"]); diff != "" {
-		problems = append(problems, fmt.Sprintf("trusted principal is not exactly CredentialsFunctionRole (-want +got):\n%s", diff))
-	}
-	if s["Effect"] != "Allow" {
-		problems = append(problems, fmt.Sprintf("trust Effect = %v", s["Effect"]))
-	}
-	if got := sorted(strs(s["Action"])); !slices.Equal(got, []string{"sts:AssumeRole", "sts:SetSourceIdentity"}) {
-		problems = append(problems, fmt.Sprintf("trust actions = %v, want sts:AssumeRole and sts:SetSourceIdentity", got))
+	for i, want := range [][]string{{"sts:AssumeRole", "sts:SetSourceIdentity"}, {"sts:TagSession"}} {
+		s := mapOf(stmts[i])
+		if diff := cmp.Diff(wantPrincipal, s["Principal"]); diff != "" {
+			problems = append(problems, fmt.Sprintf("statement %d: trusted principal is not exactly CredentialsFunctionRole (-want +got):\n%s", i, diff))
+		}
+		if s["Effect"] != "Allow" {
+			problems = append(problems, fmt.Sprintf("statement %d: trust Effect = %v", i, s["Effect"]))
+		}
+		if got := sorted(strs(s["Action"])); !slices.Equal(got, want) {
+			problems = append(problems, fmt.Sprintf("statement %d: trust actions = %v, want %v", i, got, want))
+		}
+		if i == 0 && s["Condition"] != nil {
+			problems = append(problems, "the AssumeRole statement has a condition")
+		}
+		// The credentials function may tag sessions with the cutoff tag,
+		// and with nothing else: no other tag can reach a policy.
+		onlyCutoff := map[string]any{"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []any{"credbroker:cutoff"}}}
+		if diff := cmp.Diff(onlyCutoff, s["Condition"]); i == 1 && diff != "" {
+			problems = append(problems, fmt.Sprintf("sts:TagSession is not limited to the cutoff tag (-want +got):\n%s", diff))
+		}
 	}
 	return problems
 }

@@ -58,6 +58,10 @@ var requiredPermissions = []struct {
 }{
 	{"CredentialsFunctionRole", "dynamodb:GetItem", getAtt("PolicyTable", "Arn")},
 	{"CredentialsFunctionRole", "events:PutEvents", getAtt("AuditBus", "Arn")},
+	// AssumeRole with the user as SourceIdentity and the cutoff tag.
+	{"CredentialsFunctionRole", "sts:AssumeRole", getAtt("BaseRole", "Arn")},
+	{"CredentialsFunctionRole", "sts:SetSourceIdentity", getAtt("BaseRole", "Arn")},
+	{"CredentialsFunctionRole", "sts:TagSession", getAtt("BaseRole", "Arn")},
 	{"ProjectorFunctionRole", "dynamodb:GetRecords", getAtt("MembershipTable", "StreamArn")},
 	{"ProjectorFunctionRole", "dynamodb:Query", getAtt("MembershipTable", "Arn")},
 	{"ProjectorFunctionRole", "dynamodb:UpdateItem", getAtt("PolicyTable", "Arn")},

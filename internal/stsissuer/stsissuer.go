@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -98,8 +99,9 @@ func isAccountID(s string) bool {
 const op = "assume role"
 
 // Issue calls AssumeRole with the request's session policy, session name,
-// duration, and the user id as SourceIdentity, which CloudTrail carries into
-// every S3 call made with the credentials. A request without a policy is
+// duration, the user id as SourceIdentity, which CloudTrail carries into
+// every S3 call made with the credentials, and the cutoff tag, if any, as
+// the session tag broker.CutoffTagKey. A request without a policy is
 // refused before any call: an AssumeRole without a session policy would
 // hand out the whole base role.
 func (i *Issuer) Issue(ctx context.Context, req broker.IssueRequest) (broker.Credentials, error) {
@@ -116,13 +118,20 @@ func (i *Issuer) Issue(ctx context.Context, req broker.IssueRequest) (broker.Cre
 	if req.Duration < MinDuration || req.Duration > MaxDuration || req.Duration%time.Second != 0 {
 		return broker.Credentials{}, broker.Errorf(broker.Internal, op, "duration %v outside %v..%v in whole seconds", req.Duration, MinDuration, MaxDuration)
 	}
-	out, err := i.client.AssumeRole(ctx, &sts.AssumeRoleInput{
+	in := &sts.AssumeRoleInput{
 		RoleArn:         aws.String(i.roleARN),
 		RoleSessionName: aws.String(req.SessionName),
 		SourceIdentity:  aws.String(req.UserID),
 		Policy:          aws.String(req.Policy),
 		DurationSeconds: aws.Int32(int32(req.Duration / time.Second)),
-	})
+	}
+	if req.CutoffTag != "" {
+		if !validTagValue(req.CutoffTag) {
+			return broker.Credentials{}, broker.Errorf(broker.Internal, op, "invalid cutoff tag %q", req.CutoffTag)
+		}
+		in.Tags = []ststypes.Tag{{Key: aws.String(broker.CutoffTagKey), Value: aws.String(req.CutoffTag)}}
+	}
+	out, err := i.client.AssumeRole(ctx, in)
 	if err != nil {
 		return broker.Credentials{}, Classify(ctx, err)
 	}
@@ -137,6 +146,20 @@ func (i *Issuer) Issue(ctx context.Context, req broker.IssueRequest) (broker.Cre
 		SessionToken:    aws.ToString(c.SessionToken),
 		Expiration:      c.Expiration.UTC(),
 	}, nil
+}
+
+// validTagValue reports whether s is a cutoff tag as broker.CutoffTag
+// makes them: lower-case hex, well within IAM's 256 characters.
+func validTagValue(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := range len(s) {
+		if !('0' <= s[i] && s[i] <= '9' || 'a' <= s[i] && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidSessionName reports whether s is a valid RoleSessionName: 2-64

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
@@ -19,6 +20,7 @@ func TestIssueAssumesTheRoleWithTheSessionPolicyInMoto(t *testing.T) {
 	rec := &recordingSTS{next: sts.NewFromConfig(mototest.Config(t))}
 	iss := newIssuer(t, rec)
 	req := validRequest()
+	req.CutoffTag = broker.CutoffTag(req.UserID, time.Date(2026, 11, 30, 12, 0, 5, 123e6, time.UTC))
 	before := time.Now()
 
 	creds, err := iss.Issue(t.Context(), req)
@@ -39,8 +41,11 @@ func TestIssueAssumesTheRoleWithTheSessionPolicyInMoto(t *testing.T) {
 	}
 	in := rec.inputs[0]
 	sent := []string{aws.ToString(in.SourceIdentity), fmt.Sprint(aws.ToInt32(in.DurationSeconds))}
-	if diff := cmp.Diff([]string{req.UserID, "900"}, sent); diff != "" {
-		t.Errorf("SourceIdentity and DurationSeconds sent (-want +got):\n%s", diff)
+	for _, tag := range in.Tags {
+		sent = append(sent, aws.ToString(tag.Key)+"="+aws.ToString(tag.Value))
+	}
+	if diff := cmp.Diff([]string{req.UserID, "900", broker.CutoffTagKey + "=" + req.CutoffTag}, sent); diff != "" {
+		t.Errorf("SourceIdentity, DurationSeconds and tags sent (-want +got):\n%s", diff)
 	}
 }
 

@@ -96,6 +96,8 @@ func TestIssueRefusesBadRequestsWithoutCallingSTS(t *testing.T) {
 		{"duration under 15 minutes is refused", func(r *broker.IssueRequest) { r.Duration = 14 * time.Minute }},
 		{"duration over 12 hours is refused", func(r *broker.IssueRequest) { r.Duration = 13 * time.Hour }},
 		{"zero duration is refused", func(r *broker.IssueRequest) { r.Duration = 0 }},
+		{"cutoff tag with a comma is refused", func(r *broker.IssueRequest) { r.CutoffTag = "ab,cd" }},
+		{"cutoff tag over 64 characters is refused", func(r *broker.IssueRequest) { r.CutoffTag = strings.Repeat("a", 65) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,9 +15,12 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
@@ -40,29 +43,35 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 	}
 	pol := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*"}]}`
 	var keys []string
-	assume := func() {
+	assume := func(tag string) {
 		out, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: role.Role.Arn, RoleSessionName: aws.String("s"),
-			SourceIdentity: aws.String("user-1"), Policy: aws.String(pol)})
+			SourceIdentity: aws.String("user-1"), Policy: aws.String(pol),
+			Tags: []ststypes.Tag{{Key: aws.String(broker.CutoffTagKey), Value: aws.String(tag)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		keys = append(keys, aws.ToString(out.Credentials.AccessKeyId))
 	}
-	assume()
-	assume() // a duplicate
-	// A revocation of user-1's sessions: the next mint of the same policy
-	// replaces revoked credentials (no duplicate), the one after does not.
+	assume("aaaa")
+	assume("aaaa") // a duplicate
+	// After a revocation the endpoint mints under the new cutoff's tag:
+	// the first such mint of the same policy is no duplicate.
+	assume("bbbb")
+	assume("bbbb") // a duplicate
+	if m, ok := p.mintOf(keys[1]); !ok || m != (mint{User: "user-1", Policy: pol, Tag: "aaaa"}) {
+		t.Errorf("mintOf(%s) = %+v, %v; want user-1 with the policy and tag aaaa", keys[1], m, ok)
+	}
+	// The revocation policy spares the new tag only: an answer with the
+	// old tag's key is denied on arrival, one with the new tag's is not.
 	deny := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":` +
-		`{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:05Z"},"StringEquals":{"aws:SourceIdentity":["user-1"]}}}]}`
+		`{"DateLessThan":{"aws:TokenIssueTime":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `"},"StringEquals":{"aws:SourceIdentity":["user-1"]},` +
+		`"StringNotEquals":{"aws:PrincipalTag/` + broker.CutoffTagKey + `":["bbbb"]}}}]}`
 	if _, err := iam.NewFromConfig(cfg).PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: role.Role.RoleName,
-		PolicyName: aws.String("credbroker-revocations"), PolicyDocument: aws.String(deny)}); err != nil {
+		PolicyName: aws.String(iamrole.PolicyName), PolicyDocument: aws.String(deny)}); err != nil {
 		t.Fatal(err)
 	}
-	assume()
-	assume() // a duplicate
-	if m, ok := p.mintOf(keys[1]); !ok || m != (mint{User: "user-1", Policy: pol}) {
-		t.Errorf("mintOf(%s) = %+v, %v; want user-1 with the policy", keys[1], m, ok)
-	}
+	p.arrived(keys[2:3])
+	p.arrived(keys[0:1])
 
 	eb := eventbridge.NewFromConfig(cfg)
 	bus := mototest.Name(t, "load-bus")
@@ -88,7 +97,7 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 		Calls:          map[string]int{"iam.CreateRole": 1, "iam.PutRolePolicy": 1, "sts.AssumeRole": 4, "AWSEvents.PutEvents": 2},
 		Events:         map[string]int{"CredentialsIssued": 3},
 		Faults:         map[string]int{},
-		DuplicateMints: 2, Reaudited: 1,
+		DuplicateMints: 2, Reaudited: 1, DeniedOnArrival: 1,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)

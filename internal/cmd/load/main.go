@@ -271,7 +271,7 @@ func callsOf(c counts, elapsed time.Duration) *Calls {
 	}
 	return &Calls{
 		PerOperation: c.Calls, PerSecond: float64(total) / elapsed.Seconds(),
-		DuplicateAssumeRoles: c.DuplicateMints, ReauditedIssuances: c.Reaudited,
+		DuplicateAssumeRoles: c.DuplicateMints, ReauditedIssuances: c.Reaudited, DeniedOnArrival: c.DeniedOnArrival,
 		Faults: c.Faults, ProxyErrors: c.ProxyErrors,
 		EventsPerAnswer: map[string]float64{}, eventCounts: c.Events,
 	}

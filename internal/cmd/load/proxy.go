@@ -13,9 +13,14 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/iamrole"
 )
 
 // proxy stands between the stack's own AWS clients and moto. It counts what
@@ -35,24 +40,27 @@ type proxy struct {
 	// keys maps an access key id to what it was minted for.
 	keys map[string]mint
 	// minted counts successful AssumeRoles per (user, session policy,
-	// the user's revocation cutoff then).
-	minted map[mintKey]int
-	// cutoffs holds each user's latest revocation cutoff (RFC 3339) the
-	// base role's deny policy carried, "*" the cutoff for everyone: after
-	// a revocation the endpoint must mint again what it minted before.
-	cutoffs map[string]string
+	// cutoff tag).
+	minted map[mint]int
+	// issued holds when STS issued each access key.
+	issued map[string]time.Time
+	// deny is the base role's revocation policy as last written.
+	deny []denyStatement
 	// audited holds every access key id a CredentialsIssued entry named.
 	audited map[string]bool
 	window  faultWindow
 	rng     *rand.Rand
 }
 
-// mint is what an AssumeRole was asked for: the user (SourceIdentity) and
-// the session policy. With the policy compiled deterministically from a
-// set's grants, one mint is one (user, policyVersion, set).
+// mint is what an AssumeRole was asked for: the user (SourceIdentity), the
+// session policy and the revocation cutoff tag (README "Revocation"). With
+// the policy compiled deterministically from a set's grants, one mint is
+// one (user, policyVersion, set) under one cutoff; after a revocation the
+// endpoint must mint again under the new one, which is no duplicate.
 type mint struct {
 	User   string
 	Policy string
+	Tag    string
 }
 
 // counts are cumulative; the run takes differences of snapshots.
@@ -65,8 +73,11 @@ type counts struct {
 	// Faults are the faults injected, by kind.
 	Faults map[string]int
 	// DuplicateMints are successful AssumeRoles for a (user, session
-	// policy) that already had one.
+	// policy, cutoff tag) that already had one.
 	DuplicateMints int
+	// DeniedOnArrival are answers whose credentials the base role's
+	// revocation policy, as last written, denied when they arrived.
+	DeniedOnArrival int
 	// Reaudited are CredentialsIssued entries whose every access key had
 	// been named by an earlier one: an answer served from the cache that
 	// still went to the bus.
@@ -103,7 +114,8 @@ func (c counts) minus(b counts) counts {
 	return counts{
 		Calls: sub(c.Calls, b.Calls), Events: sub(c.Events, b.Events), Faults: sub(c.Faults, b.Faults),
 		DuplicateMints: c.DuplicateMints - b.DuplicateMints, Reaudited: c.Reaudited - b.Reaudited,
-		ProxyErrors: c.ProxyErrors - b.ProxyErrors,
+		DeniedOnArrival: c.DeniedOnArrival - b.DeniedOnArrival,
+		ProxyErrors:     c.ProxyErrors - b.ProxyErrors,
 	}
 }
 
@@ -116,8 +128,8 @@ func newProxy(motoURL string, seed uint64) (*proxy, error) {
 		moto:    target,
 		counts:  counts{Calls: map[string]int{}, Events: map[string]int{}, Faults: map[string]int{}},
 		keys:    map[string]mint{},
-		minted:  map[mintKey]int{},
-		cutoffs: map[string]string{},
+		minted:  map[mint]int{},
+		issued:  map[string]time.Time{},
 		audited: map[string]bool{},
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
@@ -294,7 +306,7 @@ func (p *proxy) observeEvents(body []byte) {
 // with the user and session policy it was minted for.
 func (p *proxy) observeResponse(resp *http.Response) error {
 	c, _ := resp.Request.Context().Value(callKey{}).(call)
-	if resp.StatusCode == http.StatusOK && c.op == "iam.PutRolePolicy" {
+	if resp.StatusCode == http.StatusOK && (c.op == "iam.PutRolePolicy" || c.op == "iam.DeleteRolePolicy") && c.form.Get("PolicyName") == iamrole.PolicyName {
 		p.observeDenyPolicy(c.form.Get("PolicyDocument"))
 		return nil
 	}
@@ -308,65 +320,94 @@ func (p *proxy) observeResponse(resp *http.Response) error {
 		return err
 	}
 	var x struct {
-		AccessKeyID string `xml:"AssumeRoleResult>Credentials>AccessKeyId"`
+		AccessKeyID string    `xml:"AssumeRoleResult>Credentials>AccessKeyId"`
+		Expiration  time.Time `xml:"AssumeRoleResult>Credentials>Expiration"`
 	}
 	if xml.Unmarshal(out, &x) != nil || x.AccessKeyID == "" {
 		return nil
 	}
 	m := mint{User: c.form.Get("SourceIdentity"), Policy: c.form.Get("Policy")}
+	if c.form.Get("Tags.member.1.Key") == broker.CutoffTagKey {
+		m.Tag = c.form.Get("Tags.member.1.Value")
+	}
+	duration, err := strconv.Atoi(c.form.Get("DurationSeconds"))
+	if err != nil {
+		duration = 3600 // STS's default
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.keys[x.AccessKeyID] = m
-	k := mintKey{m, max(p.cutoffs[m.User], p.cutoffs["*"])}
-	if p.minted[k] > 0 {
+	p.issued[x.AccessKeyID] = x.Expiration.Add(-time.Duration(duration) * time.Second)
+	if p.minted[m] > 0 {
 		p.counts.DuplicateMints++
 	}
-	p.minted[k]++
+	p.minted[m]++
 	return nil
 }
 
-// mintKey is a mint under the user's revocation cutoff at the time: a
-// mint revoked since must be made again, which is no duplicate.
-type mintKey struct {
-	mint
-	cutoff string
+// denyStatement is one statement of the revocation policy: it denies the
+// sessions issued before Before of Users (everyone's when nil), except
+// those tagged with one of Spared.
+type denyStatement struct {
+	Before time.Time
+	Users  []string
+	Spared []string
 }
 
-// observeDenyPolicy records the cutoffs of a revocation policy written on
-// the base role (README "Revocation"): statements that deny sessions whose
-// SourceIdentity is one of a list, or anyone's, issued before a time.
+// arrived counts an answer as denied on arrival when the revocation policy
+// as last written denies any of its access keys.
+func (p *proxy) arrived(accessKeyIDs []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range accessKeyIDs {
+		m, ok := p.keys[k]
+		if !ok {
+			continue
+		}
+		issued := p.issued[k].Truncate(time.Second) // IAM compares whole seconds
+		for _, st := range p.deny {
+			if issued.Before(st.Before) && (st.Users == nil || slices.Contains(st.Users, m.User)) &&
+				(m.Tag == "" || !slices.Contains(st.Spared, m.Tag)) {
+				p.counts.DeniedOnArrival++
+				return
+			}
+		}
+	}
+}
+
+// observeDenyPolicy keeps the revocation policy written on the base role
+// (README "Revocation"): statements that deny the sessions of some users,
+// or anyone's, issued before a time, except those with a cutoff tag. An
+// empty doc (the policy deleted) denies nothing.
 func (p *proxy) observeDenyPolicy(doc string) {
 	var d struct {
 		Statement []struct {
 			Effect    string
 			Condition struct {
 				DateLessThan struct {
-					TokenIssueTime string `json:"aws:TokenIssueTime"`
+					TokenIssueTime time.Time `json:"aws:TokenIssueTime"`
 				}
 				StringEquals struct {
 					SourceIdentity []string `json:"aws:SourceIdentity"`
 				}
+				StringNotEquals map[string][]string
 			}
 		}
 	}
-	if json.Unmarshal([]byte(doc), &d) != nil {
+	if doc != "" && json.Unmarshal([]byte(doc), &d) != nil {
 		return
+	}
+	var deny []denyStatement
+	for _, st := range d.Statement {
+		if st.Effect != "Deny" || st.Condition.DateLessThan.TokenIssueTime.IsZero() {
+			continue
+		}
+		deny = append(deny, denyStatement{Before: st.Condition.DateLessThan.TokenIssueTime,
+			Users: st.Condition.StringEquals.SourceIdentity, Spared: st.Condition.StringNotEquals["aws:PrincipalTag/"+broker.CutoffTagKey]})
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, st := range d.Statement {
-		cutoff := st.Condition.DateLessThan.TokenIssueTime
-		if st.Effect != "Deny" || cutoff == "" {
-			continue
-		}
-		users := st.Condition.StringEquals.SourceIdentity
-		if len(users) == 0 {
-			users = []string{"*"}
-		}
-		for _, u := range users {
-			p.cutoffs[u] = max(p.cutoffs[u], cutoff) // RFC 3339 in UTC sorts as time does
-		}
-	}
+	p.deny = deny
 }
 
 // fault is what the proxy does to one request.

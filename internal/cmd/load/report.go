@@ -78,9 +78,14 @@ type Calls struct {
 	AssumeRolePerAnswer float64            `json:"assumeRolePerAnswer"`
 	PutEventsPerAnswer  float64            `json:"putEventsPerAnswer"`
 	EventsPerAnswer     map[string]float64 `json:"eventsPerAnswer"`
-	// DuplicateAssumeRoles minted a (user, session policy) again: more
-	// than one AssumeRole per (user, policyVersion, set).
+	// DuplicateAssumeRoles minted a (user, session policy) again under
+	// the same revocation cutoff: more than one AssumeRole per (user,
+	// policyVersion, set).
 	DuplicateAssumeRoles int `json:"duplicateAssumeRoles"`
+	// DeniedOnArrival are 200 answers with credentials that the base
+	// role's revocation policy, as the revoker last wrote it, denied when
+	// the answer arrived (README "Revocation", "Known limits").
+	DeniedOnArrival int `json:"deniedOnArrival"`
 	// ReauditedIssuances are CredentialsIssued events for keys already
 	// audited: PutEvents on cache hits.
 	ReauditedIssuances int            `json:"reauditedIssuances"`
@@ -198,7 +203,7 @@ func (r *Result) writeText(w io.Writer) {
 			ev[k] = fmt.Sprintf("%.2f", v)
 		}
 		p("stack -> moto", "%.0f calls/s; per answer: AssumeRole %.2f, PutEvents %.2f (entries: %s)", c.PerSecond, c.AssumeRolePerAnswer, c.PutEventsPerAnswer, joined(ev))
-		p("", "duplicate AssumeRoles %d, re-audited issuances (PutEvents on hits) %d", c.DuplicateAssumeRoles, c.ReauditedIssuances)
+		p("", "duplicate AssumeRoles %d, re-audited issuances (PutEvents on hits) %d, answers denied on arrival %d", c.DuplicateAssumeRoles, c.ReauditedIssuances, c.DeniedOnArrival)
 		p("", "%s", counted(c.PerOperation))
 		if len(c.Faults) > 0 || c.ProxyErrors > 0 {
 			p("faults injected", "%s; proxy errors %d", counted(c.Faults), c.ProxyErrors)

@@ -183,6 +183,11 @@ func (r *runner) judge(o outcome) {
 			for _, p := range r.credentials(a) {
 				v.add("over-grant", fmt.Sprintf("%s: credentials: %s", usr.name, p))
 			}
+			keys := make([]string, len(a.CredentialSets))
+			for i, s := range a.CredentialSets {
+				keys[i] = s.AccessKeyID
+			}
+			r.t.proxy.arrived(keys)
 		}
 		if o.checked {
 			stale, wrongVersion, decided := staleness(o.before, o.after, a)

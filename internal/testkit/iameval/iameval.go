@@ -6,8 +6,10 @@
 // Supported: Version, Statement (object or list) with Effect Allow|Deny,
 // Action and Resource (string or list, '*' and '?' wildcards; actions match
 // case-insensitively), Sid, and Condition with StringEquals, StringLike,
-// Bool and DateLessThan (RFC 3339 times; several keys are ANDed, the values
-// of one key ORed; a key absent from the request fails its condition). An
+// StringNotEquals, Bool and DateLessThan (RFC 3339 times; several keys are
+// ANDed, the values of one key ORed; a key absent from the request fails
+// its condition, except StringNotEquals, which holds when the key is absent
+// or equals none of the values, as IAM's negated operators do). An
 // explicit Deny wins over any Allow. Session evaluates a role session: the
 // role's policies and the session policy together; Role adds the role's
 // permissions boundary.
@@ -95,7 +97,7 @@ func Parse(doc string) (Policy, error) {
 			return Policy{}, fmt.Errorf("statement %d: Resource: %v", i, orEmpty(err))
 		}
 		for op, keys := range rs.Condition {
-			if !slices.Contains([]string{"StringEquals", "StringLike", "Bool", "DateLessThan"}, op) {
+			if !slices.Contains([]string{"StringEquals", "StringLike", "StringNotEquals", "Bool", "DateLessThan"}, op) {
 				return Policy{}, fmt.Errorf("statement %d: unsupported condition operator %q", i, op)
 			}
 			for key, rawVals := range keys {
@@ -167,6 +169,12 @@ func (st Statement) matches(r Request) bool {
 	}
 	for _, c := range st.Conditions {
 		v, ok := r.Context[c.Key]
+		if c.Operator == "StringNotEquals" {
+			if ok && slices.Contains(c.Values, v) {
+				return false
+			}
+			continue
+		}
 		if !ok {
 			return false
 		}

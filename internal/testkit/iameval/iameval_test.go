@@ -159,3 +159,28 @@ func mustParse(t *testing.T, doc string) Policy {
 	}
 	return p
 }
+
+// A negated condition holds when the key is absent and when the value
+// equals none of those listed (IAM ORs nothing here: it is a NOR), so a
+// Deny that spares a tag still denies an untagged session.
+func TestStringNotEqualsHoldsForAnAbsentKeyAndAnyUnlistedValue(t *testing.T) {
+	p := mustParse(t, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},
+		{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringNotEquals":{"aws:PrincipalTag/t":["a","b"]}}}]}`)
+	for _, tc := range []struct {
+		name string
+		ctx  map[string]string
+		want bool
+	}{
+		{"first listed value: spared", map[string]string{"aws:PrincipalTag/t": "a"}, true},
+		{"second listed value: spared", map[string]string{"aws:PrincipalTag/t": "b"}, true},
+		{"unlisted value: denied", map[string]string{"aws:PrincipalTag/t": "c"}, false},
+		{"empty value: denied", map[string]string{"aws:PrincipalTag/t": ""}, false},
+		{"absent key: denied", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.Allows(Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::b/k", Context: tc.ctx}); got != tc.want {
+				t.Errorf("Allows = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

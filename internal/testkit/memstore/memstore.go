@@ -155,20 +155,17 @@ func (s *Store) Claim(_ context.Context, userID string, now time.Time) (broker.C
 	return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Outbox: slices.Clone(r.outbox)}, nil
 }
 
-// RaiseRevokedBefore moves the user's cutoff to before unless it is later
-// already, as ddbstore does.
-func (s *Store) RaiseRevokedBefore(_ context.Context, userID string, before time.Time) error {
+// AdvanceCutoff gives the user a new revocation cutoff, as ddbstore does.
+func (s *Store) AdvanceCutoff(_ context.Context, userID string, want time.Time) (time.Time, error) {
 	defer s.lock()()
 	r := s.policies[userID]
 	if r == nil {
 		r = &row{policy: broker.UserPolicy{UserID: userID}}
 		s.policies[userID] = r
 	}
-	if before.After(r.policy.RevokedBefore) {
-		r.policy.RevokedBefore = before.UTC()
-		r.claim++ // as ddbstore: a recompute that claimed earlier cannot commit over it
-	}
-	return nil
+	r.policy.RevokedBefore = broker.NextCutoff(r.policy.RevokedBefore, want)
+	r.claim++ // as ddbstore: a recompute that claimed earlier cannot commit over it
+	return r.policy.RevokedBefore, nil
 }
 
 // Touch implements broker.PolicyStore.

@@ -128,10 +128,10 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
-	t.Run("a raised revocation cutoff voids earlier claims and only ever rises", func(t *testing.T) {
+	t.Run("an advanced revocation cutoff voids earlier claims and always rises", func(t *testing.T) {
 		h := newHarness(t)
-		raiser, ok := h.Store.(interface {
-			RaiseRevokedBefore(ctx context.Context, userID string, before time.Time) error
+		advancer, ok := h.Store.(interface {
+			AdvanceCutoff(ctx context.Context, userID string, want time.Time) (time.Time, error)
 		})
 		if !ok {
 			t.Fatal("the store keeps no revocation cutoffs")
@@ -141,21 +141,26 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 			t.Fatal(err)
 		}
 		racing, _ := h.Store.Claim(ctx, "alice", now)
-		cutoff := now.Add(time.Minute)
-		if err := raiser.RaiseRevokedBefore(ctx, "alice", cutoff); err != nil {
-			t.Fatal(err)
+		cutoff := now.Add(time.Minute).Truncate(time.Millisecond)
+		if got, err := advancer.AdvanceCutoff(ctx, "alice", cutoff); err != nil || !got.Equal(cutoff) {
+			t.Fatalf("a first cutoff: %v, %v; want %v", got, err, cutoff)
 		}
 		if err := h.Store.Commit(ctx, racing, samplePolicy("alice", now), nil); broker.KindOf(err) != broker.Conflict {
-			t.Errorf("a recompute that claimed before the cutoff was raised committed over it: %v, want Conflict", err)
+			t.Errorf("a recompute that claimed before the cutoff advanced committed over it: %v, want Conflict", err)
 		}
-		if err := raiser.RaiseRevokedBefore(ctx, "alice", now); err != nil {
-			t.Errorf("an earlier cutoff than the stored one: %v, want nil (nothing to do)", err)
+		// Asked for an earlier cutoff, or the same one, the store still
+		// gives a new one: a millisecond later, each time.
+		for i, want := range []time.Time{now, cutoff} {
+			got, err := advancer.AdvanceCutoff(ctx, "alice", want)
+			if next := cutoff.Add(time.Duration(i+1) * time.Millisecond); err != nil || !got.Equal(next) {
+				t.Errorf("asked for %v: %v, %v; want %v", want, got, err, next)
+			}
 		}
 		got, err := h.Store.GetPolicy(ctx, "alice")
-		if err != nil || !got.RevokedBefore.Equal(cutoff) || got.Version != samplePolicy("alice", now).Version {
-			t.Errorf("item after the raises: cutoff %v, version %q (err %v), want %v and the committed version", got.RevokedBefore, got.Version, err, cutoff)
+		if want := cutoff.Add(2 * time.Millisecond); err != nil || !got.RevokedBefore.Equal(want) || got.Version != samplePolicy("alice", now).Version {
+			t.Errorf("item after the advances: cutoff %v, version %q (err %v), want %v and the committed version", got.RevokedBefore, got.Version, err, want)
 		}
-		if err := raiser.RaiseRevokedBefore(ctx, "bob", cutoff); err != nil {
+		if _, err := advancer.AdvanceCutoff(ctx, "bob", cutoff); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := h.Store.GetPolicy(ctx, "bob"); err != nil || !got.Empty() || !got.RevokedBefore.Equal(cutoff) {
