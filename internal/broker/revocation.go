@@ -46,10 +46,10 @@ func RevokeBefore(s time.Time) time.Time {
 // so that sessions tagged with an earlier one are denied by the new one.
 func NextCutoff(prev, want time.Time) time.Time {
 	want = want.UTC().Truncate(time.Millisecond)
-	if next := prev.UTC().Truncate(time.Millisecond).Add(time.Millisecond); !prev.IsZero() && !want.After(prev) {
-		return next
+	if prev.IsZero() || want.After(prev) {
+		return want
 	}
-	return want
+	return prev.UTC().Truncate(time.Millisecond).Add(time.Millisecond)
 }
 
 // CutoffTagKey is the session tag that names the cutoff a session was

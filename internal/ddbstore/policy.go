@@ -328,7 +328,7 @@ func (s *Store) Commit(ctx context.Context, c broker.Claim, p broker.UserPolicy,
 		item["doc"] = str(string(doc))
 	}
 	if !p.RevokedBefore.IsZero() {
-		item["revokedBefore"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(p.RevokedBefore.UnixMilli(), 10)}
+		item["revokedBefore"] = millis(p.RevokedBefore)
 	}
 	if len(outbox) > 0 {
 		l := make([]types.AttributeValue, len(outbox))

@@ -31,11 +31,15 @@ type answerKey struct {
 const freshAge = 10 * time.Second
 
 func (k answerKey) set(i int) CacheKey {
-	var cutoff int64
-	if !k.cutoff.IsZero() {
-		cutoff = k.cutoff.UnixMilli()
+	return CacheKey{UserID: k.userID, PolicyVersion: k.version, Project: k.project, Split: k.split, Cutoff: k.cutoffMillis(), Set: i}
+}
+
+// cutoffMillis is the cutoff as the cache keys it: 0 for none.
+func (k answerKey) cutoffMillis() int64 {
+	if k.cutoff.IsZero() {
+		return 0
 	}
-	return CacheKey{UserID: k.userID, PolicyVersion: k.version, Project: k.project, Split: k.split, Cutoff: cutoff, Set: i}
+	return k.cutoff.UnixMilli()
 }
 
 // policy is the key without what only selects credentials: the answer's
@@ -56,7 +60,7 @@ func (k answerKey) oldest(now time.Time) time.Time {
 // none of them can contain (ids and versions are printable).
 func (k answerKey) flight() string {
 	return k.userID + "\x00" + k.version + "\x00" + k.project + "\x00" + strconv.FormatBool(k.split) +
-		"\x00" + strconv.FormatInt(k.set(0).Cutoff, 10) + "\x00" + strconv.FormatBool(k.fresh)
+		"\x00" + strconv.FormatInt(k.cutoffMillis(), 10) + "\x00" + strconv.FormatBool(k.fresh)
 }
 
 // issuedSet is the credentials of one set and whether this request's

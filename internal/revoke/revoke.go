@@ -9,9 +9,10 @@
 // for every action, within IAM's propagation delay. The deny spares the
 // sessions tagged with the cutoff's own tag (broker.CutoffTag): those were
 // minted from the narrowed item, so the user need not wait for the cutoff.
-// Entries leave the list once no session they can match is alive. When the list no longer fits the
-// role's inline policy budget, it falls back to one cutoff for everyone: all
-// sessions issued before it are denied and every client fetches again.
+// Entries leave the list once no session they can match is alive. When the
+// list no longer fits the role's inline policy budget, it falls back to one
+// cutoff for everyone: all sessions issued before it are denied and every
+// client fetches again.
 package revoke
 
 import (

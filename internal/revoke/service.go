@@ -192,7 +192,8 @@ func (s *Service) audit(ctx context.Context, req Request, l List) error {
 	}
 	users := map[group][]string{}
 	for _, e := range req.Entries {
-		// The events say what IAM compares: whole seconds.
+		// Entries compare to the millisecond; the events say what IAM
+		// compares, whole seconds.
 		before := e.Before.UTC().Truncate(time.Millisecond)
 		switch u, ok := l.Users[e.UserID]; {
 		case ok && !u.Before.Before(before):

@@ -21,6 +21,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/iamrole"
+	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
 
 // proxy stands between the stack's own AWS clients and moto. It counts what
@@ -44,8 +45,9 @@ type proxy struct {
 	minted map[mint]int
 	// issued holds when STS issued each access key.
 	issued map[string]time.Time
-	// deny is the base role's revocation policy as last written.
-	deny []denyStatement
+	// deny is the base role's revocation policy as last written, after
+	// an Allow of everything: it allows what the policy does not deny.
+	deny iameval.Policy
 	// audited holds every access key id a CredentialsIssued entry named.
 	audited map[string]bool
 	window  faultWindow
@@ -130,6 +132,7 @@ func newProxy(motoURL string, seed uint64) (*proxy, error) {
 		keys:    map[string]mint{},
 		minted:  map[mint]int{},
 		issued:  map[string]time.Time{},
+		deny:    allowAll,
 		audited: map[string]bool{},
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
@@ -345,15 +348,6 @@ func (p *proxy) observeResponse(resp *http.Response) error {
 	return nil
 }
 
-// denyStatement is one statement of the revocation policy: it denies the
-// sessions issued before Before of Users (everyone's when nil), except
-// those tagged with one of Spared.
-type denyStatement struct {
-	Before time.Time
-	Users  []string
-	Spared []string
-}
-
 // arrived counts an answer as denied on arrival when the revocation policy
 // as last written denies any of its access keys.
 func (p *proxy) arrived(accessKeyIDs []string) {
@@ -364,50 +358,34 @@ func (p *proxy) arrived(accessKeyIDs []string) {
 		if !ok {
 			continue
 		}
-		issued := p.issued[k].Truncate(time.Second) // IAM compares whole seconds
-		for _, st := range p.deny {
-			if issued.Before(st.Before) && (st.Users == nil || slices.Contains(st.Users, m.User)) &&
-				(m.Tag == "" || !slices.Contains(st.Spared, m.Tag)) {
-				p.counts.DeniedOnArrival++
-				return
-			}
+		ctx := map[string]string{"aws:SourceIdentity": m.User, "aws:TokenIssueTime": p.issued[k].UTC().Truncate(time.Second).Format(time.RFC3339)}
+		if m.Tag != "" {
+			ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = m.Tag
+		}
+		if !p.deny.Allows(iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::any/key", Context: ctx}) {
+			p.counts.DeniedOnArrival++
+			return
 		}
 	}
 }
 
+// allowAll is the policy the revocation policy's denies are added to.
+var allowAll = iameval.Policy{Statements: []iameval.Statement{{Effect: "Allow", Actions: []string{"*"}, Resources: []string{"*"}}}}
+
 // observeDenyPolicy keeps the revocation policy written on the base role
-// (README "Revocation"): statements that deny the sessions of some users,
-// or anyone's, issued before a time, except those with a cutoff tag. An
-// empty doc (the policy deleted) denies nothing.
+// (README "Revocation"); an empty doc (the policy deleted) denies nothing.
 func (p *proxy) observeDenyPolicy(doc string) {
-	var d struct {
-		Statement []struct {
-			Effect    string
-			Condition struct {
-				DateLessThan struct {
-					TokenIssueTime time.Time `json:"aws:TokenIssueTime"`
-				}
-				StringEquals struct {
-					SourceIdentity []string `json:"aws:SourceIdentity"`
-				}
-				StringNotEquals map[string][]string
-			}
+	pol := allowAll
+	if doc != "" {
+		deny, err := iameval.Parse(doc)
+		if err != nil {
+			return
 		}
-	}
-	if doc != "" && json.Unmarshal([]byte(doc), &d) != nil {
-		return
-	}
-	var deny []denyStatement
-	for _, st := range d.Statement {
-		if st.Effect != "Deny" || st.Condition.DateLessThan.TokenIssueTime.IsZero() {
-			continue
-		}
-		deny = append(deny, denyStatement{Before: st.Condition.DateLessThan.TokenIssueTime,
-			Users: st.Condition.StringEquals.SourceIdentity, Spared: st.Condition.StringNotEquals["aws:PrincipalTag/"+broker.CutoffTagKey]})
+		pol.Statements = append(slices.Clip(allowAll.Statements), deny.Statements...)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.deny = deny
+	p.deny = pol
 }
 
 // fault is what the proxy does to one request.
