@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -54,7 +55,7 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 		fmt.Fprintf(env.Stderr, "credbroker admin revoke: this machine's clock is %v off AWS's; using AWS's\n", offset.Round(time.Second))
 	}
 	h, err := wire.Revoker(revoke.Config{PolicyTable: tgt.PolicyTable, AuditBusName: tgt.EventBusName, BaseRoleARN: tgt.BaseRoleARN, MaxSession: *session},
-		cfg, logging.New(env.Stderr, slog.LevelWarn, "revoker"))
+		cfg, logging.New(env.Stderr, slog.LevelWarn, "revoker"), io.Discard)
 	if err != nil {
 		return usagef("%s", message(err))
 	}
@@ -64,7 +65,7 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return usagef("%s", message(err))
 	}
-	if err := h.Service.Revoke(ctx, *req); err != nil {
+	if _, err := h.Service.Revoke(ctx, *req); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "revoked: sessions of %s issued before %s are denied\n", *user, req.Entries[0].Before.Format(time.RFC3339))

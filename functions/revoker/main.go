@@ -7,8 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -31,22 +29,10 @@ func main() {
 		log.Error("load AWS configuration", "err", err)
 		os.Exit(1)
 	}
-	h, err := wire.Revoker(cfg, aws, log)
+	h, err := wire.Revoker(cfg, aws, log, os.Stdout)
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		os.Exit(1)
 	}
-	lambda.Start(func(ctx context.Context, payload json.RawMessage) error {
-		err := h.Handle(ctx, payload)
-		if errors.Is(err, revoke.ErrRefused) {
-			// Delivering it again cannot help: log it in full (a dead
-			// letter) and let the invocation succeed.
-			log.Error("revoker event refused", "err", err, "event", string(payload))
-			return nil
-		}
-		if err != nil {
-			log.Error("revocation failed; Lambda retries it", "err", err)
-		}
-		return err
-	})
+	lambda.Start(h.Invoke)
 }

@@ -27,29 +27,37 @@ const (
 
 var _ revoke.Store = (*Store)(nil)
 
-// LoadDenyList reads the deny list with a strongly consistent read.
+// LoadDenyList reads the deny list with a strongly consistent read. An item
+// it cannot read comes with an error wrapping broker.ErrCorruptItem and,
+// as the list's Version, the token SaveDenyList replaces it with: its
+// version attribute, or 0 when that is no number either.
 func (s *Store) LoadDenyList(ctx context.Context) (revoke.List, error) {
+	const op = "load deny list"
 	out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.PolicyTable), Key: key(denyListPK, denyListSK), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return revoke.List{}, classify("load deny list", err)
+		return revoke.List{}, classify(op, err)
 	}
 	if len(out.Item) == 0 {
 		return revoke.List{}, nil
 	}
+	version, verr := millisOf(out.Item["version"])
+	if verr != nil || version < 0 {
+		return revoke.List{}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: version attribute %v is not a version", broker.ErrCorruptItem, out.Item["version"]))
+	}
 	var l revoke.List
 	if err := json.Unmarshal([]byte(getS(out.Item, "list")), &l); err != nil {
-		return revoke.List{}, broker.Wrap(broker.Internal, "load deny list", fmt.Errorf("%w: %w", broker.ErrCorruptItem, err))
+		return revoke.List{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %w", broker.ErrCorruptItem, err))
 	}
-	version, err := millisOf(out.Item["version"])
-	if err != nil || version != l.Version {
-		return revoke.List{}, broker.Errorf(broker.Internal, "load deny list", "version attribute %v disagrees with the list's %d", out.Item["version"], l.Version)
+	if version != l.Version {
+		return revoke.List{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: version attribute %d disagrees with the list's %d", broker.ErrCorruptItem, version, l.Version))
 	}
 	return l, nil
 }
 
-// SaveDenyList writes next on condition that the stored version is prev.
+// SaveDenyList writes next on condition that the stored version is prev;
+// prev 0 also replaces an item whose version is no number (unreadable).
 func (s *Store) SaveDenyList(ctx context.Context, prev int64, next revoke.List) error {
 	b, err := json.Marshal(next)
 	if err != nil {
@@ -60,7 +68,8 @@ func (s *Store) SaveDenyList(ctx context.Context, prev int64, next revoke.List) 
 	item["list"] = str(string(b))
 	in := &dynamodb.PutItemInput{TableName: aws.String(s.PolicyTable), Item: item}
 	if prev == 0 {
-		in.ConditionExpression = aws.String("attribute_not_exists(pk)")
+		in.ConditionExpression = aws.String("attribute_not_exists(pk) OR attribute_not_exists(version) OR NOT attribute_type(version, :n)")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":n": str("N")}
 	} else {
 		in.ConditionExpression = aws.String("version = :v")
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev, 10)}}

@@ -123,6 +123,28 @@ func millisOf(v types.AttributeValue) (int64, error) {
 	return strconv.ParseInt(n.Value, 10, 64)
 }
 
+// Cutoff returns the user's revocation cutoff (zero when the item has none,
+// or there is no item). It reads that attribute only: the revoker's role
+// may read no more of a user's item.
+func (s *Store) Cutoff(ctx context.Context, userID string) (time.Time, error) {
+	out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.PolicyTable), Key: userKey(userID), ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("#rvk"), ExpressionAttributeNames: pick(policyNames, "#rvk"),
+	})
+	if err != nil {
+		return time.Time{}, classify("read revocation cutoff", err)
+	}
+	v, ok := out.Item["revokedBefore"]
+	if !ok {
+		return time.Time{}, nil
+	}
+	ms, err := millisOf(v)
+	if err != nil {
+		return time.Time{}, broker.Wrap(broker.Internal, "read revocation cutoff", fmt.Errorf("%w: revokedBefore: %w", broker.ErrCorruptItem, err))
+	}
+	return time.UnixMilli(ms).UTC(), nil
+}
+
 // AdvanceCutoff gives the user a new revocation cutoff: want, or, when the
 // item's cutoff is already at or after it, the millisecond after that
 // (broker.NextCutoff), so that the sessions tagged with the old cutoff are

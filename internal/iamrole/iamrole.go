@@ -143,7 +143,8 @@ func (r *Role) Apply(ctx context.Context, doc string) error {
 	return err
 }
 
-// Current returns the role's revocation policy, "" when there is none.
+// Current implements revoke.Role: the role's revocation policy, "" when
+// there is none.
 func (r *Role) Current(ctx context.Context) (string, error) {
 	out, err := r.Client.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(r.Name), PolicyName: aws.String(PolicyName)})
 	var missing *types.NoSuchEntityException

@@ -232,7 +232,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	svc := ep.Service
 	// The revoker, fed as the audit bus's rule feeds it on AWS.
 	revoker, err := wire.Revoker(revoke.Config{PolicyTable: st.Info.PolicyTable, AuditBusName: st.Info.EventBusName,
-		BaseRoleARN: st.Info.BaseRoleARN, MaxSession: ccfg.SessionDuration}, stackCfg, log.With("function", "revoker"))
+		BaseRoleARN: st.Info.BaseRoleARN, MaxSession: ccfg.SessionDuration}, stackCfg, log.With("function", "revoker"), io.Discard)
 	if err != nil {
 		return nil, err
 	}

@@ -95,15 +95,11 @@ func (r *busRule) run(ctx context.Context, prune time.Duration) {
 
 func (r *busRule) invoke(ctx context.Context, payload json.RawMessage) {
 	for attempt := 1; ; attempt++ {
-		err := r.handler.Handle(ctx, payload)
-		if err == nil || ctx.Err() != nil {
+		_, err := r.handler.Invoke(ctx, payload)
+		if err == nil || ctx.Err() != nil || errors.Is(err, revoke.ErrRefused) {
 			return
 		}
-		if errors.Is(err, revoke.ErrRefused) {
-			r.log.Error("revoker event refused", "err", err, "event", string(payload))
-			return
-		}
-		r.log.Warn("revocation failed; retrying", "attempt", attempt, "err", err)
+		r.log.Warn("retrying the revoker", "attempt", attempt)
 		if backoff.Sleep(ctx, backoff.Jitter(attempt, 200*time.Millisecond, 10*time.Second)) != nil {
 			return
 		}

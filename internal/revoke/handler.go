@@ -2,10 +2,12 @@ package revoke
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -21,14 +23,51 @@ import (
 //     revokes every current session of one user;
 //   - {"action":"prune"}: the schedule's call, which removes expired entries.
 //
-// An invocation that fails returns the error, so that Lambda's retries (and
-// then the dead-letter queue) take over; a payload that can never succeed
-// returns an error wrapping ErrRefused, which the function logs in full and
-// does not retry. Only the payload decides that: a failure of the work
-// itself, whatever its kind, is retried.
+// The revoker's clock sets every cutoff it makes (an operator's revocation,
+// a narrowing it had to clamp) and every prune: the operator's machine never
+// enters one (README "Revocation").
+//
+// Invoke is what the function runs. A failure of the work returns the
+// error, so that Lambda's retries (and then the dead-letter queue) take
+// over; a payload that can never succeed is refused (ErrRefused): never
+// silently, since a refused narrowing is a revocation that did not happen.
+// Only the payload decides that: a failure of the work itself, whatever its
+// kind, is retried.
 type Handler struct {
 	Service *Service
 	Now     func() time.Time
+	// Logger gets the refusals, in full (default slog.Default()).
+	Logger *slog.Logger
+	// Metric counts an alarming event (MetricRefused, MetricClamped); nil
+	// counts nothing.
+	Metric func(name string)
+}
+
+// The revoker's metrics (namespace emf.Namespace); template.yaml alarms on
+// each.
+const (
+	// MetricRefused counts payloads refused for good: a narrowing that
+	// will not be applied.
+	MetricRefused = "RevocationsRefused"
+	// MetricClamped counts narrowings whose cutoff lay too far ahead and
+	// that were applied at the revoker's own clock instead.
+	MetricClamped = "RevocationsClamped"
+	// MetricFailed counts invocations that failed (Lambda retries them).
+	MetricFailed = "RevocationsFailed"
+	// MetricPruneFailed counts failed prunes, apart from revocations.
+	MetricPruneFailed = "PrunesFailed"
+	// MetricDenyListRecovered counts runs that found the deny-list item
+	// missing, unreadable or older than the role's policy and rebuilt it
+	// from the role's policy.
+	MetricDenyListRecovered = "DenyListRecovered"
+)
+
+// Result answers an operator's revocation: the new cutoff of the user,
+// which the deny rounds up to the second.
+type Result struct {
+	UserID       string    `json:"userId"`
+	IssuedBefore time.Time `json:"issuedBefore"`
+	Scope        string    `json:"scope"`
 }
 
 // ErrRefused is in the chain of the error of a payload that can never be
@@ -55,16 +94,68 @@ func (h *Handler) now() time.Time {
 	return time.Now()
 }
 
-// Handle decodes the payload and applies what it asks.
-func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) error {
+func (h *Handler) logger() *slog.Logger { return cmp.Or(h.Logger, slog.Default()) }
+
+func (h *Handler) count(metric string) {
+	if h.Metric != nil {
+		h.Metric(metric)
+	}
+}
+
+// Handle decodes the payload and applies what it asks. It returns the
+// Result of an operator's revocation (nil for other payloads).
+func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result, error) {
 	req, err := h.Decode(payload)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrRefused, err)
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if req == nil {
-		return nil
+		return nil, nil
 	}
-	return h.Service.Revoke(ctx, *req)
+	applied, err := h.Service.Revoke(ctx, *req)
+	if err != nil || req.Reason != broker.ReasonOperator || len(applied) == 0 {
+		return nil, err
+	}
+	return &Result{UserID: applied[0].UserID, IssuedBefore: applied[0].Before, Scope: broker.ScopeUser}, nil
+}
+
+// Invoke is the function's handler: Handle, with every refusal and failure
+// logged as an error and counted. A refused event of the bus returns
+// success, as delivering it again cannot help (the log line and the
+// metric's alarm are its dead letter); a refused call of an operator
+// returns the error, which the caller sees.
+func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (*Result, error) {
+	res, err := h.Handle(ctx, payload)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, ErrRefused):
+		h.count(MetricRefused)
+		h.logger().Error("revoker payload refused: no revocation was applied", "err", err, "event", string(payload))
+		if isBusEvent(payload) {
+			return nil, nil
+		}
+		return nil, err
+	case isPrune(payload):
+		h.count(MetricPruneFailed)
+		h.logger().Error("prune failed; Lambda retries it", "err", err)
+	default:
+		h.count(MetricFailed)
+		h.logger().Error("revocation failed; Lambda retries it", "err", err, "event", string(payload))
+	}
+	return nil, err
+}
+
+func isBusEvent(payload json.RawMessage) bool {
+	var probe struct {
+		DetailType *string `json:"detail-type"`
+	}
+	return json.Unmarshal(payload, &probe) == nil && probe.DetailType != nil
+}
+
+func isPrune(payload json.RawMessage) bool {
+	var a Action
+	return json.Unmarshal(payload, &a) == nil && a.Action == "prune"
 }
 
 // Decode turns a payload into a request; nil means nothing to do.
@@ -129,12 +220,23 @@ func (h *Handler) decodeBusEvent(payload json.RawMessage) (*Request, error) {
 	if ev.Source != broker.SourceProjector {
 		return nil, broker.Errorf(broker.Invalid, op, "PolicyChanged from source %q: only %s's narrowings revoke", ev.Source, broker.SourceProjector)
 	}
-	if limit := h.now().Add(MaxAhead); d.RevokeBefore.After(limit) {
-		return nil, broker.Errorf(broker.Invalid, op, "revokeBefore %s is more than %v ahead", d.RevokeBefore.UTC().Format(time.RFC3339), MaxAhead)
-	}
 	if err := broker.ValidateUserID(d.UserID); err != nil {
 		return nil, broker.Errorf(broker.Invalid, op, "PolicyChanged of an invalid user: %s", broker.MessageOf(err))
 	}
-	return &Request{Entries: []Entry{{UserID: d.UserID, Before: *d.RevokeBefore}},
-		Reason: broker.ReasonNarrowed, Causes: []string{d.ChangeID}}, nil
+	entry := Entry{UserID: d.UserID, Before: *d.RevokeBefore}
+	if now := h.now(); d.RevokeBefore.After(now.Add(MaxAhead)) {
+		// The projector's clock ran ahead (or the event is forged: the
+		// template lets only the projector put it). Refusing would leave
+		// the user's old sessions alive; trusting it would deny the user,
+		// and through a fallback everyone, far into the future. Every
+		// session minted from the user's old grants was issued before this
+		// event reached us, so a cutoff at our own clock stops them all.
+		// The item's cutoff stays ahead, so credentials minted from the
+		// narrowed item are denied too until ours passes: seconds.
+		entry.Before = broker.RevokeBefore(now)
+		h.count(MetricClamped)
+		h.logger().Error("narrowing's cutoff lies too far ahead of the revoker's clock (is the projector's clock off?): revoking at the revoker's clock instead",
+			"userId", d.UserID, "changeId", d.ChangeID, "revokeBefore", d.RevokeBefore.UTC(), "issuedBefore", entry.Before, "maxAhead", MaxAhead)
+	}
+	return &Request{Entries: []Entry{entry}, Reason: broker.ReasonNarrowed, Causes: []string{d.ChangeID}}, nil
 }

@@ -17,6 +17,7 @@ package revoke
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -34,6 +35,22 @@ type List struct {
 	// All, when its Before is not zero, denies every session issued before
 	// it, whoever its user: the fallback when the users do not fit.
 	All Cutoff `json:"all,omitzero"`
+	// Unannounced are the revocations saved but not yet announced by a
+	// CredentialsRevoked event: whichever run next puts a list at least as
+	// new on the role announces them (Service), so a revocation that
+	// another run applied is announced all the same.
+	Unannounced []Notice `json:"unannounced,omitempty"`
+}
+
+// Notice is a revocation to announce.
+type Notice struct {
+	UserID string    `json:"userId"`
+	Before time.Time `json:"before"`
+	Reason string    `json:"reason"`
+	Causes []string  `json:"causes,omitempty"`
+	// Version is the version of the list that first held it: it is
+	// announced once a list at least that new is on the role.
+	Version int64 `json:"version"`
 }
 
 // Cutoff denies the sessions issued before Before (in milliseconds; the
@@ -45,17 +62,37 @@ type List struct {
 type Cutoff struct {
 	Before time.Time `json:"before"`
 	Until  time.Time `json:"until"`
+	// Causes name the revocations it enforces (changeIds, operators'
+	// request ids): a request delivered again whose causes are all here
+	// was noted already, and is not announced twice.
+	Causes []string `json:"causes,omitempty"`
 }
 
-// widen returns a cutoff that denies at least what c and d deny, as long.
+// widen returns a cutoff that denies at least what c and d deny, as long,
+// and enforces the causes of both.
 func (c Cutoff) widen(d Cutoff) Cutoff {
-	return Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until)}
+	causes := slices.Concat(c.Causes, d.Causes)
+	slices.Sort(causes)
+	return Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until), Causes: slices.Clip(slices.Compact(causes))}
+}
+
+// enforces reports whether every one of causes is among c's.
+func (c Cutoff) enforces(causes []string) bool {
+	for _, cause := range causes {
+		if !slices.Contains(c.Causes, cause) {
+			return false
+		}
+	}
+	return len(causes) > 0
 }
 
 // Entry asks that the user's sessions issued before Before be denied.
+// Reason and Causes are what its announcement says.
 type Entry struct {
 	UserID string
 	Before time.Time
+	Reason string
+	Causes []string
 }
 
 // Limits bound the list.
@@ -79,6 +116,8 @@ type Change struct {
 	FellBack bool
 	// Pruned counts the entries that expired.
 	Pruned int
+	// Noted counts the notices added.
+	Noted int
 }
 
 // Apply adds entries to l (a later cutoff for a user replaces an earlier
@@ -87,7 +126,7 @@ type Change struct {
 // version one higher), the policy document ("" when nothing is denied: the
 // role's revocation policy is then removed), and what changed.
 func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change) {
-	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), All: l.All}
+	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), All: l.All, Unannounced: slices.Clone(l.Unannounced)}
 	if next.Users == nil {
 		next.Users = map[string]Cutoff{}
 	}
@@ -95,24 +134,31 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change
 	var ch Change
 	for _, e := range add {
 		e.Before = e.Before.UTC().Truncate(time.Millisecond) // as the policy item keeps it
-		c := Cutoff{Before: e.Before, Until: e.Before.Add(life)}
+		c := Cutoff{Before: e.Before, Until: e.Before.Add(life), Causes: e.Causes}
 		cur, listed := next.Users[e.UserID]
+		var noted bool
 		switch {
 		case !c.Before.After(next.All.Before):
 			// The fallback covers it; it must last as long.
-			next.All.Until = latest(next.All.Until, c.Until)
+			noted = next.All.enforces(e.Causes)
+			next.All = next.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
 		case listed && !c.Before.After(cur.Before):
+			noted = cur.enforces(e.Causes)
 			next.Users[e.UserID] = cur.widen(c)
 		default:
 			next.Users[e.UserID] = cur.widen(c)
 			ch.Added = append(ch.Added, e)
+		}
+		if !noted {
+			next.Unannounced = append(next.Unannounced, Notice{UserID: e.UserID, Before: e.Before, Reason: e.Reason, Causes: e.Causes, Version: next.Version})
+			ch.Noted++
 		}
 	}
 	for u, c := range next.Users {
 		switch {
 		case now.After(c.Until):
 		case !c.Before.After(next.All.Before):
-			next.All = next.All.widen(Cutoff{Until: c.Until})
+			next.All = next.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
 		default:
 			continue
 		}
@@ -218,4 +264,95 @@ func deny(users, tags []string, before time.Time) statement {
 // white space.
 func Size(doc string) int {
 	return len(strings.Join(strings.Fields(doc), ""))
+}
+
+// Enforced is what a rendered policy denies, as far as it can be read back:
+// each listed user's cutoff and the fallback's, in whole seconds (the tags
+// it spares are digests, and cannot be read back).
+type Enforced struct {
+	Users map[string]time.Time
+	All   time.Time
+}
+
+// ParseEnforced reads a policy document that Render wrote ("" is an empty
+// one). A document of any other shape is an error: the revoker cannot tell
+// what it denies, so it must not replace it.
+func ParseEnforced(doc string) (Enforced, error) {
+	e := Enforced{Users: map[string]time.Time{}}
+	if strings.TrimSpace(doc) == "" {
+		return e, nil
+	}
+	var d struct {
+		Statement []struct {
+			Effect, Action, Resource string
+			Condition                map[string]map[string]json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(doc), &d); err != nil {
+		return Enforced{}, fmt.Errorf("the role's revocation policy is not JSON: %w", err)
+	}
+	for i, st := range d.Statement {
+		var issued string
+		if err := json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued); err != nil || st.Effect != "Deny" || st.Action != "*" || st.Resource != "*" {
+			return Enforced{}, fmt.Errorf("statement %d of the role's revocation policy is not a deny the revoker wrote", i)
+		}
+		before, err := time.Parse(time.RFC3339, issued)
+		if err != nil {
+			return Enforced{}, fmt.Errorf("statement %d of the role's revocation policy: %w", i, err)
+		}
+		raw, listed := st.Condition["StringEquals"]["aws:SourceIdentity"]
+		if !listed {
+			e.All = latest(e.All, before)
+			continue
+		}
+		var users []string
+		if err := json.Unmarshal(raw, &users); err != nil {
+			var one string
+			if err := json.Unmarshal(raw, &one); err != nil {
+				return Enforced{}, fmt.Errorf("statement %d of the role's revocation policy names no users", i)
+			}
+			users = []string{one}
+		}
+		for _, u := range users {
+			e.Users[u] = latest(e.Users[u], before.UTC())
+		}
+	}
+	return e, nil
+}
+
+// Lost returns what e enforces and l does not (nor its fallback) and that
+// can still match a live session at now, sessions living up to life: what
+// a lost, unreadable or restored-from-backup deny-list item no longer holds.
+func (l List) Lost(e Enforced, now time.Time, life time.Duration) Enforced {
+	lost := Enforced{Users: map[string]time.Time{}}
+	covered := func(before time.Time, c Cutoff) bool {
+		return !c.Before.IsZero() && !ceilSecond(c.Before).Before(before)
+	}
+	for u, before := range e.Users {
+		if now.After(before.Add(life)) || covered(before, l.Users[u]) || covered(before, l.All) {
+			continue
+		}
+		lost.Users[u] = before
+	}
+	if !e.All.IsZero() && !now.After(e.All.Add(life)) && !covered(e.All, l.All) {
+		lost.All = e.All
+	}
+	return lost
+}
+
+// Restore puts back what was lost: each user's entry at before (a cutoff
+// whose deny is the lost one, or later), the fallback at lost.All, each
+// kept for life from its second.
+func (l List) Restore(users map[string]time.Time, all time.Time, life time.Duration) List {
+	l.Users = maps.Clone(l.Users)
+	if l.Users == nil {
+		l.Users = map[string]Cutoff{}
+	}
+	for u, before := range users {
+		l.Users[u] = l.Users[u].widen(Cutoff{Before: before, Until: ceilSecond(before).Add(life)})
+	}
+	if !all.IsZero() {
+		l.All = l.All.widen(Cutoff{Before: all, Until: ceilSecond(all).Add(life)})
+	}
+	return l
 }

@@ -108,18 +108,26 @@ func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery
 	}
 }
 
-// Revoker builds the revoker's handler.
-func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger) (*revoke.Handler, error) {
+// Revoker builds the revoker's handler; its alarming events go to metrics
+// as EMF lines (template.yaml's revoker alarms).
+func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (*revoke.Handler, error) {
 	name, err := iamrole.NameFromARN(cfg.BaseRoleARN)
 	if err != nil {
 		return nil, err
 	}
+	emfw := &emf.Writer{W: metrics}
+	count := func(metric string) {
+		if err := emfw.Write(map[string]string{"Function": "revoker"}, nil, emf.Metric{Name: metric, Unit: emf.Count, Value: 1}); err != nil {
+			log.Warn("write metric", "metric", metric, "err", err)
+		}
+	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
-	return &revoke.Handler{Service: &revoke.Service{
+	return &revoke.Handler{Logger: log, Metric: count, Service: &revoke.Service{
 		Store: store, Cutoffs: store,
 		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), Name: name},
 		Auditor:    ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
 		Logger:     log,
+		Metric:     count,
 		MaxSession: cfg.MaxSession,
 	}}, nil
 }

@@ -23,12 +23,13 @@ import (
 
 // Store holds both tables. The zero value is not usable; call New.
 type Store struct {
-	mu          sync.Mutex
-	source      map[string]map[string]broker.SourceItem // pk -> sk -> item
-	policies    map[string]*row
-	index       map[string]map[string]int64 // project -> user -> token
-	checkpoints map[string]string
-	denyList    revoke.List
+	mu              sync.Mutex
+	source          map[string]map[string]broker.SourceItem // pk -> sk -> item
+	policies        map[string]*row
+	index           map[string]map[string]int64 // project -> user -> token
+	checkpoints     map[string]string
+	denyList        revoke.List
+	denyListCorrupt bool
 
 	// Calls counts every store call, like DynamoDB calls.
 	Calls atomic.Int64
@@ -261,12 +262,42 @@ func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limi
 	return page, nil
 }
 
+// Cutoff implements revoke.Cutoffs.
+func (s *Store) Cutoff(_ context.Context, userID string) (time.Time, error) {
+	defer s.lock()()
+	if r := s.policies[userID]; r != nil {
+		return r.policy.RevokedBefore, nil
+	}
+	return time.Time{}, nil
+}
+
 // LoadDenyList implements revoke.Store.
 func (s *Store) LoadDenyList(context.Context) (revoke.List, error) {
 	defer s.lock()()
+	if s.denyListCorrupt {
+		return revoke.List{Version: s.denyList.Version}, broker.Wrap(broker.Internal, "load deny list", fmt.Errorf("%w: made unreadable by the test", broker.ErrCorruptItem))
+	}
 	l := s.denyList
 	l.Users = maps.Clone(l.Users)
+	l.Unannounced = slices.Clone(l.Unannounced)
 	return l, nil
+}
+
+// CorruptDenyList makes the stored deny list unreadable (it keeps its
+// version), as an item damaged by hand would be.
+func (s *Store) CorruptDenyList() {
+	defer s.lock()()
+	s.denyListCorrupt = true
+}
+
+// DeleteDenyList removes the stored deny list, as a mistaken clean-up
+// would; RestoreDenyList puts back an older copy, as a backup would.
+func (s *Store) DeleteDenyList() { s.RestoreDenyList(revoke.List{}) }
+
+// RestoreDenyList replaces the stored deny list with l.
+func (s *Store) RestoreDenyList(l revoke.List) {
+	defer s.lock()()
+	s.denyList, s.denyListCorrupt = l, false
 }
 
 // SaveDenyList implements revoke.Store.
@@ -276,7 +307,8 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) er
 		return broker.Errorf(broker.Conflict, "save deny list", "version %d, not %d", s.denyList.Version, prev)
 	}
 	next.Users = maps.Clone(next.Users)
-	s.denyList = next
+	next.Unannounced = slices.Clone(next.Unannounced)
+	s.denyList, s.denyListCorrupt = next, false
 	return nil
 }
 
