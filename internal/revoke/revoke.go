@@ -51,7 +51,14 @@ type Notice struct {
 	// Version is the version of the list that first held it: it is
 	// announced once a list at least that new is on the role.
 	Version int64 `json:"version"`
+	// Noted is when it was saved: the run that saved it announces it; any
+	// run announces it once OrphanAge has passed (that run failed).
+	Noted time.Time `json:"noted"`
 }
+
+// OrphanAge is how long a notice waits for the run that saved it (Lambda
+// stops a revoker run after 60 s) before any run announces it.
+const OrphanAge = 2 * time.Minute
 
 // Cutoff denies the sessions issued before Before (in milliseconds; the
 // deny counts whole seconds, rounding up), except, for a user's cutoff,
@@ -150,7 +157,7 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change
 			ch.Added = append(ch.Added, e)
 		}
 		if !noted {
-			next.Unannounced = append(next.Unannounced, Notice{UserID: e.UserID, Before: e.Before, Reason: e.Reason, Causes: e.Causes, Version: next.Version})
+			next.Unannounced = append(next.Unannounced, Notice{UserID: e.UserID, Before: e.Before, Reason: e.Reason, Causes: e.Causes, Version: next.Version, Noted: now})
 			ch.Noted++
 		}
 	}

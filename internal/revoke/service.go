@@ -143,7 +143,7 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 		}
 		for i, e := range entries {
 			prev := listed.Users[e.UserID].Before
-			if t, ok := enforced.Users[e.UserID]; ok && t.After(prev) {
+			if t, ok := enforced.Users[e.UserID]; ok && ceilSecond(prev).Before(t) {
 				prev = t
 			}
 			before, err := s.Cutoffs.AdvanceCutoff(ctx, e.UserID, broker.NextCutoff(prev, e.Before))
@@ -176,7 +176,7 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.announce(ctx, saved); err != nil {
+	if err := s.announce(ctx, saved, entries); err != nil {
 		return nil, err
 	}
 	return entries, nil
@@ -295,12 +295,15 @@ func (s *Service) apply(ctx context.Context, saved List, doc, current string) (L
 func compact(doc string) string { return strings.Join(strings.Fields(doc), "") }
 
 // announce sends one CredentialsRevoked event per group of the notices
-// that l (now on the role) holds, then removes them from the stored list.
-// Whoever applies a list announces every notice in it, this run's or
-// another's that failed after saving, so every applied revocation is
-// announced; a run that fails between sending and removing sends them
-// again (delivery is at least once; consumers dedupe on causes).
-func (s *Service) announce(ctx context.Context, l List) error {
+// that l (now on the role) holds for this run's entries, and of those that
+// another run saved and left unannounced for OrphanAge (it failed, and its
+// retries may have too), then removes them from the stored list. So every
+// applied revocation is announced, by its own run or by the next one after
+// OrphanAge (the 5-minute prune at the latest). A run that fails between
+// sending and removing sends them again on its retry, and the same event
+// delivered twice at once may announce twice: delivery is at least once;
+// consumers dedupe on causes.
+func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 	type group struct {
 		before time.Time
 		scope  string
@@ -310,9 +313,14 @@ func (s *Service) announce(ctx context.Context, l List) error {
 	users := map[group][]string{}
 	causes := map[group][]string{}
 	var sent []Notice
+	now := s.now()
 	for _, n := range l.Unannounced {
 		if n.Version > l.Version {
 			continue // not on the role yet: its own run announces it
+		}
+		own := slices.ContainsFunc(entries, func(e Entry) bool { return e.UserID == n.UserID && slices.Equal(e.Causes, n.Causes) })
+		if !own && now.Sub(n.Noted) < OrphanAge {
+			continue // its own run is still under way
 		}
 		sent = append(sent, n)
 		// Notices compare to the millisecond; the events say what IAM

@@ -105,6 +105,11 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			rule: "the revoker reaches only the deny list and users' cutoffs",
 		},
 		{
+			name: "the revoker reading users' whole items is rejected",
+			old:  "                  StringEqualsIfExists:\n                    dynamodb:Select: SPECIFIC_ATTRIBUTES\n", new: "",
+			rule: "the revoker reaches only the deny list and users' cutoffs",
+		},
+		{
 			name: "the revoker updating users' grants is rejected",
 			old:  "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]", new: "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim, doc]",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
@@ -848,9 +853,17 @@ func checkRevokerTableAccess(t *stackdef.Template) []string {
 			cond := mapOf(s.m["Condition"])
 			keys := append(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)
 			switch a {
-			case "dynamodb:GetItem", "dynamodb:PutItem":
+			case "dynamodb:PutItem":
 				if !slices.Equal(keys, []string{"REVOCATIONS"}) {
 					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, want only REVOCATIONS", s, a, keys))
+				}
+			case "dynamodb:GetItem":
+				// The deny list, or a user's cutoff attributes only.
+				attrs := sorted(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:Attributes"]))
+				sel := fmt.Sprint(mapOf(cond["StringEqualsIfExists"])["dynamodb:Select"], mapOf(cond["StringEquals"])["dynamodb:Select"])
+				cutoffOnly := slices.Equal(keys, []string{"USER#*"}) && slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) && strings.Contains(sel, "SPECIFIC_ATTRIBUTES")
+				if !slices.Equal(keys, []string{"REVOCATIONS"}) && !cutoffOnly {
+					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v, select %s: want REVOCATIONS, or USER#* with the cutoff's attributes only", s, a, keys, attrs, sel))
 				}
 			case "dynamodb:UpdateItem":
 				attrs := sorted(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:Attributes"]))

@@ -13,7 +13,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/stackdef"
 )
 
@@ -522,6 +524,14 @@ func requiredAlarms(t *stackdef.Template, stack *stackdef.Stack) []string {
 		case "AWS::Serverless::Function":
 			fn := "<" + r.LogicalID + ">"
 			want = append(want, "AWS/Lambda Errors "+fn, "AWS/Lambda Throttles "+fn)
+			if r.LogicalID == "RevokerFunction" {
+				// A revocation refused, clamped, failed, a prune failed, a
+				// deny list recovered: each is loud on its own (README
+				// "Alarms"), never only a log line.
+				for _, m := range []string{revoke.MetricRefused, revoke.MetricClamped, revoke.MetricFailed, revoke.MetricPruneFailed, revoke.MetricDenyListRecovered} {
+					want = append(want, emf.Namespace+" "+m+" revoker")
+				}
+			}
 			for _, ev := range mapOf(p["Events"]) {
 				if dest := mapOf(mapOf(mapOf(mapOf(ev)["Properties"])["DestinationConfig"])["OnFailure"])["Destination"]; dest != nil {
 					want = append(want, "AWS/SQS NumberOfMessagesSent "+queueOf(dest))

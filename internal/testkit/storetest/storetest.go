@@ -132,6 +132,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		h := newHarness(t)
 		advancer, ok := h.Store.(interface {
 			AdvanceCutoff(ctx context.Context, userID string, want time.Time) (time.Time, error)
+			Cutoff(ctx context.Context, userID string) (time.Time, error)
 		})
 		if !ok {
 			t.Fatal("the store keeps no revocation cutoffs")
@@ -159,6 +160,12 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		got, err := h.Store.GetPolicy(ctx, "alice")
 		if want := cutoff.Add(2 * time.Millisecond); err != nil || !got.RevokedBefore.Equal(want) || got.Version != samplePolicy("alice", now).Version {
 			t.Errorf("item after the advances: cutoff %v, version %q (err %v), want %v and the committed version", got.RevokedBefore, got.Version, err, want)
+		}
+		if got, err := advancer.Cutoff(ctx, "alice"); err != nil || !got.Equal(cutoff.Add(2*time.Millisecond)) {
+			t.Errorf("Cutoff of alice: %v, %v; want %v", got, err, cutoff.Add(2*time.Millisecond))
+		}
+		if got, err := advancer.Cutoff(ctx, "bob"); err != nil || !got.IsZero() {
+			t.Errorf("Cutoff of a user with no item: %v, %v; want none", got, err)
 		}
 		if _, err := advancer.AdvanceCutoff(ctx, "bob", cutoff); err != nil {
 			t.Fatal(err)

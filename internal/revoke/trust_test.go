@@ -1,0 +1,359 @@
+package revoke_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/revoke"
+)
+
+// counter collects the revoker's metrics.
+type counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counter) count(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[name]++
+}
+
+func (c *counter) get(name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[name]
+}
+
+// loudHandler is a handler whose metrics and ERROR lines the test reads.
+func loudHandler(w *world) (*revoke.Handler, *counter, *bytes.Buffer) {
+	var logs bytes.Buffer
+	m := &counter{}
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	w.svc.Metric, w.svc.Logger = m.count, log
+	return &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }, Logger: log, Metric: m.count}, m, &logs
+}
+
+func busEvent(source string, d broker.PolicyChangedDetail) json.RawMessage {
+	b, _ := json.Marshal(d)
+	return json.RawMessage(fmt.Sprintf(`{"version":"0","id":"e1","detail-type":"PolicyChanged","source":%q,"account":"1","time":"2026-11-30T12:00:00Z","region":"us-east-1","resources":[],"detail":%s}`, source, b))
+}
+
+// A revocation that is not applied as asked is never silent: a refusal,
+// a clamp and a failure each count a metric (which template.yaml alarms
+// on) and log an ERROR that says why; and a narrowing whose cutoff the
+// revoker cannot trust still ends the user's old sessions.
+func TestRefusedNarrowingIsLoud(t *testing.T) {
+	t.Run("a narrowing from another source is refused, counted and logged; the bus is not asked to retry", func(t *testing.T) {
+		w := newWorld()
+		h, m, logs := loudHandler(w)
+		cut := t0.Add(4 * time.Second)
+		res, err := h.Invoke(context.Background(), busEvent("credbroker.credentials", broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c1", RevokeBefore: &cut}))
+		if err != nil || res != nil {
+			t.Errorf("Invoke = %v, %v; want success (retrying cannot help)", res, err)
+		}
+		if m.get(revoke.MetricRefused) != 1 || !strings.Contains(logs.String(), `"level":"ERROR"`) || !strings.Contains(logs.String(), "credbroker.credentials") {
+			t.Errorf("refusal: %d %s metrics, log %q", m.get(revoke.MetricRefused), revoke.MetricRefused, logs.String())
+		}
+	})
+	t.Run("an operator's refused call returns the error to the operator", func(t *testing.T) {
+		w := newWorld()
+		h, m, _ := loudHandler(w)
+		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"revoke","userId":"a*"}`)); !errors.Is(err, revoke.ErrRefused) {
+			t.Errorf("Invoke = %v, want ErrRefused", err)
+		}
+		if m.get(revoke.MetricRefused) != 1 {
+			t.Errorf("%d refusals counted", m.get(revoke.MetricRefused))
+		}
+	})
+	t.Run("a narrowing too far ahead still ends the user's old sessions, at the revoker's clock, loudly", func(t *testing.T) {
+		w := newWorld()
+		h, m, logs := loudHandler(w)
+		// The projector's clock ran ten minutes ahead: the item's cutoff,
+		// and the tag of what is minted from it, are that far ahead.
+		ahead := broker.RevokeBefore(t0.Add(10 * time.Minute))
+		if _, err := w.store.AdvanceCutoff(context.Background(), "alice", ahead); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.Invoke(context.Background(), busEvent(broker.SourceProjector, broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c1", RevokeBefore: &ahead})); err != nil {
+			t.Fatal(err)
+		}
+		doc := w.role.current()
+		if works(t, doc, "alice", t0.Add(-time.Second)) || worksTagged(t, doc, "alice", t0, broker.CutoffTag("alice", t0.Add(-time.Hour))) {
+			t.Errorf("alice's sessions from before the narrowing still work:\n%s", doc)
+		}
+		if !works(t, doc, "alice", broker.RevokeBefore(t0).Add(time.Second)) || !works(t, doc, "bob", t0.Add(-time.Second)) {
+			t.Errorf("the clamped deny reaches beyond the revoker's clock or beyond alice:\n%s", doc)
+		}
+		if m.get(revoke.MetricClamped) != 1 || !strings.Contains(logs.String(), "too far ahead") {
+			t.Errorf("clamp: %d %s metrics, log %q", m.get(revoke.MetricClamped), revoke.MetricClamped, logs.String())
+		}
+		if ev := w.revoked(); len(ev) != 1 || !ev[0].IssuedBefore.Equal(broker.RevokeBefore(t0)) {
+			t.Errorf("events %+v, want one at the clamped cutoff", ev)
+		}
+	})
+	t.Run("a failure of the work is counted, logged and returned for Lambda to retry", func(t *testing.T) {
+		w := newWorld()
+		w.svc.Store = unreachableStore{w.store}
+		h, m, logs := loudHandler(w)
+		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice"}`)); err == nil || errors.Is(err, revoke.ErrRefused) {
+			t.Errorf("Invoke = %v, want an error to retry", err)
+		}
+		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"prune"}`)); err == nil {
+			t.Error("a failed prune returned no error")
+		}
+		if m.get(revoke.MetricFailed) != 1 || m.get(revoke.MetricPruneFailed) != 1 || strings.Count(logs.String(), `"level":"ERROR"`) < 2 {
+			t.Errorf("failures: %v, log %q", m.n, logs.String())
+		}
+	})
+}
+
+// The deny list fails closed: whatever happened to its item, the next run
+// keeps every revocation that the role's policy still enforces, sparing
+// the sessions minted under each user's cutoff as before.
+func TestLostDenyListKeepsRevocations(t *testing.T) {
+	cuts := map[string]time.Time{"alice": t0.Add(4 * time.Second), "bob": t0.Add(9500 * time.Millisecond)}
+	for _, tc := range []struct {
+		name string
+		lose func(w *world, backup revoke.List)
+	}{
+		{"an item deleted by mistake", func(w *world, _ revoke.List) { w.store.DeleteDenyList() }},
+		{"an item that cannot be read", func(w *world, _ revoke.List) { w.store.CorruptDenyList() }},
+		{"an item restored from an older backup", func(w *world, backup revoke.List) { w.store.RestoreDenyList(backup) }},
+	} {
+		t.Run(tc.name+" loses none of the role's revocations", func(t *testing.T) {
+			w := newWorld()
+			_, m, logs := loudHandler(w)
+			ctx := context.Background()
+			var backup revoke.List
+			for _, u := range []string{"alice", "bob"} {
+				// The projector writes the cutoff to the item first.
+				if _, err := w.store.AdvanceCutoff(ctx, u, cuts[u]); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.svc.Revoke(ctx, narrowing(u, cuts[u])); err != nil {
+					t.Fatal(err)
+				}
+				if u == "alice" {
+					backup, _ = w.store.LoadDenyList(ctx)
+				}
+			}
+			tc.lose(w, backup)
+
+			w.now = t0.Add(20 * time.Second)
+			carol := t0.Add(24 * time.Second)
+			if _, err := w.svc.Revoke(ctx, narrowing("carol", carol)); err != nil {
+				t.Fatal(err)
+			}
+			doc := w.role.current()
+			for u, cut := range cuts {
+				if works(t, doc, u, cut.Add(-time.Second)) {
+					t.Errorf("%s's older session works again:\n%s", u, doc)
+				}
+				if !worksTagged(t, doc, u, cut.Add(-time.Second), broker.CutoffTag(u, cut)) {
+					t.Errorf("%s's session minted under the cutoff is denied after the recovery:\n%s", u, doc)
+				}
+			}
+			if works(t, doc, "carol", carol.Add(-time.Second)) {
+				t.Errorf("the new revocation is missing:\n%s", doc)
+			}
+			l, err := w.store.LoadDenyList(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]string{"alice", "bob", "carol"}, sortedKeys(l.Users)); diff != "" {
+				t.Errorf("stored list (-want +got):\n%s", diff)
+			}
+			if m.get(revoke.MetricDenyListRecovered) != 1 || !strings.Contains(logs.String(), "deny-list item") {
+				t.Errorf("recovery: %d %s metrics, log %q", m.get(revoke.MetricDenyListRecovered), revoke.MetricDenyListRecovered, logs.String())
+			}
+		})
+	}
+	t.Run("a role policy the revoker did not write is left alone and the run fails", func(t *testing.T) {
+		w := newWorld()
+		handEdited := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"*"}]}`
+		w.role.doc = handEdited
+		if _, err := w.svc.Revoke(context.Background(), narrowing("carol", t0)); err == nil {
+			t.Error("Revoke replaced a policy it cannot read")
+		}
+		if w.role.current() != handEdited {
+			t.Errorf("role policy replaced:\n%s", w.role.current())
+		}
+	})
+	t.Run("a healthy list is not reported as lost while a prune is being put", func(t *testing.T) {
+		w := newWorld()
+		_, m, _ := loudHandler(w)
+		if _, err := w.svc.Revoke(context.Background(), narrowing("alice", t0)); err != nil {
+			t.Fatal(err)
+		}
+		// Past alice's entry: the role still holds it, the list may drop it.
+		w.now = t0.Add(17 * time.Minute)
+		if _, err := w.svc.Revoke(context.Background(), revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+			t.Fatal(err)
+		}
+		if m.get(revoke.MetricDenyListRecovered) != 0 || w.role.current() != "" {
+			t.Errorf("%d recoveries, role %q", m.get(revoke.MetricDenyListRecovered), w.role.current())
+		}
+	})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// unreachableStore is a fault-injecting deny-list store: DynamoDB cannot
+// be reached.
+type unreachableStore struct{ revoke.Store }
+
+func (unreachableStore) LoadDenyList(context.Context) (revoke.List, error) {
+	return revoke.List{}, broker.Errorf(broker.Transient, "load deny list", "connection refused")
+}
+
+// failingRole is a fault-injecting role: its puts fail while fail is set.
+type failingRole struct {
+	*role
+	mu   sync.Mutex
+	fail bool
+}
+
+func (f *failingRole) Apply(ctx context.Context, doc string) error {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
+	if fail {
+		return broker.Errorf(broker.Transient, "put revocation policy", "Throttling")
+	}
+	return f.role.Apply(ctx, doc)
+}
+
+// Every applied revocation is announced, once, whoever applied it and
+// whatever retries it took.
+func TestEveryAppliedRevocationIsAnnouncedOnce(t *testing.T) {
+	ctx := context.Background()
+	t.Run("a revocation saved by a run that failed is announced by its retry, or after every retry failed by a later run", func(t *testing.T) {
+		w := newWorld()
+		fr := &failingRole{role: w.role, fail: true}
+		w.svc.Role = fr
+		aliceCut := t0.Add(4 * time.Second)
+		if _, err := w.svc.Revoke(ctx, narrowing("alice", aliceCut)); err == nil {
+			t.Fatal("the put failed, yet Revoke succeeded")
+		}
+		fr.mu.Lock()
+		fr.fail = false
+		fr.mu.Unlock()
+		if _, err := w.svc.Revoke(ctx, narrowing("bob", t0.Add(5*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+		if got := announcedUsers(w); !cmp.Equal(got, []string{"bob"}) {
+			t.Errorf("announced %v, want bob's alone while alice's run may still be retried", got)
+		}
+		if doc := w.role.current(); works(t, doc, "alice", aliceCut.Add(-time.Second)) {
+			t.Errorf("bob's run did not put alice's saved entry on the role:\n%s", doc)
+		}
+		// Every retry of alice's run failed (its event is in the dead-letter
+		// queue): the next prune announces what bob's run applied.
+		w.now = t0.Add(revoke.OrphanAge + time.Second)
+		if _, err := w.svc.Revoke(ctx, revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+			t.Fatal(err)
+		}
+		if got := announcedUsers(w); !cmp.Equal(got, []string{"bob", "alice"}) {
+			t.Errorf("announced %v, want alice's too", got)
+		}
+		// An operator replays the dead letter: already announced.
+		if _, err := w.svc.Revoke(ctx, narrowing("alice", aliceCut)); err != nil {
+			t.Fatal(err)
+		}
+		if got := announcedUsers(w); len(got) != 2 {
+			t.Errorf("announced %v after the replay, want no second event", got)
+		}
+	})
+	t.Run("an announcement the bus refused is sent by the retry", func(t *testing.T) {
+		w := newWorld()
+		w.audit.SetFail(func([]broker.AuditEvent) error { return errors.New("bus down") })
+		if _, err := w.svc.Revoke(ctx, narrowing("alice", t0)); err == nil {
+			t.Fatal("the announcement failed, yet Revoke succeeded")
+		}
+		w.audit.SetFail(nil)
+		if _, err := w.svc.Revoke(ctx, narrowing("alice", t0)); err != nil {
+			t.Fatal(err)
+		}
+		if got := announcedUsers(w); !cmp.Equal(got, []string{"alice"}) {
+			t.Errorf("announced %v", got)
+		}
+	})
+	t.Run("a narrowing delivered after its entry would have expired is still announced", func(t *testing.T) {
+		w := newWorld()
+		w.now = t0.Add(2 * time.Hour)
+		if _, err := w.svc.Revoke(ctx, narrowing("alice", t0)); err != nil {
+			t.Fatal(err)
+		}
+		if got := announcedUsers(w); !cmp.Equal(got, []string{"alice"}) {
+			t.Errorf("announced %v", got)
+		}
+		if w.role.current() != "" {
+			t.Errorf("an expired entry was put on the role: %s", w.role.current())
+		}
+	})
+	t.Run("an older narrowing delivered after a newer one is announced too", func(t *testing.T) {
+		w := newWorld()
+		newer := narrowing("alice", t0.Add(8*time.Second))
+		newer.Causes = []string{"alice/v3/9"}
+		if _, err := w.svc.Revoke(ctx, newer); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Revoke(ctx, narrowing("alice", t0.Add(4*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+		var causes []string
+		for _, ev := range w.revoked() {
+			causes = append(causes, ev.Causes...)
+		}
+		if diff := cmp.Diff([]string{"alice/v3/9", "alice/v2/7"}, causes); diff != "" {
+			t.Errorf("announced causes (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func announcedUsers(w *world) []string {
+	var out []string
+	for _, d := range w.revoked() {
+		out = append(out, d.UserIDs...)
+	}
+	return out
+}
+
+// A prune that finds nothing to prune writes nothing: no item, no IAM.
+func TestAnIdlePruneWritesNothing(t *testing.T) {
+	w := newWorld()
+	if _, err := w.svc.Revoke(context.Background(), narrowing("alice", t0)); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := w.store.LoadDenyList(context.Background())
+	puts := w.role.puts
+	w.now = t0.Add(time.Minute)
+	for range 3 {
+		if _, err := w.svc.Revoke(context.Background(), revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, _ := w.store.LoadDenyList(context.Background())
+	if after.Version != before.Version || w.role.puts != puts {
+		t.Errorf("idle prunes wrote: list version %d -> %d, %d role puts", before.Version, after.Version, w.role.puts-puts)
+	}
+}
