@@ -357,3 +357,47 @@ func TestAnIdlePruneWritesNothing(t *testing.T) {
 		t.Errorf("idle prunes wrote: list version %d -> %d, %d role puts", before.Version, after.Version, w.role.puts-puts)
 	}
 }
+
+// An entry stays until every session it can match has expired, for the
+// session duration the revoker is deployed with: the operator's call
+// carries no duration (README "Revocation"), and a prune at any moment of
+// a stolen session's life leaves it denied.
+func TestTheRevokersEntriesOutliveTheDeployedSessions(t *testing.T) {
+	for _, session := range []time.Duration{15 * time.Minute, time.Hour} {
+		t.Run(fmt.Sprintf("with %v sessions", session), func(t *testing.T) {
+			w := newWorld()
+			w.svc.MaxSession = session
+			h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+			res, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The stolen session was minted the instant before the cutoff,
+			// with the longest lifetime the endpoint gives.
+			stolen := res.IssuedBefore.Add(-time.Millisecond)
+			expires := stolen.Add(session)
+			for w.now = t0; !w.now.After(expires); w.now = w.now.Add(5 * time.Minute) {
+				if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"prune"}`)); err != nil {
+					t.Fatal(err)
+				}
+				if works(t, w.role.current(), "alice", stolen) {
+					t.Fatalf("at %v, %v before it expires, the stolen session works again", w.now.Sub(t0), expires.Sub(w.now))
+				}
+			}
+			w.now = expires.Add(2 * time.Minute)
+			if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"prune"}`)); err != nil {
+				t.Fatal(err)
+			}
+			if doc := w.role.current(); doc != "" {
+				t.Errorf("the entry outlived every session it could match: %s", doc)
+			}
+		})
+	}
+	t.Run("an operator's call that names a duration is refused", func(t *testing.T) {
+		w := newWorld()
+		h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+		if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","sessionDuration":"0s"}`)); !errors.Is(err, revoke.ErrRefused) {
+			t.Errorf("Handle = %v, want ErrRefused", err)
+		}
+	})
+}

@@ -59,6 +59,7 @@ var securityRules = []rule{
 	{"authorizer and function accept the same pool and clients", checkTokenTrust},
 	{"password sign-in is off by default", checkPasswordAuth},
 	{"access tokens live at most 15 minutes", checkAccessTokenLifetime},
+	{"deny entries outlive the sessions the endpoint issues", checkRevokerSessionDuration},
 	{"alarms notify someone and fire on new failures", checkAlarms},
 }
 
@@ -103,6 +104,11 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			name: "the revoker writing any item of the policy table is rejected",
 			old:  "                    dynamodb:LeadingKeys: [REVOCATIONS]\n", new: "                    dynamodb:LeadingKeys: [REVOCATIONS, \"USER#*\"]\n",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
+		},
+		{
+			name: "a revoker told of shorter sessions than the endpoint issues is rejected",
+			old:  "          SESSION_DURATION_SECONDS: !Ref SessionDurationSeconds\n          LOG_LEVEL: !Ref LogLevel\n      # Revocations", new: "          SESSION_DURATION_SECONDS: 900\n          LOG_LEVEL: !Ref LogLevel\n      # Revocations",
+			rule: "deny entries outlive the sessions the endpoint issues",
 		},
 		{
 			name: "the revoker reading users' whole items is rejected",

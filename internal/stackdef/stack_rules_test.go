@@ -555,6 +555,32 @@ func requiredAlarms(t *stackdef.Template, stack *stackdef.Stack) []string {
 	return want
 }
 
+// checkRevokerSessionDuration: the revoker keeps a deny entry for the
+// session duration it is told (plus a minute), so it must be told what the
+// credential function issues; a shorter one would lift a revocation while
+// sessions it must stop still live.
+func checkRevokerSessionDuration(t *stackdef.Template) []string {
+	durationOf := func(fn string) (any, error) {
+		r, err := t.Resource(fn)
+		if err != nil {
+			return nil, err
+		}
+		return mapOf(mapOf(r.Properties["Environment"])["Variables"])["SESSION_DURATION_SECONDS"], nil
+	}
+	issued, err := durationOf("CredentialsFunction")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	kept, err := durationOf("RevokerFunction")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	if issued == nil || fmt.Sprint(issued) != fmt.Sprint(kept) {
+		return []string{fmt.Sprintf("the revoker's SESSION_DURATION_SECONDS is %v, the credential function's %v: they must be the same", kept, issued)}
+	}
+	return nil
+}
+
 // checkAccessTokenLifetime bounds how long a signed-out (revoked) access
 // token keeps verifying: tokens are checked offline.
 func checkAccessTokenLifetime(t *stackdef.Template) []string {
