@@ -76,8 +76,9 @@ var ErrRefused = errors.New("revoker payload refused")
 
 // MaxAhead bounds how far in the future a narrowing's cutoff may lie when
 // the revoker receives it: the projector sets broker.RevokeBefore of its
-// clock, a few seconds ahead. A later one is not the projector's and could
-// lock a user out (or, through the fallback, everyone); it is refused.
+// clock, a few seconds ahead. A later one comes from a clock that is off
+// (or a forged event) and could lock a user out (or, through the fallback,
+// everyone): the revoker applies its own clock's cutoff instead, loudly.
 const MaxAhead = broker.CommitWindow + broker.IssueWindow + broker.ClockMargin + time.Second + time.Minute
 
 // Action is the shape of an operator's or the schedule's invocation.

@@ -201,13 +201,14 @@ func (s *Service) save(ctx context.Context, entries []Entry, enforced Enforced, 
 		}
 		now := s.now()
 		lost := cur.Lost(enforced, now, s.life())
-		if recovered := len(lost.Users) > 0 || !lost.All.IsZero(); recovered || corrupt {
+		recovered := len(lost.Users) > 0 || !lost.All.IsZero()
+		if recovered || corrupt {
 			if cur, err = s.restore(ctx, cur, lost, corrupt, err); err != nil {
 				return List{}, "", err
 			}
 		}
 		next, doc, ch := Apply(cur, entries, now, lim)
-		if !corrupt && ch.Pruned == 0 && ch.Noted == 0 && !ch.FellBack && sameList(cur, next) {
+		if !recovered && !corrupt && ch.Pruned == 0 && ch.Noted == 0 && !ch.FellBack && sameList(cur, next) {
 			return cur, doc, nil // nothing to write
 		}
 		err = s.Store.SaveDenyList(ctx, prev, next)

@@ -185,6 +185,19 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a prune alone rewrites a deleted item from the role's policy", func(t *testing.T) {
+		w := newWorld()
+		if _, err := w.svc.Revoke(context.Background(), narrowing("alice", t0)); err != nil {
+			t.Fatal(err)
+		}
+		w.store.DeleteDenyList()
+		if _, err := w.svc.Revoke(context.Background(), revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := w.store.LoadDenyList(context.Background()); err != nil || len(l.Users) != 1 {
+			t.Errorf("item after the prune: %+v, %v; want alice's entry back", l, err)
+		}
+	})
 	t.Run("a role policy the revoker did not write is left alone and the run fails", func(t *testing.T) {
 		w := newWorld()
 		handEdited := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:*","Resource":"*"}]}`
