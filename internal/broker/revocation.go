@@ -52,20 +52,37 @@ func NextCutoff(prev, want time.Time) time.Time {
 	return prev.UTC().Truncate(time.Millisecond).Add(time.Millisecond)
 }
 
-// CutoffTagKey is the session tag that names the cutoff a session was
-// minted under (README "Revocation"). The deny for a user's cutoff spares
-// the sessions tagged with that cutoff's CutoffTag.
-const CutoffTagKey = "credbroker:cutoff"
+// The session tags the endpoint sets on every session it mints (README
+// "Revocation"). UserTagKey names the user, CutoffTagKey the revocation
+// cutoff of the policy item the session was minted from. The deny list
+// denies, for each revoked user, the sessions that carry the user's tag
+// but not the tag of the user's current cutoff: every session minted before
+// the revocation, and none minted after it. Both are short digests, so
+// that a deny entry costs IAM's policy budget as little as possible.
+const (
+	UserTagKey   = "credbroker:user"
+	CutoffTagKey = "credbroker:cutoff"
+)
+
+// UserTag is the value of UserTagKey for the sessions of userID: 10 hex
+// digits of a digest. Two users may share one (about one pair in 2^40);
+// a deny of one then also denies the other's sessions minted under other
+// cutoffs, which costs that user a fetch, never a grant.
+func UserTag(userID string) string {
+	sum := sha256.Sum256([]byte("user\x00" + userID))
+	return hex.EncodeToString(sum[:5])
+}
 
 // CutoffTag is the value of CutoffTagKey for the sessions of userID minted
-// from an item whose cutoff is cutoff ("" when there is none): a digest of
-// both, so that no other user's cutoff, and no other cutoff of this user,
-// has the same tag. IAM allows only some characters in tag values; hex is
-// among them.
+// from an item whose cutoff is cutoff (zero for a user never revoked): 12
+// hex digits of a digest of both, so that no other cutoff of this user has
+// the same tag (but for one in 2^48). IAM allows only some characters in
+// tag values; hex is among them.
 func CutoffTag(userID string, cutoff time.Time) string {
-	if cutoff.IsZero() {
-		return ""
+	ms := "none"
+	if !cutoff.IsZero() {
+		ms = strconv.FormatInt(cutoff.UnixMilli(), 10)
 	}
-	sum := sha256.Sum256([]byte(userID + "\x00" + strconv.FormatInt(cutoff.UnixMilli(), 10)))
-	return hex.EncodeToString(sum[:8])
+	sum := sha256.Sum256([]byte(userID + "\x00" + ms))
+	return hex.EncodeToString(sum[:6])
 }

@@ -118,9 +118,9 @@ type TokenVerifier interface {
 	Verify(ctx context.Context, token string) (Principal, error)
 }
 
-// IssueRequest is one AssumeRole call. Policy is never empty. CutoffTag,
-// when not empty, is the session's CutoffTagKey tag: the CutoffTag of the
-// cutoff in the item the policy came from.
+// IssueRequest is one AssumeRole call. Policy and CutoffTag are never
+// empty: CutoffTag is the session's CutoffTagKey tag, the CutoffTag of the
+// cutoff in the item the policy came from (the issuer adds UserTagKey).
 type IssueRequest struct {
 	UserID      string
 	SessionName string

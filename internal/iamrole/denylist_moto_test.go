@@ -65,7 +65,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 				t.Fatal(err)
 			}
 			store := &ddbstore.Store{Client: tables.DDB, PolicyTable: tables.Policy}
-			role := &iamrole.Role{Client: client, Name: base.Name}
+			role := &iamrole.Role{Client: client, ARN: base.ARN}
 			now := time.Now().UTC()
 			svc := &revoke.Service{Store: store, Cutoffs: store, Role: role, Auditor: &brokertest.Auditor{},
 				MaxSession: time.Hour, Now: func() time.Time { return now }}
@@ -89,7 +89,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 			if _, err := svc.Revoke(ctx, revoke.Request{Entries: []revoke.Entry{{UserID: "carol", Before: carol}}, Reason: broker.ReasonNarrowed, Causes: []string{"carol-change"}}); err != nil {
 				t.Fatal(err)
 			}
-			doc, err := role.Current(ctx)
+			doc, err := role.Current(ctx, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,14 +98,12 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 				t.Fatalf("role policy: %v\n%s", err, doc)
 			}
 			denied := func(user string, issued time.Time, tag string) bool {
-				c := map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": issued.Truncate(time.Second).Format(time.RFC3339)}
-				if tag != "" {
-					c["aws:PrincipalTag/"+broker.CutoffTagKey] = tag
-				}
+				c := map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": issued.Truncate(time.Second).Format(time.RFC3339),
+					"aws:PrincipalTag/" + broker.UserTagKey: broker.UserTag(user), "aws:PrincipalTag/" + broker.CutoffTagKey: tag}
 				return !iameval.Session([]iameval.Policy{allowAll, deny}, allowAll, iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::lake/k", Context: c})
 			}
 			for u, cut := range map[string]time.Time{"alice": cuts["alice"], "bob": cuts["bob"], "carol": carol} {
-				if !denied(u, cut.Add(-2*time.Second), "") {
+				if !denied(u, cut.Add(-2*time.Second), broker.CutoffTag(u, time.Time{})) {
 					t.Errorf("%s's older session is not denied:\n%s", u, doc)
 				}
 				if u != "carol" && denied(u, cut.Add(-2*time.Second), broker.CutoffTag(u, cut)) {

@@ -1,8 +1,13 @@
-// Package iamrole keeps the base role's revocation policy: one inline policy
-// of the role, written and removed with PutRolePolicy and DeleteRolePolicy
-// (revoke.Role). The revoker's execution role may do exactly that on the
-// base role and nothing else, and the role's permissions boundary (its
-// ceiling) keeps whatever the policy says from reaching beyond the ceiling
+// Package iamrole keeps the base role's revocation policies (revoke.Role):
+// page 0 is the role's inline policy credbroker-revocations, written and
+// removed with PutRolePolicy and DeleteRolePolicy; pages 1 to n are
+// customer managed policies that the revoker creates under the path
+// /credbroker/, names after the role ("<role>-revocations-<i>"), attaches
+// to the role, and keeps up to date as new default versions. The revoker
+// owns them, not CloudFormation, so that a stack update never resets them.
+// The revoker's execution role may do exactly that on those policies and
+// the base role and nothing else, and the role's permissions boundary (its
+// ceiling) keeps whatever they say from reaching beyond the ceiling
 // (template.yaml, enforced by internal/stackdef).
 package iamrole
 
@@ -11,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,33 +37,60 @@ type API interface {
 	DeleteRolePolicy(context.Context, *iam.DeleteRolePolicyInput, ...func(*iam.Options)) (*iam.DeleteRolePolicyOutput, error)
 	ListRolePolicies(context.Context, *iam.ListRolePoliciesInput, ...func(*iam.Options)) (*iam.ListRolePoliciesOutput, error)
 	GetRolePolicy(context.Context, *iam.GetRolePolicyInput, ...func(*iam.Options)) (*iam.GetRolePolicyOutput, error)
+	ListAttachedRolePolicies(context.Context, *iam.ListAttachedRolePoliciesInput, ...func(*iam.Options)) (*iam.ListAttachedRolePoliciesOutput, error)
+	AttachRolePolicy(context.Context, *iam.AttachRolePolicyInput, ...func(*iam.Options)) (*iam.AttachRolePolicyOutput, error)
+	CreatePolicy(context.Context, *iam.CreatePolicyInput, ...func(*iam.Options)) (*iam.CreatePolicyOutput, error)
+	GetPolicy(context.Context, *iam.GetPolicyInput, ...func(*iam.Options)) (*iam.GetPolicyOutput, error)
+	GetPolicyVersion(context.Context, *iam.GetPolicyVersionInput, ...func(*iam.Options)) (*iam.GetPolicyVersionOutput, error)
+	CreatePolicyVersion(context.Context, *iam.CreatePolicyVersionInput, ...func(*iam.Options)) (*iam.CreatePolicyVersionOutput, error)
+	ListPolicyVersions(context.Context, *iam.ListPolicyVersionsInput, ...func(*iam.Options)) (*iam.ListPolicyVersionsOutput, error)
+	DeletePolicyVersion(context.Context, *iam.DeletePolicyVersionInput, ...func(*iam.Options)) (*iam.DeletePolicyVersionOutput, error)
 }
 
 // PolicyName is the name of the revocation policy on the base role.
 const PolicyName = "credbroker-revocations"
 
+// PagePath is the path of the managed pages.
+const PagePath = "/credbroker/"
+
 // IAM counts every character but white space of a role's inline policies,
-// 10,240 for all of them together (managed policies, the base role's
-// ceiling among them, count apart); the margin leaves room for IAM's own
-// counting to differ from ours.
+// 10,240 for all of them together, and of a managed policy, 6,144; a role
+// may have 10 managed policies attached by default (a quota that can be
+// raised to 20). The margins leave room for IAM's own counting to differ
+// from ours.
 const (
-	inlineLimit = 10240
-	margin      = 256
+	inlineLimit   = 10240
+	managedLimit  = 6144
+	margin        = 256
+	managedMargin = 128
+	// DefaultManagedPolicies is IAM's default quota of managed policies
+	// attached to a role.
+	DefaultManagedPolicies = 10
 )
 
-// Role is the base role's revocation policy.
+// emptyPage is what a managed page says when it denies nothing: a managed
+// policy needs a statement, and this one matches no session (user tags
+// are hex digits).
+const emptyPage = `{"Version":"2012-10-17","Statement":[{"Sid":"Empty","Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/credbroker:user":"none"}}}]}`
+
+// Role is the base role's revocation policies.
 type Role struct {
 	Client API
-	// Name is the base role's name (the last part of its ARN).
-	Name string
+	// ARN is the base role's ARN.
+	ARN string
+	// Pages caps the managed pages (default: as many as the quota leaves).
+	Pages int
+	// Quota is how many managed policies the role may have attached
+	// (default DefaultManagedPolicies).
+	Quota int
 	// BudgetTTL is how long the size of the role's other policies is
 	// reused before it is read again (default 5 minutes).
 	BudgetTTL time.Duration
 	Now       func() time.Time
 
-	mu     sync.Mutex
-	budget int
-	readAt time.Time
+	mu      sync.Mutex
+	budgets []int
+	readAt  time.Time
 }
 
 var _ revoke.Role = (*Role)(nil)
@@ -74,6 +108,23 @@ func NameFromARN(arn string) (string, error) {
 	return rest, nil
 }
 
+func (r *Role) name() string {
+	n, _ := NameFromARN(r.ARN)
+	return n
+}
+
+// PageARN is the ARN of managed page i (1 or more) of the role roleARN.
+func PageARN(roleARN string, i int) (string, error) {
+	parts := strings.SplitN(roleARN, ":", 6)
+	name, err := NameFromARN(roleARN)
+	if err != nil || len(parts) < 6 {
+		return "", broker.Errorf(broker.Invalid, "role ARN", "%q is not an IAM role ARN", roleARN)
+	}
+	return fmt.Sprintf("arn:%s:iam::%s:policy%s%s", parts[1], parts[4], PagePath, pageName(name, i)), nil
+}
+
+func pageName(role string, i int) string { return role + "-revocations-" + strconv.Itoa(i) }
+
 func (r *Role) now() time.Time {
 	if r.Now != nil {
 		return r.Now()
@@ -81,49 +132,202 @@ func (r *Role) now() time.Time {
 	return time.Now()
 }
 
-// Budget implements revoke.Role: the limit less the role's other inline
-// policies and a margin.
-func (r *Role) Budget(ctx context.Context) (int, error) {
+// Budgets implements revoke.Role: the inline limit less the role's other
+// inline policies and a margin, then a managed page's limit less a margin
+// for each managed policy the quota leaves beside the role's others (its
+// ceiling), up to Pages.
+func (r *Role) Budgets(ctx context.Context) ([]int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ttl := r.BudgetTTL
-	if ttl == 0 {
-		ttl = 5 * time.Minute
-	}
+	ttl := cmpOr(r.BudgetTTL, 5*time.Minute)
 	if !r.readAt.IsZero() && r.now().Sub(r.readAt) < ttl {
-		return r.budget, nil
+		return slices.Clone(r.budgets), nil
 	}
+	name := r.name()
 	used := 0
-	p := iam.NewListRolePoliciesPaginator(r.Client, &iam.ListRolePoliciesInput{RoleName: aws.String(r.Name)})
+	p := iam.NewListRolePoliciesPaginator(r.Client, &iam.ListRolePoliciesInput{RoleName: aws.String(name)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return 0, classify("list role policies", err)
+			return nil, classify("list role policies", err)
 		}
-		for _, name := range page.PolicyNames {
-			if name == PolicyName {
+		for _, n := range page.PolicyNames {
+			if n == PolicyName {
 				continue
 			}
-			out, err := r.Client.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(r.Name), PolicyName: aws.String(name)})
+			out, err := r.Client.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String(n)})
 			if err != nil {
-				return 0, classify("get role policy", err)
+				return nil, classify("get role policy", err)
 			}
-			doc, err := url.PathUnescape(aws.ToString(out.PolicyDocument))
-			if err != nil {
-				doc = aws.ToString(out.PolicyDocument)
-			}
-			used += revoke.Size(doc)
+			used += revoke.Size(decode(aws.ToString(out.PolicyDocument)))
 		}
 	}
-	r.budget, r.readAt = max(inlineLimit-used-margin, 0), r.now()
-	return r.budget, nil
+	others := 0
+	a := iam.NewListAttachedRolePoliciesPaginator(r.Client, &iam.ListAttachedRolePoliciesInput{RoleName: aws.String(name)})
+	for a.HasMorePages() {
+		page, err := a.NextPage(ctx)
+		if err != nil {
+			return nil, classify("list attached role policies", err)
+		}
+		for _, ap := range page.AttachedPolicies {
+			if !strings.HasPrefix(aws.ToString(ap.PolicyName), name+"-revocations-") {
+				others++
+			}
+		}
+	}
+	pages := max(cmpOr(r.Quota, DefaultManagedPolicies)-others, 0)
+	if r.Pages > 0 {
+		pages = min(pages, r.Pages)
+	}
+	r.budgets = append([]int{max(inlineLimit-used-margin, 0)}, slices.Repeat([]int{managedLimit - managedMargin}, pages)...)
+	r.readAt = r.now()
+	return slices.Clone(r.budgets), nil
+}
+
+func cmpOr[T comparable](v, d T) T {
+	var zero T
+	if v == zero {
+		return d
+	}
+	return v
+}
+
+// Current implements revoke.Role: page i's document, "" when it denies
+// nothing (or does not exist).
+func (r *Role) Current(ctx context.Context, page int) (string, error) {
+	if page == 0 {
+		out, err := r.Client.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(r.name()), PolicyName: aws.String(PolicyName)})
+		var missing *types.NoSuchEntityException
+		if errors.As(err, &missing) {
+			return "", nil
+		}
+		if err != nil {
+			return "", classify("get revocation policy", err)
+		}
+		return decode(aws.ToString(out.PolicyDocument)), nil
+	}
+	arn, err := PageARN(r.ARN, page)
+	if err != nil {
+		return "", err
+	}
+	pol, err := r.Client.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)})
+	var missing *types.NoSuchEntityException
+	if errors.As(err, &missing) {
+		return "", nil
+	}
+	if err != nil {
+		return "", classify("get revocation page", err)
+	}
+	v, err := r.Client.GetPolicyVersion(ctx, &iam.GetPolicyVersionInput{PolicyArn: aws.String(arn), VersionId: pol.Policy.DefaultVersionId})
+	if err != nil {
+		return "", classify("get revocation page version", err)
+	}
+	doc := decode(aws.ToString(v.PolicyVersion.Document))
+	if revoke.Size(doc) == revoke.Size(emptyPage) && strings.Join(strings.Fields(doc), "") == emptyPage {
+		return "", nil
+	}
+	return doc, nil
+}
+
+// decode returns a policy document as IAM returns it, URL-encoded, as
+// text; a + stays a + (it is a path, not a query).
+func decode(doc string) string {
+	if d, err := url.PathUnescape(doc); err == nil {
+		return d
+	}
+	return doc
 }
 
 // Apply implements revoke.Role.
-func (r *Role) Apply(ctx context.Context, doc string) error {
-
+func (r *Role) Apply(ctx context.Context, page int, doc string) error {
+	if page == 0 {
+		return r.applyInline(ctx, doc)
+	}
+	arn, err := PageARN(r.ARN, page)
+	if err != nil {
+		return err
+	}
+	content := doc
 	if doc == "" {
-		_, err := r.Client.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String(r.Name), PolicyName: aws.String(PolicyName)})
+		content = emptyPage
+	}
+	_, err = r.Client.CreatePolicyVersion(ctx, &iam.CreatePolicyVersionInput{PolicyArn: aws.String(arn), PolicyDocument: aws.String(content), SetAsDefault: true})
+	var missing *types.NoSuchEntityException
+	switch {
+	case errors.As(err, &missing):
+		if doc == "" {
+			return nil // no page, nothing to deny
+		}
+		return r.create(ctx, arn, page, content)
+	case isCode(err, "LimitExceeded"):
+		// Five versions at most: remove the oldest that is not the default.
+		if err := r.dropOldestVersion(ctx, arn); err != nil {
+			return err
+		}
+		_, err = r.Client.CreatePolicyVersion(ctx, &iam.CreatePolicyVersionInput{PolicyArn: aws.String(arn), PolicyDocument: aws.String(content), SetAsDefault: true})
+	}
+	if err != nil {
+		return r.tooLarge(classify("put revocation page", err))
+	}
+	// A page whose creation was interrupted before it was attached.
+	return r.attach(ctx, arn)
+}
+
+func (r *Role) create(ctx context.Context, arn string, page int, doc string) error {
+	_, err := r.Client.CreatePolicy(ctx, &iam.CreatePolicyInput{
+		PolicyName: aws.String(pageName(r.name(), page)), Path: aws.String(PagePath), PolicyDocument: aws.String(doc),
+		Description: aws.String("credbroker deny list, written by the revoker (README \"Revocation\"); do not edit"),
+	})
+	if isCode(err, "EntityAlreadyExists") {
+		// Another revoker created it meanwhile: make this one the default.
+		return r.Apply(ctx, page, doc)
+	}
+	if err != nil {
+		return r.tooLarge(classify("create revocation page", err))
+	}
+	return r.attach(ctx, arn)
+}
+
+func (r *Role) attach(ctx context.Context, arn string) error {
+	_, err := r.Client.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String(r.name()), PolicyArn: aws.String(arn)})
+	if isCode(err, "LimitExceeded") {
+		// The role holds more managed policies than reckoned: count again.
+		r.mu.Lock()
+		r.readAt = time.Time{}
+		r.mu.Unlock()
+	}
+	return classify("attach revocation page", err)
+}
+
+func (r *Role) dropOldestVersion(ctx context.Context, arn string) error {
+	out, err := r.Client.ListPolicyVersions(ctx, &iam.ListPolicyVersionsInput{PolicyArn: aws.String(arn)})
+	if err != nil {
+		return classify("list revocation page versions", err)
+	}
+	var oldest *types.PolicyVersion
+	for i, v := range out.Versions {
+		if v.IsDefaultVersion {
+			continue
+		}
+		if oldest == nil || aws.ToTime(v.CreateDate).Before(aws.ToTime(oldest.CreateDate)) {
+			oldest = &out.Versions[i]
+		}
+	}
+	if oldest == nil {
+		return nil
+	}
+	_, err = r.Client.DeletePolicyVersion(ctx, &iam.DeletePolicyVersionInput{PolicyArn: aws.String(arn), VersionId: oldest.VersionId})
+	var missing *types.NoSuchEntityException
+	if errors.As(err, &missing) {
+		return nil // another revoker removed it
+	}
+	return classify("delete revocation page version", err)
+}
+
+func (r *Role) applyInline(ctx context.Context, doc string) error {
+	name := r.name()
+	if doc == "" {
+		_, err := r.Client.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String(PolicyName)})
 		var missing *types.NoSuchEntityException
 		if errors.As(err, &missing) {
 			return nil
@@ -131,11 +335,15 @@ func (r *Role) Apply(ctx context.Context, doc string) error {
 		return classify("delete revocation policy", err)
 	}
 	_, err := r.Client.PutRolePolicy(ctx, &iam.PutRolePolicyInput{
-		RoleName: aws.String(r.Name), PolicyName: aws.String(PolicyName), PolicyDocument: aws.String(doc),
+		RoleName: aws.String(name), PolicyName: aws.String(PolicyName), PolicyDocument: aws.String(doc),
 	})
-	err = classify("put revocation policy", err)
+	return r.tooLarge(classify("put revocation policy", err))
+}
+
+// tooLarge makes the next Budgets measure the role again when IAM refused
+// a page as too large: the role's other policies grew.
+func (r *Role) tooLarge(err error) error {
 	if errors.Is(err, revoke.ErrTooLarge) {
-		// The role's other policies grew: measure them again next time.
 		r.mu.Lock()
 		r.readAt = time.Time{}
 		r.mu.Unlock()
@@ -143,22 +351,9 @@ func (r *Role) Apply(ctx context.Context, doc string) error {
 	return err
 }
 
-// Current implements revoke.Role: the role's revocation policy, "" when
-// there is none.
-func (r *Role) Current(ctx context.Context) (string, error) {
-	out, err := r.Client.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(r.Name), PolicyName: aws.String(PolicyName)})
-	var missing *types.NoSuchEntityException
-	if errors.As(err, &missing) {
-		return "", nil
-	}
-	if err != nil {
-		return "", classify("get revocation policy", err)
-	}
-	doc, err := url.PathUnescape(aws.ToString(out.PolicyDocument))
-	if err != nil {
-		return aws.ToString(out.PolicyDocument), nil
-	}
-	return doc, nil
+func isCode(err error, code string) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == code
 }
 
 // classify gives an IAM error its kind: throttling and server faults may

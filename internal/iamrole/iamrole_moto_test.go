@@ -30,18 +30,18 @@ func TestTheBudgetIsTheInlineLimitLessTheOtherInlinePolicies(t *testing.T) {
 	}
 	budget := func() int {
 		t.Helper()
-		b, err := (&iamrole.Role{Client: client, Name: base.Name}).Budget(ctx)
+		b, err := (&iamrole.Role{Client: client, ARN: base.ARN}).Budgets(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b
+		return b[0]
 	}
 	const whole = 10240 - 256
 	if got := budget(); got != whole {
 		t.Errorf("budget of the base role as created: %d, want %d", got, whole)
 	}
 	deny := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:05Z"}}}]}`
-	if err := (&iamrole.Role{Client: client, Name: base.Name}).Apply(ctx, deny); err != nil {
+	if err := (&iamrole.Role{Client: client, ARN: base.ARN}).Apply(ctx, 0, deny); err != nil {
 		t.Fatal(err)
 	}
 	if got := budget(); got != whole {

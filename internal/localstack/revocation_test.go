@@ -279,10 +279,9 @@ func waitItem(b *testing.B, c *client, user string, grants bool) {
 }
 
 func inDenyList(b *testing.B, st *localstack.Stack, user string) bool {
-	name, _ := iamrole.NameFromARN(st.Info.BaseRoleARN)
-	doc, err := (&iamrole.Role{Client: iam.NewFromConfig(mototest.Config(b)), Name: name}).Current(context.Background())
+	doc, err := (&iamrole.Role{Client: iam.NewFromConfig(mototest.Config(b)), ARN: st.Info.BaseRoleARN}).Current(context.Background(), 0)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return strings.Contains(doc, `"`+user+`"`)
+	return strings.Contains(doc, `"`+broker.UserTag(user)+`"`)
 }

@@ -15,18 +15,26 @@ type Config struct {
 	// MaxSession is the credentials function's session duration: entries
 	// stay until every session they can match has expired.
 	MaxSession time.Duration
-	LogLevel   slog.Level
+	// Pages caps the managed policies the deny list may use besides the
+	// inline one (0: as many as ManagedPolicyQuota leaves).
+	Pages int
+	// ManagedPolicyQuota is how many managed policies the base role may
+	// have attached: IAM's default 10, or what the account's quota says.
+	ManagedPolicyQuota int
+	LogLevel           slog.Level
 }
 
 // ConfigFromEnv reads the configuration and reports every problem at once.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	r := envconf.New(getenv)
 	c := Config{
-		PolicyTable:  r.Required("POLICY_TABLE"),
-		AuditBusName: r.Required("AUDIT_BUS_NAME"),
-		BaseRoleARN:  r.Required("BASE_ROLE_ARN"),
-		MaxSession:   r.Duration("SESSION_DURATION_SECONDS", time.Second, time.Hour, 15*time.Minute, time.Hour),
-		LogLevel:     r.LogLevel(),
+		PolicyTable:        r.Required("POLICY_TABLE"),
+		AuditBusName:       r.Required("AUDIT_BUS_NAME"),
+		BaseRoleARN:        r.Required("BASE_ROLE_ARN"),
+		MaxSession:         r.Duration("SESSION_DURATION_SECONDS", time.Second, time.Hour, 15*time.Minute, time.Hour),
+		Pages:              r.Int("REVOCATION_PAGES", 0, 0, 19),
+		ManagedPolicyQuota: r.Int("MANAGED_POLICY_QUOTA", 10, 10, 20),
+		LogLevel:           r.LogLevel(),
 	}
 	return c, r.Err("revoker")
 }

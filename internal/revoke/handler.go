@@ -77,8 +77,9 @@ var ErrRefused = errors.New("revoker payload refused")
 // MaxAhead bounds how far in the future a narrowing's cutoff may lie when
 // the revoker receives it: the projector sets broker.RevokeBefore of its
 // clock, a few seconds ahead. A later one comes from a clock that is off
-// (or a forged event) and could lock a user out (or, through the fallback,
-// everyone): the revoker applies its own clock's cutoff instead, loudly.
+// (or a forged event) and could keep an entry far too long (or, through
+// the fallback, lock everyone out): the revoker counts it loudly, and
+// Apply reckons its entry from the revoker's own clock.
 const MaxAhead = broker.CommitWindow + broker.IssueWindow + broker.ClockMargin + time.Second + time.Minute
 
 // Action is the shape of an operator's or the schedule's invocation.
@@ -228,16 +229,13 @@ func (h *Handler) decodeBusEvent(payload json.RawMessage) (*Request, error) {
 	if now := h.now(); d.RevokeBefore.After(now.Add(MaxAhead)) {
 		// The projector's clock ran ahead (or the event is forged: the
 		// template lets only the projector put it). Refusing would leave
-		// the user's old sessions alive; trusting it would deny the user,
-		// and through a fallback everyone, far into the future. Every
-		// session minted from the user's old grants was issued before this
-		// event reached us, so a cutoff at our own clock stops them all.
-		// The item's cutoff stays ahead, so credentials minted from the
-		// narrowed item are denied too until ours passes: seconds.
-		entry.Before = broker.RevokeBefore(now)
+		// the user's old sessions alive. The deny needs the cutoff only
+		// for its tag, which the sessions minted from the narrowed item
+		// carry; Apply keeps the entry, and any fallback it joins, to our
+		// own clock (Clamp), so that neither outlives what it must stop.
 		h.count(MetricClamped)
-		h.logger().Error("narrowing's cutoff lies too far ahead of the revoker's clock (is the projector's clock off?): revoking at the revoker's clock instead",
-			"userId", d.UserID, "changeId", d.ChangeID, "revokeBefore", d.RevokeBefore.UTC(), "issuedBefore", entry.Before, "maxAhead", MaxAhead)
+		h.logger().Error("narrowing's cutoff lies too far ahead of the revoker's clock (is the projector's clock off?): its entry is kept to the revoker's clock",
+			"userId", d.UserID, "changeId", d.ChangeID, "revokeBefore", d.RevokeBefore.UTC(), "maxAhead", MaxAhead)
 	}
 	return &Request{Entries: []Entry{entry}, Reason: broker.ReasonNarrowed, Causes: []string{d.ChangeID}}, nil
 }

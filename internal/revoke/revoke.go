@@ -1,25 +1,30 @@
 // Package revoke keeps the deny list that cuts off credentials issued before
-// a user's grants narrowed, and renders it into the IAM policy attached to
+// a user's grants narrowed, and renders it into the IAM policies attached to
 // the base role (README "Revocation"). It is pure Go: the durable list and
 // the role's policies are adapters' business.
 //
-// AWS evaluates the base role's policies on every request a session makes,
-// so a Deny on the role whose conditions match a user's SourceIdentity and a
-// TokenIssueTime before a cutoff stops exactly that user's older sessions,
-// for every action, within IAM's propagation delay. The deny spares the
-// sessions tagged with the cutoff's own tag (broker.CutoffTag): those were
-// minted from the narrowed item, so the user need not wait for the cutoff.
-// Entries leave the list once no session they can match is alive. When the
-// list no longer fits the role's inline policy budget, it falls back to one
-// cutoff for everyone: all sessions issued before it are denied and every
-// client fetches again.
+// AWS evaluates the base role's policies on every request a session makes.
+// Every session carries two tags (broker.UserTagKey, broker.CutoffTagKey):
+// its user's, and the cutoff of the policy item it was minted from. A
+// revocation gives the user a new cutoff, so a Deny of the sessions that
+// carry the user's tag but not the new cutoff's stops exactly the user's
+// sessions minted before it, for every action, within IAM's propagation
+// delay; the sessions minted after it carry the new tag and work at once.
+// No time enters that deny: an entry costs two short tags. Entries leave
+// once no session they can match is alive. The list spreads over pages:
+// page 0 is the role's inline policy, the others customer managed policies
+// attached to the role (Limits.Budgets). When it no longer fits them all,
+// it falls back to one cutoff for everyone: all sessions issued before it
+// are denied and every client fetches again.
 package revoke
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,6 +35,10 @@ import (
 type List struct {
 	// Version counts the list's updates, for optimistic concurrency.
 	Version int64 `json:"version"`
+	// Generation counts the updates that changed what the list denies. The
+	// inline page carries it, so that a run can tell from that page alone
+	// that the list it loaded is older than what the role enforces.
+	Generation int64 `json:"generation,omitempty"`
 	// Users maps a user to the cutoff of that user's sessions.
 	Users map[string]Cutoff `json:"users,omitempty"`
 	// All, when its Before is not zero, denies every session issued before
@@ -60,12 +69,12 @@ type Notice struct {
 // stops a revoker run after 60 s) before any run announces it.
 const OrphanAge = 2 * time.Minute
 
-// Cutoff denies the sessions issued before Before (in milliseconds; the
-// deny counts whole seconds, rounding up), except, for a user's cutoff,
-// those tagged with its broker.CutoffTag. It may go after Until,
-// when every session it can match has expired by the session duration of
-// whoever added it (so that a revoker or an operator configured with
-// shorter sessions cannot prune it early).
+// Cutoff is a user's entry: it denies the user's sessions not tagged with
+// the broker.CutoffTag of Before (Before in milliseconds). The fallback's
+// (List.All) denies every session issued before Before, rounded up to the
+// second. Either may go after Until, when every session it can match has
+// expired by the session duration of whoever added it (so that a revoker
+// configured with shorter sessions cannot prune it early).
 type Cutoff struct {
 	Before time.Time `json:"before"`
 	Until  time.Time `json:"until"`
@@ -73,14 +82,37 @@ type Cutoff struct {
 	// request ids): a request delivered again whose causes are all here
 	// was noted already, and is not announced twice.
 	Causes []string `json:"causes,omitempty"`
+	// Page is the page that lists the entry (0, the inline policy, for
+	// the fallback). An entry stays on its page, so that a change rewrites
+	// only the pages it touches.
+	Page int `json:"page,omitempty"`
+	// Tag, when set, is the cutoff tag the entry spares: for an entry put
+	// back from the role's policy whose user is unknown (its key is then
+	// "#" and the user's tag).
+	Tag string `json:"tag,omitempty"`
 }
 
 // widen returns a cutoff that denies at least what c and d deny, as long,
-// and enforces the causes of both.
+// and enforces the causes of both; it stays on c's page.
 func (c Cutoff) widen(d Cutoff) Cutoff {
 	causes := slices.Concat(c.Causes, d.Causes)
 	slices.Sort(causes)
-	return Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until), Causes: slices.Clip(slices.Compact(causes))}
+	w := Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until), Causes: slices.Clip(slices.Compact(causes)), Page: c.Page, Tag: c.Tag}
+	if d.Before.After(c.Before) {
+		w.Tag = d.Tag
+	}
+	return w
+}
+
+// rawPrefix marks the key of an entry whose user is known only by tag.
+const rawPrefix = "#"
+
+// tags returns the user's tag and the cutoff tag an entry spares.
+func tags(key string, c Cutoff) (user, cutoff string) {
+	if u, raw := strings.CutPrefix(key, rawPrefix); raw {
+		return u, c.Tag
+	}
+	return broker.UserTag(key), broker.CutoffTag(key, c.Before)
 }
 
 // enforces reports whether every one of causes is among c's.
@@ -110,17 +142,34 @@ type Limits struct {
 	MaxSession time.Duration
 	// Margin covers the clocks of STS, IAM and the revoker.
 	Margin time.Duration
-	// Budget is how many characters (IAM counts all but white space) the
-	// rendered policy may take.
-	Budget int
+	// Budgets are how many characters (IAM counts all but white space)
+	// each page may take: Budgets[0] the inline policy, the others the
+	// managed policies the role may have. Entries fill them in order.
+	Budgets []int
+}
+
+// Capacity is how many entries fit pages of the budgets, besides the
+// fallback: the figure README "Revocation" quotes.
+func Capacity(budgets []int) int {
+	n := 0
+	for i, b := range budgets {
+		if i == 0 {
+			b -= allCost
+		}
+		n += max(b-pageBase(i), 0) / entryCost
+	}
+	return n
 }
 
 // Change is what Apply did.
 type Change struct {
 	// Added are the entries now in force, by cutoff.
 	Added []Entry
-	// FellBack is set when the users did not fit and All took their place.
+	// FellBack is set when some users did not fit and All took their
+	// place.
 	FellBack bool
+	// Pages lists the pages whose document changed.
+	Pages []int
 	// Pruned counts the entries that expired.
 	Pruned int
 	// Noted counts the notices added.
@@ -128,32 +177,41 @@ type Change struct {
 }
 
 // Apply adds entries to l (a later cutoff for a user replaces an earlier
-// one, never the reverse), prunes the expired ones at now, and falls back to
-// All when the result does not fit lim.Budget. It returns the new list (its
-// version one higher), the policy document ("" when nothing is denied: the
-// role's revocation policy is then removed), and what changed.
-func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change) {
-	next := List{Version: l.Version + 1, Users: maps.Clone(l.Users), All: l.All, Unannounced: slices.Clone(l.Unannounced)}
+// one, never the reverse), prunes the expired ones at now, puts each new
+// entry on the first page with room, and falls back to All for those that
+// fit none. It returns the new list (its version one higher), its pages'
+// documents (len(lim.Budgets) of them; "" for a page that denies nothing),
+// and what changed.
+func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Change) {
+	pages := max(len(lim.Budgets), 1)
+	before := Render(l, pages)
+	next := List{Version: l.Version + 1, Generation: l.Generation, Users: maps.Clone(l.Users), All: l.All, Unannounced: slices.Clone(l.Unannounced)}
 	if next.Users == nil {
 		next.Users = map[string]Cutoff{}
 	}
 	life := lim.MaxSession + lim.Margin // of the entries this call adds
 	var ch Change
+	placed := map[string]bool{}
+	for u := range next.Users {
+		placed[u] = next.Users[u].Page < pages
+	}
 	for _, e := range add {
 		e.Before = e.Before.UTC().Truncate(time.Millisecond) // as the policy item keeps it
-		c := Cutoff{Before: e.Before, Until: e.Before.Add(life), Causes: e.Causes}
+		c := Cutoff{Before: e.Before, Until: clamp(e.Before, now).Add(life), Causes: e.Causes}
 		cur, listed := next.Users[e.UserID]
 		var noted bool
 		switch {
-		case !c.Before.After(next.All.Before):
-			// The fallback covers it; it must last as long.
-			noted = next.All.enforces(e.Causes)
-			next.All = next.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
 		case listed && !c.Before.After(cur.Before):
 			noted = cur.enforces(e.Causes)
 			next.Users[e.UserID] = cur.widen(c)
+		case !c.Before.After(next.All.Before) && !listed:
+			// The fallback covers every session the entry would deny that
+			// can still be alive; it must last as long.
+			noted = next.All.enforces(e.Causes)
+			next.All = next.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
 		default:
 			next.Users[e.UserID] = cur.widen(c)
+			placed[e.UserID] = listed && placed[e.UserID]
 			ch.Added = append(ch.Added, e)
 		}
 		if !noted {
@@ -162,30 +220,103 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, string, Change
 		}
 	}
 	for u, c := range next.Users {
-		switch {
-		case now.After(c.Until):
-		case !c.Before.After(next.All.Before):
-			next.All = next.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
-		default:
-			continue
+		if now.After(c.Until) {
+			delete(next.Users, u)
+			ch.Pruned++
 		}
-		delete(next.Users, u)
-		ch.Pruned++
 	}
 	if !next.All.Before.IsZero() && now.After(next.All.Until) {
 		next.All = Cutoff{}
 		ch.Pruned++
 	}
-	doc := Render(next)
-	if Size(doc) > lim.Budget {
-		for _, c := range next.Users {
-			next.All = next.All.widen(c)
-		}
-		clear(next.Users)
-		ch.FellBack = true
-		doc = Render(next)
+	ch.FellBack = next.place(placed, lim.Budgets, now)
+	after := Render(next, pages)
+	if !slices.Equal(after, before) {
+		next.Generation++
+		after = Render(next, pages)
 	}
-	return next, doc, ch
+	for i := range after {
+		if after[i] != before[i] {
+			ch.Pages = append(ch.Pages, i)
+		}
+	}
+	return next, after, ch
+}
+
+// place puts the entries not placed yet on the first page with room,
+// in the order of their cutoffs; entries on a page over its budget (the
+// budgets shrank) are placed again. Those that fit no page go to the
+// fallback. It reports whether any did.
+func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool {
+	if len(budgets) == 0 {
+		budgets = []int{0}
+	}
+	used := make([]int, len(budgets))
+	count := make([]int, len(budgets))
+	for u, c := range l.Users {
+		if placed[u] {
+			count[c.Page]++
+		}
+	}
+	for i := range budgets {
+		used[i] = pageBase(i) + count[i]*entryCost
+		if i == 0 {
+			used[i] += allCost
+		}
+		if used[i] > budgets[i] && count[i] > 0 {
+			for u, c := range l.Users {
+				if placed[u] && c.Page == i {
+					placed[u] = false
+				}
+			}
+			used[i] = pageBase(i)
+			if i == 0 {
+				// Page 0 keeps room for the fallback's statement, so that a
+				// fallback always fits.
+				used[i] += allCost
+			}
+		}
+	}
+	waiting := slices.SortedFunc(func(yield func(string) bool) {
+		for u := range l.Users {
+			if !placed[u] && !yield(u) {
+				return
+			}
+		}
+	}, func(a, b string) int { return cmp.Or(l.Users[a].Before.Compare(l.Users[b].Before), cmp.Compare(a, b)) })
+	fell := false
+	for _, u := range waiting {
+		c := l.Users[u]
+		page := slices.IndexFunc(budgets, func(b int) bool { return false })
+		for i, b := range budgets {
+			if used[i]+entryCost <= b {
+				page = i
+				break
+			}
+		}
+		if page < 0 {
+			// No room: every session issued before its cutoff is denied
+			// instead, the user's listed or not.
+			l.All = l.All.widen(Cutoff{Before: clamp(c.Before, now), Until: c.Until, Causes: c.Causes})
+			delete(l.Users, u)
+			fell = true
+			continue
+		}
+		c.Page = page
+		l.Users[u] = c
+		used[page] += entryCost
+	}
+	return fell
+}
+
+// clamp bounds a cutoff to the revoker's clock: no session of the grants
+// a narrowing took away was issued after the narrowing reached the
+// revoker, whatever the clock of the projector that set the cutoff says.
+func clamp(cutoff, now time.Time) time.Time {
+	if limit := broker.RevokeBefore(now); cutoff.After(limit) {
+		return limit
+	}
+	return cutoff
 }
 
 func ceilSecond(t time.Time) time.Time {
@@ -203,38 +334,57 @@ func latest(a, b time.Time) time.Time {
 	return a
 }
 
-// Render writes the list as a policy document without white space: one
-// Deny statement per distinct cutoff second, naming every user revoked in
-// it and sparing their cutoffs' tags, and one for All, which spares
-// nobody. It returns "" for an empty list.
-func Render(l List) string {
-	bySecond := map[time.Time][]string{}
-	for u, c := range l.Users {
-		s := ceilSecond(c.Before)
-		bySecond[s] = append(bySecond[s], u)
-	}
-	var statements []statement
-	if !l.All.Before.IsZero() {
-		statements = append(statements, deny(nil, nil, ceilSecond(l.All.Before)))
-	}
-	for _, before := range slices.SortedFunc(maps.Keys(bySecond), func(a, b time.Time) int { return a.Compare(b) }) {
-		users := bySecond[before]
-		slices.Sort(users)
-		tags := make([]string, len(users))
-		for i, u := range users {
-			tags[i] = broker.CutoffTag(u, l.Users[u].Before)
-		}
-		slices.Sort(tags)
-		statements = append(statements, deny(users, tags, before))
-	}
-	if len(statements) == 0 {
-		return ""
-	}
-	b, err := json.Marshal(document{Version: "2012-10-17", Statement: statements})
+// The sizes IAM counts of the rendered pages, for placing entries without
+// rendering: entryCost is one entry's two tags, quoted, with their commas
+// (the last ones have none, so it never counts short); pageBase a page
+// with its statements but no entry; allCost the fallback's statement.
+var (
+	entryCost = len(broker.UserTag("u")) + len(broker.CutoffTag("u", time.Time{})) + 6
+	allCost   = Size(string(mustJSON(allDeny(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))))) + 1
+)
+
+func pageBase(i int) int {
+	one := List{Users: map[string]Cutoff{"u": {Page: i, Until: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}}, Generation: 1 << 40}
+	return Size(Render(one, i+1)[i]) - entryCost + 2
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
 	if err != nil {
-		panic(err) // only strings and maps of strings: cannot fail
+		panic(err) // only strings, numbers and maps of them: cannot fail
 	}
-	return string(b)
+	return b
+}
+
+// Render writes the list's pages as policy documents without white space,
+// pages of them ("" for a page that denies nothing). Page 0 holds the
+// statement that denies sessions without the user's tag (minted before
+// the endpoint tagged every session, or by something else), stamped with
+// the list's generation, and the fallback's; each page one statement for
+// its entries, stamped with the latest time its entries stay.
+func Render(l List, pages int) []string {
+	out := make([]string, max(pages, 1))
+	byPage := make([][]string, len(out))
+	for u, c := range l.Users {
+		p := min(c.Page, len(out)-1)
+		byPage[p] = append(byPage[p], u)
+	}
+	for i, users := range byPage {
+		var sts []statement
+		if i == 0 && (len(l.Users) > 0 || !l.All.Before.IsZero()) {
+			sts = append(sts, untaggedDeny(l.Generation))
+			if !l.All.Before.IsZero() {
+				sts = append(sts, allDeny(ceilSecond(l.All.Before), l.All.Until))
+			}
+		}
+		if len(users) > 0 {
+			sts = append(sts, usersDeny(l, users))
+		}
+		if len(sts) > 0 {
+			out[i] = string(mustJSON(document{Version: "2012-10-17", Statement: sts}))
+		}
+	}
+	return out
 }
 
 type document struct {
@@ -243,28 +393,57 @@ type document struct {
 }
 
 type statement struct {
+	Sid       string                    `json:"Sid"`
 	Effect    string                    `json:"Effect"`
 	Action    string                    `json:"Action"`
 	Resource  string                    `json:"Resource"`
 	Condition map[string]map[string]any `json:"Condition"`
 }
 
-// deny denies every action to the sessions of users (all sessions when
-// users is nil) issued before the cutoff, a whole second, except those
-// tagged with one of tags. A session without the tag is denied: IAM holds a
-// negated condition true when the key is absent, and false when the value
-// equals any of those listed.
-func deny(users, tags []string, before time.Time) statement {
-	cond := map[string]map[string]any{
-		"DateLessThan": {"aws:TokenIssueTime": before.UTC().Format(time.RFC3339)},
+// The Sids of the statements: letters and digits only, as IAM wants.
+const (
+	untaggedSid = "Untagged" // + the list's generation
+	allSid      = "All"      // + the Unix second the fallback stays until
+	usersSid    = "Users"    // + the Unix second its last entry stays until
+)
+
+// untaggedDeny denies every session without the user's tag. IAM's Null
+// condition holds when the key is absent.
+func untaggedDeny(generation int64) statement {
+	return statement{Sid: untaggedSid + strconv.FormatInt(generation, 10), Effect: "Deny", Action: "*", Resource: "*",
+		Condition: map[string]map[string]any{"Null": {"aws:PrincipalTag/" + broker.UserTagKey: "true"}}}
+}
+
+// allDeny denies every session issued before the cutoff, a whole second.
+func allDeny(before, until time.Time) statement {
+	return statement{Sid: allSid + strconv.FormatInt(until.Unix(), 10), Effect: "Deny", Action: "*", Resource: "*",
+		Condition: map[string]map[string]any{"DateLessThan": {"aws:TokenIssueTime": before.UTC().Format(time.RFC3339)}}}
+}
+
+// usersDeny denies the sessions of the users (by their tags) that carry
+// none of their current cutoffs' tags. A user's cutoff tag names the user,
+// so one statement for many users spares each one's own sessions only.
+// IAM holds StringNotEquals true when the key is absent.
+func usersDeny(l List, keys []string) statement {
+	type pair struct{ user, cutoff string }
+	pairs := make([]pair, len(keys))
+	var until time.Time
+	for i, k := range keys {
+		pairs[i].user, pairs[i].cutoff = tags(k, l.Users[k])
+		until = latest(until, l.Users[k].Until)
 	}
-	if users != nil {
-		cond["StringEquals"] = map[string]any{"aws:SourceIdentity": users}
+	// The i-th cutoff tag is the i-th user's: IAM reads both as sets, and
+	// a recovery reads them back in pairs.
+	slices.SortFunc(pairs, func(a, b pair) int { return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.cutoff, b.cutoff)) })
+	users, cutoffs := make([]string, len(pairs)), make([]string, len(pairs))
+	for i, p := range pairs {
+		users[i], cutoffs[i] = p.user, p.cutoff
 	}
-	if len(tags) > 0 {
-		cond["StringNotEquals"] = map[string]any{"aws:PrincipalTag/" + broker.CutoffTagKey: tags}
-	}
-	return statement{Effect: "Deny", Action: "*", Resource: "*", Condition: cond}
+	return statement{Sid: usersSid + strconv.FormatInt(until.Unix(), 10), Effect: "Deny", Action: "*", Resource: "*",
+		Condition: map[string]map[string]any{
+			"StringEquals":    {"aws:PrincipalTag/" + broker.UserTagKey: users},
+			"StringNotEquals": {"aws:PrincipalTag/" + broker.CutoffTagKey: cutoffs},
+		}}
 }
 
 // Size is the length IAM counts for a policy document: every character but
@@ -273,93 +452,171 @@ func Size(doc string) int {
 	return len(strings.Join(strings.Fields(doc), ""))
 }
 
-// Enforced is what a rendered policy denies, as far as it can be read back:
-// each listed user's cutoff and the fallback's, in whole seconds (the tags
-// it spares are digests, and cannot be read back).
+// Enforced is what the role's pages deny, as far as it can be read back:
+// the generation stamped on page 0, each user tag with the cutoff tag it
+// spares and how long it stays, and the fallback.
 type Enforced struct {
-	Users map[string]time.Time
-	All   time.Time
+	Generation int64
+	Pairs      []Pair
+	All        Cutoff
 }
 
-// ParseEnforced reads a policy document that Render wrote ("" is an empty
-// one). A document of any other shape is an error: the revoker cannot tell
-// what it denies, so it must not replace it.
-func ParseEnforced(doc string) (Enforced, error) {
-	e := Enforced{Users: map[string]time.Time{}}
-	if strings.TrimSpace(doc) == "" {
-		return e, nil
-	}
-	var d struct {
-		Statement []struct {
-			Effect, Action, Resource string
-			Condition                map[string]map[string]json.RawMessage
-		}
-	}
-	if err := json.Unmarshal([]byte(doc), &d); err != nil {
-		return Enforced{}, fmt.Errorf("the role's revocation policy is not JSON: %w", err)
-	}
-	for i, st := range d.Statement {
-		var issued string
-		if err := json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued); err != nil || st.Effect != "Deny" || st.Action != "*" || st.Resource != "*" {
-			return Enforced{}, fmt.Errorf("statement %d of the role's revocation policy is not a deny the revoker wrote", i)
-		}
-		before, err := time.Parse(time.RFC3339, issued)
-		if err != nil {
-			return Enforced{}, fmt.Errorf("statement %d of the role's revocation policy: %w", i, err)
-		}
-		raw, listed := st.Condition["StringEquals"]["aws:SourceIdentity"]
-		if !listed {
-			e.All = latest(e.All, before)
+// Pair is an entry as a page shows it: the user's tag, the cutoff tag it
+// spares, and (its statement's) the latest time it stays.
+type Pair struct {
+	User, Cutoff string
+	Until        time.Time
+}
+
+// ParseEnforced reads pages that Render wrote ("" is an empty one). A
+// document of any other shape is an error: the revoker cannot tell what
+// it denies, so it must not replace it.
+func ParseEnforced(pages []string) (Enforced, error) {
+	var e Enforced
+	for p, doc := range pages {
+		if strings.TrimSpace(doc) == "" {
 			continue
 		}
-		var users []string
-		if err := json.Unmarshal(raw, &users); err != nil {
-			var one string
-			if err := json.Unmarshal(raw, &one); err != nil {
-				return Enforced{}, fmt.Errorf("statement %d of the role's revocation policy names no users", i)
-			}
-			users = []string{one}
-		}
-		for _, u := range users {
-			e.Users[u] = latest(e.Users[u], before.UTC())
+		if err := e.parse(doc); err != nil {
+			return Enforced{}, fmt.Errorf("page %d of the role's revocation policies: %w", p, err)
 		}
 	}
 	return e, nil
 }
 
-// Lost returns what e enforces and l does not (nor its fallback) and that
-// can still match a live session at now, sessions living up to life: what
-// a lost, unreadable or restored-from-backup deny-list item no longer holds.
-func (l List) Lost(e Enforced, now time.Time, life time.Duration) Enforced {
-	lost := Enforced{Users: map[string]time.Time{}}
-	covered := func(before time.Time, c Cutoff) bool {
-		return !c.Before.IsZero() && !ceilSecond(c.Before).Before(before)
+func (e *Enforced) parse(doc string) error {
+	var d struct {
+		Statement []struct {
+			Sid, Effect, Action, Resource string
+			Condition                     map[string]map[string]json.RawMessage
+		}
 	}
-	for u, before := range e.Users {
-		if now.After(before.Add(life)) || covered(before, l.Users[u]) || covered(before, l.All) {
+	if err := json.Unmarshal([]byte(doc), &d); err != nil {
+		return fmt.Errorf("not JSON: %w", err)
+	}
+	for i, st := range d.Statement {
+		if st.Effect != "Deny" || st.Action != "*" || st.Resource != "*" {
+			return fmt.Errorf("statement %d is not a deny the revoker wrote", i)
+		}
+		stamp := func(prefix string) (int64, bool) {
+			rest, ok := strings.CutPrefix(st.Sid, prefix)
+			n, err := strconv.ParseInt(rest, 10, 64)
+			return n, ok && err == nil
+		}
+		if g, ok := stamp(untaggedSid); ok {
+			e.Generation = max(e.Generation, g)
 			continue
 		}
-		lost.Users[u] = before
+		if until, ok := stamp(allSid); ok {
+			var issued string
+			if err := json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued); err != nil {
+				return fmt.Errorf("statement %d: no issue time", i)
+			}
+			before, err := time.Parse(time.RFC3339, issued)
+			if err != nil {
+				return fmt.Errorf("statement %d: %w", i, err)
+			}
+			e.All = e.All.widen(Cutoff{Before: before.UTC(), Until: time.Unix(until, 0).UTC()})
+			continue
+		}
+		until, ok := stamp(usersSid)
+		if !ok {
+			return fmt.Errorf("statement %d (Sid %q) is not one the revoker wrote", i, st.Sid)
+		}
+		var users, cutoffs []string
+		if json.Unmarshal(st.Condition["StringEquals"]["aws:PrincipalTag/"+broker.UserTagKey], &users) != nil ||
+			json.Unmarshal(st.Condition["StringNotEquals"]["aws:PrincipalTag/"+broker.CutoffTagKey], &cutoffs) != nil ||
+			len(users) != len(cutoffs) {
+			return fmt.Errorf("statement %d does not pair user and cutoff tags", i)
+		}
+		for j, u := range users {
+			e.Pairs = append(e.Pairs, Pair{User: u, Cutoff: cutoffs[j], Until: time.Unix(until, 0).UTC()})
+		}
 	}
-	if !e.All.IsZero() && !now.After(e.All.Add(life)) && !covered(e.All, l.All) {
-		lost.All = e.All
-	}
-	return lost
+	return nil
 }
 
-// Restore puts back what was lost: each user's entry at before (a cutoff
-// whose deny is the lost one, or later), the fallback at lost.All, each
-// kept for life from its second.
-func (l List) Restore(users map[string]time.Time, all time.Time, life time.Duration) List {
+// Gap is what a list lacks of what the role's pages enforce.
+type Gap struct {
+	// Missing are the pairs whose user tag no entry of the list has.
+	Missing []Pair
+	// Differ are the users whose entry spares another cutoff tag than the
+	// role's pages do for their tag: the user's current cutoff decides.
+	Differ []string
+	// All is the role's fallback, when the list's is older.
+	All Cutoff
+}
+
+// Empty reports whether nothing is lacking.
+func (g Gap) Empty() bool { return len(g.Missing) == 0 && len(g.Differ) == 0 && g.All.Before.IsZero() }
+
+// Lost returns what e enforces and l lacks, of what can still match a live
+// session at now: what a lost, unreadable or restored-from-backup deny-list
+// item no longer holds.
+func (l List) Lost(e Enforced, now time.Time) Gap {
+	byTag := map[string][]string{}
+	for k, c := range l.Users {
+		u, _ := tags(k, c)
+		byTag[u] = append(byTag[u], k)
+	}
+	var g Gap
+	differ := map[string]bool{}
+	for _, p := range e.Pairs {
+		if now.After(p.Until) {
+			continue
+		}
+		keys := byTag[p.User]
+		if slices.ContainsFunc(keys, func(k string) bool { _, c := tags(k, l.Users[k]); return c == p.Cutoff }) {
+			continue
+		}
+		if len(keys) == 0 {
+			g.Missing = append(g.Missing, p)
+			continue
+		}
+		for _, k := range keys {
+			if !strings.HasPrefix(k, rawPrefix) {
+				differ[k] = true
+			}
+		}
+	}
+	g.Differ = slices.Sorted(maps.Keys(differ))
+	if !e.All.Before.IsZero() && !now.After(e.All.Until) && ceilSecond(l.All.Before).Before(e.All.Before) {
+		g.All = e.All
+	}
+	return g
+}
+
+// Restore puts back into l what g says it lost: the missing pairs as they
+// are (under "#" and the user tag), each differing user at its current
+// cutoff (cutoffs; the latest there is, so that the entry spares the
+// sessions minted under it and denies every other), and the fallback.
+func (l List) Restore(g Gap, cutoffs map[string]time.Time) List {
 	l.Users = maps.Clone(l.Users)
 	if l.Users == nil {
 		l.Users = map[string]Cutoff{}
 	}
-	for u, before := range users {
-		l.Users[u] = l.Users[u].widen(Cutoff{Before: before, Until: ceilSecond(before).Add(life)})
+	for _, p := range g.Missing {
+		k := rawPrefix + p.User
+		c := l.Users[k]
+		c.Tag, c.Until = p.Cutoff, latest(c.Until, p.Until)
+		l.Users[k] = c
 	}
-	if !all.IsZero() {
-		l.All = l.All.widen(Cutoff{Before: all, Until: ceilSecond(all).Add(life)})
+	for _, u := range g.Differ {
+		c := l.Users[u]
+		if cut := cutoffs[u]; cut.After(c.Before) {
+			c.Before = cut.UTC().Truncate(time.Millisecond)
+		}
+		l.Users[u] = c
+	}
+	if !g.All.Before.IsZero() {
+		l.All = l.All.widen(g.All)
 	}
 	return l
+}
+
+// RawOf returns the key of the entry put back for userID's tag, if any.
+func (l List) RawOf(userID string) (string, bool) {
+	k := rawPrefix + broker.UserTag(userID)
+	_, ok := l.Users[k]
+	return k, ok
 }

@@ -2,7 +2,6 @@ package revoke_test
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +16,21 @@ import (
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
-// The base role's budget: IAM's 10,240 characters for a role's inline
-// policies less iamrole's 256 spare. The ceiling is a managed policy and
-// takes none of it.
-var limits = revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budget: 10240 - 256}
+// The base role's budgets at AWS's default quotas: IAM's 10,240 characters
+// for a role's inline policies less iamrole's 256 spare, then 9 customer
+// managed policies of 6,144 characters less 128 spare (the tenth managed
+// policy a role may have is its ceiling).
+var defaultBudgets = append([]int{10240 - 256}, repeat(6144-128, 9)...)
+
+var limits = revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}
+
+func repeat(n, times int) []int {
+	out := make([]int, times)
+	for i := range out {
+		out[i] = n
+	}
+	return out
+}
 
 // A role policy that allows what the session policy allows, as the base
 // role's ceiling does for the contract's actions.
@@ -35,18 +45,28 @@ func mustParse(doc string) iameval.Policy {
 	return p
 }
 
-// works reports whether an untagged session of user issued at issued may
-// still read and write its bucket under the role with the revocation policy
-// doc.
-func works(t interface{ Fatalf(string, ...any) }, doc, user string, issued time.Time) bool {
-	return worksTagged(t, doc, user, issued, "")
+type fataler interface{ Fatalf(string, ...any) }
+
+// works reports whether a session of a user never revoked when it was
+// minted (tagged with the user's tag and the no-cutoff tag), issued at
+// issued, may still read and write its bucket under the role with the
+// revocation pages.
+func works(t fataler, pages []string, user string, issued time.Time) bool {
+	return worksTagged(t, pages, user, issued, broker.CutoffTag(user, time.Time{}))
 }
 
-// worksTagged is works for a session tagged with tag (the cutoff tag of the
-// item it was minted from; "" for none).
-func worksTagged(t interface{ Fatalf(string, ...any) }, doc, user string, issued time.Time, tag string) bool {
+// worksTagged is works for a session minted under the cutoff whose tag is
+// tag ("" for a session without tags: minted before the endpoint tagged
+// every session).
+func worksTagged(t fataler, pages []string, user string, issued time.Time, tag string) bool {
 	role := []iameval.Policy{ceiling}
-	if doc != "" {
+	for _, doc := range pages {
+		if doc == "" {
+			continue
+		}
+		if revoke.Size(doc) > 10240 {
+			t.Fatalf("a page of %d characters", revoke.Size(doc))
+		}
 		p, err := iameval.Parse(doc)
 		if err != nil {
 			t.Fatalf("rendered policy does not parse: %v\n%s", err, doc)
@@ -55,6 +75,7 @@ func worksTagged(t interface{ Fatalf(string, ...any) }, doc, user string, issued
 	}
 	ctx := map[string]string{"aws:SourceIdentity": user, "aws:TokenIssueTime": issued.UTC().Truncate(time.Second).Format(time.RFC3339)}
 	if tag != "" {
+		ctx["aws:PrincipalTag/"+broker.UserTagKey] = broker.UserTag(user)
 		ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = tag
 	}
 	ok := true
@@ -64,25 +85,30 @@ func worksTagged(t interface{ Fatalf(string, ...any) }, doc, user string, issued
 	return ok
 }
 
+func empty(pages []string) bool { return strings.Join(pages, "") == "" }
+
 func TestARevokedUsersOlderSessionsStopAndNothingElseDoes(t *testing.T) {
 	cut := t0.Add(3 * time.Second)
-	_, doc, ch := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: cut}}, t0, limits)
+	earlier := t0.Add(-time.Hour)
+	_, pages, ch := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: cut}}, t0, limits)
 	if len(ch.Added) != 1 || ch.FellBack {
 		t.Fatalf("change %+v", ch)
 	}
 	for _, c := range []struct {
-		name   string
-		user   string
-		issued time.Time
-		works  bool
+		name  string
+		user  string
+		tag   string
+		works bool
 	}{
-		{"alice's session from before the cutoff is denied", "alice", cut.Add(-time.Second), false},
-		{"alice's session from long before is denied", "alice", cut.Add(-10 * time.Minute), false},
-		{"alice's session issued at the cutoff works", "alice", cut, true},
-		{"alice's later session works", "alice", cut.Add(time.Minute), true},
-		{"bob's old session is untouched", "bob", cut.Add(-time.Minute), true},
+		{"alice's session minted before any revocation is denied", "alice", broker.CutoffTag("alice", time.Time{}), false},
+		{"alice's session minted under an earlier cutoff is denied", "alice", broker.CutoffTag("alice", earlier), false},
+		{"alice's session without tags is denied", "alice", "", false},
+		{"alice's session minted under the cutoff works", "alice", broker.CutoffTag("alice", cut), true},
+		{"bob's session is untouched", "bob", broker.CutoffTag("bob", time.Time{}), true},
+		{"bob's session under bob's own cutoff is untouched", "bob", broker.CutoffTag("bob", earlier), true},
+		{"a session without tags is denied while anything is revoked", "bob", "", false},
 	} {
-		if got := works(t, doc, c.user, c.issued); got != c.works {
+		if got := worksTagged(t, pages, c.user, t0, c.tag); got != c.works {
 			t.Errorf("%s: works = %v", c.name, got)
 		}
 	}
@@ -91,171 +117,233 @@ func TestARevokedUsersOlderSessionsStopAndNothingElseDoes(t *testing.T) {
 func TestALaterCutoffReplacesAnEarlierOneNeverTheReverse(t *testing.T) {
 	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: t0.Add(time.Minute)}}, t0, limits)
 	l, _, ch := revoke.Apply(l, []revoke.Entry{{UserID: "alice", Before: t0}}, t0, limits)
-	if len(ch.Added) != 0 || !l.Users["alice"].Before.Equal(t0.Add(time.Minute)) {
+	if len(ch.Added) != 0 || !l.Users["alice"].Before.Equal(t0.Add(time.Minute)) || len(ch.Pages) != 0 {
 		t.Errorf("an earlier cutoff changed the list: %+v %+v", ch, l)
 	}
 	l, _, ch = revoke.Apply(l, []revoke.Entry{{UserID: "alice", Before: t0.Add(2 * time.Minute)}}, t0, limits)
 	if len(ch.Added) != 1 || !l.Users["alice"].Before.Equal(t0.Add(2*time.Minute)) {
 		t.Errorf("a later cutoff did not replace the earlier one: %+v %+v", ch, l)
 	}
-	if l.Version != 3 {
-		t.Errorf("version %d after three applications, want 3", l.Version)
+	if l.Version != 3 || l.Generation != 2 {
+		t.Errorf("version %d, generation %d after three applications of which two changed the pages; want 3 and 2", l.Version, l.Generation)
 	}
 }
 
 func TestEntriesLeaveOnceEverySessionTheyMatchHasExpired(t *testing.T) {
 	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: t0}}, t0, limits)
 	expiry := limits.MaxSession + limits.Margin
-	l, doc, ch := revoke.Apply(l, nil, t0.Add(expiry), limits)
-	if ch.Pruned != 0 || doc == "" {
+	l, pages, ch := revoke.Apply(l, nil, t0.Add(expiry), limits)
+	if ch.Pruned != 0 || empty(pages) {
 		t.Fatalf("entry pruned while a session could still match: %+v", l)
 	}
-	l, doc, ch = revoke.Apply(l, nil, t0.Add(expiry+time.Second), limits)
-	if ch.Pruned != 1 || doc != "" || len(l.Users) != 0 {
-		t.Errorf("expired entry kept: %+v, doc %q", l, doc)
+	l, pages, ch = revoke.Apply(l, nil, t0.Add(expiry+time.Second), limits)
+	if ch.Pruned != 1 || !empty(pages) || len(l.Users) != 0 {
+		t.Errorf("expired entry kept: %+v, pages %q", l, pages)
 	}
 }
 
-// An entry lasts as long as the sessions of whoever added it: a revoker or
-// an operator configured with shorter sessions does not prune it early,
-// nor does the fallback that absorbs it.
+// An entry lasts as long as the sessions of whoever added it: a revoker
+// configured with shorter sessions does not prune it early, nor does the
+// fallback that absorbs it.
 func TestAnEntryOutlivesAShorterConfiguredSession(t *testing.T) {
-	hour := revoke.Limits{MaxSession: time.Hour, Margin: time.Minute, Budget: limits.Budget}
+	hour := revoke.Limits{MaxSession: time.Hour, Margin: time.Minute, Budgets: defaultBudgets}
 	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: t0}}, t0, hour)
-	l, doc, ch := revoke.Apply(l, nil, t0.Add(30*time.Minute), limits)
-	if ch.Pruned != 0 || !works(t, doc, "bob", t0) || works(t, doc, "alice", t0.Add(-time.Second)) {
+	l, pages, ch := revoke.Apply(l, nil, t0.Add(30*time.Minute), limits)
+	if ch.Pruned != 0 || !works(t, pages, "bob", t0) || works(t, pages, "alice", t0.Add(-time.Second)) {
 		t.Fatalf("a one-hour entry was pruned by a 15-minute pruner: %+v", l)
 	}
 	tiny := limits
-	tiny.Budget = 10
-	l, doc, ch = revoke.Apply(l, []revoke.Entry{{UserID: "bob", Before: t0.Add(30 * time.Minute)}}, t0.Add(30*time.Minute), tiny)
-	if !ch.FellBack || works(t, doc, "alice", t0.Add(-time.Second)) {
+	tiny.Budgets = []int{10}
+	l, pages, ch = revoke.Apply(l, []revoke.Entry{{UserID: "bob", Before: t0.Add(30 * time.Minute)}}, t0.Add(30*time.Minute), tiny)
+	if !ch.FellBack || works(t, pages, "alice", t0.Add(-time.Second)) {
 		t.Fatalf("setup: no fallback, or one that lets alice's old session through: %+v", l)
 	}
-	l, doc, _ = revoke.Apply(l, nil, t0.Add(50*time.Minute), limits)
-	if works(t, doc, "alice", t0.Add(-time.Second)) {
+	l, pages, _ = revoke.Apply(l, nil, t0.Add(50*time.Minute), limits)
+	if works(t, pages, "alice", t0.Add(-time.Second)) {
 		t.Errorf("the fallback that absorbed the one-hour entry was pruned at its own 15 minutes: %+v", l)
 	}
-	l, doc, _ = revoke.Apply(l, nil, t0.Add(time.Hour+time.Minute+time.Second), limits)
-	if doc != "" {
+	l, pages, _ = revoke.Apply(l, nil, t0.Add(time.Hour+time.Minute+time.Second), limits)
+	if !empty(pages) {
 		t.Errorf("the fallback outlived every session it can match: %+v", l)
 	}
 }
 
-// When the users do not fit the budget, one cutoff for everyone takes their
-// place: at the latest of theirs, so no listed user's old session survives.
+func user(i int) string { return fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i) }
+
+// The figures README "Revocation" quotes: how many entries the role's pages
+// hold at AWS's default quotas and with 20 managed policies a role.
+func TestTheDocumentedCapacityHolds(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		budgets []int
+		want    int
+	}{
+		{"inline policy alone", defaultBudgets[:1], 337},
+		{"inline and 9 managed pages (default quotas)", defaultBudgets, 2191},
+		{"inline and 19 managed pages (20 managed policies a role)", append([]int{10240 - 256}, repeat(6144-128, 19)...), 4251},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := revoke.Capacity(c.budgets); got != c.want {
+				t.Fatalf("capacity %d, the documents say %d: update them", got, c.want)
+			}
+			lim := revoke.Limits{MaxSession: time.Hour, Margin: time.Minute, Budgets: c.budgets}
+			var batch []revoke.Entry
+			for i := range c.want + 1 {
+				batch = append(batch, revoke.Entry{UserID: user(i), Before: t0})
+			}
+			_, pages, ch := revoke.Apply(revoke.List{}, batch[:c.want], t0, lim)
+			if ch.FellBack {
+				t.Errorf("%d entries fell back", c.want)
+			}
+			for i, doc := range pages {
+				if revoke.Size(doc) > c.budgets[i] {
+					t.Errorf("page %d takes %d characters of %d", i, revoke.Size(doc), c.budgets[i])
+				}
+			}
+			if _, _, ch = revoke.Apply(revoke.List{}, batch, t0, lim); !ch.FellBack {
+				t.Errorf("%d entries fit: the capacity is larger than reckoned", c.want+1)
+			}
+		})
+	}
+}
+
+// When the entries do not fit every page, those that do not fit give way to
+// one cutoff for everyone, at the latest of theirs: no listed user's old
+// session survives, and the users still listed keep their exact entries.
 func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {
+	lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: []int{1000, 700}}
 	var l revoke.List
-	var doc string
+	var pages []string
 	var ch revoke.Change
-	latest := t0
 	n := 0
 	for !ch.FellBack {
 		n++
-		latest = t0.Add(time.Duration(n) * time.Second)
-		l, doc, ch = revoke.Apply(l, []revoke.Entry{{UserID: fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", n), Before: latest}}, t0, limits)
-		if revoke.Size(doc) > limits.Budget {
-			t.Fatalf("after %d users the policy takes %d characters, over the budget of %d", n, revoke.Size(doc), limits.Budget)
+		l, pages, ch = revoke.Apply(l, []revoke.Entry{{UserID: user(n), Before: t0.Add(time.Duration(n) * time.Second)}}, t0.Add(time.Duration(n)*time.Second), lim)
+		for i, doc := range pages {
+			if revoke.Size(doc) > lim.Budgets[i] {
+				t.Fatalf("after %d users page %d takes %d characters, over its budget of %d", n, i, revoke.Size(doc), lim.Budgets[i])
+			}
 		}
 	}
-	// README "Revocation" and BENCHMARKS.md quote this figure.
-	if n-1 != 35 {
-		t.Errorf("%d distinct cutoffs held before the fallback, the documents say 35: update them", n-1)
-	}
-	if !l.All.Before.Equal(latest) || len(l.Users) != 0 {
-		t.Fatalf("fallback list %+v, want All = %v and no users", l, latest)
+	last := t0.Add(time.Duration(n) * time.Second)
+	if !l.All.Before.Equal(last) || len(l.Users) != n-1 {
+		t.Fatalf("fallback list %+v, want All = %v and %d users listed", l, last, n-1)
 	}
 	for i := 1; i <= n; i++ {
-		if works(t, doc, fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i), latest.Add(-time.Second)) {
+		if works(t, pages, user(i), last.Add(-time.Second)) {
 			t.Errorf("user %d's old session survived the fallback", i)
 		}
 	}
-	if works(t, doc, "anyone", latest.Add(-time.Second)) || !works(t, doc, "anyone", latest) {
+	if works(t, pages, "anyone", last.Add(-time.Second)) || !works(t, pages, "anyone", last) {
 		t.Error("the fallback does not cut every session at its time")
 	}
-
-	// Users revoked at once share one statement: many more fit, 167 of
-	// them (the documents' figure) and not one more.
-	var batch []revoke.Entry
-	for i := range 168 {
-		batch = append(batch, revoke.Entry{UserID: fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i), Before: t0})
-	}
-	_, doc, ch = revoke.Apply(revoke.List{}, batch[:167], t0, limits)
-	if ch.FellBack || revoke.Size(doc) > limits.Budget {
-		t.Errorf("167 users revoked at one time fell back (%d characters)", revoke.Size(doc))
-	}
-	if _, _, ch = revoke.Apply(revoke.List{}, batch, t0, limits); !ch.FellBack {
-		t.Error("168 users revoked at one time fit: update the documents' figure")
+	if !worksTagged(t, pages, user(1), last, broker.CutoffTag(user(1), l.Users[user(1)].Before)) {
+		t.Error("a listed user's session minted under the cutoff, after the fallback's time, is denied")
 	}
 }
 
 // Whatever the order and timing of revocations, every entry still in force
-// denies its user's older sessions, no later session of a user is denied,
-// and the policy never exceeds its budget.
+// denies its user's sessions minted before it, no session minted under a
+// user's latest cutoff is denied but by the fallback, no page exceeds its
+// budget, and a change rewrites only the pages it must.
 func TestPropertyTheListDeniesExactlyWhatItMust(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budget: rapid.IntRange(600, 3000).Draw(t, "budget")}
+		lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute,
+			Budgets: []int{rapid.IntRange(400, 1500).Draw(t, "inline"), rapid.IntRange(0, 800).Draw(t, "managed")}}
 		var l revoke.List
-		var doc string
+		var pages []string
 		now := t0
 		want := map[string]time.Time{} // the latest cutoff asked for each user
+		prev := map[string]time.Time{} // the one before it
 		for step := range rapid.IntRange(1, 40).Draw(t, "steps") {
 			now = now.Add(time.Duration(rapid.IntRange(0, 120).Draw(t, "wait")) * time.Second)
-			user := fmt.Sprintf("user-%d", rapid.IntRange(0, 30).Draw(t, "user"))
-			before := now.Add(time.Duration(rapid.IntRange(0, 5).Draw(t, "ahead")) * time.Second).Truncate(time.Second)
-			l, doc, _ = revoke.Apply(l, []revoke.Entry{{UserID: user, Before: before}}, now, lim)
-			if before.After(want[user]) {
-				want[user] = before
+			u := fmt.Sprintf("user-%d", rapid.IntRange(0, 30).Draw(t, "user"))
+			before := now.Add(time.Duration(rapid.IntRange(0, 4).Draw(t, "ahead")) * time.Second).Truncate(time.Second) // RevokeBefore of a clock at or before now
+			was := l
+			var ch revoke.Change
+			l, pages, ch = revoke.Apply(l, []revoke.Entry{{UserID: u, Before: before}}, now, lim)
+			if before.After(want[u]) {
+				prev[u], want[u] = want[u], before
 			}
-			if revoke.Size(doc) > lim.Budget {
-				t.Fatalf("step %d: %d characters over a budget of %d", step, revoke.Size(doc), lim.Budget)
+			for i, doc := range pages {
+				if revoke.Size(doc) > lim.Budgets[i] {
+					t.Fatalf("step %d: page %d takes %d characters over a budget of %d", step, i, revoke.Size(doc), lim.Budgets[i])
+				}
+			}
+			for i, doc := range revoke.Render(was, len(lim.Budgets)) {
+				if changed := doc != pages[i]; changed != contains(ch.Pages, i) {
+					t.Fatalf("step %d: page %d changed %v, reported %v", step, i, changed, ch.Pages)
+				}
 			}
 			for u, cut := range want {
 				if now.Sub(cut) > lim.MaxSession+lim.Margin {
 					continue // every matching session has expired
 				}
-				if works(t, doc, u, cut.Add(-time.Second)) {
-					t.Fatalf("step %d: %s's session from before %v works\n%s", step, u, cut, doc)
+				if works(t, pages, u, cut.Add(-time.Second)) {
+					t.Fatalf("step %d: %s's session minted before any revocation works\n%q", step, u, pages)
 				}
-				cutoff := cut
-				if l.All.Before.After(cutoff) {
-					cutoff = l.All.Before
+				if !prev[u].IsZero() && worksTagged(t, pages, u, cut.Add(-time.Second), broker.CutoffTag(u, prev[u])) {
+					t.Fatalf("step %d: %s's session minted under the earlier cutoff works\n%q", step, u, pages)
 				}
-				if !works(t, doc, u, cutoff) {
-					t.Fatalf("step %d: %s's session issued at %v is denied\n%s", step, u, cutoff, doc)
-				}
-				// A session minted under the user's cutoff carries its
-				// tag: only the fallback, which spares nobody, denies it.
-				tagged := worksTagged(t, doc, u, cut.Add(-time.Second), broker.CutoffTag(u, cut))
-				if fallback := !l.All.Before.Before(cut); tagged == fallback {
-					t.Fatalf("step %d: %s's session tagged with the cutoff %v: works %v, with the fallback at %v\n%s", step, u, cut, tagged, l.All.Before, doc)
-				}
-				if worksTagged(t, doc, u, cut.Add(-time.Second), broker.CutoffTag(u, cut.Add(-time.Millisecond))) {
-					t.Fatalf("step %d: %s's session tagged with another cutoff works\n%s", step, u, doc)
+				// A session minted under the user's cutoff carries its tag:
+				// only the fallback, which spares nobody, denies it, and only
+				// when it was issued before the fallback's time.
+				issued := cut.Add(-time.Second)
+				tagged := worksTagged(t, pages, u, issued, broker.CutoffTag(u, cut))
+				if denied := !l.All.Before.IsZero() && issued.Before(l.All.Before.Truncate(time.Second)); tagged == denied {
+					t.Fatalf("step %d: %s's session tagged with the cutoff %v: works %v, with the fallback at %v\n%q", step, u, cut, tagged, l.All.Before, pages)
 				}
 			}
 		}
 	})
 }
 
-// Cutoffs within one second share a statement, rounded up to that second;
-// each user's own tag is spared.
-func TestRenderIsStableAndCompact(t *testing.T) {
-	bob, alice, carol := t0.Add(-400*time.Millisecond), t0, t0.Add(300*time.Millisecond)
-	l := revoke.List{Users: map[string]revoke.Cutoff{"bob": {Before: bob}, "alice": {Before: alice}, "carol": {Before: carol}}}
-	tags := func(tags ...string) string {
-		slices.Sort(tags)
-		return `"` + strings.Join(tags, `","`) + `"`
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
 	}
-	want := `{"Version":"2012-10-17","Statement":[` +
-		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:00Z"},"StringEquals":{"aws:SourceIdentity":["alice","bob"]},` +
-		`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":[` + tags(broker.CutoffTag("alice", alice), broker.CutoffTag("bob", bob)) + `]}}},` +
-		`{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:01Z"},"StringEquals":{"aws:SourceIdentity":["carol"]},` +
-		`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":[` + tags(broker.CutoffTag("carol", carol)) + `]}}}]}`
-	if diff := cmp.Diff(want, revoke.Render(l)); diff != "" {
+	return false
+}
+
+// A page lists its users' tags and, pair by pair, the tags of their
+// cutoffs; page 0 also denies untagged sessions and carries the list's
+// generation; each statement carries the time its last entry stays.
+func TestRenderIsStableAndCompact(t *testing.T) {
+	alice, bob := t0, t0.Add(-400*time.Millisecond)
+	until := t0.Add(16 * time.Minute)
+	l := revoke.List{Generation: 7, Users: map[string]revoke.Cutoff{
+		"alice": {Before: alice, Until: until},
+		"bob":   {Before: bob, Until: until, Page: 1},
+	}}
+	pair := func(u string, c time.Time) (string, string) { return broker.UserTag(u), broker.CutoffTag(u, c) }
+	au, ac := pair("alice", alice)
+	bu, bc := pair("bob", bob)
+	users := func(u, c, sid string) string {
+		return `{"Sid":"Users` + sid + `","Effect":"Deny","Action":"*","Resource":"*","Condition":{"StringEquals":{"aws:PrincipalTag/credbroker:user":["` + u + `"]},` +
+			`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":["` + c + `"]}}}`
+	}
+	sid := fmt.Sprint(until.Unix())
+	want := []string{
+		`{"Version":"2012-10-17","Statement":[` +
+			`{"Sid":"Untagged7","Effect":"Deny","Action":"*","Resource":"*","Condition":{"Null":{"aws:PrincipalTag/credbroker:user":"true"}}},` +
+			users(au, ac, sid) + `]}`,
+		`{"Version":"2012-10-17","Statement":[` + users(bu, bc, sid) + `]}`,
+		"",
+	}
+	if diff := cmp.Diff(want, revoke.Render(l, 3)); diff != "" {
 		t.Errorf("render (-want +got):\n%s", diff)
 	}
-	if revoke.Render(revoke.List{}) != "" {
+	if !empty(revoke.Render(revoke.List{}, 3)) {
 		t.Error("an empty list renders a policy")
+	}
+	got, err := revoke.ParseEnforced(revoke.Render(l, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPairs := []revoke.Pair{{User: au, Cutoff: ac, Until: until}, {User: bu, Cutoff: bc, Until: until}}
+	if diff := cmp.Diff(revoke.Enforced{Generation: 7, Pairs: wantPairs}, got); diff != "" {
+		t.Errorf("parsed back (-want +got):\n%s", diff)
 	}
 }

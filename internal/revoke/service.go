@@ -42,17 +42,17 @@ type Cutoffs interface {
 // policy as too large: the budget was reckoned wrong.
 var ErrTooLarge = errors.New("revocation policy too large for the role")
 
-// Role is the base role's revocation policy.
+// Role is the base role's revocation policies: its pages.
 type Role interface {
-	// Budget is how many characters the revocation policy may take: IAM's
-	// limit for all inline policies of the role, less the role's other
-	// policies and a margin.
-	Budget(ctx context.Context) (int, error)
-	// Apply makes doc the role's revocation policy, or removes the policy
-	// when doc is "".
-	Apply(ctx context.Context, doc string) error
-	// Current returns the role's revocation policy ("" when none).
-	Current(ctx context.Context) (string, error)
+	// Budgets is how many characters each page may take: [0] the inline
+	// policy (IAM's limit for all inline policies of the role, less the
+	// role's other policies and a margin), then one per customer managed
+	// policy the role may have for the list.
+	Budgets(ctx context.Context) ([]int, error)
+	// Current returns page i's document ("" when it denies nothing).
+	Current(ctx context.Context, page int) (string, error)
+	// Apply makes doc page i's document; "" denies nothing.
+	Apply(ctx context.Context, page int, doc string) error
 }
 
 // Request asks for revocations, or, with no entries, only for expired
@@ -112,22 +112,23 @@ func (s *Service) life() time.Duration { return s.MaxSession + cmp.Or(s.Margin, 
 
 // Revoke applies the request and returns its entries as applied. For an
 // operator's request it first gives the users new cutoffs in their policy
-// items, and denies the sessions before those: the sessions minted under
-// the users' earlier cutoffs included. (A narrowing's cutoff is in the
-// item already.) With no entries it prunes, and announces what other runs
-// left unannounced.
+// items, and denies the sessions not minted under those: the sessions
+// minted under the users' earlier cutoffs included. (A narrowing's cutoff
+// is in the item already.) With no entries it prunes, and announces what
+// other runs left unannounced.
 func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
-	// What IAM enforces now, read before the list: anything the policy
-	// holds was saved in the list before it was put, so a list loaded
-	// after this read holds it too, unless the list was lost.
-	current, err := s.Role.Current(ctx)
+	budgets, err := s.Role.Budgets(ctx)
 	if err != nil {
 		return nil, err
 	}
-	enforced, err := ParseEnforced(current)
-	if err != nil {
-		// Not ours (edited by hand?): replacing it could lift denies.
-		return nil, broker.Errorf(broker.Internal, "revoke", "%v: restore the policy the revoker wrote or remove it (README \"Revocation\")", err)
+	// What IAM enforces now, read before the list: anything the pages hold
+	// was saved in the list before it was put, so a list loaded after this
+	// read holds it too, unless the list was lost. Page 0 carries the
+	// generation of the list it was rendered from; the other pages are read
+	// only when that says the list lost something.
+	role := &roleView{pages: make([]string, len(budgets)), known: make([]bool, len(budgets))}
+	if err := s.read(ctx, role, 0); err != nil {
+		return nil, err
 	}
 	entries := make([]Entry, len(req.Entries))
 	for i, e := range req.Entries {
@@ -136,41 +137,35 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 	}
 	if req.Reason == broker.ReasonOperator && len(entries) > 0 {
 		// Past the user's cutoff in the deny list too, should the item's
-		// have been lost (a corrupt item is rewritten without it).
+		// have been lost (a corrupt item is rewritten without it): the new
+		// cutoff's tag must be one that no earlier session carries.
 		listed, err := s.Store.LoadDenyList(ctx)
 		if err != nil && !errors.Is(err, broker.ErrCorruptItem) {
 			return nil, err
 		}
 		for i, e := range entries {
-			prev := listed.Users[e.UserID].Before
-			if t, ok := enforced.Users[e.UserID]; ok && ceilSecond(prev).Before(t) {
-				prev = t
-			}
-			before, err := s.Cutoffs.AdvanceCutoff(ctx, e.UserID, broker.NextCutoff(prev, e.Before))
+			before, err := s.Cutoffs.AdvanceCutoff(ctx, e.UserID, broker.NextCutoff(listed.Users[e.UserID].Before, e.Before))
 			if err != nil {
 				return nil, err
 			}
 			entries[i].Before = before
 		}
 	}
-	budget, err := s.Role.Budget(ctx)
+	lim := Limits{MaxSession: s.MaxSession, Margin: cmp.Or(s.Margin, time.Minute), Budgets: budgets}
+	cur, saved, docs, err := s.save(ctx, entries, role, lim)
 	if err != nil {
 		return nil, err
 	}
-	lim := Limits{MaxSession: s.MaxSession, Margin: cmp.Or(s.Margin, time.Minute), Budget: budget}
-	saved, doc, err := s.save(ctx, entries, enforced, lim)
-	if err != nil {
-		return nil, err
-	}
-	saved, err = s.apply(ctx, saved, doc, current)
+	saved, err = s.apply(ctx, cur, saved, docs, role)
 	if errors.Is(err, ErrTooLarge) {
-		// IAM counted more than the budget allowed: fall back now to one
-		// cutoff for everyone, which always fits, rather than leave the
-		// revocation unapplied.
-		s.logger().Error("IAM refused the deny list as too large; falling back to revoking every session before a time", "budget", lim.Budget, "err", err)
-		lim.Budget = 0
-		if saved, doc, err = s.save(ctx, nil, enforced, lim); err == nil {
-			saved, err = s.apply(ctx, saved, doc, current)
+		// IAM counted more than a budget allowed: fall back now to one
+		// cutoff for everyone on page 0, which always fits, rather than
+		// leave the revocation unapplied.
+		s.logger().Error("IAM refused a page of the deny list as too large; falling back to revoking every session before a time", "budgets", lim.Budgets, "err", err)
+		lim.Budgets = make([]int, len(budgets))
+		if cur, saved, docs, err = s.save(ctx, nil, role, lim); err == nil {
+			role.known = make([]bool, len(budgets)) // write every page
+			saved, err = s.apply(ctx, cur, saved, docs, role)
 		}
 	}
 	if err != nil {
@@ -182,72 +177,134 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 	return entries, nil
 }
 
+// roleView is what a run knows of the role's pages.
+type roleView struct {
+	pages    []string
+	known    []bool
+	enforced Enforced // of the pages known
+}
+
+func (r *roleView) all() bool { return !slices.Contains(r.known, false) }
+
+// read reads the role's pages (all of them when none is given) into r.
+func (s *Service) read(ctx context.Context, r *roleView, pages ...int) error {
+	if len(pages) == 0 {
+		for i := range r.pages {
+			if !r.known[i] {
+				pages = append(pages, i)
+			}
+		}
+	}
+	for _, i := range pages {
+		doc, err := s.Role.Current(ctx, i)
+		if err != nil {
+			return err
+		}
+		r.pages[i], r.known[i] = doc, true
+	}
+	var known []string
+	for i, doc := range r.pages {
+		if r.known[i] {
+			known = append(known, doc)
+		}
+	}
+	e, err := ParseEnforced(known)
+	if err != nil {
+		// Not ours (edited by hand?): replacing it could lift denies.
+		return broker.Errorf(broker.Internal, "revoke", "%v: restore the policy the revoker wrote or remove it (README \"Revocation\")", err)
+	}
+	r.enforced = e
+	return nil
+}
+
 // save adds the entries to the stored list under optimistic concurrency:
 // a concurrent revocation that wrote first makes this one read again and
-// add its entries to that list, so none is ever lost. What the role's
-// policy enforces and the list lost is put back first. A call that would
-// change nothing writes nothing.
-func (s *Service) save(ctx context.Context, entries []Entry, enforced Enforced, lim Limits) (List, string, error) {
+// add its entries to that list, so none is ever lost. What the role's pages
+// enforce and the list lost is put back first. A call that would change
+// nothing writes nothing. It returns the list it loaded (as stored, or as
+// put back), the list saved and its pages' documents.
+func (s *Service) save(ctx context.Context, entries []Entry, role *roleView, lim Limits) (List, List, []string, error) {
 	attempts := cmp.Or(s.Attempts, 8)
 	for attempt := 1; ; attempt++ {
 		cur, err := s.Store.LoadDenyList(ctx)
 		corrupt := errors.Is(err, broker.ErrCorruptItem)
 		if err != nil && !corrupt {
-			return List{}, "", err
+			return List{}, List{}, nil, err
 		}
 		prev := cur.Version
 		if corrupt {
 			cur = List{Version: prev}
 		}
 		now := s.now()
-		lost := cur.Lost(enforced, now, s.life())
-		recovered := len(lost.Users) > 0 || !lost.All.IsZero()
-		if recovered || corrupt {
-			if cur, err = s.restore(ctx, cur, lost, corrupt, err); err != nil {
-				return List{}, "", err
+		recovered := false
+		if corrupt || cur.Generation < role.enforced.Generation || (len(cur.Users) == 0 && cur.All.Before.IsZero() && role.pages[0] != "") {
+			if !role.all() {
+				if err := s.read(ctx, role); err != nil {
+					return List{}, List{}, nil, err
+				}
+			}
+			if gap := cur.Lost(role.enforced, now); !gap.Empty() || corrupt {
+				if cur, err = s.restore(ctx, cur, gap, corrupt, err); err != nil {
+					return List{}, List{}, nil, err
+				}
+				recovered = true
 			}
 		}
-		next, doc, ch := Apply(cur, entries, now, lim)
-		if !recovered && !corrupt && ch.Pruned == 0 && ch.Noted == 0 && !ch.FellBack && sameList(cur, next) {
-			return cur, doc, nil // nothing to write
+		// An entry put back for a user's tag alone gives way to the user's
+		// own entry, at the user's current cutoff: the latest there is.
+		for i, e := range entries {
+			if k, ok := cur.RawOf(e.UserID); ok {
+				c, err := s.Cutoffs.Cutoff(ctx, e.UserID)
+				if err != nil {
+					return List{}, List{}, nil, err
+				}
+				entries[i].Before = latest(e.Before, c)
+				cur.Users = maps.Clone(cur.Users)
+				delete(cur.Users, k)
+				recovered = true
+			}
+		}
+		next, docs, ch := Apply(cur, entries, now, lim)
+		if !recovered && !corrupt && ch.Pruned == 0 && ch.Noted == 0 && len(ch.Pages) == 0 && sameList(cur, next) {
+			return cur, cur, docs, nil // nothing to write
 		}
 		err = s.Store.SaveDenyList(ctx, prev, next)
 		if err == nil {
 			if ch.FellBack {
-				s.logger().Warn("deny list too large for the role: every session issued before a time is revoked",
-					"issuedBefore", next.All.Before, "budget", lim.Budget)
+				s.logger().Warn("deny list too large for the role's pages: every session issued before a time is revoked",
+					"issuedBefore", next.All.Before, "budgets", lim.Budgets)
 			}
-			return next, doc, nil
+			return cur, next, docs, nil
 		}
 		if broker.KindOf(err) != broker.Conflict || attempt >= attempts {
-			return List{}, "", err
+			return List{}, List{}, nil, err
 		}
 		if err := backoff.Sleep(ctx, backoff.Jitter(attempt, 20*time.Millisecond, time.Second)); err != nil {
-			return List{}, "", broker.Wrap(broker.Transient, "revoke", err)
+			return List{}, List{}, nil, broker.Wrap(broker.Transient, "revoke", err)
 		}
 	}
 }
 
-// restore puts back into l what the role's policy enforces and l lost. A
-// lost user's entry takes the user's current cutoff when its deny is the
-// lost one's or later, so that the sessions minted under it stay spared;
-// otherwise the lost second itself, which spares nobody's sessions.
-func (s *Service) restore(ctx context.Context, l List, lost Enforced, corrupt bool, loadErr error) (List, error) {
-	users := make(map[string]time.Time, len(lost.Users))
-	for u, before := range lost.Users {
+// restore puts back into l what the role's pages enforce and l lost. A
+// user whose entry spares another cutoff than the role's takes the user's
+// current cutoff, read from the user's policy item.
+func (s *Service) restore(ctx context.Context, l List, gap Gap, corrupt bool, loadErr error) (List, error) {
+	cutoffs := map[string]time.Time{}
+	for _, u := range gap.Differ {
 		c, err := s.Cutoffs.Cutoff(ctx, u)
 		if err != nil {
 			return List{}, err
 		}
-		if c.IsZero() || ceilSecond(c).Before(before) {
-			c = before
-		}
-		users[u] = c
+		cutoffs[u] = c
+	}
+	restored := l.Restore(gap, cutoffs)
+	if !corrupt && sameList(l, restored) {
+		return l, nil // the list was newer than the role: nothing lost
 	}
 	s.count(MetricDenyListRecovered)
-	s.logger().Error("the deny-list item was lost, unreadable or older than the role's policy: putting back what the role's policy still denies (README \"Revocation\")",
-		"unreadable", corrupt, "loadError", loadErr, "usersRestored", len(users), "allRestored", !lost.All.IsZero())
-	return l.Restore(users, lost.All, s.life()), nil
+	s.logger().Error("the deny-list item was lost, unreadable or older than the role's policies: putting back what the role's policies still deny (README \"Revocation\")",
+		"unreadable", corrupt, "loadError", loadErr, "usersRestored", len(gap.Missing)+len(gap.Differ), "allRestored", !gap.All.Before.IsZero())
+	return restored, nil
 }
 
 // sameList reports whether a and b hold the same entries and notices,
@@ -267,19 +324,41 @@ func normal(l List) List {
 	return l
 }
 
-// apply puts the saved list on the role unless the role holds it already
-// (current, read at the start of the run), then makes sure that no newer
-// list was saved meanwhile: two revokers that save v1 and v2 may put them
-// on the role in the other order, so whoever puts last reads the list
-// again and puts the newest, until what it put is the newest. It returns
-// the list now on the role.
-func (s *Service) apply(ctx context.Context, saved List, doc, current string) (List, error) {
+// apply puts the saved list's pages on the role, the managed ones first
+// and page 0, which carries the list's generation, last, so that a page 0
+// at a generation says that every page of it is on the role. It writes only
+// the pages that differ from the role's: known from the run's reads, or,
+// when page 0 is at the generation of the list the run loaded, that list's
+// pages. Then it makes sure that no newer list was saved meanwhile: two
+// revokers that save v1 and v2 may put them in the other order, so whoever
+// puts last reads the list again and puts the newest, until what it put is
+// the newest. It returns the list now on the role.
+func (s *Service) apply(ctx context.Context, loaded, saved List, docs []string, role *roleView) (List, error) {
+	onRole := slices.Clone(role.pages)
+	known := slices.Clone(role.known)
+	if role.enforced.Generation == loaded.Generation && loaded.Generation > 0 {
+		for i, doc := range Render(loaded, len(docs)) {
+			if !known[i] {
+				onRole[i], known[i] = doc, true
+			}
+		}
+	}
 	for range cmp.Or(s.Attempts, 8) {
-		if Size(doc) != Size(current) || compact(doc) != compact(current) {
-			if err := s.Role.Apply(ctx, doc); err != nil {
+		order := append(slices.Collect(func(yield func(int) bool) {
+			for i := 1; i < len(docs); i++ {
+				if !yield(i) {
+					return
+				}
+			}
+		}), 0)
+		for _, i := range order {
+			if known[i] && compact(docs[i]) == compact(onRole[i]) {
+				continue
+			}
+			if err := s.Role.Apply(ctx, i, docs[i]); err != nil {
 				return List{}, err
 			}
-			current = doc
+			onRole[i], known[i] = docs[i], true
 		}
 		cur, err := s.Store.LoadDenyList(ctx)
 		if err != nil {
@@ -288,7 +367,7 @@ func (s *Service) apply(ctx context.Context, saved List, doc, current string) (L
 		if cur.Version <= saved.Version {
 			return saved, nil
 		}
-		saved, doc = cur, Render(cur)
+		saved, docs = cur, Render(cur, len(docs))
 	}
 	return List{}, broker.Errorf(broker.Transient, "revoke", "the deny list kept changing while it was applied")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,33 +20,43 @@ import (
 )
 
 // role is a hand-written base role (IAM is not in the unit tier): it keeps
-// the revocation policy it is given. apply, when set, runs before each put.
+// the pages it is given. apply, when set, runs before each put.
 type role struct {
-	mu     sync.Mutex
-	doc    string
-	puts   int
-	budget int
-	apply  func(doc string)
+	mu      sync.Mutex
+	pages   []string
+	puts    int
+	budgets []int
+	apply   func(page int, doc string)
 }
 
-func (r *role) Budget(context.Context) (int, error) { return r.budget, nil }
+func (r *role) Budgets(context.Context) ([]int, error) { return r.budgets, nil }
 
-func (r *role) Apply(_ context.Context, doc string) error {
+func (r *role) Current(_ context.Context, page int) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if page < len(r.pages) {
+		return r.pages[page], nil
+	}
+	return "", nil
+}
+
+func (r *role) Apply(_ context.Context, page int, doc string) error {
 	if r.apply != nil {
-		r.apply(doc)
+		r.apply(page, doc)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.doc, r.puts = doc, r.puts+1
+	for len(r.pages) <= page {
+		r.pages = append(r.pages, "")
+	}
+	r.pages[page], r.puts = doc, r.puts+1
 	return nil
 }
 
-func (r *role) Current(context.Context) (string, error) { return r.current(), nil }
-
-func (r *role) current() string {
+func (r *role) current() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.doc
+	return slices.Clone(r.pages)
 }
 
 type world struct {
@@ -57,7 +68,7 @@ type world struct {
 }
 
 func newWorld() *world {
-	w := &world{store: memstore.New(), role: &role{budget: 9000}, audit: &brokertest.Auditor{}, now: t0}
+	w := &world{store: memstore.New(), role: &role{budgets: []int{9000, 2000, 2000}}, audit: &brokertest.Auditor{}, now: t0}
 	w.svc = &revoke.Service{Store: w.store, Cutoffs: w.store, Role: w.role, Auditor: w.audit,
 		MaxSession: 15 * time.Minute, Now: func() time.Time { return w.now }}
 	return w
@@ -82,8 +93,8 @@ func TestANarrowingDeniesTheUsersOlderSessionsAndIsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := w.role.current()
-	if works(t, doc, "alice", cut.Add(-time.Second)) || !works(t, doc, "alice", cut) || !works(t, doc, "bob", cut.Add(-time.Minute)) {
-		t.Errorf("role policy does not deny exactly alice's older sessions:\n%s", doc)
+	if works(t, doc, "alice", cut.Add(-time.Second)) || !worksTagged(t, doc, "alice", cut, broker.CutoffTag("alice", cut)) || !works(t, doc, "bob", cut.Add(-time.Minute)) {
+		t.Errorf("role policy does not deny exactly alice's older sessions:\n%q", doc)
 	}
 	want := []broker.CredentialsRevokedDetail{{SchemaVersion: "1", UserIDs: []string{"alice"}, IssuedBefore: cut, Scope: broker.ScopeUser,
 		Reason: broker.ReasonNarrowed, Causes: []string{"alice/v2/7"}, DenyListUsers: 1, DenyListVersion: 1}}
@@ -98,8 +109,8 @@ func TestANarrowingDeniesTheUsersOlderSessionsAndIsAudited(t *testing.T) {
 	if _, err := w.svc.Revoke(context.Background(), narrowing("alice", cut)); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.revoked(); len(got) != 1 || w.role.current() != doc || w.role.puts != puts {
-		t.Errorf("redelivery: %d events (want 1), role changed %v, %d puts (want %d)", len(got), w.role.current() != doc, w.role.puts, puts)
+	if got := w.revoked(); len(got) != 1 || !slices.Equal(w.role.current(), doc) || w.role.puts != puts {
+		t.Errorf("redelivery: %d events (want 1), role changed %v, %d puts (want %d)", len(got), !slices.Equal(w.role.current(), doc), w.role.puts, puts)
 	}
 }
 
@@ -164,7 +175,7 @@ func TestTheRoleEndsWithTheNewestListWhateverTheOrderOfPuts(t *testing.T) {
 	w := newWorld()
 	firstPut, secondDone := make(chan struct{}), make(chan struct{})
 	var puts atomic.Int32
-	w.role.apply = func(doc string) {
+	w.role.apply = func(int, string) {
 		if puts.Add(1) == 1 {
 			close(firstPut)
 			<-secondDone // hold the first revoker's put until the second finished
@@ -183,14 +194,14 @@ func TestTheRoleEndsWithTheNewestListWhateverTheOrderOfPuts(t *testing.T) {
 	doc := w.role.current()
 	for _, u := range []string{"alice", "bob"} {
 		if works(t, doc, u, t0.Add(-time.Second)) {
-			t.Errorf("the role's final policy misses %s:\n%s", u, doc)
+			t.Errorf("the role's final policy misses %s:\n%q", u, doc)
 		}
 	}
 }
 
 func TestAListTooLargeForTheRoleRevokesEveryoneBeforeATime(t *testing.T) {
 	w := newWorld()
-	w.role.budget = 400 // room for one user's statement besides a fallback cutoff
+	w.role.budgets = []int{400} // room for two users besides the fallback's cutoff
 	var users []string
 	for i := range 5 {
 		users = append(users, fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i))
@@ -206,16 +217,16 @@ func TestAListTooLargeForTheRoleRevokesEveryoneBeforeATime(t *testing.T) {
 		t.Fatal("no CredentialsRevoked event with scope all: the list never fell back")
 	}
 	doc := w.role.current()
-	if revoke.Size(doc) > w.role.budget {
-		t.Errorf("role policy of %d characters over a budget of %d", revoke.Size(doc), w.role.budget)
+	if revoke.Size(doc[0]) > w.role.budgets[0] {
+		t.Errorf("role policy of %d characters over a budget of %d", revoke.Size(doc[0]), w.role.budgets[0])
 	}
 	for i, u := range users {
 		if works(t, doc, u, t0.Add(time.Duration(i)*time.Second-time.Second)) {
-			t.Errorf("%s's session from before its cutoff survived the fallback:\n%s", u, doc)
+			t.Errorf("%s's session from before its cutoff survived the fallback:\n%q", u, doc)
 		}
 	}
 	if works(t, doc, "anyone", t0.Add(2*time.Second)) {
-		t.Errorf("a bystander's session from before the fallback cutoff still works:\n%s", doc)
+		t.Errorf("a bystander's session from before the fallback cutoff still works:\n%q", doc)
 	}
 }
 
@@ -254,10 +265,10 @@ func TestAnOperatorRevocationGoesPastTheListedCutoff(t *testing.T) {
 	}
 	doc := w.role.current()
 	if worksTagged(t, doc, "alice", listed.Add(-time.Second), broker.CutoffTag("alice", listed)) {
-		t.Errorf("a session tagged with the listed cutoff survives the operator's revocation:\n%s", doc)
+		t.Errorf("a session tagged with the listed cutoff survives the operator's revocation:\n%q", doc)
 	}
 	if !worksTagged(t, doc, "alice", t0, broker.CutoffTag("alice", want)) {
-		t.Errorf("a session minted under the operator's cutoff is denied:\n%s", doc)
+		t.Errorf("a session minted under the operator's cutoff is denied:\n%q", doc)
 	}
 }
 
@@ -269,8 +280,8 @@ func TestThePruneActionRemovesExpiredEntries(t *testing.T) {
 	if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"prune"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if doc := w.role.current(); doc != "" {
-		t.Errorf("expired entry still on the role: %s", doc)
+	if doc := w.role.current(); !empty(doc) {
+		t.Errorf("expired entry still on the role: %q", doc)
 	}
 }
 
@@ -300,8 +311,8 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 		{"an unknown field is refused", `{"action":"prune","force":true}`, nil, true},
 		{"a narrowing of an invalid user is refused", detail(broker.PolicyChangedDetail{UserID: "*", RevokeBefore: &cut}), nil, true},
 		{"a narrowing from another source is refused", from("credbroker.credentials", broker.PolicyChangedDetail{UserID: "alice", RevokeBefore: &cut}), nil, true},
-		{"a cutoff far ahead is clamped to the revoker's clock", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c4", RevokeBefore: &farAhead}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: broker.RevokeBefore(t0)}}, Reason: broker.ReasonNarrowed, Causes: []string{"c4"}}, false},
+		{"a cutoff far ahead still revokes", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c4", RevokeBefore: &farAhead}),
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: farAhead}}, Reason: broker.ReasonNarrowed, Causes: []string{"c4"}}, false},
 		{"a narrowing delivered late still revokes", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c3", RevokeBefore: &late}),
 			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: late}}, Reason: broker.ReasonNarrowed, Causes: []string{"c3"}}, false},
 		{"garbage is refused", `[`, nil, true},

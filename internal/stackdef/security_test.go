@@ -136,8 +136,8 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			rule: "base role allows only the contract S3 actions",
 		},
 		{
-			name: "session tags other than the cutoff's are rejected",
-			old:  "aws:TagKeys: [credbroker:cutoff]\n      # The ceiling", new: "aws:TagKeys: [credbroker:cutoff, team]\n      # The ceiling",
+			name: "session tags other than the revocation tags are rejected",
+			old:  "aws:TagKeys: [credbroker:user, credbroker:cutoff]\n      # The ceiling", new: "aws:TagKeys: [credbroker:user, credbroker:cutoff, team]\n      # The ceiling",
 			rule: "base role trusts only the credentials function role",
 		},
 		{
@@ -298,13 +298,30 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "the revoker writing any role's policies is rejected",
-			old:  "                Action: [iam:PutRolePolicy, iam:DeleteRolePolicy, iam:GetRolePolicy, iam:ListRolePolicies]\n                Resource: !GetAtt BaseRole.Arn",
-			new:  "                Action: [iam:PutRolePolicy, iam:DeleteRolePolicy, iam:GetRolePolicy, iam:ListRolePolicies]\n                Resource: !GetAtt CredentialsFunctionRole.Arn",
+			old:  "                Action: [iam:PutRolePolicy, iam:DeleteRolePolicy, iam:GetRolePolicy, iam:ListRolePolicies, iam:ListAttachedRolePolicies]\n                Resource: !GetAtt BaseRole.Arn",
+			new:  "                Action: [iam:PutRolePolicy, iam:DeleteRolePolicy, iam:GetRolePolicy, iam:ListRolePolicies, iam:ListAttachedRolePolicies]\n                Resource: !GetAtt CredentialsFunctionRole.Arn",
 			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
 		},
 		{
-			name: "the revoker attaching managed policies is rejected",
+			name: "the revoker attaching any managed policy is rejected",
 			old:  "Action: [iam:PutRolePolicy, iam:DeleteRolePolicy,", new: "Action: [iam:AttachRolePolicy, iam:PutRolePolicy, iam:DeleteRolePolicy,",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
+			name: "the revoker attaching policies other than its pages is rejected",
+			old:  "                  ArnLike:\n                    iam:PolicyARN: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/credbroker/${BaseRole}-revocations-*",
+			new:  "                  ArnLike:\n                    iam:PolicyARN: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
+			name: "the revoker versioning any managed policy is rejected",
+			old:  "iam:GetPolicy, iam:GetPolicyVersion]\n                Resource: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/credbroker/${BaseRole}-revocations-*",
+			new:  "iam:GetPolicy, iam:GetPolicyVersion]\n                Resource: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/*",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
+			name: "the revoker detaching the ceiling is rejected",
+			old:  "                Action: iam:AttachRolePolicy\n", new: "                Action: [iam:AttachRolePolicy, iam:DetachRolePolicy]\n",
 			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
 		},
 		{
@@ -606,11 +623,12 @@ func checkBaseRoleTrust(t *stackdef.Template) []string {
 		if i == 0 && s["Condition"] != nil {
 			problems = append(problems, "the AssumeRole statement has a condition")
 		}
-		// The credentials function may tag sessions with the cutoff tag,
-		// and with nothing else: no other tag can reach a policy.
-		onlyCutoff := map[string]any{"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []any{"credbroker:cutoff"}}}
-		if diff := cmp.Diff(onlyCutoff, s["Condition"]); i == 1 && diff != "" {
-			problems = append(problems, fmt.Sprintf("sts:TagSession is not limited to the cutoff tag (-want +got):\n%s", diff))
+		// The credentials function may tag sessions with the user's and the
+		// cutoff's tags, and with nothing else: no other tag can reach a
+		// policy.
+		onlyOurs := map[string]any{"ForAllValues:StringEquals": map[string]any{"aws:TagKeys": []any{"credbroker:user", "credbroker:cutoff"}}}
+		if diff := cmp.Diff(onlyOurs, s["Condition"]); i == 1 && diff != "" {
+			problems = append(problems, fmt.Sprintf("sts:TagSession is not limited to the revocation tags (-want +got):\n%s", diff))
 		}
 	}
 	return problems
@@ -783,13 +801,16 @@ func checkOnlyCredentialsAssumes(t *stackdef.Template) []string {
 	return problems
 }
 
-// The base role's revocation policy is what stops a revoked user's
-// sessions; a role that could write IAM could also lift it, or widen the
+// The base role's revocation policies are what stop a revoked user's
+// sessions; a role that could write IAM could also lift them, or widen the
 // ceiling by changing the boundary or the policy itself. Only the revoker
-// may touch IAM, and only the base role's inline policies, which the
-// boundary keeps within the ceiling (checkBaseRoleBoundary).
+// may touch IAM: the base role's inline policies, which the boundary keeps
+// within the ceiling (checkBaseRoleBoundary), and the deny list's managed
+// pages, which it may create, version, and attach to the base role only.
 func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
-	allowed := []string{"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies"}
+	onRole := []string{"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"}
+	onPages := []string{"iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:ListPolicyVersions", "iam:GetPolicy", "iam:GetPolicyVersion"}
+	pages := map[string]any{"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/credbroker/${BaseRole}-revocations-*"}
 	stmts, problems := iamStatements(t)
 	for _, s := range stmts {
 		if s.trust || !s.allow() {
@@ -799,15 +820,26 @@ func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
 			if !strings.HasPrefix(strings.ToLower(a), "iam:") {
 				continue
 			}
+			want := getAtt("BaseRole", "Arn")
 			switch {
 			case s.role != "RevokerFunctionRole":
 				problems = append(problems, fmt.Sprintf("%s: %s granted to %q; only RevokerFunctionRole may use IAM", s, a, s.role))
-			case !slices.Contains(allowed, a):
-				problems = append(problems, fmt.Sprintf("%s: %s; the revoker may only %v", s, a, allowed))
+				continue
+			case slices.Contains(onRole, a):
+			case slices.Contains(onPages, a):
+				want = pages
+			case a == "iam:AttachRolePolicy":
+				cond := mapOf(mapOf(s.m["Condition"])["ArnLike"])["iam:PolicyARN"]
+				if len(mapOf(s.m["Condition"])) != 1 || !cmp.Equal(cond, pages) {
+					problems = append(problems, fmt.Sprintf("%s: %s with condition %v, want only ArnLike iam:PolicyARN on the deny list's pages", s, a, s.m["Condition"]))
+				}
+			default:
+				problems = append(problems, fmt.Sprintf("%s: %s; the revoker may only %v on the base role, %v on its pages, and attach its pages", s, a, onRole, onPages))
+				continue
 			}
 			for _, res := range s.resources() {
-				if !cmp.Equal(res, getAtt("BaseRole", "Arn")) {
-					problems = append(problems, fmt.Sprintf("%s: %s on %v, want only BaseRole", s, a, res))
+				if !cmp.Equal(res, want) {
+					problems = append(problems, fmt.Sprintf("%s: %s on %v, want only %v", s, a, res, want))
 				}
 			}
 		}

@@ -87,10 +87,21 @@ var requiredPermissions = []struct {
 	{"RevokerFunctionRole", "iam:DeleteRolePolicy", getAtt("BaseRole", "Arn")},
 	{"RevokerFunctionRole", "iam:GetRolePolicy", getAtt("BaseRole", "Arn")},
 	{"RevokerFunctionRole", "iam:ListRolePolicies", getAtt("BaseRole", "Arn")},
+	{"RevokerFunctionRole", "iam:ListAttachedRolePolicies", getAtt("BaseRole", "Arn")},
+	{"RevokerFunctionRole", "iam:AttachRolePolicy", getAtt("BaseRole", "Arn")},
+	{"RevokerFunctionRole", "iam:CreatePolicy", revocationPages},
+	{"RevokerFunctionRole", "iam:CreatePolicyVersion", revocationPages},
+	{"RevokerFunctionRole", "iam:DeletePolicyVersion", revocationPages},
+	{"RevokerFunctionRole", "iam:ListPolicyVersions", revocationPages},
+	{"RevokerFunctionRole", "iam:GetPolicy", revocationPages},
+	{"RevokerFunctionRole", "iam:GetPolicyVersion", revocationPages},
 	{"RevokerFunctionRole", "events:PutEvents", getAtt("AuditBus", "Arn")},
 	{"RevokerFunctionRole", "sqs:SendMessage", getAtt("RevokerDLQ", "Arn")},
 	{"SchedulerRole", "sqs:SendMessage", getAtt("VerifyScheduleDLQ", "Arn")},
 }
+
+// revocationPages are the deny list's managed policies (iamrole).
+var revocationPages = map[string]any{"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:policy/credbroker/${BaseRole}-revocations-*"}
 
 func checkRequiredPermissions(t *stackdef.Template) []string {
 	stmts, problems := iamStatements(t)

@@ -100,8 +100,8 @@ const op = "assume role"
 
 // Issue calls AssumeRole with the request's session policy, session name,
 // duration, the user id as SourceIdentity, which CloudTrail carries into
-// every S3 call made with the credentials, and the cutoff tag, if any, as
-// the session tag broker.CutoffTagKey. A request without a policy is
+// every S3 call made with the credentials, and the session tags
+// broker.UserTagKey and broker.CutoffTagKey. A request without a policy is
 // refused before any call: an AssumeRole without a session policy would
 // hand out the whole base role.
 func (i *Issuer) Issue(ctx context.Context, req broker.IssueRequest) (broker.Credentials, error) {
@@ -125,11 +125,14 @@ func (i *Issuer) Issue(ctx context.Context, req broker.IssueRequest) (broker.Cre
 		Policy:          aws.String(req.Policy),
 		DurationSeconds: aws.Int32(int32(req.Duration / time.Second)),
 	}
-	if req.CutoffTag != "" {
-		if !validTagValue(req.CutoffTag) {
-			return broker.Credentials{}, broker.Errorf(broker.Internal, op, "invalid cutoff tag %q", req.CutoffTag)
-		}
-		in.Tags = []ststypes.Tag{{Key: aws.String(broker.CutoffTagKey), Value: aws.String(req.CutoffTag)}}
+	// Every session carries both tags: the deny list finds a revoked
+	// user's sessions by them, and denies those that carry none.
+	if !validTagValue(req.CutoffTag) {
+		return broker.Credentials{}, broker.Errorf(broker.Internal, op, "invalid cutoff tag %q", req.CutoffTag)
+	}
+	in.Tags = []ststypes.Tag{
+		{Key: aws.String(broker.UserTagKey), Value: aws.String(broker.UserTag(req.UserID))},
+		{Key: aws.String(broker.CutoffTagKey), Value: aws.String(req.CutoffTag)},
 	}
 	out, err := i.client.AssumeRole(ctx, in)
 	if err != nil {

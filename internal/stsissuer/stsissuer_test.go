@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/stsissuer"
@@ -79,6 +80,7 @@ func validRequest() broker.IssueRequest {
 		SessionName: "cb-6c1f2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b",
 		Policy:      policy,
 		Duration:    15 * time.Minute,
+		CutoffTag:   broker.CutoffTag("6c1f2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b", time.Time{}),
 	}
 }
 
@@ -96,6 +98,7 @@ func TestIssueRefusesBadRequestsWithoutCallingSTS(t *testing.T) {
 		{"duration under 15 minutes is refused", func(r *broker.IssueRequest) { r.Duration = 14 * time.Minute }},
 		{"duration over 12 hours is refused", func(r *broker.IssueRequest) { r.Duration = 13 * time.Hour }},
 		{"zero duration is refused", func(r *broker.IssueRequest) { r.Duration = 0 }},
+		{"a session without a cutoff tag is refused", func(r *broker.IssueRequest) { r.CutoffTag = "" }},
 		{"cutoff tag with a comma is refused", func(r *broker.IssueRequest) { r.CutoffTag = "ab,cd" }},
 		{"cutoff tag over 64 characters is refused", func(r *broker.IssueRequest) { r.CutoffTag = strings.Repeat("a", 65) }},
 	}
@@ -318,6 +321,28 @@ func ExampleIssuer_Issue() {
 		SessionName: "cb-6c1f2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b",
 		Policy:      `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::genomics-raw/*"}]}`,
 		Duration:    15 * time.Minute,
+		CutoffTag:   broker.CutoffTag("6c1f2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b", time.Time{}),
 	})
 	fmt.Println(creds.AccessKeyID != "", err)
+}
+
+// Every session carries the user's tag and the cutoff's: the deny list
+// finds a revoked user's sessions by them (README "Revocation").
+func TestIssueTagsEverySessionWithItsUserAndCutoff(t *testing.T) {
+	exp := time.Now().Add(time.Hour)
+	rec := &recordingSTS{next: assumeRoleFunc(func(context.Context, *sts.AssumeRoleInput, ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {
+		return &sts.AssumeRoleOutput{Credentials: &types.Credentials{AccessKeyId: aws.String("ASIA1"), SecretAccessKey: aws.String("s"), SessionToken: aws.String("t"), Expiration: &exp}}, nil
+	})}
+	req := validRequest()
+	if _, err := newIssuer(t, rec).Issue(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, tag := range rec.inputs[0].Tags {
+		got[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+	}
+	want := map[string]string{broker.UserTagKey: broker.UserTag(req.UserID), broker.CutoffTagKey: req.CutoffTag}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("session tags (-want +got):\n%s", diff)
+	}
 }

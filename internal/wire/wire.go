@@ -111,8 +111,7 @@ func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery
 // Revoker builds the revoker's handler; its alarming events go to metrics
 // as EMF lines (template.yaml's revoker alarms).
 func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (*revoke.Handler, error) {
-	name, err := iamrole.NameFromARN(cfg.BaseRoleARN)
-	if err != nil {
+	if _, err := iamrole.NameFromARN(cfg.BaseRoleARN); err != nil {
 		return nil, err
 	}
 	emfw := &emf.Writer{W: metrics}
@@ -124,7 +123,7 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
 	return &revoke.Handler{Logger: log, Metric: count, Service: &revoke.Service{
 		Store: store, Cutoffs: store,
-		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), Name: name},
+		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), ARN: cfg.BaseRoleARN, Pages: cfg.Pages, Quota: cfg.ManagedPolicyQuota},
 		Auditor:    ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
 		Logger:     log,
 		Metric:     count,

@@ -46,7 +46,7 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 	assume := func(tag string) {
 		out, err := sts.NewFromConfig(cfg).AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: role.Role.Arn, RoleSessionName: aws.String("s"),
 			SourceIdentity: aws.String("user-1"), Policy: aws.String(pol),
-			Tags: []ststypes.Tag{{Key: aws.String(broker.CutoffTagKey), Value: aws.String(tag)}}})
+			Tags: []ststypes.Tag{{Key: aws.String(broker.UserTagKey), Value: aws.String(broker.UserTag("user-1"))}, {Key: aws.String(broker.CutoffTagKey), Value: aws.String(tag)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 	// The revocation policy spares the new tag only: an answer with the
 	// old tag's key is denied on arrival, one with the new tag's is not.
 	deny := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":` +
-		`{"DateLessThan":{"aws:TokenIssueTime":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `"},"StringEquals":{"aws:SourceIdentity":["user-1"]},` +
+		`{"StringEquals":{"aws:PrincipalTag/` + broker.UserTagKey + `":["` + broker.UserTag("user-1") + `"]},` +
 		`"StringNotEquals":{"aws:PrincipalTag/` + broker.CutoffTagKey + `":["bbbb"]}}}]}`
 	if _, err := iam.NewFromConfig(cfg).PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: role.Role.RoleName,
 		PolicyName: aws.String(iamrole.PolicyName), PolicyDocument: aws.String(deny)}); err != nil {

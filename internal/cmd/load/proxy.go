@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -47,7 +48,8 @@ type proxy struct {
 	issued map[string]time.Time
 	// deny is the base role's revocation policy as last written, after
 	// an Allow of everything: it allows what the policy does not deny.
-	deny iameval.Policy
+	deny  iameval.Policy
+	pages map[string]iameval.Policy // the revocation pages, by number
 	// audited holds every access key id a CredentialsIssued entry named.
 	audited map[string]bool
 	window  faultWindow
@@ -133,6 +135,7 @@ func newProxy(motoURL string, seed uint64) (*proxy, error) {
 		minted:  map[mint]int{},
 		issued:  map[string]time.Time{},
 		deny:    allowAll,
+		pages:   map[string]iameval.Policy{},
 		audited: map[string]bool{},
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
@@ -310,7 +313,14 @@ func (p *proxy) observeEvents(body []byte) {
 func (p *proxy) observeResponse(resp *http.Response) error {
 	c, _ := resp.Request.Context().Value(callKey{}).(call)
 	if resp.StatusCode == http.StatusOK && (c.op == "iam.PutRolePolicy" || c.op == "iam.DeleteRolePolicy") && c.form.Get("PolicyName") == iamrole.PolicyName {
-		p.observeDenyPolicy(c.form.Get("PolicyDocument"))
+		p.observeDenyPolicy("0", c.form.Get("PolicyDocument"))
+		return nil
+	}
+	if resp.StatusCode == http.StatusOK && (c.op == "iam.CreatePolicy" || c.op == "iam.CreatePolicyVersion") {
+		name := c.form.Get("PolicyName") + c.form.Get("PolicyArn")
+		if i := strings.LastIndex(name, "-revocations-"); i >= 0 {
+			p.observeDenyPolicy(name[i+len("-revocations-"):], c.form.Get("PolicyDocument"))
+		}
 		return nil
 	}
 	if resp.StatusCode != http.StatusOK || c.op != "sts.AssumeRole" {
@@ -330,8 +340,10 @@ func (p *proxy) observeResponse(resp *http.Response) error {
 		return nil
 	}
 	m := mint{User: c.form.Get("SourceIdentity"), Policy: c.form.Get("Policy")}
-	if c.form.Get("Tags.member.1.Key") == broker.CutoffTagKey {
-		m.Tag = c.form.Get("Tags.member.1.Value")
+	for i := 1; c.form.Has(fmt.Sprintf("Tags.member.%d.Key", i)); i++ {
+		if c.form.Get(fmt.Sprintf("Tags.member.%d.Key", i)) == broker.CutoffTagKey {
+			m.Tag = c.form.Get(fmt.Sprintf("Tags.member.%d.Value", i))
+		}
 	}
 	duration, err := strconv.Atoi(c.form.Get("DurationSeconds"))
 	if err != nil {
@@ -360,6 +372,7 @@ func (p *proxy) arrived(accessKeyIDs []string) {
 		}
 		ctx := map[string]string{"aws:SourceIdentity": m.User, "aws:TokenIssueTime": p.issued[k].UTC().Truncate(time.Second).Format(time.RFC3339)}
 		if m.Tag != "" {
+			ctx["aws:PrincipalTag/"+broker.UserTagKey] = broker.UserTag(m.User)
 			ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = m.Tag
 		}
 		if !p.deny.Allows(iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::any/key", Context: ctx}) {
@@ -372,19 +385,24 @@ func (p *proxy) arrived(accessKeyIDs []string) {
 // allowAll is the policy the revocation policy's denies are added to.
 var allowAll = iameval.Policy{Statements: []iameval.Statement{{Effect: "Allow", Actions: []string{"*"}, Resources: []string{"*"}}}}
 
-// observeDenyPolicy keeps the revocation policy written on the base role
-// (README "Revocation"); an empty doc (the policy deleted) denies nothing.
-func (p *proxy) observeDenyPolicy(doc string) {
-	pol := allowAll
+// observeDenyPolicy keeps the revocation policies written on the base role
+// (README "Revocation"), page by page; an empty doc (the policy deleted)
+// denies nothing.
+func (p *proxy) observeDenyPolicy(page, doc string) {
+	var deny iameval.Policy
 	if doc != "" {
-		deny, err := iameval.Parse(doc)
-		if err != nil {
+		var err error
+		if deny, err = iameval.Parse(doc); err != nil {
 			return
 		}
-		pol.Statements = append(slices.Clip(allowAll.Statements), deny.Statements...)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.pages[page] = deny
+	pol := iameval.Policy{Statements: slices.Clone(allowAll.Statements)}
+	for _, k := range slices.Sorted(maps.Keys(p.pages)) {
+		pol.Statements = append(pol.Statements, p.pages[k].Statements...)
+	}
 	p.deny = pol
 }
 

@@ -6,10 +6,11 @@
 // Supported: Version, Statement (object or list) with Effect Allow|Deny,
 // Action and Resource (string or list, '*' and '?' wildcards; actions match
 // case-insensitively), Sid, and Condition with StringEquals, StringLike,
-// StringNotEquals, Bool and DateLessThan (RFC 3339 times; several keys are
+// StringNotEquals, Bool, DateLessThan (RFC 3339 times) and Null ("true"
+// holds when the key is absent, "false" when present); several keys are
 // ANDed, the values of one key ORed; a key absent from the request fails
 // its condition, except StringNotEquals, which holds when the key is absent
-// or equals none of the values, as IAM's negated operators do). An
+// or equals none of the values, as IAM's negated operators do, and Null. An
 // explicit Deny wins over any Allow. Session evaluates a role session: the
 // role's policies and the session policy together; Role adds the role's
 // permissions boundary.
@@ -20,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -97,7 +99,7 @@ func Parse(doc string) (Policy, error) {
 			return Policy{}, fmt.Errorf("statement %d: Resource: %v", i, orEmpty(err))
 		}
 		for op, keys := range rs.Condition {
-			if !slices.Contains([]string{"StringEquals", "StringLike", "StringNotEquals", "Bool", "DateLessThan"}, op) {
+			if !slices.Contains([]string{"StringEquals", "StringLike", "StringNotEquals", "Bool", "DateLessThan", "Null"}, op) {
 				return Policy{}, fmt.Errorf("statement %d: unsupported condition operator %q", i, op)
 			}
 			for key, rawVals := range keys {
@@ -169,6 +171,13 @@ func (st Statement) matches(r Request) bool {
 	}
 	for _, c := range st.Conditions {
 		v, ok := r.Context[c.Key]
+		if c.Operator == "Null" {
+			// "true": the key is absent; "false": it is present.
+			if !slices.ContainsFunc(c.Values, func(w string) bool { return strings.EqualFold(w, strconv.FormatBool(!ok)) }) {
+				return false
+			}
+			continue
+		}
 		if c.Operator == "StringNotEquals" {
 			if ok && slices.Contains(c.Values, v) {
 				return false

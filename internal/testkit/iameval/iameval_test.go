@@ -184,3 +184,26 @@ func TestStringNotEqualsHoldsForAnAbsentKeyAndAnyUnlistedValue(t *testing.T) {
 		})
 	}
 }
+
+func TestNullHoldsForAnAbsentKeyOnlyWhenTrue(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value string
+		ctx   map[string]string
+		want  bool
+	}{
+		{"true and absent: denied", "true", nil, false},
+		{"true and present: allowed", "true", map[string]string{"aws:PrincipalTag/t": "a"}, true},
+		{"true and present but empty: allowed", "true", map[string]string{"aws:PrincipalTag/t": ""}, true},
+		{"false and present: denied", "false", map[string]string{"aws:PrincipalTag/t": "a"}, false},
+		{"false and absent: allowed", "false", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustParse(t, `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},
+				{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"Null":{"aws:PrincipalTag/t":"`+tc.value+`"}}}]}`)
+			if got := p.Allows(Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::b/k", Context: tc.ctx}); got != tc.want {
+				t.Errorf("Allows = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
