@@ -167,4 +167,4 @@ revoke: ## Revoke every current session of USER=<userId> on the local stack (REA
 	@test "$(origin USER)" = "command line" || { echo "usage: make revoke USER=<userId> (the user's Cognito sub)"; exit 2; }
 	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
 	@$(GO) build -o $(BUILD_DIR)/credbroker ./cmd/credbroker
-	@exec $(BUILD_DIR)/credbroker admin revoke --stack $(STACK_FILE) --user '$(USER)' --session-duration 15m
+	@exec $(BUILD_DIR)/credbroker admin revoke --stack $(STACK_FILE) --user '$(USER)'
