@@ -29,8 +29,8 @@ credential-process, env) use --api-url, --user-pool-id and --client-id, and
 no AWS credentials; they keep the tokens and cached credentials, readable by
 the user only, in the user's configuration directory (credbroker/ in
 $XDG_CONFIG_HOME or ~/.config on Linux), one set of files per user pool and
-app client. admin revoke uses only --revoker-function: it invokes the
-revoker (lambda:InvokeFunction), whose clock sets the cutoff.
+app client. admin revoke uses --region and --revoker-function only: it
+invokes the revoker (lambda:InvokeFunction), whose clock sets the cutoff.
 `
 
 // target is the stack a command works on, as stack.json describes one.
