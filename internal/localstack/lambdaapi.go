@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"time"
 )
 
 // RevokerFunction is the local revoker's function name, in stack.json's
@@ -23,6 +24,9 @@ const invokePrefix = "/2015-03-31/functions/"
 
 // maxPayload is Lambda's limit on a synchronous invocation's request.
 const maxPayload = 6 << 20
+
+// functionTimeout is the revoker's Timeout in template.yaml.
+const functionTimeout = 60 * time.Second
 
 // function is a handler as lambda.Start takes it.
 type function func(ctx context.Context, payload json.RawMessage) (any, error)
@@ -71,7 +75,11 @@ func (a *lambdaAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Amz-Executed-Version", "$LATEST")
-	res, err := fn(r.Context(), body)
+	// As on Lambda, a caller that hangs up does not stop the function,
+	// which has the template's 60 s instead.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), functionTimeout)
+	defer cancel()
+	res, err := fn(ctx, body)
 	var out []byte
 	if err == nil {
 		out, err = json.Marshal(res)
