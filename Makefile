@@ -103,7 +103,7 @@ deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentia
 	sam build && sam deploy --guided
 
 .PHONY: run
-run: ## The whole system on loopback until Ctrl-C, with the demo page (MOTO_PORT=4566 PORT=8080 WEB_PORT=8081 SEED=1 AUDIT_TAIL=1 ARCHIVE=1).
+run: ## The whole system on loopback until Ctrl-C, with the demo page (MOTO_PORT=4566 PORT=8080 WEB_PORT=8081 LAMBDA_PORT=8082 SEED=1 AUDIT_TAIL=1 ARCHIVE=1).
 	@# Without Node.js the stack still runs; it says that the page is not served.
 	@if command -v node >/dev/null && command -v $(NPM) >/dev/null; then \
 	  $(MAKE) --no-print-directory web || echo "The demo page could not be built (see above); the stack runs without it."; \
@@ -167,4 +167,4 @@ revoke: ## Revoke every current session of USER=<userId> on the local stack (REA
 	@test "$(origin USER)" = "command line" || { echo "usage: make revoke USER=<userId> (the user's Cognito sub)"; exit 2; }
 	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
 	@$(GO) build -o $(BUILD_DIR)/credbroker ./cmd/credbroker
-	@exec $(BUILD_DIR)/credbroker admin revoke --stack $(STACK_FILE) --user '$(USER)' --session-duration 15m
+	@exec $(BUILD_DIR)/credbroker admin revoke --stack $(STACK_FILE) --user '$(USER)'

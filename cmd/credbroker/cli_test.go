@@ -5,6 +5,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/credbroker/credbroker/internal/exitcode"
 )
@@ -13,10 +14,17 @@ import (
 // and what it wrote.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	return runCLIAt(t, nil, env, args...)
+}
+
+// runCLIAt is runCLI with the command line's clock set to now (nil: the
+// machine's).
+func runCLIAt(t *testing.T, now func() time.Time, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	code := run(context.Background(), args, &cmdEnv{
 		Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
-		Getenv: func(k string) string { return env[k] }, ConfigDir: t.TempDir(),
+		Getenv: func(k string) string { return env[k] }, ConfigDir: t.TempDir(), Now: now,
 	})
 	return code, stdout.String(), stderr.String()
 }

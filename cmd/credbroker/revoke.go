@@ -2,34 +2,41 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"log/slog"
+	"net/http"
+	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/revoke"
-	"github.com/credbroker/credbroker/internal/wire"
 )
 
 func init() {
 	register(command{
 		path:    "admin revoke",
-		summary: "revoke every current session of one user now (README \"Revocation\")",
+		summary: "revoke every current session of one user now, through the revoker function (README \"Revocation\")",
 		run:     adminRevoke,
 	})
 }
 
-// adminRevoke runs the revoker's code with the operator's own credentials:
-// it moves the user's cutoff, adds the user to the base role's deny list and
-// sends the CredentialsRevoked event, as the revoker function would.
+// adminRevoke asks the revoker function to revoke the user, through
+// Lambda's Invoke API, and prints the cutoff it set. The revoker stamps the
+// cutoff with its own clock and keeps the deny entry for its own session
+// duration: this machine's clock, however far off, enters nothing.
 func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := newFlags(env, "admin revoke")
 	t := addTargetFlags(fs)
 	user := fs.String("user", "", "the user's id (Cognito sub)")
-	session := fs.Duration("session-duration", time.Hour, "the stack's SessionDurationSeconds: how long the deny entry must stay")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -39,7 +46,7 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	if err := broker.ValidateUserID(*user); err != nil {
 		return usagef("--user: %s", broker.MessageOf(err))
 	}
-	tgt, err := t.resolve(env, "policyTable", "eventBusName", "baseRoleArn")
+	tgt, err := t.resolve(env, "revokerFunction")
 	if err != nil {
 		return err
 	}
@@ -47,27 +54,77 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	now, offset, err := awsClock(ctx, cfg, env.now)
+	client := lambda.NewFromConfig(cfg, func(o *lambda.Options) {
+		o.HTTPClient = invokeHTTPClient()
+		if tgt.local && tgt.LambdaEndpoint != "" {
+			o.BaseEndpoint = aws.String(tgt.LambdaEndpoint)
+		}
+	})
+	id, err := operatorRequestID()
 	if err != nil {
 		return err
 	}
-	if offset > 2*time.Second || offset < -2*time.Second {
-		fmt.Fprintf(env.Stderr, "credbroker admin revoke: this machine's clock is %v off AWS's; using AWS's\n", offset.Round(time.Second))
-	}
-	h, err := wire.Revoker(revoke.Config{PolicyTable: tgt.PolicyTable, AuditBusName: tgt.EventBusName, BaseRoleARN: tgt.BaseRoleARN, MaxSession: *session},
-		cfg, logging.New(env.Stderr, slog.LevelWarn, "revoker"), io.Discard)
+	payload, err := json.Marshal(revoke.Action{Action: "revoke", UserID: *user, RequestID: id})
 	if err != nil {
-		return usagef("%s", message(err))
-	}
-	h.Now, h.Service.Now = now, now
-	payload, _ := json.Marshal(revoke.Action{Action: "revoke", UserID: *user, RequestID: fmt.Sprintf("operator-%d", now().UnixMilli())})
-	req, err := h.Decode(payload)
-	if err != nil {
-		return usagef("%s", message(err))
-	}
-	if _, err := h.Service.Revoke(ctx, *req); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "revoked: sessions of %s issued before %s are denied\n", *user, req.Entries[0].Before.Format(time.RFC3339))
+	out, err := client.Invoke(ctx, &lambda.InvokeInput{
+		FunctionName:   aws.String(tgt.RevokerFunction),
+		InvocationType: lambdatypes.InvocationTypeRequestResponse,
+		Payload:        payload,
+	})
+	if err != nil {
+		var nf *lambdatypes.ResourceNotFoundException
+		if errors.As(err, &nf) {
+			return usagef("no revoker function %q: check --revoker-function (the RevokerFunctionName output)", tgt.RevokerFunction)
+		}
+		return fmt.Errorf("invoke the revoker %s: %w", tgt.RevokerFunction, err)
+	}
+	if out.FunctionError != nil {
+		return revokerError(out.Payload)
+	}
+	var res revoke.Result
+	if err := json.Unmarshal(out.Payload, &res); err != nil || res.UserID != *user || res.IssuedBefore.IsZero() {
+		return fmt.Errorf("the revoker answered %s, not the revocation of %s", oneLine(string(out.Payload)), *user)
+	}
+	fmt.Fprintf(env.Stdout, "revoked (request %s): sessions of %s issued before %s are denied, scope %s; the revoker's clock set the cutoff\n",
+		id, res.UserID, res.IssuedBefore.UTC().Format(time.RFC3339Nano), res.Scope)
 	return nil
+}
+
+// revokerError turns the payload of a function error into the command's
+// error: a payload the revoker refused is the operator's (exit 2), any
+// other failure is a failure (exit 3) that may be retried; either way no
+// cutoff was reported.
+func revokerError(payload []byte) error {
+	var fe struct {
+		Message string `json:"errorMessage"`
+		Type    string `json:"errorType"`
+	}
+	if err := json.Unmarshal(payload, &fe); err != nil || fe.Message == "" {
+		return fmt.Errorf("the revoker failed: %s", oneLine(string(payload)))
+	}
+	if strings.HasPrefix(fe.Message, revoke.ErrRefused.Error()) {
+		return usagef("the revoker refused the revocation: %s", fe.Message)
+	}
+	return fmt.Errorf("the revoker failed (%s): %s; run the command again", fe.Type, fe.Message)
+}
+
+// operatorRequestID names the invocation in the revoker's log and in the
+// CredentialsRevoked event.
+func operatorRequestID() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "operator-" + hex.EncodeToString(b), nil
+}
+
+// invokeHTTPClient waits for the revoker's answer as long as the function
+// may run (its Timeout is 60 s in template.yaml), unlike the shared client
+// whose timeouts suit ordinary API calls.
+func invokeHTTPClient() *awshttp.BuildableClient {
+	return awsconfig.HTTPClient().
+		WithTimeout(90 * time.Second).
+		WithTransportOptions(func(t *http.Transport) { t.ResponseHeaderTimeout = 75 * time.Second })
 }

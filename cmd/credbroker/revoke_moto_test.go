@@ -4,7 +4,10 @@ package main
 
 import (
 	"context"
+	"regexp"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,47 +22,102 @@ import (
 	"github.com/credbroker/credbroker/internal/revoke"
 )
 
-// An operator revokes one user's sessions on the local stack: the user's
-// new cutoff lands in the policy item (the endpoint tags the user's next
-// sessions with it) and in the base role's deny policy, at least RevokeBefore of when the
-// command started; an invalid user is refused and nothing is written.
-func TestAdminRevokeDeniesTheUsersSessionsUntilNow(t *testing.T) {
+// An operator whose machine's clock is hours off revokes a user on the
+// local stack, which the command reaches through Lambda's Invoke API as on
+// AWS: the cutoff in the user's policy item, in the deny list and in the
+// base role's deny policy is the revoker's clock's (here the real one),
+// the command prints that cutoff, and it never reads its own clock. The
+// old command read the machine's clock and corrected it by STS's Date,
+// which is up to a second plus the time to resolve credentials ahead
+// (91 s in issue 20's reproduction).
+func TestOperatorRevokeUsesAWSClock(t *testing.T) {
 	s := newAdminStack(t, localstack.Options{Seed: true})
-	user := s.st.Demo.UserID
 	role := &iamrole.Role{Client: iam.NewFromConfig(s.cfg), ARN: s.st.Info.BaseRoleARN}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(s.cfg), PolicyTable: s.st.Info.PolicyTable}
 	ctx := context.Background()
+	printed := regexp.MustCompile(`issued before (\S+) are denied, scope user`)
 
-	if code, out, errOut := s.cli(t, "admin", "revoke", "--user", "a*b"); code != exitcode.Usage || out != "" || !strings.Contains(errOut, "--user") {
-		t.Errorf("invalid user: exit %d, stdout %q, stderr %q; want exit 2 naming --user", code, out, errOut)
-	}
-	if doc, err := role.Current(ctx, 0); err != nil || doc != "" {
-		t.Fatalf("after a refused revocation the role's deny policy is %q (%v), want none", doc, err)
-	}
+	// A user each: a second revocation of a user within the same second
+	// gets the millisecond after the first's cutoff, not RevokeBefore.
+	for _, tc := range []struct {
+		name string
+		user string
+		skew time.Duration
+	}{
+		{"a machine two hours ahead revokes at the revoker's time", s.st.Demo.UserID, 2 * time.Hour},
+		{"a machine two hours behind revokes at the revoker's time", "stolen-laptop-user", -2 * time.Hour},
+	} {
+		user := tc.user
+		t.Run(tc.name, func(t *testing.T) {
+			var reads atomic.Int64
+			skewed := func() time.Time { reads.Add(1); return time.Now().Add(tc.skew) }
+			// The revoker runs in this process on the real clock: its
+			// cutoff is RevokeBefore of a moment between these two.
+			before := time.Now()
+			code, out, errOut := runCLIAt(t, skewed, nil, "admin", "revoke", "--user", user, "--stack", s.st.InfoPath())
+			after := time.Now()
+			if code != exitcode.OK {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			low, high := broker.RevokeBefore(before), broker.RevokeBefore(after)
 
-	started := time.Now()
-	code, out, errOut := s.cli(t, "admin", "revoke", "--user", user)
-	if code != exitcode.OK {
-		t.Fatalf("exit %d: %s", code, errOut)
+			list, err := store.LoadDenyList(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entry, listed := list.Users[user]
+			cutoff := entry.Before
+			if !listed || cutoff.Before(low) || cutoff.After(high) {
+				t.Fatalf("deny list %+v: want %s with a cutoff in [%v, %v] (the revoker's clock), not near %v (the machine's)",
+					list, user, low, high, broker.RevokeBefore(before.Add(tc.skew)))
+			}
+			item, err := store.GetPolicy(ctx, user)
+			if err != nil || !item.RevokedBefore.Equal(cutoff) {
+				t.Errorf("policy item cutoff %v (%v), want the deny list's %v", item.RevokedBefore, err, cutoff)
+			}
+			if doc, err := role.Current(ctx, 0); err != nil || doc != revoke.Render(list, 1)[0] {
+				t.Errorf("role's deny policy %q (%v), want the rendered list %q", doc, err, revoke.Render(list, 1)[0])
+			}
+			m := printed.FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("stdout %q names no cutoff", out)
+			}
+			if got, err := time.Parse(time.RFC3339Nano, m[1]); err != nil || !got.Equal(cutoff) {
+				t.Errorf("stdout names the cutoff %q (%v), want %v", m[1], err, cutoff)
+			}
+			if n := reads.Load(); n != 0 {
+				t.Errorf("the command read its own clock %d times, want never", n)
+			}
+		})
 	}
-	list, err := store.LoadDenyList(ctx)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// An invalid user is refused before anything is invoked: the role gets no
+// deny policy and the deny list stays empty.
+func TestAdminRevokeOfAnInvalidUserWritesNothing(t *testing.T) {
+	s := newAdminStack(t, localstack.Options{})
+	code, out, errOut := s.cli(t, "admin", "revoke", "--user", "a*b")
+	if code != exitcode.Usage || out != "" || !strings.Contains(errOut, "--user") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 2 naming --user", code, out, errOut)
 	}
-	entry, listed := list.Users[user]
-	cutoff := entry.Before
-	if !listed || cutoff.Before(broker.RevokeBefore(started)) {
-		t.Fatalf("deny list %+v: want %s with a cutoff of at least %v", list, user, broker.RevokeBefore(started))
+	role := &iamrole.Role{Client: iam.NewFromConfig(s.cfg), ARN: s.st.Info.BaseRoleARN}
+	if doc, err := role.Current(context.Background(), 0); err != nil || doc != "" {
+		t.Errorf("after a refused revocation the role's deny policy is %q (%v), want none", doc, err)
 	}
-	if !strings.Contains(out, cutoff.Format(time.RFC3339)) {
-		t.Errorf("stdout %q does not name the cutoff %v", out, cutoff)
+	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(s.cfg), PolicyTable: s.st.Info.PolicyTable}
+	if list, err := store.LoadDenyList(context.Background()); err != nil || len(list.Users) != 0 {
+		t.Errorf("deny list %+v (%v), want empty", list, err)
 	}
-	doc, err := role.Current(ctx, 0)
-	if want := revoke.Render(list, 1)[0]; err != nil || doc != want {
-		t.Errorf("role's deny policy %q (%v), want the rendered list %q", doc, err, want)
-	}
-	item, err := store.GetPolicy(ctx, user)
-	if err != nil || !item.RevokedBefore.Equal(cutoff) {
-		t.Errorf("policy item cutoff %v (%v), want %v", item.RevokedBefore, err, cutoff)
+}
+
+// The stack file names the revoker and the loopback address of the Lambda
+// API that serves it, which is how the command and `aws lambda invoke
+// --endpoint-url` reach it.
+func TestTheLocalStackFileNamesTheRevokerFunction(t *testing.T) {
+	s := newAdminStack(t, localstack.Options{})
+	info := s.st.Info
+	if info.RevokerFunction != localstack.RevokerFunction || !strings.HasPrefix(info.LambdaEndpoint, "http://127.0.0.1:") ||
+		slices.Contains([]string{info.AWSEndpoint, info.APIURL}, info.LambdaEndpoint) {
+		t.Errorf("stack.json names revoker %q at %q, want %q on a loopback address of its own", info.RevokerFunction, info.LambdaEndpoint, localstack.RevokerFunction)
 	}
 }

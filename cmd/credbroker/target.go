@@ -23,12 +23,14 @@ use your usual AWS credentials (profile, environment, SSO):
   --user-pool-id     CREDBROKER_USER_POOL_ID      (UserPoolId output)
   --client-id        CREDBROKER_CLIENT_ID         (UserPoolClientId output)
   --base-role-arn    CREDBROKER_BASE_ROLE_ARN     (BaseRoleArn output)
+  --revoker-function CREDBROKER_REVOKER_FUNCTION  (RevokerFunctionName output)
 A command asks only for the parts it uses. The user commands (login,
 credential-process, env) use --api-url, --user-pool-id and --client-id, and
 no AWS credentials; they keep the tokens and cached credentials, readable by
 the user only, in the user's configuration directory (credbroker/ in
 $XDG_CONFIG_HOME or ~/.config on Linux), one set of files per user pool and
-app client.
+app client. admin revoke uses --region and --revoker-function only: it
+invokes the revoker (lambda:InvokeFunction), whose clock sets the cutoff.
 `
 
 // target is the stack a command works on, as stack.json describes one.
@@ -40,8 +42,8 @@ type target struct {
 
 // targetFlags registers the flags that name a stack.
 type targetFlags struct {
-	stack                                                           string
-	region, apiURL, membership, policy, bus, pool, client, baseRole string
+	stack                                                                    string
+	region, apiURL, membership, policy, bus, pool, client, baseRole, revoker string
 }
 
 func addTargetFlags(fs *flag.FlagSet) *targetFlags {
@@ -55,6 +57,7 @@ func addTargetFlags(fs *flag.FlagSet) *targetFlags {
 	fs.StringVar(&t.pool, "user-pool-id", "", "the Cognito user pool's id")
 	fs.StringVar(&t.client, "client-id", "", "the Cognito app client's id")
 	fs.StringVar(&t.baseRole, "base-role-arn", "", "the base role's ARN")
+	fs.StringVar(&t.revoker, "revoker-function", "", "the revoker function's name or ARN")
 	return t
 }
 
@@ -66,6 +69,10 @@ func (t *targetFlags) resolve(env *cmdEnv, need ...string) (target, error) {
 		st, err := stackfile.Load(t.stack)
 		if err != nil {
 			return target{}, usagef("%s", message(err))
+		}
+		// Fields a stack file may lack: one written by an older stack.
+		if missing := missingParts(st, need); len(missing) > 0 {
+			return target{}, usagef("%s lacks %s: restart the local stack (`make run`) to rewrite it", t.stack, strings.Join(missing, ", "))
 		}
 		return target{Stack: st, local: true}, nil
 	}
@@ -84,11 +91,20 @@ func (t *targetFlags) resolve(env *cmdEnv, need ...string) (target, error) {
 		UserPoolID:       pick(t.pool, "CREDBROKER_USER_POOL_ID"),
 		UserPoolClientID: pick(t.client, "CREDBROKER_CLIENT_ID"),
 		BaseRoleARN:      pick(t.baseRole, "CREDBROKER_BASE_ROLE_ARN"),
+		RevokerFunction:  pick(t.revoker, "CREDBROKER_REVOKER_FUNCTION"),
 	}
+	if missing := missingParts(st, need); len(missing) > 0 {
+		return target{}, usagef("no stack named: pass --stack .local/stack.json, or the flags or CREDBROKER_* variables for %s (see `credbroker help`)", strings.Join(missing, ", "))
+	}
+	return target{Stack: st}, nil
+}
+
+// missingParts returns the stack.json fields among need that st lacks.
+func missingParts(st stackfile.Stack, need []string) []string {
 	have := map[string]string{
 		"apiUrl": st.APIURL, "membershipTable": st.MembershipTable, "policyTable": st.PolicyTable,
 		"eventBusName": st.EventBusName, "userPoolId": st.UserPoolID, "userPoolClientId": st.UserPoolClientID,
-		"baseRoleArn": st.BaseRoleARN,
+		"baseRoleArn": st.BaseRoleARN, "revokerFunction": st.RevokerFunction,
 	}
 	var missing []string
 	for _, n := range need {
@@ -96,10 +112,7 @@ func (t *targetFlags) resolve(env *cmdEnv, need ...string) (target, error) {
 			missing = append(missing, n)
 		}
 	}
-	if len(missing) > 0 {
-		return target{}, usagef("no stack named: pass --stack .local/stack.json, or the flags or CREDBROKER_* variables for %s (see `credbroker help`)", strings.Join(missing, ", "))
-	}
-	return target{Stack: st}, nil
+	return missing
 }
 
 // aws returns the SDK configuration for the target: moto's for a local

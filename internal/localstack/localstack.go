@@ -9,6 +9,7 @@ package localstack
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ const (
 	DefaultMotoPort = 4566
 	DefaultPort     = 8080
 	DefaultWebPort  = 8081
+	// DefaultLambdaPort serves Lambda's Invoke API for the local
+	// functions (`make run`; Options.LambdaPort 0 takes any free port).
+	DefaultLambdaPort = 8082
 )
 
 // Options configure a local stack.
@@ -59,8 +63,11 @@ type Options struct {
 	// stack, the credential endpoint allows that origin (CORS, as the
 	// template's AllowedOrigins does on AWS), and stack.json gets webUrl.
 	WebDir  string
-	WebPort int    // default 8081
-	Dir     string // where stack.json and logs go; default .local
+	WebPort int // default 8081
+	// LambdaPort serves Lambda's Invoke API for the local revoker on
+	// loopback (stack.json's lambdaEndpoint); 0 takes any free port.
+	LambdaPort int
+	Dir        string // where stack.json and logs go; default .local
 	// Moto, when set, is the URL of a moto already running (tests); no
 	// moto is started or stopped then.
 	Moto string
@@ -114,13 +121,14 @@ type Stack struct {
 	motoLog   string
 	server    *http.Server
 	web       *http.Server // the demo page's, when served
+	lambda    *http.Server // Lambda's Invoke API for the local functions
 	webFiles  *webHandler
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	infoPath  string
 	// unlock releases the directory's lock (lock.go).
 	unlock func()
-	// stopped receives why the poller, the API server or the demo page's
+	// stopped receives why the poller, the API server, the Lambda API or the demo page's
 	// server ended on its own; each sends at most once, so it never blocks.
 	stopped chan error
 }
@@ -139,7 +147,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json"), stopped: make(chan error, 3), unlock: unlock}
+	st := &Stack{infoPath: filepath.Join(o.Dir, "stack.json"), stopped: make(chan error, 4), unlock: unlock}
 	ok := false
 	defer func() {
 		if !ok {
@@ -153,6 +161,17 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 			return nil, fmt.Errorf("API port: %w (is another program or a local stack from another checkout using it? set PORT to another port)", err)
 		}
 		return nil, fmt.Errorf("API port: %w", err)
+	}
+	if o.LambdaPort != 0 {
+		if o.LambdaPort == o.Port || (o.WebDir != "" && o.LambdaPort == o.WebPort) {
+			return nil, fmt.Errorf("the Lambda API needs a port of its own, not %d: set LAMBDA_PORT to another port", o.LambdaPort)
+		}
+		if err := motoserver.CheckFree(o.LambdaPort); err != nil {
+			if errors.Is(err, motoserver.ErrPortInUse) {
+				return nil, fmt.Errorf("lambda API port: %w (is another program or a local stack from another checkout using it? set LAMBDA_PORT to another port)", err)
+			}
+			return nil, fmt.Errorf("lambda API port: %w", err)
+		}
 	}
 	if o.WebDir != "" {
 		if o.WebPort == o.Port {
@@ -272,14 +291,24 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	mux.Handle(credsvc.Path, api)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/", notFound)
-	if st.server, err = st.serve("API", o.Port, mux, log); err != nil {
+	if st.server, _, err = st.serve("API", o.Port, mux, log); err != nil {
 		return nil, err
 	}
+	// The operator's `admin revoke` invokes the revoker through Lambda's
+	// API, as on AWS, so that its cutoff comes from the revoker's clock.
+	lambdaAPI := &lambdaAPI{functions: map[string]function{
+		RevokerFunction: func(ctx context.Context, p json.RawMessage) (any, error) { return revoker.Invoke(ctx, p) },
+	}, log: log.With("function", "lambda-api")}
+	var lambdaAddr string
+	if st.lambda, lambdaAddr, err = st.serve("Lambda API", o.LambdaPort, lambdaAPI, log); err != nil {
+		return nil, err
+	}
+	st.Info.RevokerFunction, st.Info.LambdaEndpoint = RevokerFunction, "http://"+lambdaAddr
 	if o.WebDir != "" {
 		if err := st.webFiles.configure(st.Info); err != nil {
 			return nil, err
 		}
-		if st.web, err = st.serve("demo page", o.WebPort, st.webFiles, log); err != nil {
+		if st.web, _, err = st.serve("demo page", o.WebPort, st.webFiles, log); err != nil {
 			return nil, err
 		}
 	}
@@ -296,15 +325,16 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	return st, nil
 }
 
-// serve listens on 127.0.0.1:port and serves h until Stop; a server that
-// ends on its own stops the stack (Wait).
-func (s *Stack) serve(what string, port int, h http.Handler, log *slog.Logger) (*http.Server, error) {
+// serve listens on 127.0.0.1:port (any free port for 0) and serves h
+// until Stop; a server that ends on its own stops the stack (Wait). It
+// returns the address it listens on.
+func (s *Stack) serve(what string, port int, h http.Handler, log *slog.Logger) (*http.Server, string, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			err = fmt.Errorf("%w: %w", motoserver.ErrPortInUse, err)
 		}
-		return nil, fmt.Errorf("%s port %d: %w", what, port, err)
+		return nil, "", fmt.Errorf("%s port %d: %w", what, port, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 	s.wg.Go(func() {
@@ -313,7 +343,7 @@ func (s *Stack) serve(what string, port int, h http.Handler, log *slog.Logger) (
 			s.stopped <- fmt.Errorf("%s server stopped: %w", what, err)
 		}
 	})
-	return srv, nil
+	return srv, ln.Addr().String(), nil
 }
 
 // notFound answers every path but the endpoint's (and /healthz) in the
@@ -349,7 +379,7 @@ func (s *Stack) InfoPath() string { return s.infoPath }
 // Stop shuts the server and poller down, stops moto if it started it,
 // removes stack.json and releases the directory for the next stack.
 func (s *Stack) Stop() {
-	for _, srv := range []*http.Server{s.server, s.web} {
+	for _, srv := range []*http.Server{s.server, s.web, s.lambda} {
 		if srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = srv.Shutdown(ctx)
@@ -404,6 +434,7 @@ func Run(ctx context.Context, o Options) error {
 	fmt.Fprintf(o.Out, "\nLocal stack ready (stack file %s)\n", st.infoPath)
 	fmt.Fprintf(o.Out, "  credential endpoint  %s%s\n", st.Info.APIURL, credsvc.Path)
 	fmt.Fprintf(o.Out, "  AWS endpoint (moto)  %s   region %s\n", st.Info.AWSEndpoint, st.Info.Region)
+	fmt.Fprintf(o.Out, "  Lambda API           %s   revoker %s\n", st.Info.LambdaEndpoint, st.Info.RevokerFunction)
 	fmt.Fprintf(o.Out, "  user pool %s   app client %s\n", st.Info.UserPoolID, st.Info.UserPoolClientID)
 	if st.Info.WebURL != "" {
 		fmt.Fprintf(o.Out, "  demo page            %s\n", st.Info.WebURL)

@@ -41,6 +41,18 @@ import (
 
 func freePort(t testing.TB) int { return stacktest.FreePort(t) }
 
+// takenPort returns a loopback port something listens on until the test
+// ends.
+func takenPort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func start(t testing.TB, seed bool) *localstack.Stack {
 	t.Helper()
 	return stacktest.Start(t, localstack.Options{Seed: seed})
@@ -133,7 +145,7 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 	if err := json.Unmarshal(raw, &info); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"region", "awsEndpoint", "apiUrl", "membershipTable", "policyTable", "eventBusName", "userPoolId", "userPoolClientId", "baseRoleArn"} {
+	for _, k := range []string{"region", "awsEndpoint", "apiUrl", "membershipTable", "policyTable", "eventBusName", "userPoolId", "userPoolClientId", "baseRoleArn", "revokerFunction", "lambdaEndpoint"} {
 		if info[k] == "" {
 			t.Errorf("stack.json lacks %s", k)
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -122,14 +121,9 @@ func TestTheLocalStackServesTheDemoPageOnItsOwnOrigin(t *testing.T) {
 	})
 
 	t.Run("a taken demo page port is reported with exit status 4 before anything starts", func(t *testing.T) {
-		taken, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer taken.Close()
 		dir := t.TempDir()
-		_, err = localstack.Start(context.Background(), localstack.Options{
-			Moto: mototest.Endpoint(t), Port: freePort(t), WebPort: taken.Addr().(*net.TCPAddr).Port, WebDir: pageDir(t), Dir: dir,
+		_, err := localstack.Start(context.Background(), localstack.Options{
+			Moto: mototest.Endpoint(t), Port: freePort(t), WebPort: takenPort(t), WebDir: pageDir(t), Dir: dir,
 		})
 		if !errors.Is(err, motoserver.ErrPortInUse) || localstack.ExitCode(err) != exitcode.Environment || !strings.Contains(err.Error(), "WEB_PORT") {
 			t.Errorf("Start = %v (exit %d), want the port in use, WEB_PORT named, exit %d", err, localstack.ExitCode(err), exitcode.Environment)

@@ -32,6 +32,12 @@ type Stack struct {
 	WebURL string `json:"webUrl,omitempty"`
 	// AuditQueueURL receives a copy of every audit event (AUDIT_TAIL=1).
 	AuditQueueURL string `json:"auditQueueUrl,omitempty"`
+	// RevokerFunction is the revoker's function name, which
+	// `credbroker admin revoke` invokes through Lambda's Invoke API.
+	RevokerFunction string `json:"revokerFunction,omitempty"`
+	// LambdaEndpoint serves Lambda's Invoke API for the local functions,
+	// when it is not AWSEndpoint (moto runs none of them).
+	LambdaEndpoint string `json:"lambdaEndpoint,omitempty"`
 }
 
 // Load reads a stack file and checks that every field the contract

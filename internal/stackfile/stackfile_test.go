@@ -15,7 +15,8 @@ import (
 func TestWriteThenLoadGivesTheSameStack(t *testing.T) {
 	want := stackfile.Stack{Region: "us-east-1", AWSEndpoint: "http://127.0.0.1:4566", APIURL: "http://127.0.0.1:8080",
 		MembershipTable: "m", PolicyTable: "p", EventBusName: "bus", UserPoolID: "us-east-1_x", UserPoolClientID: "y",
-		BaseRoleARN: "arn:aws:iam::123456789012:role/z", WebURL: "http://127.0.0.1:8080/demo/"}
+		BaseRoleARN: "arn:aws:iam::123456789012:role/z", WebURL: "http://127.0.0.1:8080/demo/",
+		RevokerFunction: "credbroker-revoker", LambdaEndpoint: "http://127.0.0.1:8082"}
 	path := filepath.Join(t.TempDir(), "stack.json")
 	if err := stackfile.Write(path, want); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
 // Command localstack is `make run`: the whole broker on loopback, until
 // Ctrl-C, or until moto or the stream poller stops (exit status 3, so that a
 // stale stack is never left answering; README "Exit status"). MOTO_PORT
-// (4566), PORT (8080) and WEB_PORT (8081, the demo page's) choose the
-// ports; SEED=1 adds a demo user, projects and buckets; AUDIT_TAIL=1 copies
+// (4566), PORT (8080), WEB_PORT (8081, the demo page's) and LAMBDA_PORT
+// (8082, Lambda's Invoke API for the revoker) choose the ports; SEED=1 adds a demo user, projects and buckets; AUDIT_TAIL=1 copies
 // audit events to an SQS queue; ARCHIVE=1 gives the audit bus its archive,
 // as in the template (slow in moto: README, local stack). The demo page is
 // served when web/dist/demo (`make web`) is built in the working directory.
@@ -31,8 +31,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(exitcode.Usage)
 	}
-	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, level, "")}
-	for name, dst := range map[string]*int{"MOTO_PORT": &o.MotoPort, "PORT": &o.Port, "WEB_PORT": &o.WebPort} {
+	o := localstack.Options{Out: os.Stdout, Logger: logging.New(os.Stderr, level, ""), LambdaPort: localstack.DefaultLambdaPort}
+	for name, dst := range map[string]*int{"MOTO_PORT": &o.MotoPort, "PORT": &o.Port, "WEB_PORT": &o.WebPort, "LAMBDA_PORT": &o.LambdaPort} {
 		if v := os.Getenv(name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 || n > 65535 {
