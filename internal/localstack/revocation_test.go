@@ -133,6 +133,7 @@ func (s session) reaches(role iameval.Role, bucket string) bool {
 			"aws:SecureTransport": "true", "s3:ResourceAccount": stackdef.LocalAccountID, "s3:prefix": "team-a/",
 		}
 		if s.tag != "" {
+			ctx["aws:PrincipalTag/"+broker.UserTagKey] = broker.UserTag(s.user)
 			ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = s.tag
 		}
 		if role.Allows(s.policy, iameval.Request{Action: action, Resource: resource, Context: ctx}) {
@@ -198,7 +199,8 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 	token := signIn(t, st, st.Demo.Username, st.Demo.Password)
 	until(t, st, token, func(a answer) bool { return slices.Contains(a.places(), "extra-bucket/:read") })
 	old := sessionOf(t, st, token, demo, "demo-raw")
-	bystander := session{user: "c0ffee00-0000-4000-8000-000000000000", issued: old.issued, policy: old.policy}
+	const other = "c0ffee00-0000-4000-8000-000000000000"
+	bystander := session{user: other, issued: old.issued, policy: old.policy, tag: broker.CutoffTag(other, time.Time{})}
 	if !old.reaches(baseRole(t, st), "demo-raw") {
 		t.Fatal("setup: the demo user's session does not reach demo-raw")
 	}

@@ -125,8 +125,12 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (*Result,
 // logged as an error and counted. A refused event of the bus returns
 // success, as delivering it again cannot help (the log line and the
 // metric's alarm are its dead letter); a refused call of an operator
-// returns the error, which the caller sees.
-func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (*Result, error) {
+// returns the error, which the caller sees. A batch of the revocation
+// queue (SQS) is applied as one revocation (Batch).
+func (h *Handler) Invoke(ctx context.Context, payload json.RawMessage) (any, error) {
+	if batch, ok := sqsBatch(payload); ok {
+		return h.Batch(ctx, batch), nil
+	}
 	res, err := h.Handle(ctx, payload)
 	switch {
 	case err == nil:
@@ -238,4 +242,53 @@ func (h *Handler) decodeBusEvent(payload json.RawMessage) (*Request, error) {
 			"userId", d.UserID, "changeId", d.ChangeID, "revokeBefore", d.RevokeBefore.UTC(), "maxAhead", MaxAhead)
 	}
 	return &Request{Entries: []Entry{entry}, Reason: broker.ReasonNarrowed, Causes: []string{d.ChangeID}}, nil
+}
+
+// sqsBatch reports whether payload is a batch of the revocation queue.
+func sqsBatch(payload json.RawMessage) (events.SQSEvent, bool) {
+	var ev events.SQSEvent
+	if json.Unmarshal(payload, &ev) != nil || len(ev.Records) == 0 || ev.Records[0].EventSource != "aws:sqs" {
+		return events.SQSEvent{}, false
+	}
+	return ev, true
+}
+
+// Batch applies every narrowing of a batch of the revocation queue (each
+// message the bus rule's event) as one revocation: one save of the list
+// and one write of the pages it changes, however many users it holds. A
+// message that can never be applied is refused, loudly, and not retried;
+// when the revocation fails, every other message is reported failed, so
+// that the queue delivers it again (and after its last receive, moves it
+// to the dead-letter queue).
+func (h *Handler) Batch(ctx context.Context, batch events.SQSEvent) events.SQSEventResponse {
+	req := Request{Reason: broker.ReasonNarrowed}
+	var applied []string
+	for _, m := range batch.Records {
+		r, err := h.Decode(json.RawMessage(m.Body))
+		if err != nil {
+			h.count(MetricRefused)
+			h.logger().Error("revoker payload refused: no revocation was applied", "err", err, "messageId", m.MessageId, "event", m.Body)
+			continue
+		}
+		if r == nil {
+			continue // nothing to revoke
+		}
+		for _, e := range r.Entries {
+			e.Reason, e.Causes = r.Reason, r.Causes
+			req.Entries = append(req.Entries, e)
+		}
+		applied = append(applied, m.MessageId)
+	}
+	var resp events.SQSEventResponse
+	if len(req.Entries) == 0 {
+		return resp
+	}
+	if _, err := h.Service.Revoke(ctx, req); err != nil {
+		h.count(MetricFailed)
+		h.logger().Error("revocation of a batch failed; the queue delivers it again", "err", err, "messages", len(applied), "entries", len(req.Entries))
+		for _, id := range applied {
+			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: id})
+		}
+	}
+	return resp
 }

@@ -132,7 +132,9 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 	}
 	entries := make([]Entry, len(req.Entries))
 	for i, e := range req.Entries {
-		e.Reason, e.Causes = req.Reason, req.Causes
+		if e.Reason == "" {
+			e.Reason, e.Causes = req.Reason, req.Causes
+		}
 		entries[i] = e
 	}
 	if req.Reason == broker.ReasonOperator && len(entries) > 0 {

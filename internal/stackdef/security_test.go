@@ -107,7 +107,7 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "a revoker told of shorter sessions than the endpoint issues is rejected",
-			old:  "          SESSION_DURATION_SECONDS: !Ref SessionDurationSeconds\n          LOG_LEVEL: !Ref LogLevel\n      # Revocations", new: "          SESSION_DURATION_SECONDS: 900\n          LOG_LEVEL: !Ref LogLevel\n      # Revocations",
+			old:  "          SESSION_DURATION_SECONDS: !Ref SessionDurationSeconds\n          LOG_LEVEL: !Ref LogLevel\n      # Narrowings arrive", new: "          SESSION_DURATION_SECONDS: 900\n          LOG_LEVEL: !Ref LogLevel\n      # Narrowings arrive",
 			rule: "deny entries outlive the sessions the endpoint issues",
 		},
 		{
