@@ -386,14 +386,14 @@ func compact(doc string) string { return strings.Join(strings.Fields(doc), "") }
 // delivered twice at once may announce twice: delivery is at least once;
 // consumers dedupe on causes.
 func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
+	// One event per cutoff second, scope and reason, naming every user and
+	// cause of it: a bulk narrowing is a few events, not one per user.
 	type group struct {
 		before time.Time
 		scope  string
 		reason string
-		causes string
 	}
-	users := map[group][]string{}
-	causes := map[group][]string{}
+	notices := map[group][]Notice{}
 	var sent []Notice
 	now := s.now()
 	for _, n := range l.Unannounced {
@@ -407,7 +407,7 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 		sent = append(sent, n)
 		// Notices compare to the millisecond; the events say what IAM
 		// compares, whole seconds.
-		g := group{before: ceilSecond(n.Before), scope: broker.ScopeUser, reason: n.Reason, causes: strings.Join(n.Causes, "\x00")}
+		g := group{before: ceilSecond(n.Before), scope: broker.ScopeUser, reason: n.Reason}
 		switch u, ok := l.Users[n.UserID]; {
 		case ok && !u.Before.Before(n.Before):
 			g.before = ceilSecond(u.Before)
@@ -417,29 +417,33 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 			// Pruned already: no session it could match is alive; the
 			// event still says that it was applied.
 		}
-		users[g] = append(users[g], n.UserID)
-		causes[g] = n.Causes
+		notices[g] = append(notices[g], n)
 	}
 	if len(sent) == 0 {
 		return nil
 	}
 	var events []broker.AuditEvent
-	for _, g := range slices.SortedFunc(maps.Keys(users), func(a, b group) int {
-		return cmp.Or(a.before.Compare(b.before), cmp.Compare(a.scope, b.scope), cmp.Compare(a.reason, b.reason), cmp.Compare(a.causes, b.causes))
+	for _, g := range slices.SortedFunc(maps.Keys(notices), func(a, b group) int {
+		return cmp.Or(a.before.Compare(b.before), cmp.Compare(a.scope, b.scope), cmp.Compare(a.reason, b.reason))
 	}) {
-		ids, why := users[g], causes[g]
-		slices.Sort(ids)
-		if why == nil {
-			why = []string{}
+		// A few hundred users an event keeps it well within the bus's
+		// 256 KB.
+		for chunk := range slices.Chunk(notices[g], usersPerEvent) {
+			ids, why := []string{}, []string{}
+			for _, n := range chunk {
+				ids, why = append(ids, n.UserID), append(why, n.Causes...)
+			}
+			slices.Sort(ids)
+			slices.Sort(why)
+			events = append(events, broker.AuditEvent{
+				Source: broker.SourceRevoker, DetailType: broker.DetailCredentialsRevoked, Time: now,
+				Detail: broker.CredentialsRevokedDetail{
+					SchemaVersion: broker.AuditSchemaVersion, UserIDs: slices.Compact(ids), IssuedBefore: g.before,
+					Scope: g.scope, Reason: g.reason, Causes: slices.Compact(why),
+					DenyListUsers: len(l.Users), DenyListVersion: l.Version,
+				},
+			})
 		}
-		events = append(events, broker.AuditEvent{
-			Source: broker.SourceRevoker, DetailType: broker.DetailCredentialsRevoked, Time: s.now(),
-			Detail: broker.CredentialsRevokedDetail{
-				SchemaVersion: broker.AuditSchemaVersion, UserIDs: slices.Compact(ids), IssuedBefore: g.before,
-				Scope: g.scope, Reason: g.reason, Causes: why,
-				DenyListUsers: len(l.Users), DenyListVersion: l.Version,
-			},
-		})
 	}
 	if err := s.Auditor.Emit(ctx, events...); err != nil {
 		return broker.Wrap(broker.Transient, "emit CredentialsRevoked", err)
@@ -450,6 +454,9 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 	}
 	return s.forget(ctx, sent)
 }
+
+// usersPerEvent bounds the users of one CredentialsRevoked event.
+const usersPerEvent = 250
 
 // forget removes announced notices from the stored list.
 func (s *Service) forget(ctx context.Context, sent []Notice) error {
