@@ -49,6 +49,7 @@ var securityRules = []rule{
 	{"only the revoker may write the base role's policies, and nothing else in IAM", checkOnlyRevokerWritesIAM},
 	{"each role puts audit events under its own sources only", checkAuditSources},
 	{"the revoker reaches only the deny list and users' cutoffs", checkRevokerTableAccess},
+	{"the credentials function reads only users' items and the fallback's cutoff", checkCredentialsTableAccess},
 	{"functions use their own least-privilege roles", checkFunctionRoles},
 	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
 	{"tables are protected", checkTables},
@@ -101,13 +102,23 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "the revoker writing any item of the policy table is rejected",
-			old:  "                    dynamodb:LeadingKeys: [REVOCATIONS]\n", new: "                    dynamodb:LeadingKeys: [REVOCATIONS, \"USER#*\"]\n",
+			old:  "                    dynamodb:LeadingKeys: [REVOCATIONS]\n              - Sid: Cutoffs", new: "                    dynamodb:LeadingKeys: [REVOCATIONS, \"USER#*\"]\n              - Sid: Cutoffs",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
 		},
 		{
 			name: "the revoker updating users' grants is rejected",
 			old:  "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]", new: "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim, doc]",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
+		},
+		{
+			name: "the credentials function reading the whole deny list is rejected",
+			old:  "                    dynamodb:Attributes: [allBefore]\n", new: "",
+			rule: "the credentials function reads only users' items and the fallback's cutoff",
+		},
+		{
+			name: "the credentials function reading any item of the policy table is rejected",
+			old:  "                  ForAllValues:StringLike:\n                    dynamodb:LeadingKeys: [\"USER#*\"]\n              # Of the deny list", new: "              # Of the deny list",
+			rule: "the credentials function reads only users' items and the fallback's cutoff",
 		},
 		{
 			name: "s3:* on the base role is rejected",
@@ -859,6 +870,35 @@ func checkRevokerTableAccess(t *stackdef.Template) []string {
 				}
 			default:
 				problems = append(problems, fmt.Sprintf("%s: %s; the revoker needs only GetItem, PutItem and UpdateItem", s, a))
+			}
+		}
+	}
+	return problems
+}
+
+// The credentials function reads users' policy items and, of the deny
+// list, only the fallback's cutoff: it has no use for who was revoked.
+func checkCredentialsTableAccess(t *stackdef.Template) []string {
+	stmts, problems := iamStatements(t)
+	for _, s := range stmts {
+		if s.trust || !s.allow() || s.role != "CredentialsFunctionRole" {
+			continue
+		}
+		for _, a := range s.actions() {
+			if !strings.HasPrefix(strings.ToLower(a), "dynamodb:") {
+				continue
+			}
+			cond := mapOf(s.m["Condition"])
+			equals := mapOf(cond["ForAllValues:StringEquals"])
+			keys := append(strs(equals["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)
+			attrs := strs(equals["dynamodb:Attributes"])
+			switch {
+			case a != "dynamodb:GetItem":
+				problems = append(problems, fmt.Sprintf("%s: %s; the credentials function needs only GetItem", s, a))
+			case slices.Equal(keys, []string{"USER#*"}):
+			case slices.Equal(keys, []string{"REVOCATIONS"}) && slices.Equal(attrs, []string{"allBefore"}):
+			default:
+				problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v; want USER#*, or REVOCATIONS with allBefore only", s, a, keys, attrs))
 			}
 		}
 	}
