@@ -136,11 +136,16 @@ func (c *Client) denied(project, keyID string) bool {
 	case keyID != "" && !e.answer.hasKey(keyID):
 		c.mu.Unlock()
 		return true // the cache holds newer credentials already
-	case !e.lastForced.IsZero() && now.Sub(e.lastForced) < c.o.DeniedRefetchInterval:
+	}
+	if recent := !e.lastForced.IsZero() && now.Sub(e.lastForced) < c.o.DeniedRefetchInterval; !recent {
+		e.lastForced, e.rechecked = now, false
+	} else if e.rechecked || now.Sub(e.lastForced) < DefaultDeniedRecheck {
 		c.mu.Unlock()
 		return false
+	} else {
+		e.rechecked = true
 	}
-	e.answer, e.noCache, e.lastForced = nil, true, now
+	e.answer, e.noCache = nil, true
 	snap := c.snapshotLocked()
 	c.mu.Unlock()
 	c.persist(snap)
