@@ -99,7 +99,7 @@ type Options struct {
 	// DeniedRefetchInterval is the least time between two refetches forced
 	// by S3 refusing a set (RetryOnAccessDenied): a denial that a fresh set
 	// does not cure is a real one, and must not cost a mint per request.
-	// One more is allowed DefaultDeniedRecheck after the first.
+	// Up to MaxDeniedRefetches are allowed within it, DeniedRecheck apart.
 	DeniedRefetchInterval time.Duration
 	// Revalidate, when positive, is how long an answer is served before
 	// the endpoint is asked again (it answers from its own cache when
@@ -143,11 +143,10 @@ type entry struct {
 	staleAt   time.Time
 	// noCache: the next fetch asks the endpoint for fresh credentials.
 	noCache bool
-	// lastForced is when S3's refusal last forced a refetch; rechecked,
-	// that one more did since.
-	lastForced time.Time
-	rechecked  bool
-	call       *call // the fetch in flight
+	// forced are when S3's refusals forced a refetch, within the last
+	// DeniedRefetchInterval.
+	forced []time.Time
+	call   *call // the fetch in flight
 }
 
 // freshLocked reports whether e's answer may be served without a fetch.

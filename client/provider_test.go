@@ -122,9 +122,9 @@ func TestRevokedCredentialsAreReplacedAtTheFirstRefusal(t *testing.T) {
 }
 
 // A refusal that fresh credentials do not cure is a real one: it costs
-// one refetch, one more DefaultDeniedRecheck later (an endpoint instance
-// may not have read a fallback yet), and no more within the interval.
-func TestARealRefusalCostsAtMostTwoRefetchesPerInterval(t *testing.T) {
+// a refetch at most every DeniedRecheck (an endpoint instance may not have
+// read a fallback yet), and MaxDeniedRefetches per interval.
+func TestARealRefusalCostsAtMostThreeRefetchesPerInterval(t *testing.T) {
 	clock := newFakeClock()
 	ep := mintingEndpoint(t, clock)
 	s3f := newFakeS3(t, func(string) bool { return true })
@@ -148,10 +148,11 @@ func TestARealRefusalCostsAtMostTwoRefetchesPerInterval(t *testing.T) {
 		advance time.Duration
 		want    []string // what S3 saw in all
 	}{
-		{"before the recheck: no refetch", client.DefaultDeniedRecheck - time.Second, []string{"K1", "K2", "K2"}},
+		{"before the recheck: no refetch", client.DeniedRecheck - time.Second, []string{"K1", "K2", "K2"}},
 		{"at the recheck: one more", time.Second, []string{"K1", "K2", "K2", "K2", "K3"}},
-		{"later in the interval: none", client.DefaultDeniedRefetchInterval - client.DefaultDeniedRecheck - time.Second, []string{"K1", "K2", "K2", "K2", "K3", "K3"}},
-		{"after the interval: one more", time.Second, []string{"K1", "K2", "K2", "K2", "K3", "K3", "K3", "K4"}},
+		{"at the next recheck: the third", client.DeniedRecheck, []string{"K1", "K2", "K2", "K2", "K3", "K3", "K4"}},
+		{"later in the interval: none", client.DefaultDeniedRefetchInterval - 2*client.DeniedRecheck - time.Second, []string{"K1", "K2", "K2", "K2", "K3", "K3", "K4", "K4"}},
+		{"when the first leaves the interval: one more", time.Second, []string{"K1", "K2", "K2", "K2", "K3", "K3", "K4", "K4", "K4", "K5"}},
 	}
 	for _, st := range steps {
 		clock.Add(st.advance)
@@ -162,7 +163,7 @@ func TestARealRefusalCostsAtMostTwoRefetchesPerInterval(t *testing.T) {
 			t.Errorf("%s: S3 saw %v, want %v", st.name, keys, st.want)
 		}
 	}
-	if got := cacheControls(ep); !slices.Equal(got, []string{"", "no-cache", "no-cache", "no-cache"}) {
+	if got := cacheControls(ep); !slices.Equal(got, []string{"", "no-cache", "no-cache", "no-cache", "no-cache"}) {
 		t.Errorf("endpoint requests' Cache-Control %q", got)
 	}
 }

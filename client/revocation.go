@@ -57,8 +57,14 @@ func (c *Client) dropDeniedLocked() {
 // fallback, which it does within seconds).
 var errRevokedAnswer = fmt.Errorf("%w: its answer holds credentials issued before a revocation it announced", ErrUnavailable)
 
-// DefaultDeniedRecheck is how long after a refetch forced by S3's refusal a
-// second refusal may force one more, within DeniedRefetchInterval: the
-// endpoint's instances learn of a fallback within 2 s, so a refetch that
-// reached one that had not yet is tried once more, not 30 s later.
-const DefaultDeniedRecheck = 3 * time.Second
+// Refetches forced by S3's refusals (RetryOnAccessDenied): at most
+// MaxDeniedRefetches per DeniedRefetchInterval, and DeniedRecheck apart.
+// The endpoint's instances learn of a fallback within 2 s, so a refetch
+// that reached one that had not yet is tried again 3 s later, not 30 s;
+// and two revocations within the interval each get theirs. A refusal that
+// fresh credentials never cure (a real one) costs three refetches per
+// interval at most.
+const (
+	DeniedRecheck      = 3 * time.Second
+	MaxDeniedRefetches = 3
+)
