@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,8 +33,8 @@ import (
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/stackfile"
-	"github.com/credbroker/credbroker/internal/testkit/iameval"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/rolesession"
 	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
@@ -46,18 +44,11 @@ import (
 // revocation policy, as IAM holds it now, with the project's IAM
 // evaluator, and answers AccessDenied for what it denies.
 
-// minted is what IAM knows of a session: its user (SourceIdentity), its
-// cutoff tag and when STS issued it.
-type minted struct {
-	user, tag string
-	issued    time.Time
-}
-
 // stsLog is a reverse proxy to moto that records every AssumeRole.
 type stsLog struct {
 	*httptest.Server
 	mu   sync.Mutex
-	keys map[string]minted
+	keys map[string]rolesession.Session
 }
 
 func newSTSLog(t *testing.T, moto string) *stsLog {
@@ -66,7 +57,7 @@ func newSTSLog(t *testing.T, moto string) *stsLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &stsLog{keys: map[string]minted{}}
+	l := &stsLog{keys: map[string]rolesession.Session{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = l.observe
 	l.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -92,22 +83,11 @@ func (l *stsLog) observe(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	var x struct {
-		AccessKeyID string    `xml:"AssumeRoleResult>Credentials>AccessKeyId"`
-		Expiration  time.Time `xml:"AssumeRoleResult>Credentials>Expiration"`
+	if key, s, ok := rolesession.FromAssumeRole(form, out); ok {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.keys[key] = s
 	}
-	if xml.Unmarshal(out, &x) != nil || x.AccessKeyID == "" {
-		return nil
-	}
-	m := minted{user: form.Get("SourceIdentity")}
-	if form.Get("Tags.member.1.Key") == broker.CutoffTagKey {
-		m.tag = form.Get("Tags.member.1.Value")
-	}
-	seconds, _ := strconv.Atoi(form.Get("DurationSeconds"))
-	m.issued = x.Expiration.Add(-time.Duration(seconds) * time.Second)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.keys[x.AccessKeyID] = m
 	return nil
 }
 
@@ -122,7 +102,7 @@ func (l *stsLog) known() map[string]bool {
 	return out
 }
 
-func (l *stsLog) of(key string) (minted, bool) {
+func (l *stsLog) of(key string) (rolesession.Session, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m, ok := l.keys[key]
@@ -138,7 +118,7 @@ type judge struct {
 
 func (j judge) allows(t *testing.T, key string) bool {
 	t.Helper()
-	m, ok := j.sts.of(key)
+	s, ok := j.sts.of(key)
 	if !ok {
 		t.Errorf("access key %s was never minted through the stack", key)
 		return false
@@ -148,20 +128,38 @@ func (j judge) allows(t *testing.T, key string) bool {
 		t.Error(err)
 		return false
 	}
-	pol := iameval.Policy{Statements: []iameval.Statement{{Effect: "Allow", Actions: []string{"*"}, Resources: []string{"*"}}}}
-	if doc != "" {
-		deny, err := iameval.Parse(doc)
-		if err != nil {
-			t.Errorf("the base role's revocation policy: %v", err)
-			return false
+	pol, err := rolesession.RevocationPolicy(doc)
+	if err != nil {
+		t.Errorf("the base role's revocation policy: %v", err)
+		return false
+	}
+	return s.AllowedBy(pol)
+}
+
+// timeline keeps what happened, in order, to be checked afterwards.
+type timeline[T any] struct {
+	mu    sync.Mutex
+	items []T
+	at    func(T) time.Time
+}
+
+func (l *timeline[T]) add(v T) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.items = append(l.items, v)
+}
+
+// since returns what happened at or after t0.
+func (l *timeline[T]) since(t0 time.Time) []T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []T
+	for _, v := range l.items {
+		if !l.at(v).Before(t0) {
+			out = append(out, v)
 		}
-		pol.Statements = append(pol.Statements, deny.Statements...)
 	}
-	ctx := map[string]string{"aws:SourceIdentity": m.user, "aws:TokenIssueTime": m.issued.UTC().Truncate(time.Second).Format(time.RFC3339)}
-	if m.tag != "" {
-		ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = m.tag
-	}
-	return pol.Allows(iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::any/key", Context: ctx})
+	return out
 }
 
 // call is one use of credentials: when, with which key, and whether IAM
@@ -172,12 +170,13 @@ type call struct {
 	allowed bool
 }
 
+func newCalls() *timeline[call] { return &timeline[call]{at: func(c call) time.Time { return c.at }} }
+
 // s3Judge is a reverse proxy to moto's S3 that answers AccessDenied to
 // every request the judge denies.
 type s3Judge struct {
 	*httptest.Server
-	mu    sync.Mutex
-	calls []call
+	calls *timeline[call]
 }
 
 func newS3Judge(t *testing.T, moto string, j judge) *s3Judge {
@@ -187,14 +186,12 @@ func newS3Judge(t *testing.T, moto string, j judge) *s3Judge {
 		t.Fatal(err)
 	}
 	rp := httputil.NewSingleHostReverseProxy(u)
-	s := &s3Judge{}
+	s := &s3Judge{calls: newCalls()}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, cred, _ := strings.Cut(r.Header.Get("Authorization"), "Credential=")
 		key, _, _ := strings.Cut(cred, "/")
 		c := call{at: time.Now(), key: key, allowed: j.allows(t, key)}
-		s.mu.Lock()
-		s.calls = append(s.calls, c)
-		s.mu.Unlock()
+		s.calls.add(c)
 		if !c.allowed {
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusForbidden)
@@ -205,18 +202,6 @@ func newS3Judge(t *testing.T, moto string, j judge) *s3Judge {
 	}))
 	t.Cleanup(s.Close)
 	return s
-}
-
-func (s *s3Judge) since(t0 time.Time) []call {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []call
-	for _, c := range s.calls {
-		if !c.at.Before(t0) {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // answerSeen is one answer of the endpoint to a client: when it arrived,
@@ -231,8 +216,7 @@ type answerSeen struct {
 // its answers.
 type endpointLog struct {
 	*httptest.Server
-	mu      sync.Mutex
-	answers []answerSeen
+	answers *timeline[answerSeen]
 }
 
 func newEndpointLog(t *testing.T, api string) *endpointLog {
@@ -241,7 +225,7 @@ func newEndpointLog(t *testing.T, api string) *endpointLog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := &endpointLog{}
+	l := &endpointLog{answers: &timeline[answerSeen]{at: func(a answerSeen) time.Time { return a.at }}}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		body, err := io.ReadAll(resp.Body)
@@ -252,26 +236,12 @@ func newEndpointLog(t *testing.T, api string) *endpointLog {
 			AllRevokedBefore time.Time `json:"allRevokedBefore"`
 		}
 		_ = json.Unmarshal(body, &a)
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.answers = append(l.answers, answerSeen{at: time.Now(), status: resp.StatusCode, revokedBefore: a.RevokedBefore, allOff: a.AllRevokedBefore})
+		l.answers.add(answerSeen{at: time.Now(), status: resp.StatusCode, revokedBefore: a.RevokedBefore, allOff: a.AllRevokedBefore})
 		return err
 	}
 	l.Server = httptest.NewServer(rp)
 	t.Cleanup(l.Close)
 	return l
-}
-
-func (l *endpointLog) since(t0 time.Time) []answerSeen {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []answerSeen
-	for _, a := range l.answers {
-		if !a.at.Before(t0) {
-			out = append(out, a)
-		}
-	}
-	return out
 }
 
 // tinyBudget is the base role with room for no deny list at all: whatever
@@ -376,8 +346,7 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 	if code, _, errOut := cli(map[string]string{"CREDBROKER_PASSWORD": "Dana-Passw0rd!"}, "login", "--stack", stackFile, "--username", "dana"); code != exitcode.OK {
 		t.Fatalf("login: exit %d: %s", code, errOut)
 	}
-	var cliMu sync.Mutex
-	var cliCalls []call
+	cliCalls := newCalls()
 	credentialProcess := func() error {
 		code, out, errOut := cli(nil, "credential-process", "--stack", stackFile, "--bucket", keep)
 		if code != exitcode.OK {
@@ -388,26 +357,12 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 			return err
 		}
 		cl := call{at: time.Now(), key: pc.AccessKeyID, allowed: j.allows(t, pc.AccessKeyID)}
-		cliMu.Lock()
-		cliCalls = append(cliCalls, cl)
-		cliMu.Unlock()
+		cliCalls.add(cl)
 		if !cl.allowed {
 			return fmt.Errorf("AccessDenied for %s", pc.AccessKeyID)
 		}
 		return nil
 	}
-	cliSince := func(t0 time.Time) []call {
-		cliMu.Lock()
-		defer cliMu.Unlock()
-		var out []call
-		for _, c := range cliCalls {
-			if !c.at.Before(t0) {
-				out = append(out, c)
-			}
-		}
-		return out
-	}
-
 	type workload struct {
 		name  string
 		use   func() error
@@ -415,8 +370,8 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 		api   *endpointLog
 	}
 	workloads := []workload{
-		{"Go client", getObject, goS3.since, goAPI},
-		{"credential-process", credentialProcess, cliSince, cliAPI},
+		{"Go client", getObject, goS3.calls.since, goAPI},
+		{"credential-process", credentialProcess, cliCalls.since, cliAPI},
 	}
 	for _, w := range workloads {
 		if err := w.use(); err != nil {
@@ -484,7 +439,7 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 							ok = 0
 						}
 					}
-					calls, answers := w.calls(start), w.api.since(start)
+					calls, answers := w.calls(start), w.api.answers.since(start)
 					var learned time.Time
 					for _, a := range answers {
 						if a.status == http.StatusOK && revoked(a) {

@@ -843,34 +843,52 @@ func checkAuditSources(t *stackdef.Template) []string {
 	return problems
 }
 
+// tableAccess is one DynamoDB action a role's statement allows, and the
+// partition keys and attributes its conditions confine it to.
+type tableAccess struct {
+	s      statement
+	action string
+	keys   []string // dynamodb:LeadingKeys, StringEquals then StringLike
+	attrs  []string // dynamodb:Attributes, sorted
+}
+
+func tableAccesses(t *stackdef.Template, role string) ([]tableAccess, []string) {
+	stmts, problems := iamStatements(t)
+	var out []tableAccess
+	for _, s := range stmts {
+		if s.trust || !s.allow() || s.role != role {
+			continue
+		}
+		cond := mapOf(s.m["Condition"])
+		equals := mapOf(cond["ForAllValues:StringEquals"])
+		for _, a := range s.actions() {
+			if strings.HasPrefix(strings.ToLower(a), "dynamodb:") {
+				out = append(out, tableAccess{s: s, action: a, attrs: sorted(strs(equals["dynamodb:Attributes"])),
+					keys: append(strs(equals["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)})
+			}
+		}
+	}
+	return out, problems
+}
+
 // The revoker holds IAM write access to the base role; its table access is
 // kept to the deny-list item and the cutoff attributes of users' items, so
 // it cannot also write anyone's grants.
 func checkRevokerTableAccess(t *stackdef.Template) []string {
-	stmts, problems := iamStatements(t)
-	for _, s := range stmts {
-		if s.trust || !s.allow() || s.role != "RevokerFunctionRole" {
-			continue
-		}
-		for _, a := range s.actions() {
-			if !strings.HasPrefix(strings.ToLower(a), "dynamodb:") {
-				continue
+	accesses, problems := tableAccesses(t, "RevokerFunctionRole")
+	for _, ta := range accesses {
+		s, a, keys, attrs := ta.s, ta.action, ta.keys, ta.attrs
+		switch a {
+		case "dynamodb:GetItem", "dynamodb:PutItem":
+			if !slices.Equal(keys, []string{"REVOCATIONS"}) {
+				problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, want only REVOCATIONS", s, a, keys))
 			}
-			cond := mapOf(s.m["Condition"])
-			keys := append(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)
-			switch a {
-			case "dynamodb:GetItem", "dynamodb:PutItem":
-				if !slices.Equal(keys, []string{"REVOCATIONS"}) {
-					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, want only REVOCATIONS", s, a, keys))
-				}
-			case "dynamodb:UpdateItem":
-				attrs := sorted(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:Attributes"]))
-				if !slices.Equal(keys, []string{"USER#*"}) || !slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) {
-					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v and attributes %v, want USER#* and the cutoff's attributes", s, a, keys, attrs))
-				}
-			default:
-				problems = append(problems, fmt.Sprintf("%s: %s; the revoker needs only GetItem, PutItem and UpdateItem", s, a))
+		case "dynamodb:UpdateItem":
+			if !slices.Equal(keys, []string{"USER#*"}) || !slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) {
+				problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v and attributes %v, want USER#* and the cutoff's attributes", s, a, keys, attrs))
 			}
+		default:
+			problems = append(problems, fmt.Sprintf("%s: %s; the revoker needs only GetItem, PutItem and UpdateItem", s, a))
 		}
 	}
 	return problems
@@ -879,27 +897,15 @@ func checkRevokerTableAccess(t *stackdef.Template) []string {
 // The credentials function reads users' policy items and, of the deny
 // list, only the fallback's cutoff: it has no use for who was revoked.
 func checkCredentialsTableAccess(t *stackdef.Template) []string {
-	stmts, problems := iamStatements(t)
-	for _, s := range stmts {
-		if s.trust || !s.allow() || s.role != "CredentialsFunctionRole" {
-			continue
-		}
-		for _, a := range s.actions() {
-			if !strings.HasPrefix(strings.ToLower(a), "dynamodb:") {
-				continue
-			}
-			cond := mapOf(s.m["Condition"])
-			equals := mapOf(cond["ForAllValues:StringEquals"])
-			keys := append(strs(equals["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)
-			attrs := strs(equals["dynamodb:Attributes"])
-			switch {
-			case a != "dynamodb:GetItem":
-				problems = append(problems, fmt.Sprintf("%s: %s; the credentials function needs only GetItem", s, a))
-			case slices.Equal(keys, []string{"USER#*"}):
-			case slices.Equal(keys, []string{"REVOCATIONS"}) && slices.Equal(attrs, []string{"allBefore"}):
-			default:
-				problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v; want USER#*, or REVOCATIONS with allBefore only", s, a, keys, attrs))
-			}
+	accesses, problems := tableAccesses(t, "CredentialsFunctionRole")
+	for _, ta := range accesses {
+		switch {
+		case ta.action != "dynamodb:GetItem":
+			problems = append(problems, fmt.Sprintf("%s: %s; the credentials function needs only GetItem", ta.s, ta.action))
+		case slices.Equal(ta.keys, []string{"USER#*"}):
+		case slices.Equal(ta.keys, []string{"REVOCATIONS"}) && slices.Equal(ta.attrs, []string{"allBefore"}):
+		default:
+			problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v; want USER#*, or REVOCATIONS with allBefore only", ta.s, ta.action, ta.keys, ta.attrs))
 		}
 	}
 	return problems

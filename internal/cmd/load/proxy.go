@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"log"
@@ -13,15 +12,13 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/rolesession"
 )
 
 // proxy stands between the stack's own AWS clients and moto. It counts what
@@ -132,7 +129,7 @@ func newProxy(motoURL string, seed uint64) (*proxy, error) {
 		keys:    map[string]mint{},
 		minted:  map[mint]int{},
 		issued:  map[string]time.Time{},
-		deny:    allowAll,
+		deny:    allowAll(),
 		audited: map[string]bool{},
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
@@ -322,25 +319,15 @@ func (p *proxy) observeResponse(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	var x struct {
-		AccessKeyID string    `xml:"AssumeRoleResult>Credentials>AccessKeyId"`
-		Expiration  time.Time `xml:"AssumeRoleResult>Credentials>Expiration"`
-	}
-	if xml.Unmarshal(out, &x) != nil || x.AccessKeyID == "" {
+	key, s, ok := rolesession.FromAssumeRole(c.form, out)
+	if !ok {
 		return nil
 	}
-	m := mint{User: c.form.Get("SourceIdentity"), Policy: c.form.Get("Policy")}
-	if c.form.Get("Tags.member.1.Key") == broker.CutoffTagKey {
-		m.Tag = c.form.Get("Tags.member.1.Value")
-	}
-	duration, err := strconv.Atoi(c.form.Get("DurationSeconds"))
-	if err != nil {
-		duration = 3600 // STS's default
-	}
+	m := mint{User: s.User, Policy: s.Policy, Tag: s.Tag}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.keys[x.AccessKeyID] = m
-	p.issued[x.AccessKeyID] = x.Expiration.Add(-time.Duration(duration) * time.Second)
+	p.keys[key] = m
+	p.issued[key] = s.Issued
 	if p.minted[m] > 0 {
 		p.counts.DuplicateMints++
 	}
@@ -358,30 +345,25 @@ func (p *proxy) arrived(accessKeyIDs []string) {
 		if !ok {
 			continue
 		}
-		ctx := map[string]string{"aws:SourceIdentity": m.User, "aws:TokenIssueTime": p.issued[k].UTC().Truncate(time.Second).Format(time.RFC3339)}
-		if m.Tag != "" {
-			ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = m.Tag
-		}
-		if !p.deny.Allows(iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::any/key", Context: ctx}) {
+		if !(rolesession.Session{User: m.User, Tag: m.Tag, Issued: p.issued[k]}).AllowedBy(p.deny) {
 			p.counts.DeniedOnArrival++
 			return
 		}
 	}
 }
 
-// allowAll is the policy the revocation policy's denies are added to.
-var allowAll = iameval.Policy{Statements: []iameval.Statement{{Effect: "Allow", Actions: []string{"*"}, Resources: []string{"*"}}}}
+// allowAll is the policy of a role without a revocation policy.
+func allowAll() iameval.Policy {
+	pol, _ := rolesession.RevocationPolicy("")
+	return pol
+}
 
 // observeDenyPolicy keeps the revocation policy written on the base role
 // (README "Revocation"); an empty doc (the policy deleted) denies nothing.
 func (p *proxy) observeDenyPolicy(doc string) {
-	pol := allowAll
-	if doc != "" {
-		deny, err := iameval.Parse(doc)
-		if err != nil {
-			return
-		}
-		pol.Statements = append(slices.Clip(allowAll.Statements), deny.Statements...)
+	pol, err := rolesession.RevocationPolicy(doc)
+	if err != nil {
+		return
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
