@@ -112,7 +112,7 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "the credentials function reading the whole deny list is rejected",
-			old:  "                    dynamodb:Attributes: [allBefore]\n", new: "",
+			old:  "                    dynamodb:Attributes: [pk, sk, allBefore] # the key attributes must be listed too\n", new: "",
 			rule: "the credentials function reads only users' items and the fallback's cutoff",
 		},
 		{
@@ -903,9 +903,9 @@ func checkCredentialsTableAccess(t *stackdef.Template) []string {
 		case ta.action != "dynamodb:GetItem":
 			problems = append(problems, fmt.Sprintf("%s: %s; the credentials function needs only GetItem", ta.s, ta.action))
 		case slices.Equal(ta.keys, []string{"USER#*"}):
-		case slices.Equal(ta.keys, []string{"REVOCATIONS"}) && slices.Equal(ta.attrs, []string{"allBefore"}):
+		case slices.Equal(ta.keys, []string{"REVOCATIONS"}) && slices.Equal(ta.attrs, []string{"allBefore", "pk", "sk"}):
 		default:
-			problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v; want USER#*, or REVOCATIONS with allBefore only", ta.s, ta.action, ta.keys, ta.attrs))
+			problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v; want USER#*, or REVOCATIONS with allBefore (and its key) only", ta.s, ta.action, ta.keys, ta.attrs))
 		}
 	}
 	return problems
