@@ -4,7 +4,9 @@
 //
 // An answer from the warm instance's cache costs one token verification
 // (keys cached per process) and one strongly consistent GetItem of the
-// user's precompiled policy item, nothing else. An answer that mints adds
+// user's precompiled policy item, nothing else (beside it, at most every 2 s
+// per warm instance and in parallel, a read of the deny list's fallback
+// cutoff: Fallback). An answer that mints adds
 // one AssumeRole per missing credential set, the sets in parallel, and one
 // PutEvents. A rejected token reaches neither DynamoDB nor STS.
 package endpoint
@@ -213,7 +215,11 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 	// The fallback's cutoff comes from a value refreshed every few
 	// seconds, read (when due) in parallel with the policy.
 	fallback := make(chan time.Time, 1)
-	go func() { fallback <- s.Fallback.Get(rctx) }()
+	if s.Fallback == nil {
+		fallback <- time.Time{}
+	} else {
+		go func() { fallback <- s.Fallback.Get(rctx) }()
+	}
 	pol, readAt, err := s.readPolicy(rctx, principal.UserID)
 	denyBefore := ceilSecond(<-fallback)
 	if err != nil {
