@@ -54,7 +54,10 @@ type CredentialSet struct {
 	SecretAccessKey string    `json:"secretAccessKey"`
 	SessionToken    string    `json:"sessionToken"`
 	Expiration      time.Time `json:"expiration"`
-	Grants          []Grant   `json:"grants"`
+	// Issued is when STS issued the set, zero when the endpoint did not
+	// say (an optional field).
+	Issued time.Time `json:"issued,omitzero"`
+	Grants []Grant   `json:"grants"`
 }
 
 // Credentials returns the set as AWS SDK credentials.
@@ -88,6 +91,13 @@ type Answer struct {
 	// Expiration is the earliest expiry over all sets.
 	Expiration     time.Time       `json:"expiration"`
 	CredentialSets []CredentialSet `json:"credentialSets"`
+	// RevokedBefore is the user's revocation cutoff the sets were minted
+	// under (zero for none): sets minted under an earlier one are denied.
+	// Optional, as are the two fields below.
+	RevokedBefore time.Time `json:"revokedBefore,omitzero"`
+	// AllRevokedBefore, when set, is the deny list's fallback: every
+	// session issued before it is denied, whoever its user.
+	AllRevokedBefore time.Time `json:"allRevokedBefore,omitzero"`
 
 	// byBucket indexes the grants for routing.
 	byBucket map[string][]route

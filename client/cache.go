@@ -39,6 +39,7 @@ type cacheFile struct {
 
 type cachedAnswer struct {
 	FetchedAt time.Time       `json:"fetchedAt"`
+	CheckedAt time.Time       `json:"checkedAt,omitzero"`
 	Answer    json.RawMessage `json:"answer"`
 }
 
@@ -82,9 +83,11 @@ func (c *Client) loadLocked(ctx context.Context) {
 		if err != nil || a.PolicyVersion != f.PolicyVersion || ca.FetchedAt.IsZero() {
 			continue
 		}
-		c.entries[project] = &entry{answer: a, fetchedAt: ca.FetchedAt, staleAt: staleAt(a.Expiration, ca.FetchedAt, c.o.Margin)}
+		c.entries[project] = &entry{answer: a, fetchedAt: ca.FetchedAt, checkedAt: ca.CheckedAt, staleAt: staleAt(a.Expiration, ca.FetchedAt, c.o.Margin)}
+		c.cutoffs.learn(a)
 	}
 	c.version = f.PolicyVersion
+	c.dropDeniedLocked()
 }
 
 func (c *Client) snapshotLocked() *snapshot {
@@ -101,7 +104,7 @@ func (c *Client) snapshotLocked() *snapshot {
 		if err != nil {
 			continue
 		}
-		s.answers[project] = cachedAnswer{FetchedAt: e.fetchedAt, Answer: raw}
+		s.answers[project] = cachedAnswer{FetchedAt: e.fetchedAt, CheckedAt: e.checkedAt, Answer: raw}
 	}
 	return s
 }

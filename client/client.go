@@ -26,6 +26,11 @@
 //     Provider.RetryOnAccessDenied as an API option of the S3 client, drops
 //     the answer; the refetch sends Cache-Control: no-cache so that the
 //     endpoint mints fresh credentials instead of answering from its cache.
+//     Answers say which revocations apply (revokedBefore, allRevokedBefore,
+//     each set's issued): once one answer tells of a revocation, no held
+//     answer it denies is served again, whatever its project, and the Cache
+//     carries that to other processes. Options.Revalidate asks the endpoint
+//     again after a while, for a client that cannot see S3's refusals.
 package client
 
 import (
@@ -94,7 +99,14 @@ type Options struct {
 	// DeniedRefetchInterval is the least time between two refetches forced
 	// by S3 refusing a set (RetryOnAccessDenied): a denial that a fresh set
 	// does not cure is a real one, and must not cost a mint per request.
+	// Up to MaxDeniedRefetches are allowed within it, DeniedRecheck apart.
 	DeniedRefetchInterval time.Duration
+	// Revalidate, when positive, is how long an answer is served before
+	// the endpoint is asked again (it answers from its own cache when
+	// nothing changed), so that a client that cannot see S3's refusals
+	// (a credential_process) still learns of revocations. An answer that
+	// cannot be revalidated for a transient reason is served meanwhile.
+	Revalidate time.Duration
 	// Cache keeps answers between processes; nil keeps them in memory only.
 	// Use one cache per user and endpoint.
 	Cache Cache
@@ -117,6 +129,7 @@ type Client struct {
 	version string            // the newest policyVersion
 	gen     uint64            // counts changes of version
 	loaded  bool              // o.Cache was read
+	cutoffs cutoffs           // the revocations learned of
 
 	persistMu sync.Mutex // orders writes of o.Cache
 }
@@ -125,28 +138,35 @@ type Client struct {
 type entry struct {
 	answer    *Answer
 	fetchedAt time.Time
+	// checkedAt is when a revalidation last found the answer unchanged.
+	checkedAt time.Time
 	staleAt   time.Time
 	// noCache: the next fetch asks the endpoint for fresh credentials.
 	noCache bool
-	// lastForced is when S3's refusal last forced a refetch.
-	lastForced time.Time
-	call       *call // the fetch in flight
+	// forced are when S3's refusals forced a refetch, within the last
+	// DeniedRefetchInterval.
+	forced []time.Time
+	call   *call // the fetch in flight
 }
 
-func (e *entry) fresh(now time.Time) bool {
-	return e.answer != nil && !e.noCache && now.Before(e.staleAt)
+// freshLocked reports whether e's answer may be served without a fetch.
+func (c *Client) freshLocked(e *entry, now time.Time) bool {
+	return e.answer != nil && !e.noCache && now.Before(e.staleAt) && !c.cutoffs.denies(e.answer) &&
+		(c.o.Revalidate <= 0 || now.Before(latest(e.fetchedAt, e.checkedAt).Add(c.o.Revalidate)))
 }
 
 // call is one fetch that concurrent callers share. It outlives a caller
 // that gives up while others wait, and stops when the last one does.
 type call struct {
-	done      chan struct{}
-	noCache   bool
-	answer    *Answer
-	err       error
-	cancel    context.CancelFunc
-	waiters   int  // guarded by Client.mu
-	abandoned bool // every waiter gave up; guarded by Client.mu
+	done    chan struct{}
+	noCache bool
+	// revalidate: the held answer is good but for Options.Revalidate.
+	revalidate bool
+	answer     *Answer
+	err        error
+	cancel     context.CancelFunc
+	waiters    int  // guarded by Client.mu
+	abandoned  bool // every waiter gave up; guarded by Client.mu
 }
 
 // New returns a Client for the API at apiURL (the stack's apiUrl, e.g.
@@ -309,7 +329,7 @@ func (c *Client) get(ctx context.Context, project string, mode fetchMode) (*Answ
 			e = &entry{}
 			c.entries[project] = e
 		}
-		if mode == cached && e.fresh(c.o.Now()) {
+		if mode == cached && c.freshLocked(e, c.o.Now()) {
 			a := e.answer
 			c.mu.Unlock()
 			return a, nil
@@ -320,7 +340,9 @@ func (c *Client) get(ctx context.Context, project string, mode fetchMode) (*Answ
 		cl := e.call
 		if cl == nil || cl.abandoned {
 			fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-			cl = &call{done: make(chan struct{}), noCache: fresh, cancel: cancel}
+			now := c.o.Now()
+			cl = &call{done: make(chan struct{}), noCache: fresh, cancel: cancel,
+				revalidate: mode == cached && !fresh && e.answer != nil && now.Before(e.staleAt) && !c.cutoffs.denies(e.answer)}
 			e.call = cl
 			go c.run(fctx, project, e, cl, c.gen)
 		}
@@ -371,7 +393,15 @@ func (c *Client) run(ctx context.Context, project string, e *entry, cl *call, ge
 		cl.answer = a
 		c.mu.Unlock()
 		return
+	case err == nil && cl.revalidate && e.answer != nil && a.PolicyVersion == e.answer.PolicyVersion && !c.cutoffs.denies(e.answer):
+		// Nothing changed that concerns the held answer: it stays, and
+		// whoever holds its keys keeps them.
+		c.dropDeniedLocked()
+		e.checkedAt = now
+		cl.answer = e.answer
 	case err == nil:
+		// fetch learned the answer's cutoffs already.
+		c.dropDeniedLocked()
 		if a.PolicyVersion != c.version {
 			// The user's grants changed: nothing of the old version
 			// may be served any more.
@@ -383,10 +413,10 @@ func (c *Client) run(ctx context.Context, project string, e *entry, cl *call, ge
 			c.version = a.PolicyVersion
 			c.gen++
 		}
-		e.answer, e.fetchedAt, e.noCache = a, now, false
+		e.answer, e.fetchedAt, e.checkedAt, e.noCache = a, now, time.Time{}, false
 		e.staleAt = staleAt(a.Expiration, now, c.o.Margin)
 		cl.answer = a
-	case transient(err) && e.answer != nil && !e.noCache && now.Before(e.answer.Expiration):
+	case transient(err) && e.answer != nil && !e.noCache && now.Before(e.answer.Expiration) && !c.cutoffs.denies(e.answer):
 		// The endpoint is down but the held answer has not expired:
 		// serve it, and try again in a while rather than on every call.
 		e.staleAt = now.Add(min(time.Minute, e.answer.Expiration.Sub(now)/2))
@@ -431,7 +461,7 @@ func (c *Client) fetch(ctx context.Context, project string, noCache bool) (*Answ
 	if err != nil {
 		return nil, fmt.Errorf("credbroker: access token: %w", err)
 	}
-	refreshed := false
+	refreshed, revoked := false, false
 	retries := 0
 	var waited time.Duration
 	for {
@@ -444,11 +474,29 @@ func (c *Client) fetch(ctx context.Context, project string, noCache bool) (*Answ
 			if err != nil {
 				return nil, err
 			}
-			if now := c.o.Now(); !a.Expiration.After(now) {
+			now := c.o.Now()
+			if !a.Expiration.After(now) {
 				return nil, malformed("the credentials expired at %s, before they arrived (%s by this machine's clock): check the clock",
 					a.Expiration.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 			}
-			return a, nil
+			c.mu.Lock()
+			c.cutoffs.learn(a)
+			denied, all := c.cutoffs.denies(a), c.cutoffs.all
+			c.mu.Unlock()
+			if !denied {
+				return a, nil
+			}
+			// Another instance of the endpoint told of a revocation this
+			// one has not read yet: ask once more for fresh credentials,
+			// after the fallback's cutoff has passed.
+			if revoked {
+				return nil, errRevokedAnswer
+			}
+			revoked, noCache = true, true
+			if err := c.o.Sleep(ctx, min(max(all.Sub(now), time.Second), c.o.MaxRetryWait)); err != nil {
+				return nil, fmt.Errorf("%w (gave up waiting to retry: %w)", errRevokedAnswer, err)
+			}
+			continue
 		}
 		ee := endpointError(status, header, body, c.o.Now())
 		switch {
@@ -549,4 +597,11 @@ func retryAfter(v string, now time.Time) time.Duration {
 		return max(t.Sub(now), 0)
 	}
 	return 0
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

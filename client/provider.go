@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
@@ -58,8 +60,9 @@ func (p *Provider) Target() Target { return p.t }
 // the set the Client holds for p's target, the Client drops its answer and
 // the SDK's retryer tries the request again, with credentials fetched anew
 // with Cache-Control: no-cache: revoked credentials are replaced at the
-// first refusal. At most one such refetch per DeniedRefetchInterval: a
-// refusal that fresh credentials do not cure is a real one and is returned.
+// first refusal. At most MaxDeniedRefetches such refetches per
+// DeniedRefetchInterval, DeniedRecheck apart: a refusal that fresh
+// credentials do not cure is a real one and is returned.
 func (p *Provider) RetryOnAccessDenied(stack *middleware.Stack) error {
 	// Last in the finalize step: inside the retry loop, after signing,
 	// so that the request shows the access key it was signed with.
@@ -136,11 +139,14 @@ func (c *Client) denied(project, keyID string) bool {
 	case keyID != "" && !e.answer.hasKey(keyID):
 		c.mu.Unlock()
 		return true // the cache holds newer credentials already
-	case !e.lastForced.IsZero() && now.Sub(e.lastForced) < c.o.DeniedRefetchInterval:
+	}
+	e.forced = slices.DeleteFunc(e.forced, func(at time.Time) bool { return now.Sub(at) >= c.o.DeniedRefetchInterval })
+	if n := len(e.forced); n >= MaxDeniedRefetches || n > 0 && now.Sub(e.forced[n-1]) < DeniedRecheck {
 		c.mu.Unlock()
 		return false
 	}
-	e.answer, e.noCache, e.lastForced = nil, true, now
+	e.forced = append(e.forced, now)
+	e.answer, e.noCache = nil, true
 	snap := c.snapshotLocked()
 	c.mu.Unlock()
 	c.persist(snap)

@@ -121,7 +121,10 @@ func TestRevokedCredentialsAreReplacedAtTheFirstRefusal(t *testing.T) {
 	}
 }
 
-func TestARealRefusalCostsOneRefetchPerInterval(t *testing.T) {
+// A refusal that fresh credentials do not cure is a real one: it costs
+// a refetch at most every DeniedRecheck (an endpoint instance may not have
+// read a fallback yet), and MaxDeniedRefetches per interval.
+func TestARealRefusalCostsAtMostThreeRefetchesPerInterval(t *testing.T) {
 	clock := newFakeClock()
 	ep := mintingEndpoint(t, clock)
 	s3f := newFakeS3(t, func(string) bool { return true })
@@ -140,21 +143,27 @@ func TestARealRefusalCostsOneRefetchPerInterval(t *testing.T) {
 	if keys, _ := s3f.seen(); !slices.Equal(keys, []string{"K1", "K2"}) {
 		t.Errorf("S3 saw %v, want one retry with fresh credentials", keys)
 	}
-	// Within the interval: no refetch, no retry.
-	clock.Add(client.DefaultDeniedRefetchInterval - time.Second)
-	if err := get(); !errors.As(err, &ae) {
-		t.Fatalf("second GetObject = %v", err)
+	steps := []struct {
+		name    string
+		advance time.Duration
+		want    []string // what S3 saw in all
+	}{
+		{"before the recheck: no refetch", client.DeniedRecheck - time.Second, []string{"K1", "K2", "K2"}},
+		{"at the recheck: one more", time.Second, []string{"K1", "K2", "K2", "K2", "K3"}},
+		{"at the next recheck: the third", client.DeniedRecheck, []string{"K1", "K2", "K2", "K2", "K3", "K3", "K4"}},
+		{"later in the interval: none", client.DefaultDeniedRefetchInterval - 2*client.DeniedRecheck - time.Second, []string{"K1", "K2", "K2", "K2", "K3", "K3", "K4", "K4"}},
+		{"when the first leaves the interval: one more", time.Second, []string{"K1", "K2", "K2", "K2", "K3", "K3", "K4", "K4", "K4", "K5"}},
 	}
-	if keys, _ := s3f.seen(); !slices.Equal(keys, []string{"K1", "K2", "K2"}) {
-		t.Errorf("S3 saw %v: a refusal within the interval was retried", keys)
+	for _, st := range steps {
+		clock.Add(st.advance)
+		if err := get(); !errors.As(err, &ae) {
+			t.Fatalf("%s: GetObject = %v", st.name, err)
+		}
+		if keys, _ := s3f.seen(); !slices.Equal(keys, st.want) {
+			t.Errorf("%s: S3 saw %v, want %v", st.name, keys, st.want)
+		}
 	}
-	// After it: one more try with fresh credentials.
-	clock.Add(time.Second)
-	_ = get()
-	if keys, _ := s3f.seen(); !slices.Equal(keys, []string{"K1", "K2", "K2", "K2", "K3"}) {
-		t.Errorf("S3 saw %v after the interval", keys)
-	}
-	if got := cacheControls(ep); !slices.Equal(got, []string{"", "no-cache", "no-cache"}) {
+	if got := cacheControls(ep); !slices.Equal(got, []string{"", "no-cache", "no-cache", "no-cache", "no-cache"}) {
 		t.Errorf("endpoint requests' Cache-Control %q", got)
 	}
 }

@@ -47,9 +47,15 @@ import (
 // nearly every call, the cache answers, and a new set is minted about every
 // 4 minutes (15 - minValidity). README "CLI and AWS CLI profiles" says
 // the same to users.
+//
+// The command cannot see S3 refuse what it handed out, so it asks the
+// endpoint again once its answer is revalidate old (the endpoint answers
+// from its own cache unless something changed): a revocation reaches the
+// cache within that, the next run after it (README "Revocation").
 const (
 	reuseMargin = 16 * time.Minute
 	minValidity = 11 * time.Minute
+	revalidate  = 10 * time.Second
 )
 
 // Cognito's patterns for the ids that name the token file.
@@ -205,6 +211,7 @@ func (s *session) credentials(ctx context.Context, env *cmdEnv, t client.Target)
 	c, err := client.New(s.tgt.APIURL, s.tokens, func(o *client.Options) {
 		o.Cache = client.FileCache{Path: s.credentialFile(tok.Username)}
 		o.Margin = reuseMargin
+		o.Revalidate = revalidate
 		o.Now = env.now
 		o.UserAgent = "credbroker-cli"
 		o.Logger = slog.New(slog.NewTextHandler(&s.warnings, &slog.HandlerOptions{

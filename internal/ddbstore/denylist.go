@@ -66,6 +66,11 @@ func (s *Store) SaveDenyList(ctx context.Context, prev int64, next revoke.List) 
 	item := key(denyListPK, denyListSK)
 	item["version"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(next.Version, 10)}
 	item["list"] = str(string(b))
+	if !next.All.Before.IsZero() {
+		// The fallback's cutoff on its own, for the endpoint's cheap read
+		// (fallback.go).
+		item[allBeforeAttr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(next.All.Before.UnixMilli(), 10)}
+	}
 	in := &dynamodb.PutItemInput{TableName: aws.String(s.PolicyTable), Item: item}
 	if prev == 0 {
 		in.ConditionExpression = aws.String("attribute_not_exists(pk) OR attribute_not_exists(version) OR NOT attribute_type(version, :n)")

@@ -58,9 +58,15 @@ func TestEndToEndWithMotoCognito(t *testing.T) {
 			t.Fatalf("%d credential sets, want 1", len(a.CredentialSets))
 		}
 		set := a.CredentialSets[0]
+		setExp, err := time.Parse(time.RFC3339, set.Expiration)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Issued the session duration before it expires, in whole seconds.
+		issued := setExp.Add(-endpoint.DefaultSessionDuration).Format(time.RFC3339)
 		wantAnswer := endpoint.Answer{UserID: sub, PolicyVersion: item.Version, Expiration: set.Expiration,
 			CredentialSets: []endpoint.CredentialSet{{AccessKeyID: set.AccessKeyID, SecretAccessKey: set.SecretAccessKey,
-				SessionToken: set.SessionToken, Expiration: set.Expiration, Grants: item.Grants}}}
+				SessionToken: set.SessionToken, Expiration: set.Expiration, Issued: issued, Grants: item.Grants}}}
 		if diff := cmp.Diff(wantAnswer, a); diff != "" {
 			t.Errorf("answer (-want +got):\n%s", diff)
 		}

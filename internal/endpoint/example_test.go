@@ -59,7 +59,7 @@ func Example() {
 		}
 	}
 	// Output:
-	// 200 {"userId":"alice-sub","policyVersion":"v1.example","expiration":"2025-03-14T09:41:53Z","credentialSets":[{"accessKeyId":"ASIAEXAMPLE","secretAccessKey":"secret","sessionToken":"token","expiration":"2025-03-14T09:41:53Z","grants":[{"bucket":"genomics-raw","prefix":"","access":"read","projects":["genomics"]}]}]}
+	// 200 {"userId":"alice-sub","policyVersion":"v1.example","expiration":"2025-03-14T09:41:53Z","credentialSets":[{"accessKeyId":"ASIAEXAMPLE","secretAccessKey":"secret","sessionToken":"token","expiration":"2025-03-14T09:41:53Z","issued":"2025-03-14T09:26:53Z","grants":[{"bucket":"genomics-raw","prefix":"","access":"read","projects":["genomics"]}]}]}
 	// 401 {"error":"invalid_token","message":"token expired"}
 	// Bearer realm="credbroker", error="invalid_token", error_description="token expired"
 }

@@ -16,12 +16,14 @@ import (
 // one version, narrowed to a project or not, split smaller or not, minted
 // under the user's revocation cutoff (their sessions carry its tag); and,
 // with fresh (Cache-Control: no-cache), that no set from the cache older
-// than freshAge serves it.
+// than freshAge serves it; and that no set issued before denyBefore (the
+// deny list's fallback, a whole second) serves it.
 type answerKey struct {
 	userID, version, project string
 	split                    bool
 	cutoff                   time.Time
 	fresh                    bool
+	denyBefore               time.Time
 }
 
 // freshAge is how old a cached set may be and still serve a request that
@@ -50,17 +52,18 @@ func (k answerKey) policy() answerKey {
 
 // oldest is the issue time before which no cached set serves the answer.
 func (k answerKey) oldest(now time.Time) time.Time {
-	if k.fresh {
+	if k.fresh && now.Add(-freshAge).After(k.denyBefore) {
 		return now.Add(-freshAge)
 	}
-	return time.Time{}
+	return k.denyBefore
 }
 
 // flight is the singleflight key: the fields joined with a separator that
 // none of them can contain (ids and versions are printable).
 func (k answerKey) flight() string {
 	return k.userID + "\x00" + k.version + "\x00" + k.project + "\x00" + strconv.FormatBool(k.split) +
-		"\x00" + strconv.FormatInt(k.cutoffMillis(), 10) + "\x00" + strconv.FormatBool(k.fresh)
+		"\x00" + strconv.FormatInt(k.cutoffMillis(), 10) + "\x00" + strconv.FormatBool(k.fresh) +
+		"\x00" + strconv.FormatInt(k.denyBefore.Unix(), 10)
 }
 
 // issuedSet is the credentials of one set and whether this request's
@@ -167,6 +170,14 @@ func (s *Service) mint(ctx, base context.Context, k answerKey, sets []broker.Pol
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
+	}
+	for _, is := range out {
+		// STS's clock is the one IAM compares: a set it stamped before
+		// the fallback's cutoff is denied, so it is neither recorded,
+		// cached nor handed out.
+		if issued := is.creds.Expiration.Add(-duration); is.minted && issued.Before(k.denyBefore) {
+			return nil, waitForCutoff("issue", k.denyBefore, k.denyBefore.Sub(issued))
+		}
 	}
 	if err := record(base, out); err != nil {
 		return nil, err

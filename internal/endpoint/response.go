@@ -18,15 +18,28 @@ type Answer struct {
 	PolicyVersion  string          `json:"policyVersion"`
 	Expiration     string          `json:"expiration"`
 	CredentialSets []CredentialSet `json:"credentialSets"`
+	// RevokedBefore is the user's revocation cutoff (RFC 3339, to the
+	// millisecond) that every set was minted under, and tagged with;
+	// absent for a user never revoked. Sets minted under an earlier
+	// cutoff are denied.
+	RevokedBefore string `json:"revokedBefore,omitempty"`
+	// AllRevokedBefore is the deny list's fallback, when the endpoint knows
+	// of one: every session issued before it (a whole second) is denied,
+	// whatever its user or tag.
+	AllRevokedBefore string `json:"allRevokedBefore,omitempty"`
 }
 
 // CredentialSet is one set of credentials and the grants it reaches.
 type CredentialSet struct {
-	AccessKeyID     string         `json:"accessKeyId"`
-	SecretAccessKey string         `json:"secretAccessKey"`
-	SessionToken    string         `json:"sessionToken"`
-	Expiration      string         `json:"expiration"`
-	Grants          []broker.Grant `json:"grants"`
+	AccessKeyID     string `json:"accessKeyId"`
+	SecretAccessKey string `json:"secretAccessKey"`
+	SessionToken    string `json:"sessionToken"`
+	Expiration      string `json:"expiration"`
+	// Issued is when STS issued the set (its expiration less the session
+	// duration, in whole seconds, never later than the real time), for
+	// comparing with AllRevokedBefore.
+	Issued string         `json:"issued,omitempty"`
+	Grants []broker.Grant `json:"grants"`
 }
 
 // ErrorBody is the body of every error answer.
@@ -39,10 +52,22 @@ type ErrorBody struct {
 // expiration is never later than the real one.
 func rfc3339(t time.Time) string { return t.UTC().Truncate(time.Second).Format(time.RFC3339) }
 
+// millisRFC3339 keeps a cutoff's milliseconds, as the policy item and the
+// events do.
+const millisRFC3339 = "2006-01-02T15:04:05.000Z07:00"
+
 // buildAnswer renders the 200 body and returns its access key ids.
+// The cutoffs and issue times are optional fields (README "Credential
+// endpoint"): clients use them to drop sets a revocation denies.
 func buildAnswer(p broker.Principal, version string, grants []broker.Grant, sets []broker.PolicySet,
-	issued []issuedSet) ([]byte, []string, error) {
+	issued []issuedSet, k answerKey, duration time.Duration) ([]byte, []string, error) {
 	a := Answer{UserID: p.UserID, PolicyVersion: version, CredentialSets: make([]CredentialSet, len(sets))}
+	if !k.cutoff.IsZero() {
+		a.RevokedBefore = k.cutoff.UTC().Format(millisRFC3339)
+	}
+	if !k.denyBefore.IsZero() {
+		a.AllRevokedBefore = rfc3339(k.denyBefore)
+	}
 	keyIDs := make([]string, len(sets))
 	var earliest time.Time
 	for i, set := range sets {
@@ -53,6 +78,7 @@ func buildAnswer(p broker.Principal, version string, grants []broker.Grant, sets
 			SessionToken:    c.SessionToken,
 			Expiration:      rfc3339(c.Expiration),
 			Grants:          make([]broker.Grant, len(set.Grants)),
+			Issued:          rfc3339(c.Expiration.Add(-duration)),
 		}
 		for j, gi := range set.Grants {
 			g := grants[gi]
@@ -100,7 +126,7 @@ func (o *outcome) response() events.APIGatewayV2HTTPResponse {
 	case 401:
 		h["WWW-Authenticate"] = challenge(o.presented, msg)
 	case 503:
-		h["Retry-After"] = strconv.Itoa(retryAfter(broker.KindOf(o.err)))
+		h["Retry-After"] = strconv.Itoa(retryAfter(o.err))
 	}
 	body, _ := json.Marshal(ErrorBody{Error: code, Message: msg})
 	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: string(body)}

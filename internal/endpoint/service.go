@@ -4,7 +4,9 @@
 //
 // An answer from the warm instance's cache costs one token verification
 // (keys cached per process) and one strongly consistent GetItem of the
-// user's precompiled policy item, nothing else. An answer that mints adds
+// user's precompiled policy item, nothing else (beside it, at most every 2 s
+// per warm instance and in parallel, a read of the deny list's fallback
+// cutoff: Fallback). An answer that mints adds
 // one AssumeRole per missing credential set, the sets in parallel, and one
 // PutEvents. A rejected token reaches neither DynamoDB nor STS.
 package endpoint
@@ -71,7 +73,9 @@ type Service struct {
 	// Partition must be the base role's.
 	Compiler policy.Compiler
 	// Cache of issued sets; nil disables it.
-	Cache     *Cache
+	Cache *Cache
+	// Fallback is the deny list's fallback cutoff; nil knows of none.
+	Fallback  *Fallback
 	AuditMode AuditMode
 	// SessionDuration of issued credentials, 15 minutes to 1 hour (default
 	// 15 minutes: a leaked set is useful for less time, at the price of
@@ -208,13 +212,27 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 	}
 	o.userID = principal.UserID
 
+	// The fallback's cutoff comes from a value refreshed every few
+	// seconds, read (when due) in parallel with the policy.
+	fallback := make(chan time.Time, 1)
+	if s.Fallback == nil {
+		fallback <- time.Time{}
+	} else {
+		go func() { fallback <- s.Fallback.Get(rctx) }()
+	}
 	pol, readAt, err := s.readPolicy(rctx, principal.UserID)
+	denyBefore := ceilSecond(<-fallback)
 	if err != nil {
 		return fail(err)
 	}
+	if wait := denyBefore.Sub(s.now()); wait > 0 {
+		// IAM would deny whatever is minted now: say when to come back
+		// rather than hand out credentials known to be dead.
+		return fail(waitForCutoff("issue", denyBefore, wait))
+	}
 
 	answer := answerKey{userID: principal.UserID, version: pol.Version, project: project,
-		cutoff: pol.RevokedBefore, fresh: noCache(ev.Headers)}
+		cutoff: pol.RevokedBefore, fresh: noCache(ev.Headers), denyBefore: denyBefore}
 	var grants []broker.Grant
 	var sets []broker.PolicySet
 	if project != "" {
@@ -257,7 +275,7 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 		return fail(err)
 	}
 
-	body, keyIDs, err := buildAnswer(principal, pol.Version, grants, sets, issued)
+	body, keyIDs, err := buildAnswer(principal, pol.Version, grants, sets, issued, answer, s.sessionDuration())
 	if err != nil {
 		return fail(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
 )
@@ -32,14 +33,37 @@ func statusOf(err error) (status int, code string) {
 	}
 }
 
-// retryAfter is the Retry-After, in seconds, of a 503 of kind k. Internal
-// errors stay 503 (the endpoint's one "try later" answer) but ask for a
-// longer wait: what caused them does not pass in seconds.
-func retryAfter(k broker.Kind) int {
-	if k == broker.Transient {
+// retryAfter is the Retry-After, in seconds, of a 503 for err: the time
+// until a fallback cutoff passes (at least a second), RetryAfterSeconds for
+// other Transient errors. Internal errors stay 503 (the endpoint's one "try
+// later" answer) but ask for a longer wait: what caused them does not pass
+// in seconds.
+func retryAfter(err error) int {
+	var w *revokedUntil
+	switch {
+	case errors.As(err, &w):
+		return max(int((w.wait+time.Second-1)/time.Second), 1)
+	case broker.KindOf(err) == broker.Transient:
 		return RetryAfterSeconds
 	}
 	return InternalRetryAfterSeconds
+}
+
+// revokedUntil says that every session issued now would be denied at once:
+// a fallback cutoff (README "Revocation") is still wait ahead.
+type revokedUntil struct {
+	before time.Time
+	wait   time.Duration
+}
+
+func (e *revokedUntil) Error() string {
+	return fmt.Sprintf("every session issued before %s is revoked (the deny list fell back): %v to wait", e.before.UTC().Format(time.RFC3339), e.wait)
+}
+
+// waitForCutoff is the Transient error of a request that would get
+// credentials IAM denies: the cutoff before is wait ahead.
+func waitForCutoff(op string, before time.Time, wait time.Duration) error {
+	return broker.Wrap(broker.Transient, op, &revokedUntil{before: before, wait: wait})
 }
 
 // unavailableMessage is the only message of a 503: what failed inside is

@@ -49,6 +49,7 @@ var securityRules = []rule{
 	{"only the revoker may write the base role's policies, and nothing else in IAM", checkOnlyRevokerWritesIAM},
 	{"each role puts audit events under its own sources only", checkAuditSources},
 	{"the revoker reaches only the deny list and users' cutoffs", checkRevokerTableAccess},
+	{"the credentials function reads only users' items and the fallback's cutoff", checkCredentialsTableAccess},
 	{"functions use their own least-privilege roles", checkFunctionRoles},
 	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
 	{"tables are protected", checkTables},
@@ -102,7 +103,7 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "the revoker writing any item of the policy table is rejected",
-			old:  "                    dynamodb:LeadingKeys: [REVOCATIONS]\n", new: "                    dynamodb:LeadingKeys: [REVOCATIONS, \"USER#*\"]\n",
+			old:  "                    dynamodb:LeadingKeys: [REVOCATIONS]\n              # Reading a cutoff back", new: "                    dynamodb:LeadingKeys: [REVOCATIONS, \"USER#*\"]\n              # Reading a cutoff back",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
 		},
 		{
@@ -112,13 +113,23 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "the revoker reading users' whole items is rejected",
-			old:  "                  StringEqualsIfExists:\n                    dynamodb:Select: SPECIFIC_ATTRIBUTES\n", new: "",
+			old:  "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]\n                  StringEqualsIfExists:\n                    dynamodb:Select: SPECIFIC_ATTRIBUTES\n", new: "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]\n",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
 		},
 		{
 			name: "the revoker updating users' grants is rejected",
 			old:  "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]", new: "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim, doc]",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
+		},
+		{
+			name: "the credentials function reading the whole deny list is rejected",
+			old:  "                    dynamodb:Attributes: [pk, sk, allBefore] # the key attributes must be listed too\n", new: "",
+			rule: "the credentials function reads only users' items and the fallback's cutoff",
+		},
+		{
+			name: "the credentials function reading any item of the policy table is rejected",
+			old:  "                  ForAllValues:StringLike:\n                    dynamodb:LeadingKeys: [\"USER#*\"]\n              # Of the deny list", new: "              # Of the deny list",
+			rule: "the credentials function reads only users' items and the fallback's cutoff",
 		},
 		{
 			name: "s3:* on the base role is rejected",
@@ -875,42 +886,77 @@ func checkAuditSources(t *stackdef.Template) []string {
 	return problems
 }
 
+// tableAccess is one DynamoDB action a role's statement allows, and the
+// partition keys and attributes its conditions confine it to.
+type tableAccess struct {
+	s      statement
+	action string
+	keys   []string // dynamodb:LeadingKeys, StringEquals then StringLike
+	attrs  []string // dynamodb:Attributes, sorted
+}
+
+func tableAccesses(t *stackdef.Template, role string) ([]tableAccess, []string) {
+	stmts, problems := iamStatements(t)
+	var out []tableAccess
+	for _, s := range stmts {
+		if s.trust || !s.allow() || s.role != role {
+			continue
+		}
+		cond := mapOf(s.m["Condition"])
+		equals := mapOf(cond["ForAllValues:StringEquals"])
+		for _, a := range s.actions() {
+			if strings.HasPrefix(strings.ToLower(a), "dynamodb:") {
+				out = append(out, tableAccess{s: s, action: a, attrs: sorted(strs(equals["dynamodb:Attributes"])),
+					keys: append(strs(equals["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)})
+			}
+		}
+	}
+	return out, problems
+}
+
 // The revoker holds IAM write access to the base role; its table access is
 // kept to the deny-list item and the cutoff attributes of users' items, so
 // it cannot also write anyone's grants.
 func checkRevokerTableAccess(t *stackdef.Template) []string {
-	stmts, problems := iamStatements(t)
-	for _, s := range stmts {
-		if s.trust || !s.allow() || s.role != "RevokerFunctionRole" {
-			continue
-		}
-		for _, a := range s.actions() {
-			if !strings.HasPrefix(strings.ToLower(a), "dynamodb:") {
-				continue
+	accesses, problems := tableAccesses(t, "RevokerFunctionRole")
+	for _, ta := range accesses {
+		s, a, keys, attrs := ta.s, ta.action, ta.keys, ta.attrs
+		switch a {
+		case "dynamodb:PutItem":
+			if !slices.Equal(keys, []string{"REVOCATIONS"}) {
+				problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, want only REVOCATIONS", s, a, keys))
 			}
+		case "dynamodb:GetItem":
+			// The deny list, or a user's cutoff attributes only.
 			cond := mapOf(s.m["Condition"])
-			keys := append(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:LeadingKeys"]), strs(mapOf(cond["ForAllValues:StringLike"])["dynamodb:LeadingKeys"])...)
-			switch a {
-			case "dynamodb:PutItem":
-				if !slices.Equal(keys, []string{"REVOCATIONS"}) {
-					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, want only REVOCATIONS", s, a, keys))
-				}
-			case "dynamodb:GetItem":
-				// The deny list, or a user's cutoff attributes only.
-				attrs := sorted(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:Attributes"]))
-				sel := fmt.Sprint(mapOf(cond["StringEqualsIfExists"])["dynamodb:Select"], mapOf(cond["StringEquals"])["dynamodb:Select"])
-				cutoffOnly := slices.Equal(keys, []string{"USER#*"}) && slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) && strings.Contains(sel, "SPECIFIC_ATTRIBUTES")
-				if !slices.Equal(keys, []string{"REVOCATIONS"}) && !cutoffOnly {
-					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v, select %s: want REVOCATIONS, or USER#* with the cutoff's attributes only", s, a, keys, attrs, sel))
-				}
-			case "dynamodb:UpdateItem":
-				attrs := sorted(strs(mapOf(cond["ForAllValues:StringEquals"])["dynamodb:Attributes"]))
-				if !slices.Equal(keys, []string{"USER#*"}) || !slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) {
-					problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v and attributes %v, want USER#* and the cutoff's attributes", s, a, keys, attrs))
-				}
-			default:
-				problems = append(problems, fmt.Sprintf("%s: %s; the revoker needs only GetItem, PutItem and UpdateItem", s, a))
+			sel := fmt.Sprint(mapOf(cond["StringEqualsIfExists"])["dynamodb:Select"], mapOf(cond["StringEquals"])["dynamodb:Select"])
+			cutoffOnly := slices.Equal(keys, []string{"USER#*"}) && slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) && strings.Contains(sel, "SPECIFIC_ATTRIBUTES")
+			if !slices.Equal(keys, []string{"REVOCATIONS"}) && !cutoffOnly {
+				problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v, select %s: want REVOCATIONS, or USER#* with the cutoff's attributes only", s, a, keys, attrs, sel))
 			}
+		case "dynamodb:UpdateItem":
+			if !slices.Equal(keys, []string{"USER#*"}) || !slices.Equal(attrs, []string{"claim", "pk", "revokedBefore", "sk", "userId"}) {
+				problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v and attributes %v, want USER#* and the cutoff's attributes", s, a, keys, attrs))
+			}
+		default:
+			problems = append(problems, fmt.Sprintf("%s: %s; the revoker needs only GetItem, PutItem and UpdateItem", s, a))
+		}
+	}
+	return problems
+}
+
+// The credentials function reads users' policy items and, of the deny
+// list, only the fallback's cutoff: it has no use for who was revoked.
+func checkCredentialsTableAccess(t *stackdef.Template) []string {
+	accesses, problems := tableAccesses(t, "CredentialsFunctionRole")
+	for _, ta := range accesses {
+		switch {
+		case ta.action != "dynamodb:GetItem":
+			problems = append(problems, fmt.Sprintf("%s: %s; the credentials function needs only GetItem", ta.s, ta.action))
+		case slices.Equal(ta.keys, []string{"USER#*"}):
+		case slices.Equal(ta.keys, []string{"REVOCATIONS"}) && slices.Equal(ta.attrs, []string{"allBefore", "pk", "sk"}):
+		default:
+			problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v; want USER#*, or REVOCATIONS with allBefore (and its key) only", ta.s, ta.action, ta.keys, ta.attrs))
 		}
 	}
 	return problems

@@ -68,9 +68,11 @@ func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metri
 	}
 	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
 	queue := &auditqueue.Queue{Next: auditor, Logger: log}
+	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
 	svc := &endpoint.Service{
 		Verifier:        verifier,
-		Policies:        &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable},
+		Policies:        store,
+		Fallback:        &endpoint.Fallback{Read: store.FallbackCutoff, Logger: log},
 		Issuer:          issuer,
 		Auditor:         auditor,
 		Background:      queue,

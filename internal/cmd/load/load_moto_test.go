@@ -58,7 +58,7 @@ func TestTheProxyCountsAndFaultsCallsToMoto(t *testing.T) {
 	// the first such mint of the same policy is no duplicate.
 	assume("bbbb")
 	assume("bbbb") // a duplicate
-	if m, ok := p.mintOf(keys[1]); !ok || m != (mint{User: "user-1", Policy: pol, Tag: "aaaa"}) {
+	if m, ok := p.mintOf(keys[1]); !ok || m != (mint{User: "user-1", Policy: pol, UserTag: broker.UserTag("user-1"), Tag: "aaaa"}) {
 		t.Errorf("mintOf(%s) = %+v, %v; want user-1 with the policy and tag aaaa", keys[1], m, ok)
 	}
 	// The revocation policy spares the new tag only: an answer with the

@@ -251,12 +251,12 @@ func TestCredentialProblemsCompareTheSessionPolicyWithTheListedGrants(t *testing
 		minted  bool
 		problem string // in the only problem; "" for none
 	}{
-		{"a policy of exactly the listed grants is fine", mint{"user-w", compile(listed...), ""}, true, ""},
+		{"a policy of exactly the listed grants is fine", mint{User: "user-w", Policy: compile(listed...)}, true, ""},
 		{"a key the proxy never saw minted is a problem", mint{}, false, "not minted"},
-		{"a key minted for another user is a problem", mint{"user-r", compile(listed...), ""}, true, `minted for user "user-r"`},
-		{"write on a place listed read is a problem", mint{"user-w", compile(place("bucket-s0", "", broker.Write), listed[1]), ""}, true, "beyond its grants"},
-		{"a whole bucket listed as a folder is a problem", mint{"user-w", compile(listed[0], place("bucket-s1", "", broker.Write)), ""}, true, "beyond its grants"},
-		{"an unlisted bucket is a problem", mint{"user-w", compile(append(listed, place("bucket-never", "", broker.Read))...), ""}, true, "beyond its grants"},
+		{"a key minted for another user is a problem", mint{User: "user-r", Policy: compile(listed...)}, true, `minted for user "user-r"`},
+		{"write on a place listed read is a problem", mint{User: "user-w", Policy: compile(place("bucket-s0", "", broker.Write), listed[1])}, true, "beyond its grants"},
+		{"a whole bucket listed as a folder is a problem", mint{User: "user-w", Policy: compile(listed[0], place("bucket-s1", "", broker.Write))}, true, "beyond its grants"},
+		{"an unlisted bucket is a problem", mint{User: "user-w", Policy: compile(append(listed, place("bucket-never", "", broker.Read))...)}, true, "beyond its grants"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"log"
@@ -15,14 +14,13 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/rolesession"
 )
 
 // proxy stands between the stack's own AWS clients and moto. It counts what
@@ -49,7 +47,7 @@ type proxy struct {
 	// deny is the base role's revocation policy as last written, after
 	// an Allow of everything: it allows what the policy does not deny.
 	deny  iameval.Policy
-	pages map[string]iameval.Policy // the revocation pages, by number
+	pages map[string]string // the revocation pages as last written, by number
 	// audited holds every access key id a CredentialsIssued entry named.
 	audited map[string]bool
 	window  faultWindow
@@ -62,9 +60,10 @@ type proxy struct {
 // one (user, policyVersion, set) under one cutoff; after a revocation the
 // endpoint must mint again under the new one, which is no duplicate.
 type mint struct {
-	User   string
-	Policy string
-	Tag    string
+	User    string
+	Policy  string
+	UserTag string
+	Tag     string
 }
 
 // counts are cumulative; the run takes differences of snapshots.
@@ -134,8 +133,8 @@ func newProxy(motoURL string, seed uint64) (*proxy, error) {
 		keys:    map[string]mint{},
 		minted:  map[mint]int{},
 		issued:  map[string]time.Time{},
-		deny:    allowAll,
-		pages:   map[string]iameval.Policy{},
+		deny:    allowAll(),
+		pages:   map[string]string{},
 		audited: map[string]bool{},
 		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
 	}
@@ -332,27 +331,15 @@ func (p *proxy) observeResponse(resp *http.Response) error {
 	if err != nil {
 		return err
 	}
-	var x struct {
-		AccessKeyID string    `xml:"AssumeRoleResult>Credentials>AccessKeyId"`
-		Expiration  time.Time `xml:"AssumeRoleResult>Credentials>Expiration"`
-	}
-	if xml.Unmarshal(out, &x) != nil || x.AccessKeyID == "" {
+	key, s, ok := rolesession.FromAssumeRole(c.form, out)
+	if !ok {
 		return nil
 	}
-	m := mint{User: c.form.Get("SourceIdentity"), Policy: c.form.Get("Policy")}
-	for i := 1; c.form.Has(fmt.Sprintf("Tags.member.%d.Key", i)); i++ {
-		if c.form.Get(fmt.Sprintf("Tags.member.%d.Key", i)) == broker.CutoffTagKey {
-			m.Tag = c.form.Get(fmt.Sprintf("Tags.member.%d.Value", i))
-		}
-	}
-	duration, err := strconv.Atoi(c.form.Get("DurationSeconds"))
-	if err != nil {
-		duration = 3600 // STS's default
-	}
+	m := mint{User: s.User, Policy: s.Policy, UserTag: s.UserTag, Tag: s.Tag}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.keys[x.AccessKeyID] = m
-	p.issued[x.AccessKeyID] = x.Expiration.Add(-time.Duration(duration) * time.Second)
+	p.keys[key] = m
+	p.issued[key] = s.Issued
 	if p.minted[m] > 0 {
 		p.counts.DuplicateMints++
 	}
@@ -370,38 +357,33 @@ func (p *proxy) arrived(accessKeyIDs []string) {
 		if !ok {
 			continue
 		}
-		ctx := map[string]string{"aws:SourceIdentity": m.User, "aws:TokenIssueTime": p.issued[k].UTC().Truncate(time.Second).Format(time.RFC3339)}
-		if m.Tag != "" {
-			ctx["aws:PrincipalTag/"+broker.UserTagKey] = broker.UserTag(m.User)
-			ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = m.Tag
-		}
-		if !p.deny.Allows(iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::any/key", Context: ctx}) {
+		if !(rolesession.Session{User: m.User, UserTag: m.UserTag, Tag: m.Tag, Issued: p.issued[k]}).AllowedBy(p.deny) {
 			p.counts.DeniedOnArrival++
 			return
 		}
 	}
 }
 
-// allowAll is the policy the revocation policy's denies are added to.
-var allowAll = iameval.Policy{Statements: []iameval.Statement{{Effect: "Allow", Actions: []string{"*"}, Resources: []string{"*"}}}}
+// allowAll is the policy of a role without a revocation policy.
+func allowAll() iameval.Policy {
+	pol, _ := rolesession.RevocationPolicy("")
+	return pol
+}
 
-// observeDenyPolicy keeps the revocation policies written on the base role
+// observeDenyPolicy keeps the revocation pages written on the base role
 // (README "Revocation"), page by page; an empty doc (the policy deleted)
 // denies nothing.
 func (p *proxy) observeDenyPolicy(page, doc string) {
-	var deny iameval.Policy
-	if doc != "" {
-		var err error
-		if deny, err = iameval.Parse(doc); err != nil {
-			return
-		}
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.pages[page] = deny
-	pol := iameval.Policy{Statements: slices.Clone(allowAll.Statements)}
+	p.pages[page] = doc
+	var docs []string
 	for _, k := range slices.Sorted(maps.Keys(p.pages)) {
-		pol.Statements = append(pol.Statements, p.pages[k].Statements...)
+		docs = append(docs, p.pages[k])
+	}
+	pol, err := rolesession.RevocationPolicy(docs...)
+	if err != nil {
+		return
 	}
 	p.deny = pol
 }

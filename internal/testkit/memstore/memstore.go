@@ -312,6 +312,16 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) er
 	return nil
 }
 
+// FallbackCutoff is ddbstore's: the deny list's All.Before to the
+// millisecond, zero when there is no fallback.
+func (s *Store) FallbackCutoff(context.Context) (time.Time, error) {
+	defer s.lock()()
+	if s.denyList.All.Before.IsZero() {
+		return time.Time{}, nil
+	}
+	return s.denyList.All.Before.UTC().Truncate(time.Millisecond), nil
+}
+
 // LoadCheckpoint implements broker.Checkpoints.
 func (s *Store) LoadCheckpoint(_ context.Context, key string) (string, error) {
 	defer s.lock()()

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/revoke"
 )
 
 // Store is everything the projector needs from the tables.
@@ -172,6 +173,41 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 		if got, err := h.Store.GetPolicy(ctx, "bob"); err != nil || !got.Empty() || !got.RevokedBefore.Equal(cutoff) {
 			t.Errorf("a cutoff for a user with no item: %+v, %v; want an item that grants nothing with the cutoff", got, err)
+		}
+	})
+
+	t.Run("the deny list's fallback cutoff reads back, and is zero without one", func(t *testing.T) {
+		h := newHarness(t)
+		st, ok := h.Store.(interface {
+			revoke.Store
+			FallbackCutoff(ctx context.Context) (time.Time, error)
+		})
+		if !ok {
+			t.Fatal("the store keeps no deny list")
+		}
+		if got, err := st.FallbackCutoff(ctx); err != nil || !got.IsZero() {
+			t.Errorf("no deny list: %v, %v; want the zero time", got, err)
+		}
+		users := revoke.List{Version: 1, Users: map[string]revoke.Cutoff{"alice": {Before: now, Until: now.Add(time.Hour)}}}
+		if err := st.SaveDenyList(ctx, 0, users); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.FallbackCutoff(ctx); err != nil || !got.IsZero() {
+			t.Errorf("a list without a fallback: %v, %v; want the zero time", got, err)
+		}
+		before := now.Add(4*time.Second + 250*time.Millisecond)
+		all := revoke.List{Version: 2, All: revoke.Cutoff{Before: before, Until: now.Add(time.Hour)}}
+		if err := st.SaveDenyList(ctx, 1, all); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.FallbackCutoff(ctx); err != nil || !got.Equal(before) {
+			t.Errorf("a list that fell back: %v, %v; want %v", got, err, before)
+		}
+		if err := st.SaveDenyList(ctx, 2, revoke.List{Version: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := st.FallbackCutoff(ctx); err != nil || !got.IsZero() {
+			t.Errorf("the fallback pruned: %v, %v; want the zero time", got, err)
 		}
 	})
 
