@@ -22,6 +22,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"slices"
 	"strconv"
@@ -184,7 +185,7 @@ type Change struct {
 // and what changed.
 func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Change) {
 	pages := max(len(lim.Budgets), 1)
-	before := Render(l, pages)
+	before := l.fingerprints(pages)
 	next := List{Version: l.Version + 1, Generation: l.Generation, Users: maps.Clone(l.Users), All: l.All, Unannounced: slices.Clone(l.Unannounced)}
 	if next.Users == nil {
 		next.Users = map[string]Cutoff{}
@@ -230,17 +231,43 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Chan
 		ch.Pruned++
 	}
 	ch.FellBack = next.place(placed, lim.Budgets, now)
-	after := Render(next, pages)
-	if !slices.Equal(after, before) {
-		next.Generation++
-		after = Render(next, pages)
-	}
+	after := next.fingerprints(pages)
 	for i := range after {
 		if after[i] != before[i] {
 			ch.Pages = append(ch.Pages, i)
 		}
 	}
-	return next, after, ch
+	if len(ch.Pages) > 0 {
+		// Page 0 carries the generation: it changes with any page.
+		next.Generation++
+		if ch.Pages[0] != 0 {
+			ch.Pages = append([]int{0}, ch.Pages...)
+		}
+	}
+	return next, Render(next, pages), ch
+}
+
+// fingerprints sums, page by page, a digest of everything that page
+// renders but the generation: a page whose sum is unchanged renders the
+// same, and Apply need not render a list twice to tell which pages changed.
+func (l List) fingerprints(pages int) []uint64 {
+	out := make([]uint64, max(pages, 1))
+	digest := func(parts ...string) uint64 {
+		h := fnv.New64a()
+		for _, p := range parts {
+			h.Write([]byte(p))
+			h.Write([]byte{0})
+		}
+		return h.Sum64()
+	}
+	for k, c := range l.Users {
+		p := min(c.Page, len(out)-1)
+		out[p] += digest(k, strconv.FormatInt(c.Before.UnixMilli(), 10), strconv.FormatInt(c.Until.Unix(), 10), c.Tag)
+	}
+	if !l.All.Before.IsZero() || len(l.Users) > 0 {
+		out[0] += digest("all", strconv.FormatInt(ceilSecond(l.All.Before).Unix(), 10), strconv.FormatInt(l.All.Until.Unix(), 10))
+	}
+	return out
 }
 
 // place puts the entries not placed yet on the first page with room,

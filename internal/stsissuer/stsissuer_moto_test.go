@@ -44,7 +44,7 @@ func TestIssueAssumesTheRoleWithTheSessionPolicyInMoto(t *testing.T) {
 	for _, tag := range in.Tags {
 		sent = append(sent, aws.ToString(tag.Key)+"="+aws.ToString(tag.Value))
 	}
-	if diff := cmp.Diff([]string{req.UserID, "900", broker.CutoffTagKey + "=" + req.CutoffTag}, sent); diff != "" {
+	if diff := cmp.Diff([]string{req.UserID, "900", broker.UserTagKey + "=" + broker.UserTag(req.UserID), broker.CutoffTagKey + "=" + req.CutoffTag}, sent); diff != "" {
 		t.Errorf("SourceIdentity, DurationSeconds and tags sent (-want +got):\n%s", diff)
 	}
 }
