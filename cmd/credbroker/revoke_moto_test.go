@@ -121,3 +121,34 @@ func TestTheLocalStackFileNamesTheRevokerFunction(t *testing.T) {
 		t.Errorf("stack.json names revoker %q at %q, want %q on a loopback address of its own", info.RevokerFunction, info.LambdaEndpoint, localstack.RevokerFunction)
 	}
 }
+
+// The operator names no session duration: the deny entry lives for the
+// one the stack issues (here an hour), plus a minute, whatever the
+// operator thinks it is. The flag that let an operator shorten it (15m
+// against 1-hour sessions lifted the revocation after 16 minutes while the
+// stolen session lived on) is refused, and nothing is written.
+func TestRevokeOutlivesEverySession(t *testing.T) {
+	s := newAdminStack(t, localstack.Options{Seed: true, SessionDuration: time.Hour})
+	user := s.st.Demo.UserID
+	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(s.cfg), PolicyTable: s.st.Info.PolicyTable}
+	ctx := context.Background()
+
+	if code, _, errOut := s.cli(t, "admin", "revoke", "--user", user, "--session-duration", "15m"); code != exitcode.Usage {
+		t.Errorf("--session-duration 15m: exit %d (%s), want %d", code, errOut, exitcode.Usage)
+	}
+	if l, err := store.LoadDenyList(ctx); err != nil || len(l.Users) != 0 {
+		t.Fatalf("a refused call wrote the deny list: %+v, %v", l, err)
+	}
+	if code, _, errOut := s.cli(t, "admin", "revoke", "--user", user); code != exitcode.OK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	l, err := store.LoadDenyList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := l.Users[user]
+	// A session minted the instant before the cutoff lives an hour.
+	if stolenExpires := entry.Before.Add(time.Hour); entry.Until.Before(stolenExpires) {
+		t.Errorf("the entry stays until %v, before a session minted at the cutoff expires (%v)", entry.Until, stolenExpires)
+	}
+}

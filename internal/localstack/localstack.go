@@ -95,6 +95,10 @@ type Options struct {
 	Logger  *slog.Logger
 	// Out receives the human-readable status lines.
 	Out io.Writer
+	// SessionDuration is the template's SessionDurationSeconds: what the
+	// endpoint issues and the revoker keeps its entries for (default 15
+	// minutes).
+	SessionDuration time.Duration
 }
 
 // ExitCode maps a Start or Run error to the process's exit status
@@ -233,6 +237,9 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		"BASE_ROLE_ARN": st.Info.BaseRoleARN, "USER_POOL_ID": st.Info.UserPoolID,
 		"ALLOWED_CLIENT_IDS": st.Info.UserPoolClientID, "AWS_REGION": o.Region,
 		"JWKS_URL": stackEndpoint + "/" + st.Info.UserPoolID + "/.well-known/jwks.json",
+	}
+	if o.SessionDuration > 0 {
+		env["SESSION_DURATION_SECONDS"] = strconv.Itoa(int(o.SessionDuration / time.Second))
 	}
 	getenv := func(k string) string { return env[k] }
 	pcfg, err := projector.ConfigFromEnv(getenv)
