@@ -12,9 +12,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/stackdef"
 )
 
@@ -52,6 +54,7 @@ var securityRules = []rule{
 	{"the credentials function reads only users' items and the fallback's cutoff", checkCredentialsTableAccess},
 	{"functions use their own least-privilege roles", checkFunctionRoles},
 	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
+	{"the revoker takes narrowings in batches, two at once, and keeps failures", checkRevokerQueue},
 	{"tables are protected", checkTables},
 	{"functions are arm64 provided.al2023 makefile builds with tracing", checkFunctions},
 	{"Lambda filters no application log line", checkLogging},
@@ -115,6 +118,21 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			name: "the revoker reading users' whole items is rejected",
 			old:  "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]\n                  StringEqualsIfExists:\n                    dynamodb:Select: SPECIFIC_ATTRIBUTES\n", new: "dynamodb:Attributes: [pk, sk, revokedBefore, userId, claim]\n",
 			rule: "the revoker reaches only the deny list and users' cutoffs",
+		},
+		{
+			name: "a revoker run for every narrowing is rejected",
+			old:  "            BatchSize: 1000\n", new: "            BatchSize: 1\n",
+			rule: "the revoker takes narrowings in batches, two at once, and keeps failures",
+		},
+		{
+			name: "a revoker without a concurrency cap is rejected",
+			old:  "            ScalingConfig:\n              MaximumConcurrency: 2\n", new: "",
+			rule: "the revoker takes narrowings in batches, two at once, and keeps failures",
+		},
+		{
+			name: "a revocation queue that drops its dead letters is rejected",
+			old:  "        maxReceiveCount: 5\n", new: "        maxReceiveCount: 1000\n",
+			rule: "the revoker takes narrowings in batches, two at once, and keeps failures",
 		},
 		{
 			name: "the revoker updating users' grants is rejected",
@@ -957,6 +975,51 @@ func checkCredentialsTableAccess(t *stackdef.Template) []string {
 		case slices.Equal(ta.keys, []string{"REVOCATIONS"}) && slices.Equal(ta.attrs, []string{"allBefore", "pk", "sk"}):
 		default:
 			problems = append(problems, fmt.Sprintf("%s: %s on partition keys %v, attributes %v; want USER#*, or REVOCATIONS with allBefore (and its key) only", ta.s, ta.action, ta.keys, ta.attrs))
+		}
+	}
+	return problems
+}
+
+// A bulk change narrows many users at once: the revoker must take them in
+// batches from the revocation queue (a few IAM writes, not one a user),
+// with at most two runs at once (little contention on the deny list), as
+// the local stack feeds it (localstack.BatchSize, Window, Concurrency,
+// MaxReceives), and keep what fails: partial batch failures, and the
+// queue's dead letters in the revoker's dead-letter queue, whose alarm
+// calls for the operator.
+func checkRevokerQueue(t *stackdef.Template) []string {
+	fn, err := t.Resource("RevokerFunction")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	ev := mapOf(mapOf(mapOf(fn.Properties["Events"])["Revocations"])["Properties"])
+	want := map[string]any{
+		"Queue": getAtt("RevocationQueue", "Arn"), "BatchSize": localstack.BatchSize,
+		"MaximumBatchingWindowInSeconds": int(localstack.Window / time.Second), "FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig": map[string]any{"MaximumConcurrency": localstack.Concurrency},
+	}
+	if diff := cmp.Diff(want, ev); diff != "" {
+		problems = append(problems, "RevokerFunction's Revocations event source (-want +got):\n"+diff)
+	}
+	q, err := t.Resource("RevocationQueue")
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	redrive := mapOf(q.Properties["RedrivePolicy"])
+	if !cmp.Equal(redrive["deadLetterTargetArn"], getAtt("RevokerDLQ", "Arn")) || redrive["maxReceiveCount"] != localstack.MaxReceives {
+		problems = append(problems, fmt.Sprintf("RevocationQueue's RedrivePolicy %v: want RevokerDLQ after %d receives", redrive, localstack.MaxReceives))
+	}
+	if v, _ := q.Properties["VisibilityTimeout"].(int); v < 6*fn.Properties["Timeout"].(int) {
+		problems = append(problems, fmt.Sprintf("RevocationQueue's VisibilityTimeout %v is under six times the revoker's timeout", q.Properties["VisibilityTimeout"]))
+	}
+	rule, err := t.Resource("RevokerRule")
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	for _, target := range list(rule.Properties["Targets"]) {
+		if !cmp.Equal(mapOf(target)["Arn"], getAtt("RevocationQueue", "Arn")) {
+			problems = append(problems, fmt.Sprintf("RevokerRule targets %v, not the revocation queue", mapOf(target)["Arn"]))
 		}
 	}
 	return problems
