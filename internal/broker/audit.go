@@ -150,6 +150,9 @@ type PolicyDriftDetail struct {
 const (
 	ScopeUser = "user" // the sessions of the users listed
 	ScopeAll  = "all"  // every session: the deny list did not fit
+	// ScopeResource: every session, but only on the resources listed (the
+	// buckets and folders a change removed): the deny list did not fit.
+	ScopeResource = "resource"
 )
 
 // Reasons of a revocation.
@@ -174,4 +177,7 @@ type CredentialsRevokedDetail struct {
 	DenyListUsers int `json:"denyListUsers"`
 	// DenyListVersion is the version of the deny list the role now carries.
 	DenyListVersion int64 `json:"denyListVersion"`
+	// Resources, for scope resource, are the S3 resources (ARN patterns)
+	// denied to every session issued before IssuedBefore.
+	Resources []string `json:"resources,omitempty"`
 }

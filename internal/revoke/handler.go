@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -41,6 +43,8 @@ type Handler struct {
 	// Metric counts an alarming event (MetricRefused, MetricClamped); nil
 	// counts nothing.
 	Metric func(name string)
+	// Partition is the AWS partition of the buckets' ARNs (default "aws").
+	Partition string
 }
 
 // The revoker's metrics (namespace emf.Namespace); template.yaml alarms on
@@ -229,7 +233,7 @@ func (h *Handler) decodeBusEvent(payload json.RawMessage) (*Request, error) {
 	if err := broker.ValidateUserID(d.UserID); err != nil {
 		return nil, broker.Errorf(broker.Invalid, op, "PolicyChanged of an invalid user: %s", broker.MessageOf(err))
 	}
-	entry := Entry{UserID: d.UserID, Before: *d.RevokeBefore}
+	entry := Entry{UserID: d.UserID, Before: *d.RevokeBefore, Resources: h.removed(d)}
 	if now := h.now(); d.RevokeBefore.After(now.Add(MaxAhead)) {
 		// The projector's clock ran ahead (or the event is forged: the
 		// template lets only the projector put it). Refusing would leave
@@ -291,4 +295,26 @@ func (h *Handler) Batch(ctx context.Context, batch events.SQSEvent) events.SQSEv
 		}
 	}
 	return resp
+}
+
+// removed names what a narrowing took away, as S3 resources, should the
+// deny list overflow: each removed grant's bucket (its listing) and its
+// objects (under the folder, for a folder's grant). A change that cannot
+// name what it took away (its detail cut to fit the bus, its previous
+// item unreadable) names nothing: its fallback is everything.
+func (h *Handler) removed(d broker.PolicyChangedDetail) []string {
+	if d.Truncated || d.PreviousUnreadable || len(d.Removed) == 0 || len(d.Removed) < d.RemovedCount {
+		return nil
+	}
+	partition := cmp.Or(h.Partition, "aws")
+	var out []string
+	for _, g := range d.Removed {
+		if broker.ValidateBucketName(g.Bucket) != nil || strings.ContainsAny(g.Prefix, "*?$") {
+			return nil // not what the projector sends: name nothing
+		}
+		bucket := "arn:" + partition + ":s3:::" + g.Bucket
+		out = append(out, bucket, bucket+"/"+g.Prefix+"*")
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -43,8 +43,13 @@ type List struct {
 	// Users maps a user to the cutoff of that user's sessions.
 	Users map[string]Cutoff `json:"users,omitempty"`
 	// All, when its Before is not zero, denies every session issued before
-	// it, whoever its user: the fallback when the users do not fit.
+	// it, whoever its user: the fallback for users that do not fit and
+	// whose revocations name no resources.
 	All Cutoff `json:"all,omitzero"`
+	// Resource maps an S3 resource (an ARN pattern) to a cutoff that
+	// denies it to every session issued before: the fallback for users
+	// that do not fit and whose revocations name what they took away.
+	Resource map[string]Cutoff `json:"resource,omitempty"`
 	// Unannounced are the revocations saved but not yet announced by a
 	// CredentialsRevoked event: whichever run next puts a list at least as
 	// new on the role announces them (Service), so a revocation that
@@ -58,6 +63,8 @@ type Notice struct {
 	Before time.Time `json:"before"`
 	Reason string    `json:"reason"`
 	Causes []string  `json:"causes,omitempty"`
+	// Resources are what the revocation took away, when it can name it.
+	Resources []string `json:"resources,omitempty"`
 	// Version is the version of the list that first held it: it is
 	// announced once a list at least that new is on the role.
 	Version int64 `json:"version"`
@@ -91,6 +98,10 @@ type Cutoff struct {
 	// back from the role's policy whose user is unknown (its key is then
 	// "#" and the user's tag).
 	Tag string `json:"tag,omitempty"`
+	// Resources are what the user's revocations took away (S3 ARN
+	// patterns), unless Unnamed: one of them could not name it.
+	Resources []string `json:"resources,omitempty"`
+	Unnamed   bool     `json:"unnamed,omitempty"`
 }
 
 // widen returns a cutoff that denies at least what c and d deny, as long,
@@ -98,9 +109,15 @@ type Cutoff struct {
 func (c Cutoff) widen(d Cutoff) Cutoff {
 	causes := slices.Concat(c.Causes, d.Causes)
 	slices.Sort(causes)
-	w := Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until), Causes: slices.Clip(slices.Compact(causes)), Page: c.Page, Tag: c.Tag}
+	w := Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until), Causes: slices.Clip(slices.Compact(causes)), Page: c.Page, Tag: c.Tag,
+		Unnamed: c.Unnamed || d.Unnamed}
 	if d.Before.After(c.Before) {
 		w.Tag = d.Tag
+	}
+	if !w.Unnamed {
+		w.Resources = slices.Concat(c.Resources, d.Resources)
+		slices.Sort(w.Resources)
+		w.Resources = slices.Clip(slices.Compact(w.Resources))
 	}
 	return w
 }
@@ -126,13 +143,16 @@ func (c Cutoff) enforces(causes []string) bool {
 	return len(causes) > 0
 }
 
-// Entry asks that the user's sessions issued before Before be denied.
-// Reason and Causes are what its announcement says.
+// Entry asks that the user's sessions minted before Before be denied.
+// Reason and Causes are what its announcement says; Resources, when the
+// revocation can name them, what it took away (S3 ARN patterns): should
+// the list overflow, those resources alone are denied to everyone.
 type Entry struct {
-	UserID string
-	Before time.Time
-	Reason string
-	Causes []string
+	UserID    string
+	Before    time.Time
+	Reason    string
+	Causes    []string
+	Resources []string
 }
 
 // Limits bound the list.
@@ -155,7 +175,7 @@ func Capacity(budgets []int) int {
 	n := 0
 	for i, b := range budgets {
 		if i == 0 {
-			b -= allCost
+			b -= fallbackReserve
 		}
 		n += max(b-pageBase(i), 0) / entryCost
 	}
@@ -186,7 +206,7 @@ type Change struct {
 func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Change) {
 	pages := max(len(lim.Budgets), 1)
 	before := l.fingerprints(pages)
-	next := List{Version: l.Version + 1, Generation: l.Generation, Users: maps.Clone(l.Users), All: l.All, Unannounced: slices.Clone(l.Unannounced)}
+	next := List{Version: l.Version + 1, Generation: l.Generation, Users: maps.Clone(l.Users), All: l.All, Resource: maps.Clone(l.Resource), Unannounced: slices.Clone(l.Unannounced)}
 	if next.Users == nil {
 		next.Users = map[string]Cutoff{}
 	}
@@ -198,7 +218,7 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Chan
 	}
 	for _, e := range add {
 		e.Before = e.Before.UTC().Truncate(time.Millisecond) // as the policy item keeps it
-		c := Cutoff{Before: e.Before, Until: clamp(e.Before, now).Add(life), Causes: e.Causes}
+		c := Cutoff{Before: e.Before, Until: clamp(e.Before, now).Add(life), Causes: e.Causes, Resources: e.Resources, Unnamed: len(e.Resources) == 0}
 		cur, listed := next.Users[e.UserID]
 		var noted bool
 		switch {
@@ -216,7 +236,7 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Chan
 			ch.Added = append(ch.Added, e)
 		}
 		if !noted {
-			next.Unannounced = append(next.Unannounced, Notice{UserID: e.UserID, Before: e.Before, Reason: e.Reason, Causes: e.Causes, Version: next.Version, Noted: now})
+			next.Unannounced = append(next.Unannounced, Notice{UserID: e.UserID, Before: e.Before, Reason: e.Reason, Causes: e.Causes, Resources: e.Resources, Version: next.Version, Noted: now})
 			ch.Noted++
 		}
 	}
@@ -229,6 +249,12 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Chan
 	if !next.All.Before.IsZero() && now.After(next.All.Until) {
 		next.All = Cutoff{}
 		ch.Pruned++
+	}
+	for r, c := range next.Resource {
+		if now.After(c.Until) {
+			delete(next.Resource, r)
+			ch.Pruned++
+		}
 	}
 	ch.FellBack = next.place(placed, lim.Budgets, now)
 	after := next.fingerprints(pages)
@@ -264,8 +290,11 @@ func (l List) fingerprints(pages int) []uint64 {
 		p := min(c.Page, len(out)-1)
 		out[p] += digest(k, strconv.FormatInt(c.Before.UnixMilli(), 10), strconv.FormatInt(c.Until.Unix(), 10), c.Tag)
 	}
-	if !l.All.Before.IsZero() || len(l.Users) > 0 {
+	if !l.All.Before.IsZero() || len(l.Users) > 0 || len(l.Resource) > 0 {
 		out[0] += digest("all", strconv.FormatInt(ceilSecond(l.All.Before).Unix(), 10), strconv.FormatInt(l.All.Until.Unix(), 10))
+	}
+	for r, c := range l.Resource {
+		out[0] += digest("resource", r, strconv.FormatInt(ceilSecond(c.Before).Unix(), 10), strconv.FormatInt(c.Until.Unix(), 10))
 	}
 	return out
 }
@@ -288,7 +317,7 @@ func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool 
 	for i := range budgets {
 		used[i] = pageBase(i) + count[i]*entryCost
 		if i == 0 {
-			used[i] += allCost
+			used[i] += fallbackReserve
 		}
 		if used[i] > budgets[i] && count[i] > 0 {
 			for u, c := range l.Users {
@@ -298,9 +327,9 @@ func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool 
 			}
 			used[i] = pageBase(i)
 			if i == 0 {
-				// Page 0 keeps room for the fallback's statement, so that a
-				// fallback always fits.
-				used[i] += allCost
+				// Page 0 keeps room for the fallbacks' statements, so that
+				// a fallback always fits.
+				used[i] += fallbackReserve
 			}
 		}
 	}
@@ -323,8 +352,19 @@ func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool 
 		}
 		if page < 0 {
 			// No room: every session issued before its cutoff is denied
-			// instead, the user's listed or not.
-			l.All = l.All.widen(Cutoff{Before: clamp(c.Before, now), Until: c.Until, Causes: c.Causes})
+			// what the revocation took away, or, when it cannot name it,
+			// everything.
+			fallback := Cutoff{Before: clamp(c.Before, now), Until: c.Until, Causes: c.Causes}
+			if c.Unnamed || len(c.Resources) == 0 {
+				l.All = l.All.widen(fallback)
+			} else {
+				if l.Resource == nil {
+					l.Resource = map[string]Cutoff{}
+				}
+				for _, r := range c.Resources {
+					l.Resource[r] = l.Resource[r].widen(fallback)
+				}
+			}
 			delete(l.Users, u)
 			fell = true
 			continue
@@ -332,6 +372,14 @@ func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool 
 		c.Page = page
 		l.Users[u] = c
 		used[page] += entryCost
+	}
+	// The fallbacks share page 0's reserve; past it, the resources'
+	// cutoffs give way to one for everything.
+	if len(l.Resource) > 0 && Size(string(mustJSON(fallbackDenies(*l)))) > fallbackReserve {
+		for _, c := range l.Resource {
+			l.All = l.All.widen(Cutoff{Before: c.Before, Until: c.Until, Causes: c.Causes})
+		}
+		l.Resource = nil
 	}
 	return fell
 }
@@ -365,10 +413,11 @@ func latest(a, b time.Time) time.Time {
 // rendering: entryCost is one entry's two tags, quoted, with their commas
 // (the last ones have none, so it never counts short); pageBase a page
 // with its statements but no entry; allCost the fallback's statement.
-var (
-	entryCost = len(broker.UserTag("u")) + len(broker.CutoffTag("u", time.Time{})) + 6
-	allCost   = Size(string(mustJSON(allDeny(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))))) + 1
-)
+var entryCost = len(broker.UserTag("u")) + len(broker.CutoffTag("u", time.Time{})) + 6
+
+// fallbackReserve is the room page 0 keeps for the fallbacks: the one for
+// everything, and those for named resources, about a dozen buckets' worth.
+const fallbackReserve = 1000
 
 func pageBase(i int) int {
 	one := List{Users: map[string]Cutoff{"u": {Page: i, Until: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}}, Generation: 1 << 40}
@@ -398,11 +447,9 @@ func Render(l List, pages int) []string {
 	}
 	for i, users := range byPage {
 		var sts []statement
-		if i == 0 && (len(l.Users) > 0 || !l.All.Before.IsZero()) {
+		if i == 0 && (len(l.Users) > 0 || !l.All.Before.IsZero() || len(l.Resource) > 0) {
 			sts = append(sts, untaggedDeny(l.Generation))
-			if !l.All.Before.IsZero() {
-				sts = append(sts, allDeny(ceilSecond(l.All.Before), l.All.Until))
-			}
+			sts = append(sts, fallbackDenies(l)...)
 		}
 		if len(users) > 0 {
 			sts = append(sts, usersDeny(l, users))
@@ -423,16 +470,40 @@ type statement struct {
 	Sid       string                    `json:"Sid"`
 	Effect    string                    `json:"Effect"`
 	Action    string                    `json:"Action"`
-	Resource  string                    `json:"Resource"`
+	Resource  any                       `json:"Resource"` // "*" or a list of ARNs
 	Condition map[string]map[string]any `json:"Condition"`
 }
 
 // The Sids of the statements: letters and digits only, as IAM wants.
 const (
-	untaggedSid = "Untagged" // + the list's generation
-	allSid      = "All"      // + the Unix second the fallback stays until
-	usersSid    = "Users"    // + the Unix second its last entry stays until
+	untaggedSid = "Untagged"  // + the list's generation
+	allSid      = "All"       // + the Unix second the fallback stays until
+	usersSid    = "Users"     // + the Unix second its last entry stays until
+	resourceSid = "Resources" // + the Unix second its last resource stays until
 )
+
+// fallbackDenies are the fallbacks' statements: one for everything, one
+// per cutoff second of the named resources.
+func fallbackDenies(l List) []statement {
+	var sts []statement
+	if !l.All.Before.IsZero() {
+		sts = append(sts, allDeny(ceilSecond(l.All.Before), l.All.Until))
+	}
+	bySecond := map[time.Time][]string{}
+	until := map[time.Time]time.Time{}
+	for r, c := range l.Resource {
+		s := ceilSecond(c.Before)
+		bySecond[s] = append(bySecond[s], r)
+		until[s] = latest(until[s], c.Until)
+	}
+	for _, s := range slices.SortedFunc(maps.Keys(bySecond), func(a, b time.Time) int { return a.Compare(b) }) {
+		rs := bySecond[s]
+		slices.Sort(rs)
+		sts = append(sts, statement{Sid: resourceSid + strconv.FormatInt(until[s].Unix(), 10), Effect: "Deny", Action: "s3:*", Resource: rs,
+			Condition: map[string]map[string]any{"DateLessThan": {"aws:TokenIssueTime": s.Format(time.RFC3339)}}})
+	}
+	return sts
+}
 
 // untaggedDeny denies every session without the user's tag. IAM's Null
 // condition holds when the key is absent.
@@ -486,6 +557,7 @@ type Enforced struct {
 	Generation int64
 	Pairs      []Pair
 	All        Cutoff
+	Resource   map[string]Cutoff
 }
 
 // Pair is an entry as a page shows it: the user's tag, the cutoff tag it
@@ -514,21 +586,41 @@ func ParseEnforced(pages []string) (Enforced, error) {
 func (e *Enforced) parse(doc string) error {
 	var d struct {
 		Statement []struct {
-			Sid, Effect, Action, Resource string
-			Condition                     map[string]map[string]json.RawMessage
+			Sid, Effect, Action string
+			Resource            json.RawMessage
+			Condition           map[string]map[string]json.RawMessage
 		}
 	}
 	if err := json.Unmarshal([]byte(doc), &d); err != nil {
 		return fmt.Errorf("not JSON: %w", err)
 	}
 	for i, st := range d.Statement {
-		if st.Effect != "Deny" || st.Action != "*" || st.Resource != "*" {
-			return fmt.Errorf("statement %d is not a deny the revoker wrote", i)
-		}
 		stamp := func(prefix string) (int64, bool) {
 			rest, ok := strings.CutPrefix(st.Sid, prefix)
 			n, err := strconv.ParseInt(rest, 10, 64)
 			return n, ok && err == nil
+		}
+		if until, ok := stamp(resourceSid); ok && st.Effect == "Deny" && st.Action == "s3:*" {
+			var resources []string
+			var issued string
+			if json.Unmarshal(st.Resource, &resources) != nil || json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued) != nil {
+				return fmt.Errorf("statement %d: not the resources' deny the revoker wrote", i)
+			}
+			before, err := time.Parse(time.RFC3339, issued)
+			if err != nil {
+				return fmt.Errorf("statement %d: %w", i, err)
+			}
+			if e.Resource == nil {
+				e.Resource = map[string]Cutoff{}
+			}
+			for _, r := range resources {
+				e.Resource[r] = e.Resource[r].widen(Cutoff{Before: before.UTC(), Until: time.Unix(until, 0).UTC()})
+			}
+			continue
+		}
+		var resource string
+		if st.Effect != "Deny" || st.Action != "*" || json.Unmarshal(st.Resource, &resource) != nil || resource != "*" {
+			return fmt.Errorf("statement %d is not a deny the revoker wrote", i)
 		}
 		if g, ok := stamp(untaggedSid); ok {
 			e.Generation = max(e.Generation, g)
@@ -572,10 +664,14 @@ type Gap struct {
 	Differ []string
 	// All is the role's fallback, when the list's is older.
 	All Cutoff
+	// Resource are the role's resource fallbacks the list lacks.
+	Resource map[string]Cutoff
 }
 
 // Empty reports whether nothing is lacking.
-func (g Gap) Empty() bool { return len(g.Missing) == 0 && len(g.Differ) == 0 && g.All.Before.IsZero() }
+func (g Gap) Empty() bool {
+	return len(g.Missing) == 0 && len(g.Differ) == 0 && g.All.Before.IsZero() && len(g.Resource) == 0
+}
 
 // Lost returns what e enforces and l lacks, of what can still match a live
 // session at now: what a lost, unreadable or restored-from-backup deny-list
@@ -610,6 +706,14 @@ func (l List) Lost(e Enforced, now time.Time) Gap {
 	if !e.All.Before.IsZero() && !now.After(e.All.Until) && ceilSecond(l.All.Before).Before(e.All.Before) {
 		g.All = e.All
 	}
+	for r, c := range e.Resource {
+		if !now.After(c.Until) && ceilSecond(l.Resource[r].Before).Before(c.Before) && ceilSecond(l.All.Before).Before(c.Before) {
+			if g.Resource == nil {
+				g.Resource = map[string]Cutoff{}
+			}
+			g.Resource[r] = c
+		}
+	}
 	return g
 }
 
@@ -625,7 +729,7 @@ func (l List) Restore(g Gap, cutoffs map[string]time.Time) List {
 	for _, p := range g.Missing {
 		k := rawPrefix + p.User
 		c := l.Users[k]
-		c.Tag, c.Until = p.Cutoff, latest(c.Until, p.Until)
+		c.Tag, c.Until, c.Unnamed = p.Cutoff, latest(c.Until, p.Until), true
 		l.Users[k] = c
 	}
 	for _, u := range g.Differ {
@@ -637,6 +741,15 @@ func (l List) Restore(g Gap, cutoffs map[string]time.Time) List {
 	}
 	if !g.All.Before.IsZero() {
 		l.All = l.All.widen(g.All)
+	}
+	if len(g.Resource) > 0 {
+		l.Resource = maps.Clone(l.Resource)
+		if l.Resource == nil {
+			l.Resource = map[string]Cutoff{}
+		}
+		for r, c := range g.Resource {
+			l.Resource[r] = l.Resource[r].widen(c)
+		}
 	}
 	return l
 }

@@ -178,9 +178,9 @@ func TestTheDocumentedCapacityHolds(t *testing.T) {
 		budgets []int
 		want    int
 	}{
-		{"inline policy alone", defaultBudgets[:1], 337},
-		{"inline and 9 managed pages (default quotas)", defaultBudgets, 2191},
-		{"inline and 19 managed pages (20 managed policies a role)", append([]int{10240 - 256}, repeat(6144-128, 19)...), 4251},
+		{"inline policy alone", defaultBudgets[:1], 307},
+		{"inline and 9 managed pages (default quotas)", defaultBudgets, 2161},
+		{"inline and 19 managed pages (20 managed policies a role)", append([]int{10240 - 256}, repeat(6144-128, 19)...), 4221},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := revoke.Capacity(c.budgets); got != c.want {
@@ -345,5 +345,68 @@ func TestRenderIsStableAndCompact(t *testing.T) {
 	wantPairs := []revoke.Pair{{User: au, Cutoff: ac, Until: until}, {User: bu, Cutoff: bc, Until: until}}
 	if diff := cmp.Diff(revoke.Enforced{Generation: 7, Pairs: wantPairs}, got); diff != "" {
 		t.Errorf("parsed back (-want +got):\n%s", diff)
+	}
+}
+
+// Past capacity, a revocation that names what it took away falls back to
+// denying those resources to every session issued before its cutoff
+// (scope resource), and one that cannot name it to denying everything
+// (scope all): other buckets stay reachable in the first case.
+func TestAFallbackDeniesOnlyWhatTheChangeTookAwayWhenItCanNameIt(t *testing.T) {
+	lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: []int{1200}} // the fallbacks' reserve and a few entries
+	lake := []string{"arn:aws:s3:::lake", "arn:aws:s3:::lake/raw/*"}
+	reaches := func(pages []string, u, object string, issued time.Time) bool {
+		role := []iameval.Policy{mustParse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}`)}
+		for _, doc := range pages {
+			if doc != "" {
+				role = append(role, mustParse(doc))
+			}
+		}
+		session := mustParse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"*"}]}`)
+		return iameval.Session(role, session, iameval.Request{Action: "s3:GetObject", Resource: object, Context: map[string]string{
+			"aws:TokenIssueTime": issued.UTC().Truncate(time.Second).Format(time.RFC3339), "aws:SourceIdentity": u,
+			"aws:PrincipalTag/" + broker.UserTagKey: broker.UserTag(u), "aws:PrincipalTag/" + broker.CutoffTagKey: broker.CutoffTag(u, time.Time{})}})
+	}
+	for _, c := range []struct {
+		name      string
+		resources []string
+		otherOK   bool
+	}{
+		{"a removal that names its buckets denies them alone", lake, true},
+		{"a change that names nothing denies everything", nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var batch []revoke.Entry
+			for i := range 40 {
+				batch = append(batch, revoke.Entry{UserID: user(i), Before: t0.Add(4 * time.Second), Resources: c.resources})
+			}
+			l, pages, ch := revoke.Apply(revoke.List{}, batch, t0, lim)
+			if !ch.FellBack {
+				t.Fatalf("40 users fit %d characters", lim.Budgets[0])
+			}
+			if revoke.Size(pages[0]) > lim.Budgets[0] {
+				t.Fatalf("page 0 takes %d characters of %d", revoke.Size(pages[0]), lim.Budgets[0])
+			}
+			before, after := t0.Add(3*time.Second), t0.Add(5*time.Second)
+			if reaches(pages, user(39), "arn:aws:s3:::lake/raw/k", before) || reaches(pages, "bystander", "arn:aws:s3:::lake/raw/k", before) {
+				t.Errorf("a session from before the cutoff still reaches the removed folder:\n%q", pages)
+			}
+			if got := reaches(pages, "bystander", "arn:aws:s3:::other/k", before); got != c.otherOK {
+				t.Errorf("a bystander's session on another bucket: reaches %v, want %v\n%q", got, c.otherOK, pages)
+			}
+			if !reaches(pages, "bystander", "arn:aws:s3:::lake/raw/k", after) {
+				t.Errorf("a session issued after the cutoff is denied:\n%q", pages)
+			}
+			if c.resources != nil && (len(l.Resource) != 2 || !l.All.Before.IsZero()) {
+				t.Errorf("fallback: resources %v, all %v; want the two resources only", l.Resource, l.All)
+			}
+			e, err := revoke.ParseEnforced(pages)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gap := l.Lost(e, t0); !gap.Empty() {
+				t.Errorf("the list lacks what its own pages enforce: %+v", gap)
+			}
+		})
 	}
 }

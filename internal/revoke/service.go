@@ -389,9 +389,10 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 	// One event per cutoff second, scope and reason, naming every user and
 	// cause of it: a bulk narrowing is a few events, not one per user.
 	type group struct {
-		before time.Time
-		scope  string
-		reason string
+		before    time.Time
+		scope     string
+		reason    string
+		resources string
 	}
 	notices := map[group][]Notice{}
 	var sent []Notice
@@ -413,6 +414,12 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 			g.before = ceilSecond(u.Before)
 		case !l.All.Before.IsZero() && !l.All.Before.Before(n.Before):
 			g.before, g.scope = ceilSecond(l.All.Before), broker.ScopeAll
+		case len(n.Resources) > 0 && !slices.ContainsFunc(n.Resources, func(r string) bool { return l.Resource[r].Before.Before(n.Before) }):
+			var at time.Time
+			for _, r := range n.Resources {
+				at = latest(at, l.Resource[r].Before)
+			}
+			g.before, g.scope, g.resources = ceilSecond(at), broker.ScopeResource, strings.Join(n.Resources, "\x00")
 		default:
 			// Pruned already: no session it could match is alive; the
 			// event still says that it was applied.
@@ -424,7 +431,7 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 	}
 	var events []broker.AuditEvent
 	for _, g := range slices.SortedFunc(maps.Keys(notices), func(a, b group) int {
-		return cmp.Or(a.before.Compare(b.before), cmp.Compare(a.scope, b.scope), cmp.Compare(a.reason, b.reason))
+		return cmp.Or(a.before.Compare(b.before), cmp.Compare(a.scope, b.scope), cmp.Compare(a.reason, b.reason), cmp.Compare(a.resources, b.resources))
 	}) {
 		// A few hundred users an event keeps it well within the bus's
 		// 256 KB.
@@ -435,14 +442,15 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 			}
 			slices.Sort(ids)
 			slices.Sort(why)
-			events = append(events, broker.AuditEvent{
-				Source: broker.SourceRevoker, DetailType: broker.DetailCredentialsRevoked, Time: now,
-				Detail: broker.CredentialsRevokedDetail{
-					SchemaVersion: broker.AuditSchemaVersion, UserIDs: slices.Compact(ids), IssuedBefore: g.before,
-					Scope: g.scope, Reason: g.reason, Causes: slices.Compact(why),
-					DenyListUsers: len(l.Users), DenyListVersion: l.Version,
-				},
-			})
+			d := broker.CredentialsRevokedDetail{
+				SchemaVersion: broker.AuditSchemaVersion, UserIDs: slices.Compact(ids), IssuedBefore: g.before,
+				Scope: g.scope, Reason: g.reason, Causes: slices.Compact(why),
+				DenyListUsers: len(l.Users), DenyListVersion: l.Version,
+			}
+			if g.resources != "" {
+				d.Resources = strings.Split(g.resources, "\x00")
+			}
+			events = append(events, broker.AuditEvent{Source: broker.SourceRevoker, DetailType: broker.DetailCredentialsRevoked, Time: now, Detail: d})
 		}
 	}
 	if err := s.Auditor.Emit(ctx, events...); err != nil {

@@ -302,6 +302,13 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 	}{
 		{"a narrowing change is a revocation", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c1", RevokeBefore: &cut}),
 			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c1"}}, false},
+		{"a narrowing names what it removed, for a fallback", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c5", RevokeBefore: &cut, RemovedCount: 2,
+			Removed: []broker.Grant{{Bucket: "lake", Prefix: "raw/"}, {Bucket: "sea"}}}),
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut, Resources: []string{"arn:aws:s3:::lake", "arn:aws:s3:::lake/raw/*", "arn:aws:s3:::sea", "arn:aws:s3:::sea/*"}}},
+				Reason: broker.ReasonNarrowed, Causes: []string{"c5"}}, false},
+		{"a narrowing cut to fit the bus names nothing", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c6", RevokeBefore: &cut, RemovedCount: 9, Truncated: true,
+			Removed: []broker.Grant{{Bucket: "lake"}}}),
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c6"}}, false},
 		{"an addition is nothing to do", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c2"}), nil, false},
 		{"another detail type is nothing to do", `{"detail-type":"CredentialsIssued","detail":{}}`, nil, false},
 		{"an operator's revocation", `{"action":"revoke","userId":"bob"}`,

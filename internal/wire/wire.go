@@ -6,6 +6,7 @@ package wire
 import (
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -123,7 +124,7 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 		}
 	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
-	return &revoke.Handler{Logger: log, Metric: count, Service: &revoke.Service{
+	return &revoke.Handler{Logger: log, Metric: count, Partition: strings.SplitN(cfg.BaseRoleARN, ":", 3)[1], Service: &revoke.Service{
 		Store: store, Cutoffs: store,
 		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), ARN: cfg.BaseRoleARN, Pages: cfg.Pages, Quota: cfg.ManagedPolicyQuota},
 		Auditor:    ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
