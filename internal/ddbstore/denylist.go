@@ -66,10 +66,11 @@ func (s *Store) SaveDenyList(ctx context.Context, prev int64, next revoke.List) 
 	item := key(denyListPK, denyListSK)
 	item["version"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(next.Version, 10)}
 	item["list"] = str(string(b))
-	if !next.All.Before.IsZero() {
-		// The fallback's cutoff on its own, for the endpoint's cheap read
-		// (fallback.go).
-		item[allBeforeAttr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(next.All.Before.UnixMilli(), 10)}
+	if at := next.Fallback(); !at.IsZero() {
+		// The fallbacks' cutoff on its own, for the endpoint's cheap read
+		// (fallback.go): a resources' fallback counts too, since the
+		// endpoint cannot tell which sets hold those resources.
+		item[allBeforeAttr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(at.UnixMilli(), 10)}
 	}
 	in := &dynamodb.PutItemInput{TableName: aws.String(s.PolicyTable), Item: item}
 	if prev == 0 {

@@ -655,6 +655,17 @@ func (e *Enforced) parse(doc string) error {
 	return nil
 }
 
+// Fallback is the latest cutoff of the list's fallbacks, for everything or
+// for named resources (zero when there is none): credentials issued before
+// it may be denied whatever their user, so caches must not serve them.
+func (l List) Fallback() time.Time {
+	at := l.All.Before
+	for _, c := range l.Resource {
+		at = latest(at, c.Before)
+	}
+	return at
+}
+
 // Gap is what a list lacks of what the role's pages enforce.
 type Gap struct {
 	// Missing are the pairs whose user tag no entry of the list has.

@@ -312,14 +312,14 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) er
 	return nil
 }
 
-// FallbackCutoff is ddbstore's: the deny list's All.Before to the
-// millisecond, zero when there is no fallback.
+// FallbackCutoff is ddbstore's: the deny list's fallbacks' cutoff
+// (revoke.List.Fallback) to the millisecond, zero when there is none.
 func (s *Store) FallbackCutoff(context.Context) (time.Time, error) {
 	defer s.lock()()
-	if s.denyList.All.Before.IsZero() {
-		return time.Time{}, nil
+	if at := s.denyList.Fallback(); !at.IsZero() {
+		return at.UTC().Truncate(time.Millisecond), nil
 	}
-	return s.denyList.All.Before.UTC().Truncate(time.Millisecond), nil
+	return time.Time{}, nil
 }
 
 // LoadCheckpoint implements broker.Checkpoints.
