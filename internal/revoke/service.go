@@ -108,8 +108,6 @@ func (s *Service) count(metric string) {
 	}
 }
 
-func (s *Service) life() time.Duration { return s.MaxSession + cmp.Or(s.Margin, time.Minute) }
-
 // Revoke applies the request and returns its entries as applied. For an
 // operator's request it first gives the users new cutoffs in their policy
 // items, and denies the sessions not minted under those: the sessions
