@@ -264,8 +264,9 @@ func TestUserCommandsDriveTheAWSCLI(t *testing.T) {
 		}
 	}
 
-	// Every further run of the command is answered from the cache: no
-	// request to the endpoint, the same keys.
+	// Every further run of the command is answered from the cache, with
+	// the same keys: no request to the endpoint, or, once the cached answer
+	// is 10 s old (a slow machine), one revalidation that keeps the keys.
 	endpointCalls := api.take()
 	if _, err := ls("second", second); err != nil {
 		t.Fatal(err)
@@ -273,8 +274,8 @@ func TestUserCommandsDriveTheAWSCLI(t *testing.T) {
 	if key := usedKey("again", second); key != keys["second"] {
 		t.Errorf("a second aws call used %s, want the cached %s", key, keys["second"])
 	}
-	if again := api.take(); len(again) != 0 {
-		t.Errorf("a second aws call reached the endpoint: %v", again)
+	if again := api.take(); len(again) > 1 {
+		t.Errorf("a second aws call reached the endpoint more than once: %v", again)
 	}
 	t.Logf("endpoint requests of the first three profiles' runs: %d", len(endpointCalls))
 
