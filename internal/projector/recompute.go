@@ -130,42 +130,53 @@ func (p *Projector) Compute(ctx context.Context, userID string) (broker.UserPoli
 	return p.compile(ctx, userID, memberships)
 }
 
-// readMemberships returns the user's valid memberships by project.
-func (p *Projector) readMemberships(ctx context.Context, userID string) (map[string]broker.Access, error) {
+// readMemberships returns the user's valid memberships by project that
+// still grant something at the projector's clock: one whose expiry has
+// passed counts as none, for the index as for the grants.
+func (p *Projector) readMemberships(ctx context.Context, userID string) (map[string]broker.Membership, error) {
 	items, err := p.Source.UserMemberships(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
-	memberships := map[string]broker.Access{}
+	now := p.now()
+	memberships := map[string]broker.Membership{}
 	for _, it := range items {
 		parsed, err := it.Parse()
 		if err != nil || parsed.Kind != broker.MembershipRecord || parsed.Membership.UserID != userID {
 			continue // rejected when its own change was projected
 		}
-		memberships[parsed.Membership.ProjectID] = parsed.Membership.Access
+		if parsed.Membership.LiveAt(now) {
+			memberships[parsed.Membership.ProjectID] = parsed.Membership
+		}
 	}
 	return memberships, nil
 }
 
 // compile reads the buckets of the user's projects and compiles the policy.
-func (p *Projector) compile(ctx context.Context, userID string, memberships map[string]broker.Access) (broker.UserPolicy, error) {
+func (p *Projector) compile(ctx context.Context, userID string, memberships map[string]broker.Membership) (broker.UserPolicy, error) {
 	byProject, err := p.readBuckets(ctx, memberships)
 	if err != nil {
 		return broker.UserPolicy{}, err
 	}
-	res, err := p.Compiler.Compile(byProject)
+	expires := map[string]time.Time{}
+	for project, m := range memberships {
+		if !m.ExpiresAt.IsZero() {
+			expires[project] = m.ExpiresAt
+		}
+	}
+	res, err := p.Compiler.CompileBounded(byProject, expires)
 	if err != nil {
 		return broker.UserPolicy{}, err
 	}
 	for _, r := range res.Rejected {
 		p.logger().Warn("grant not compiled", "userId", userID, "project", r.Project, "bucket", r.Place.Bucket, "reason", r.Reason)
 	}
-	return broker.UserPolicy{UserID: userID, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, UpdatedAt: p.now()}, nil
+	return broker.UserPolicy{UserID: userID, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, Expires: res.Expires, UpdatedAt: p.now()}, nil
 }
 
 // pruneIndex removes, each on the token read before the memberships were,
 // the entries of touched or pruned projects the user is not a member of.
-func (p *Projector) pruneIndex(ctx context.Context, userID string, touched []string, tokens, prune map[string]int64, memberships map[string]broker.Access) error {
+func (p *Projector) pruneIndex(ctx context.Context, userID string, touched []string, tokens, prune map[string]int64, memberships map[string]broker.Membership) error {
 	remove := map[string]int64{}
 	for _, project := range touched {
 		if tok, ok := tokens[project]; ok {
@@ -185,12 +196,13 @@ func (p *Projector) pruneIndex(ctx context.Context, userID string, touched []str
 }
 
 // readBuckets reads each project's buckets, a few projects at a time.
-func (p *Projector) readBuckets(ctx context.Context, memberships map[string]broker.Access) (map[string][]broker.Place, error) {
+func (p *Projector) readBuckets(ctx context.Context, memberships map[string]broker.Membership) (map[string][]broker.Place, error) {
 	var mu sync.Mutex
 	out := make(map[string][]broker.Place, len(memberships))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for project, access := range memberships {
+	for project, m := range memberships {
+		access := m.Access
 		g.Go(func() error {
 			items, err := p.Source.ProjectBuckets(gctx, project)
 			if err != nil {
@@ -323,9 +335,14 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 // the previous one: the sessions minted from the old item stop working,
 // and those the endpoint mints from the new one carry the new cutoff's tag,
 // which the deny spares (README "Revocation").
+//
+// A grant of the claimed item whose expiry has passed is no loss: the
+// credentials issued with it stopped reaching it at the expiry (the
+// session policy's aws:CurrentTime bound), so reaching an expiry revokes
+// nothing, while giving a grant an expiry or an earlier one does.
 func (p *Projector) cutoff(claim broker.Claim, next broker.UserPolicy) (revokedBefore, started time.Time) {
 	prev := claim.Prev.RevokedBefore
-	if claim.Corrupt == "" && !broker.Narrows(claim.Prev.Grants, next.Grants) {
+	if claim.Corrupt == "" && !broker.Narrows(broker.LiveGrants(claim.Prev.Grants, p.now()), next.Grants) {
 		return prev, time.Time{}
 	}
 	started = time.Now()
