@@ -46,6 +46,11 @@ func TestAnInvalidRecordIsRefusedBeforeAnyAWSCall(t *testing.T) {
 		{"bucket put with a wildcard folder", []string{"admin", "bucket", "put", "--project", "p1", "--bucket", "lake", "--prefix", "*"}, "must not contain '*'"},
 		{"member delete of a user id no record can have", []string{"admin", "member", "delete", "--user", "x", "--project", "p1"}, "user id must be 2-64 characters"},
 		{"import with one invalid line", []string{"admin", "import", csvFile}, "1 of 2 records invalid"},
+		{"member put with an expiry without offset", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-at", "2099-12-31T18:00:00"}, "not an RFC 3339 timestamp with an offset"},
+		{"member put with a past expiry", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-at", "2001-01-01T00:00:00Z"}, "is not in the future"},
+		{"member put expiring a negative while from now", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "-1h"}, "is not in the future"},
+		{"member put with an expiry that is no duration", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "8 hours"}, "is not a duration"},
+		{"member put with both expiry flags", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "8h", "--expires-at", "2099-12-31T18:00:00Z"}, "exclude each other"},
 		{"a stray argument", []string{"admin", "rejected", "now"}, "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -190,5 +195,46 @@ func TestWhoCanReachesAFolderFromAboveAndBelow(t *testing.T) {
 		if got := overlaps(tt.grant, tt.asked); got != tt.want {
 			t.Errorf("overlaps(%q, %q) = %v, want %v", tt.grant, tt.asked, got, tt.want)
 		}
+	}
+}
+
+// admin import carries a membership's expiresAt, in CSV (any case of the
+// column) and in JSON lines, and refuses it where it has no meaning.
+func TestImportCarriesExpiresAt(t *testing.T) {
+	const at = "2026-12-31T18:00:00Z"
+	tests := []struct {
+		name, format, data string
+		want               []string // line: expiresAt, or line: error
+	}{
+		{"CSV, the column in any case", "csv", "user,project,ExpiresAt\nalice-1,p1," + at + "\nbob-2,p1,\n",
+			[]string{"2: " + at, "3: none"}},
+		{"JSON lines", "jsonl", `{"user":"alice-1","project":"p1","expiresAt":"` + at + `"}`,
+			[]string{"1: " + at}},
+		{"a bucket record with an expiry is refused", "jsonl", `{"project":"p1","bucket":"lake","expiresAt":"` + at + `"}`,
+			[]string{"1: a bucket record has no expiresAt (memberships end, buckets do not)"}},
+		{"a delete with an expiry is refused", "jsonl", `{"op":"delete","user":"alice-1","project":"p1","expiresAt":"` + at + `"}`,
+			[]string{`1: op "delete" takes the keys only: user and project, or project and bucket`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lines, err := decodeImport([]byte(tt.data), tt.format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range lines {
+				switch {
+				case l.err != nil:
+					got = append(got, strconv.Itoa(l.op.line)+": "+l.err.Error())
+				case l.op.put.ExpiresAt.Present:
+					got = append(got, strconv.Itoa(l.op.line)+": "+l.op.put.ExpiresAt.S)
+				default:
+					got = append(got, strconv.Itoa(l.op.line)+": none")
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("lines (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
