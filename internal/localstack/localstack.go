@@ -241,6 +241,8 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
+	// Membership expiries, on this machine's clock as the scheduler's on AWS.
+	proj.Projector.Expiries = newExpiryTimers(runCtx, proj, log.With("function", "projector"))
 	streams := o.Streams
 	if streams == nil {
 		streams = dynamodbstreams.NewFromConfig(stackCfg)

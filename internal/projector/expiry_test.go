@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/projector"
 )
 
 // memberUntil writes a membership record bounded by expiresAt (a raw
@@ -112,33 +111,53 @@ func TestPastAndMalformedExpiries(t *testing.T) {
 	}
 }
 
-// Reaching an expiry needs no revocation: the recompute after it removes
-// the grant, announces it in removed with the cause it is given, and
-// leaves the cutoff alone, since the credentials stopped at the expiry.
+// expiryTimerFunc is a function-field fake of broker.ExpiryTimer.
+type expiryTimerFunc func(ctx context.Context, userID string, at time.Time) error
+
+func (f expiryTimerFunc) Arm(ctx context.Context, userID string, at time.Time) error {
+	return f(ctx, userID, at)
+}
+
+// Reaching an expiry needs no revocation: the recompute the timer runs at
+// it (the payload the function gets) removes the grant, announces it in
+// removed with the expiry as its cause, and leaves the cutoff alone, since
+// the credentials stopped at the expiry. Each recompute arms the timer
+// with the user's next expiry; a failure to arm hands the change back.
 func TestReachingAnExpiryRemovesTheGrantWithoutRevoking(t *testing.T) {
 	f := newFixture(t)
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	f.proj.Now = func() time.Time { return now }
-	expiry := now.Add(8 * time.Hour)
+	var armed []string
+	armFail := false
+	f.proj.Expiries = expiryTimerFunc(func(_ context.Context, userID string, at time.Time) error {
+		if armFail {
+			return broker.Errorf(broker.Transient, "arm", "scheduler throttled")
+		}
+		armed = append(armed, userID+"@"+at.Format(time.RFC3339))
+		return nil
+	})
+	first, second := now.Add(8*time.Hour), now.Add(24*time.Hour)
 	f.bucket("p1", "lake", "")
 	f.bucket("p2", "pond", "")
-	f.memberUntil("alice", "p1", "write", expiry.Format(time.RFC3339))
+	f.bucket("p3", "sea", "")
+	f.memberUntil("alice", "p1", "write", first.Format(time.RFC3339))
+	f.memberUntil("alice", "p3", "read", second.Format(time.RFC3339))
 	f.member("alice", "p2", "read")
 	f.deliver(f.streamRecords())
 	before := f.item("alice")
-	if len(before.Grants) != 2 || !before.NextExpiry(now).Equal(expiry) {
-		t.Fatalf("grants %+v, next expiry %v; want lake until %v and pond", before.Grants, before.NextExpiry(now), expiry)
+	if len(before.Grants) != 3 || len(armed) == 0 || armed[len(armed)-1] != "alice@"+first.Format(time.RFC3339) {
+		t.Fatalf("grants %+v, timers armed %v; want three grants and alice armed for %v", before.Grants, armed, first)
 	}
 
-	now = expiry
+	now = first
 	events := len(f.audit.Of(broker.DetailPolicyChanged))
-	changed, err := f.proj.Recompute(context.Background(), "alice", projector.Hint{}, []string{"expired:alice:" + expiry.Format(time.RFC3339)})
-	if err != nil || !changed {
-		t.Fatalf("recompute at the expiry: changed %v, err %v", changed, err)
+	payload := `{"expiry":{"userId":"alice","at":"` + first.Format(time.RFC3339) + `"}}`
+	if _, err := f.handleRaw(payload); err != nil {
+		t.Fatalf("expiry payload: %v", err)
 	}
 	after := f.item("alice")
-	if len(after.Grants) != 1 || after.Grants[0].Bucket != "pond" {
-		t.Errorf("grants after the expiry %+v, want pond only", after.Grants)
+	if len(after.Grants) != 2 || after.Grants[0].Bucket != "pond" || after.Grants[1].Bucket != "sea" {
+		t.Errorf("grants after the expiry %+v, want pond and sea", after.Grants)
 	}
 	if !after.RevokedBefore.Equal(before.RevokedBefore) {
 		t.Errorf("cutoff moved to %v: reaching an expiry must revoke nothing", after.RevokedBefore)
@@ -148,11 +167,26 @@ func TestReachingAnExpiryRemovesTheGrantWithoutRevoking(t *testing.T) {
 		t.Fatalf("%d PolicyChanged events, want 1", len(got))
 	}
 	d := got[0].Detail.(broker.PolicyChangedDetail)
-	if len(d.Removed) != 1 || d.Removed[0].Bucket != "lake" || d.RevokeBefore != nil || len(d.Causes) != 1 || d.Causes[0] != "expired:alice:"+expiry.Format(time.RFC3339) {
-		t.Errorf("event removed %+v, revokeBefore %v, causes %v; want lake removed, no revocation, the expiry as cause", d.Removed, d.RevokeBefore, d.Causes)
+	if len(d.Removed) != 1 || d.Removed[0].Bucket != "lake" || d.RevokeBefore != nil || len(d.Causes) != 1 || d.Causes[0] != broker.ExpiryCause(first) {
+		t.Errorf("event removed %+v, revokeBefore %v, causes %v; want lake removed, no revocation, %q", d.Removed, d.RevokeBefore, d.Causes, broker.ExpiryCause(first))
 	}
-	// Again, as a duplicate or a replay would: nothing changes.
-	if changed, err := f.proj.Recompute(context.Background(), "alice", projector.Hint{}, nil); err != nil || changed {
-		t.Errorf("second recompute: changed %v, err %v", changed, err)
+	if want := "alice@" + second.Format(time.RFC3339); armed[len(armed)-1] != want {
+		t.Errorf("armed %v, want the next expiry %s last", armed, want)
+	}
+
+	// A duplicate or late firing, as a retry or a replay gives: nothing changes.
+	if _, err := f.handleRaw(payload); err != nil || len(f.audit.Of(broker.DetailPolicyChanged)) != events+1 {
+		t.Errorf("a second firing: err %v, %d new events; want none", err, len(f.audit.Of(broker.DetailPolicyChanged))-events)
+	}
+	// A timer for an instant far ahead of the clock is refused, not waited for.
+	if _, err := f.handleRaw(`{"expiry":{"userId":"alice","at":"` + second.Format(time.RFC3339) + `"}}`); broker.KindOf(err) != broker.Invalid {
+		t.Errorf("a firing a day early: err %v, want Invalid", err)
+	}
+	// An arm that fails is a failure of the recompute: the record comes back.
+	armFail = true
+	n := len(f.streamRecords())
+	f.member("alice", "p1", "read")
+	if resp := f.deliver(f.streamRecords()[n:]); len(resp.BatchItemFailures) != 1 {
+		t.Errorf("batch failures %v, want the change handed back when the timer cannot be armed", seqs(resp))
 	}
 }

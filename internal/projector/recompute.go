@@ -81,7 +81,7 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 			return false, err
 		}
 	}
-	memberships, err := p.readMemberships(ctx, userID)
+	memberships, err := p.readMemberships(ctx, userID, p.now())
 	if err != nil {
 		return false, err
 	}
@@ -102,6 +102,11 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 	if err != nil {
 		return false, err
 	}
+	// Armed on every recompute, changed or not: a failure here hands the
+	// change back, and its redelivery, which changes nothing, arms again.
+	if err := p.armExpiry(ctx, userID, next); err != nil {
+		return changed, err
+	}
 	// Entries of projects the user has left go only now that the item
 	// without them is the newest: until then a fan-out must still find the
 	// user, whose current item may hold those projects' grants.
@@ -119,11 +124,58 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 	return changed, nil
 }
 
+// armExpiry arms the expiry timer with the user's next membership expiry,
+// if any.
+func (p *Projector) armExpiry(ctx context.Context, userID string, next broker.UserPolicy) error {
+	if p.Expiries == nil {
+		return nil
+	}
+	at := next.NextExpiry(p.now())
+	if at.IsZero() {
+		return nil
+	}
+	if err := p.Expiries.Arm(ctx, userID, at); err != nil {
+		return broker.Wrap(broker.Transient, "arm the expiry timer", err)
+	}
+	return nil
+}
+
+// maxEarly bounds how long Expire waits for its expiry on the projector's
+// clock: a timer fires at its instant by its own clock, which may run a
+// little ahead of this one. One further off was armed for another instant.
+const maxEarly = 10 * time.Second
+
+// Expire is what a timer armed by a recompute runs when the expiry at of
+// one of the user's memberships comes: a recompute with the expiry as its
+// cause, once the projector's clock has passed at (the membership grants
+// until then, so a recompute before would change nothing). Duplicate and
+// stale firings recompute to the same item and write nothing.
+func (p *Projector) Expire(ctx context.Context, userID string, at time.Time) (bool, error) {
+	if err := broker.ValidateUserID(userID); err != nil {
+		return false, err
+	}
+	if wait := at.Sub(p.now()); wait > maxEarly {
+		return false, broker.Errorf(broker.Invalid, "expire", "expiry %s is %s ahead of the projector's clock", at.UTC().Format(time.RFC3339), wait.Round(time.Second))
+	} else if wait > 0 {
+		if err := backoff.Sleep(ctx, wait+time.Millisecond); err != nil {
+			return false, broker.Wrap(broker.Transient, "expire", err)
+		}
+	}
+	return p.Recompute(ctx, userID, Hint{}, []string{broker.ExpiryCause(at)})
+}
+
 // Compute reads the user's memberships and buckets and compiles them,
 // writing nothing: the policy item the user should have now. Verify
 // compares the table with it.
 func (p *Projector) Compute(ctx context.Context, userID string) (broker.UserPolicy, error) {
-	memberships, err := p.readMemberships(ctx, userID)
+	return p.ComputeAt(ctx, userID, p.now())
+}
+
+// ComputeAt is Compute with the memberships that were live at an instant
+// (their expiries judged at it; the records as they are now): verify asks
+// what the item held just before an expiry whose recompute is pending.
+func (p *Projector) ComputeAt(ctx context.Context, userID string, at time.Time) (broker.UserPolicy, error) {
+	memberships, err := p.readMemberships(ctx, userID, at)
 	if err != nil {
 		return broker.UserPolicy{}, err
 	}
@@ -131,14 +183,13 @@ func (p *Projector) Compute(ctx context.Context, userID string) (broker.UserPoli
 }
 
 // readMemberships returns the user's valid memberships by project that
-// still grant something at the projector's clock: one whose expiry has
-// passed counts as none, for the index as for the grants.
-func (p *Projector) readMemberships(ctx context.Context, userID string) (map[string]broker.Membership, error) {
+// still grant something at now (the projector's clock): one whose expiry
+// has passed counts as none, for the index as for the grants.
+func (p *Projector) readMemberships(ctx context.Context, userID string, now time.Time) (map[string]broker.Membership, error) {
 	items, err := p.Source.UserMemberships(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
-	now := p.now()
 	memberships := map[string]broker.Membership{}
 	for _, it := range items {
 		parsed, err := it.Parse()
