@@ -1,0 +1,67 @@
+package ebscheduler_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/scheduler"
+	"github.com/aws/aws-sdk-go-v2/service/scheduler/types"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/ebscheduler"
+)
+
+// createFunc is a function-field fake of the Scheduler client.
+type createFunc func(*scheduler.CreateScheduleInput) error
+
+func (f createFunc) CreateSchedule(_ context.Context, in *scheduler.CreateScheduleInput, _ ...func(*scheduler.Options)) (*scheduler.CreateScheduleOutput, error) {
+	return &scheduler.CreateScheduleOutput{}, f(in)
+}
+
+func TestArmOutcomes(t *testing.T) {
+	at := time.Date(2031, 12, 31, 18, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		target string
+		err    error
+		want   broker.Kind // Other: no error
+	}{
+		{"a new schedule is armed", "arn:aws:lambda:us-east-1:123456789012:function:p", nil, broker.Other},
+		{"an existing schedule is the same one", "arn:aws:lambda:us-east-1:123456789012:function:p", &types.ConflictException{Message: new(string)}, broker.Other},
+		{"a throttled call is transient", "arn:aws:lambda:us-east-1:123456789012:function:p", &types.ThrottlingException{Message: new(string)}, broker.Transient},
+		{"no target outside a Lambda invocation is a bug", "", nil, broker.Internal},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			timer := &ebscheduler.Timer{Group: "g", RoleARN: "arn:aws:iam::123456789012:role/r", TargetARN: tc.target,
+				Client: createFunc(func(*scheduler.CreateScheduleInput) error { calls++; return tc.err })}
+			err := timer.Arm(context.Background(), "alice", at)
+			if got := broker.KindOf(err); got != tc.want {
+				t.Errorf("err %v (kind %v), want kind %v", err, got, tc.want)
+			}
+			if tc.target == "" && calls != 0 {
+				t.Error("a schedule without a target was created")
+			}
+		})
+	}
+}
+
+// Schedule names hold only what the scheduler admits, whatever the user id.
+func TestScheduleNamesFitTheSchedulersRules(t *testing.T) {
+	at := time.Date(2031, 12, 31, 18, 0, 0, 0, time.UTC)
+	a, b := ebscheduler.ScheduleName("a+b=c,d.e@f-g_h", at), ebscheduler.ScheduleName("a+b=c,d.e@f-g_i", at)
+	if a == b {
+		t.Error("two users share a schedule name")
+	}
+	for _, n := range []string{a, b} {
+		if len(n) > 64 {
+			t.Errorf("%q is longer than 64", n)
+		}
+		for _, c := range n {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				t.Errorf("%q has %q", n, c)
+			}
+		}
+	}
+}
