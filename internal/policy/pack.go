@@ -187,7 +187,7 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 		for end < len(grants) && grants[end].Bucket == grants[start].Bucket {
 			end++
 		}
-		for _, idx := range byExpiry(grants, allIdx[start:end:end]) {
+		place := func(idx []int) {
 			store = append(store, unit{})
 			if u := c.fillUnit(&store[len(store)-1], grants, idx); u.alone <= limit {
 				units = append(units, u)
@@ -195,25 +195,41 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 				units = append(units, c.chunks(grants, idx, limit)...)
 			}
 		}
+		if idx := allIdx[start:end:end]; oneExpiry(grants, idx) {
+			place(idx)
+		} else {
+			for _, idx := range byExpiry(grants, idx) {
+				place(idx)
+			}
+		}
 		start = end
 	}
-	// Intern expiries in time order, none first, and prefix sets (with
-	// their expiry: a bound is part of the statement) in order of first
-	// appearance: both deterministic.
-	var classKeys []string
+	// Intern expiries in time order, none first (class 0, whether or not a
+	// unit has none), and prefix sets (with their expiry: a bound is part
+	// of the statement) in order of first appearance: both deterministic.
+	classKeys := []string{""}
 	for _, u := range units {
-		classKeys = append(classKeys, u.expiry)
+		if u.expiry != "" {
+			classKeys = append(classKeys, u.expiry)
+		}
 	}
-	slices.Sort(classKeys)
-	classKeys = slices.Compact(classKeys)
+	if len(classKeys) > 1 {
+		slices.Sort(classKeys)
+		classKeys = slices.Compact(classKeys)
+	}
 	groupOf := map[string]int{}
 	var groupKeys []string
 	for _, u := range units {
-		u.class, _ = slices.BinarySearch(classKeys, u.expiry)
+		if u.expiry != "" {
+			u.class, _ = slices.BinarySearch(classKeys, u.expiry)
+		}
 		if u.whole {
 			continue
 		}
-		key := u.expiry + "\x01" + u.condKey
+		key := u.condKey
+		if u.expiry != "" {
+			key = u.expiry + "\x01" + u.condKey
+		}
 		g, ok := groupOf[key]
 		if !ok {
 			g = len(groupKeys)
@@ -247,13 +263,16 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 	return out, nil
 }
 
-// byExpiry splits the indexes of one bucket's grants by expiry, in time
-// order (none first); one allocation-free group when they share one.
-func byExpiry(grants []broker.Grant, idx []int) [][]int {
+// oneExpiry reports whether the grants idx all end at the same instant,
+// or never (the common case, which byExpiry need not split).
+func oneExpiry(grants []broker.Grant, idx []int) bool {
 	first := grants[idx[0]].ExpiresAt
-	if !slices.ContainsFunc(idx, func(i int) bool { return !grants[i].ExpiresAt.Equal(first) }) {
-		return [][]int{idx}
-	}
+	return !slices.ContainsFunc(idx, func(i int) bool { return !grants[i].ExpiresAt.Equal(first) })
+}
+
+// byExpiry splits the indexes of one bucket's grants by expiry, in time
+// order (none first).
+func byExpiry(grants []broker.Grant, idx []int) [][]int {
 	sorted := slices.Clone(idx)
 	slices.SortStableFunc(sorted, func(a, b int) int {
 		return cmp.Compare(expiryText(grants[a].ExpiresAt), expiryText(grants[b].ExpiresAt))
@@ -346,7 +365,12 @@ func (c Compiler) render(s *packSet, grants []broker.Grant, classKeys, groupKeys
 				refs = append(refs, resource{bucket: u.bucket})
 			}
 		}
-		expiry, prefixes, _ := strings.Cut(groupKeys[g], "\x01")
+		// Prefixes hold no control character (validation): a key with
+		// "\x01" is a bounded group's.
+		expiry, prefixes, bounded := strings.Cut(groupKeys[g], "\x01")
+		if !bounded {
+			expiry, prefixes = "", groupKeys[g]
+		}
 		w.statement(listOpen, refs, strings.Split(prefixes, "\x00"), expiry)
 	}
 	w.b.WriteString(docClose)
