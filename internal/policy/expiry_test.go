@@ -47,7 +47,8 @@ func livePlaces(in map[string][]broker.Place, expires map[string]time.Time, t ti
 // the IAM evaluator.
 func TestPropertyBoundedPoliciesAllowExactlyTheLiveGrantsAtEachInstant(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		in := inputGen().Draw(t, "input")
+		// Fewer places than inputGen's: every probe is judged at four instants.
+		in := rapid.MapOfN(rapid.SampledFrom(projects), rapid.SliceOfN(placeGen(), 0, 6), 0, len(projects)).Draw(t, "input")
 		expires := map[string]time.Time{}
 		for _, p := range slices.Sorted(maps.Keys(in)) {
 			expires[p] = rapid.SampledFrom([]time.Time{{}, expiryT1, expiryT2, expiryT3}).Draw(t, "expiry of "+p)
@@ -55,9 +56,9 @@ func TestPropertyBoundedPoliciesAllowExactlyTheLiveGrantsAtEachInstant(t *testin
 		limit := rapid.SampledFrom([]int{MaxPolicyBytes, 900, 600}).Draw(t, "limit")
 		res, err := Compiler{MaxBytes: limit}.CompileBounded(in, expires)
 		parsed := parseSets(t, res, err, limit)
-		// Just before the first expiry, then at each: every grant is seen
-		// before and after its own.
-		instants := []time.Time{expiryT1.Add(-time.Second), expiryT1, expiryT2, expiryT3}
+		// Just before the first expiry, at it, and at the last: every grant
+		// is seen before its own expiry and at or after it.
+		instants := []time.Time{expiryT1.Add(-time.Second), expiryT1, expiryT3}
 		raw := flatten(in)
 		reqs := probes(raw)
 		for _, now := range instants {
