@@ -39,7 +39,15 @@ type Timer struct {
 	TargetARN string
 	// DeadLetterARN, when set, keeps the invocations the scheduler gave up on.
 	DeadLetterARN string
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 }
+
+// MinLead is how far ahead of the clock a schedule fires at the earliest:
+// a one-time schedule whose instant has passed by the time it is created
+// may never fire, so an expiry closer than this is recomputed this long
+// from now instead, well within the minute the contract allows on AWS.
+const MinLead = 10 * time.Second
 
 // ScheduleName names the schedule of one user and instant: a hash of the
 // user id (schedule names admit fewer characters than user ids) and the
@@ -65,6 +73,14 @@ func (t *Timer) Arm(ctx context.Context, userID string, at time.Time) error {
 		return broker.Errorf(broker.Internal, op, "no target function: set the target ARN outside the projector")
 	}
 	at = at.UTC().Truncate(time.Second)
+	now := time.Now
+	if t.Now != nil {
+		now = t.Now
+	}
+	fire := at
+	if earliest := now().UTC().Add(MinLead).Truncate(time.Second); fire.Before(earliest) {
+		fire = earliest
+	}
 	input, err := json.Marshal(broker.ExpiryPayload{Expiry: &broker.ExpiryEvent{UserID: userID, At: at}})
 	if err != nil {
 		return broker.Wrap(broker.Internal, op, err)
@@ -83,7 +99,7 @@ func (t *Timer) Arm(ctx context.Context, userID string, at time.Time) error {
 	_, err = t.Client.CreateSchedule(ctx, &scheduler.CreateScheduleInput{
 		Name:                       aws.String(ScheduleName(userID, at)),
 		GroupName:                  aws.String(t.Group),
-		ScheduleExpression:         aws.String("at(" + at.Format("2006-01-02T15:04:05") + ")"),
+		ScheduleExpression:         aws.String("at(" + fire.Format("2006-01-02T15:04:05") + ")"),
 		ScheduleExpressionTimezone: aws.String("UTC"),
 		FlexibleTimeWindow:         &types.FlexibleTimeWindow{Mode: types.FlexibleTimeWindowModeOff},
 		ActionAfterCompletion:      types.ActionAfterCompletionDelete,

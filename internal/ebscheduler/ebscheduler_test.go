@@ -2,6 +2,7 @@ package ebscheduler_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,36 @@ func TestArmOutcomes(t *testing.T) {
 			}
 			if tc.target == "" && calls != 0 {
 				t.Error("a schedule without a target was created")
+			}
+		})
+	}
+}
+
+// An expiry closer than MinLead fires MinLead from now, with the expiry
+// itself in the payload; a later one fires at the expiry.
+func TestAnExpiryTooCloseFiresAfterTheLead(t *testing.T) {
+	now := time.Date(2031, 12, 31, 17, 59, 58, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		want string
+	}{
+		{"an expiry two seconds ahead fires after the lead", now.Add(2 * time.Second), "at(2031-12-31T18:00:08)"},
+		{"an expiry already past fires after the lead", now.Add(-time.Second), "at(2031-12-31T18:00:08)"},
+		{"an expiry an hour ahead fires at the expiry", now.Add(time.Hour), "at(2031-12-31T18:59:58)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got *scheduler.CreateScheduleInput
+			timer := &ebscheduler.Timer{Group: "g", RoleARN: "r", TargetARN: "f", Now: func() time.Time { return now },
+				Client: createFunc(func(in *scheduler.CreateScheduleInput) error { got = in; return nil })}
+			if err := timer.Arm(context.Background(), "alice", tc.at); err != nil {
+				t.Fatal(err)
+			}
+			if e := *got.ScheduleExpression; e != tc.want {
+				t.Errorf("expression %s, want %s", e, tc.want)
+			}
+			if !strings.Contains(*got.Target.Input, tc.at.Format(time.RFC3339)) || *got.Name != ebscheduler.ScheduleName("alice", tc.at) {
+				t.Errorf("input %s, name %s: want the expiry %v itself", *got.Target.Input, *got.Name, tc.at)
 			}
 		})
 	}
