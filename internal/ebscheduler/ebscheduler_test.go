@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/aws/aws-sdk-go-v2/service/scheduler"
 	"github.com/aws/aws-sdk-go-v2/service/scheduler/types"
 
@@ -75,6 +76,21 @@ func TestAnExpiryTooCloseFiresAfterTheLead(t *testing.T) {
 				t.Errorf("input %s, name %s: want the expiry %v itself", *got.Target.Input, *got.Name, tc.at)
 			}
 		})
+	}
+}
+
+// In the projector the target is the function being invoked.
+func TestTheProjectorTargetsItself(t *testing.T) {
+	const self = "arn:aws:lambda:eu-west-1:123456789012:function:stack-ProjectorFunction-x"
+	var got *scheduler.CreateScheduleInput
+	timer := &ebscheduler.Timer{Group: "g", RoleARN: "r",
+		Client: createFunc(func(in *scheduler.CreateScheduleInput) error { got = in; return nil })}
+	ctx := lambdacontext.NewContext(context.Background(), &lambdacontext.LambdaContext{InvokedFunctionArn: self})
+	if err := timer.Arm(ctx, "alice", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if *got.Target.Arn != self {
+		t.Errorf("target %s, want the invoked function %s", *got.Target.Arn, self)
 	}
 }
 
