@@ -23,11 +23,20 @@ type expiryTimers struct {
 	log     *slog.Logger
 
 	mu    sync.Mutex
-	armed map[string]bool // user and instant of every pending timer
+	armed map[string]*time.Timer // by user and instant, every pending timer
 }
 
 func newExpiryTimers(ctx context.Context, h *projector.Handler, log *slog.Logger) *expiryTimers {
-	return &expiryTimers{ctx: ctx, handler: h, log: log, armed: map[string]bool{}}
+	return &expiryTimers{ctx: ctx, handler: h, log: log, armed: map[string]*time.Timer{}}
+}
+
+// stop stops the timers that have not fired, when the stack stops.
+func (e *expiryTimers) stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, t := range e.armed {
+		t.Stop()
+	}
 }
 
 // Arm implements broker.ExpiryTimer.
@@ -35,11 +44,10 @@ func (e *expiryTimers) Arm(_ context.Context, userID string, at time.Time) error
 	key := userID + "@" + at.UTC().Format(time.RFC3339)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.armed[key] {
+	if e.armed[key] != nil || e.ctx.Err() != nil {
 		return nil
 	}
-	e.armed[key] = true
-	time.AfterFunc(time.Until(at), func() { e.fire(userID, at, key) })
+	e.armed[key] = time.AfterFunc(time.Until(at), func() { e.fire(userID, at, key) })
 	return nil
 }
 
