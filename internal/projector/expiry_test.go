@@ -48,7 +48,7 @@ func TestAnExpiryGivenOrShortenedRevokesAndOneLengthenedOrRemovedDoesNot(t *test
 			f.memberUntil("alice", "p1", "write", in(time.Hour))
 		}, false, 0},
 	}
-	want := time.Time{}
+	var want, prevExpiry time.Time
 	for _, step := range steps {
 		now = now.Add(time.Minute)
 		n := len(f.streamRecords())
@@ -70,6 +70,17 @@ func TestAnExpiryGivenOrShortenedRevokesAndOneLengthenedOrRemovedDoesNot(t *test
 		if len(item.Grants) != 1 || !item.Grants[0].ExpiresAt.Equal(wantExpiry) {
 			t.Errorf("%s: grants %+v, want one ending at %v", step.name, item.Grants, wantExpiry)
 		}
+		// The event says what changed: the grant with its old expiry
+		// removed, with its new one added.
+		events := f.audit.Of(broker.DetailPolicyChanged)
+		d := events[len(events)-1].Detail.(broker.PolicyChangedDetail)
+		if moved := !wantExpiry.Equal(prevExpiry); moved && (len(d.Added) != 1 || !d.Added[0].ExpiresAt.Equal(wantExpiry) ||
+			len(d.Removed) != 1 || !d.Removed[0].ExpiresAt.Equal(prevExpiry)) {
+			t.Errorf("%s: event added %+v removed %+v, want lake until %v added and until %v removed", step.name, d.Added, d.Removed, wantExpiry, prevExpiry)
+		} else if !moved && (len(d.Added) != 0 || len(d.Removed) != 0) {
+			t.Errorf("%s: event added %+v removed %+v, want neither", step.name, d.Added, d.Removed)
+		}
+		prevExpiry = wantExpiry
 	}
 }
 

@@ -495,25 +495,36 @@ func eventBytes(d broker.PolicyChangedDetail) int {
 	return len(b)
 }
 
-// diff returns the grants of next whose place is not in prev, and the
-// reverse.
+// diff returns the grants of next whose place and expiry are not in prev,
+// and the reverse: a grant whose expiry changed is removed with the old
+// one and added with the new.
 func diff(prev, next []broker.Grant) (added, removed []broker.Grant) {
-	in := func(gs []broker.Grant) map[broker.Place]bool {
-		m := make(map[broker.Place]bool, len(gs))
+	type key struct {
+		broker.Place
+		expiry int64 // Unix seconds; 0 for none
+	}
+	keyOf := func(g broker.Grant) key {
+		if g.ExpiresAt.IsZero() {
+			return key{Place: g.Place()}
+		}
+		return key{g.Place(), g.ExpiresAt.Unix()}
+	}
+	in := func(gs []broker.Grant) map[key]bool {
+		m := make(map[key]bool, len(gs))
 		for _, g := range gs {
-			m[g.Place()] = true
+			m[keyOf(g)] = true
 		}
 		return m
 	}
 	old, cur := in(prev), in(next)
 	added, removed = []broker.Grant{}, []broker.Grant{}
 	for _, g := range next {
-		if !old[g.Place()] {
+		if !old[keyOf(g)] {
 			added = append(added, g)
 		}
 	}
 	for _, g := range prev {
-		if !cur[g.Place()] {
+		if !cur[keyOf(g)] {
 			removed = append(removed, g)
 		}
 	}
