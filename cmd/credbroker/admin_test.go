@@ -83,6 +83,14 @@ func TestImportLinesAreNumberedAsInTheFile(t *testing.T) {
 			[]string{"2: USER#alice-1 / PROJECT#p1 put", "4: PROJECT#p1 / BUCKET#lake delete"}},
 		{"a field that must be a string is refused", "jsonl", `{"user":7,"project":"p1"}`,
 			[]string{`1: field "user" must be a string`}},
+		{"CSV carries a membership's expiry, the column in any case", "csv", "user,project,ExpiresAt\nalice-1,p1,2026-12-31T18:00:00Z\nbob-2,p1,\n",
+			[]string{"2: USER#alice-1 / PROJECT#p1 put until 2026-12-31T18:00:00Z", "3: USER#bob-2 / PROJECT#p1 put"}},
+		{"JSON lines carry a membership's expiry", "jsonl", `{"user":"alice-1","project":"p1","expiresAt":"2026-12-31T18:00:00Z"}`,
+			[]string{"1: USER#alice-1 / PROJECT#p1 put until 2026-12-31T18:00:00Z"}},
+		{"a bucket record with an expiry is refused", "jsonl", `{"project":"p1","bucket":"lake","expiresAt":"2026-12-31T18:00:00Z"}`,
+			[]string{"1: a bucket record has no expiresAt (memberships end, buckets do not)"}},
+		{"a delete with an expiry is refused", "jsonl", `{"op":"delete","user":"alice-1","project":"p1","expiresAt":"2026-12-31T18:00:00Z"}`,
+			[]string{`1: op "delete" takes the keys only: user and project, or project and bucket`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,7 +104,11 @@ func TestImportLinesAreNumberedAsInTheFile(t *testing.T) {
 				case l.err != nil:
 					got = append(got, strconv.Itoa(l.op.line)+": "+l.err.Error())
 				case l.op.put != nil:
-					got = append(got, strconv.Itoa(l.op.line)+": "+l.op.pk+" / "+l.op.sk+" put")
+					put := strconv.Itoa(l.op.line) + ": " + l.op.pk + " / " + l.op.sk + " put"
+					if l.op.put.ExpiresAt.Present {
+						put += " until " + l.op.put.ExpiresAt.S
+					}
+					got = append(got, put)
 					if l.op.put.Role.Present && l.op.put.Role != read {
 						t.Errorf("role %+v", l.op.put.Role)
 					}
@@ -195,46 +207,5 @@ func TestWhoCanReachesAFolderFromAboveAndBelow(t *testing.T) {
 		if got := overlaps(tt.grant, tt.asked); got != tt.want {
 			t.Errorf("overlaps(%q, %q) = %v, want %v", tt.grant, tt.asked, got, tt.want)
 		}
-	}
-}
-
-// admin import carries a membership's expiresAt, in CSV (any case of the
-// column) and in JSON lines, and refuses it where it has no meaning.
-func TestImportCarriesExpiresAt(t *testing.T) {
-	const at = "2026-12-31T18:00:00Z"
-	tests := []struct {
-		name, format, data string
-		want               []string // line: expiresAt, or line: error
-	}{
-		{"CSV, the column in any case", "csv", "user,project,ExpiresAt\nalice-1,p1," + at + "\nbob-2,p1,\n",
-			[]string{"2: " + at, "3: none"}},
-		{"JSON lines", "jsonl", `{"user":"alice-1","project":"p1","expiresAt":"` + at + `"}`,
-			[]string{"1: " + at}},
-		{"a bucket record with an expiry is refused", "jsonl", `{"project":"p1","bucket":"lake","expiresAt":"` + at + `"}`,
-			[]string{"1: a bucket record has no expiresAt (memberships end, buckets do not)"}},
-		{"a delete with an expiry is refused", "jsonl", `{"op":"delete","user":"alice-1","project":"p1","expiresAt":"` + at + `"}`,
-			[]string{`1: op "delete" takes the keys only: user and project, or project and bucket`}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			lines, err := decodeImport([]byte(tt.data), tt.format)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, l := range lines {
-				switch {
-				case l.err != nil:
-					got = append(got, strconv.Itoa(l.op.line)+": "+l.err.Error())
-				case l.op.put.ExpiresAt.Present:
-					got = append(got, strconv.Itoa(l.op.line)+": "+l.op.put.ExpiresAt.S)
-				default:
-					got = append(got, strconv.Itoa(l.op.line)+": none")
-				}
-			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("lines (-want +got):\n%s", diff)
-			}
-		})
 	}
 }
