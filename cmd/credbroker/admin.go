@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	cip "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider"
@@ -34,6 +35,7 @@ type admin struct {
 	aws      aws.Config
 	store    *ddbstore.Store
 	compiler policy.Compiler
+	now      func() time.Time // the command's clock: which expiries have passed
 }
 
 // openAdmin resolves the stack (need: the stack.json fields the command
@@ -53,6 +55,7 @@ func openAdmin(ctx context.Context, env *cmdEnv, tf *targetFlags, need ...string
 		store: &ddbstore.Store{Client: dynamodb.NewFromConfig(cfg),
 			MembershipTable: t.MembershipTable, PolicyTable: t.PolicyTable},
 		compiler: policy.Compiler{Partition: partitionOf(t.BaseRoleARN, cfg.Region)},
+		now:      env.now,
 	}, nil
 }
 
@@ -86,7 +89,7 @@ func (a *admin) validate(it broker.SourceItem) (broker.ParsedItem, error) {
 // projector returns a projector that computes what the membership table
 // grants now, writing nothing (explain compares it with the policy table).
 func (a *admin) projector() *projector.Projector {
-	return &projector.Projector{Source: a.store, Compiler: a.compiler,
+	return &projector.Projector{Source: a.store, Compiler: a.compiler, Now: a.now,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
@@ -173,11 +176,19 @@ func scanAll(ctx context.Context, segments int, scan func(ctx context.Context, s
 func describe(p broker.ParsedItem) string {
 	switch p.Kind {
 	case broker.MembershipRecord:
-		return fmt.Sprintf("user %s in project %s, role %s", p.Membership.UserID, p.Membership.ProjectID, p.Membership.Access)
+		return fmt.Sprintf("user %s in project %s, role %s%s", p.Membership.UserID, p.Membership.ProjectID, p.Membership.Access, untilText(p.Membership.ExpiresAt))
 	case broker.BucketRecord:
 		return fmt.Sprintf("project %s owns %s", p.Bucket.ProjectID, place(p.Bucket.Bucket, p.Bucket.Prefix))
 	}
 	return "a record of another kind"
+}
+
+// untilText says when a membership ends: "" when it does not.
+func untilText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return ", until " + t.UTC().Format(time.RFC3339)
 }
 
 // place names a bucket or a folder of it.

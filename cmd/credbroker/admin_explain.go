@@ -40,6 +40,8 @@ type membershipView struct {
 	Project string `json:"project"`
 	// Access is the role the record gives ("" when it is rejected).
 	Access broker.Access `json:"access,omitempty"`
+	// ExpiresAt is when the membership stops granting, when it is bounded.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
 	// Places is how many places of the project the policy item holds.
 	Places int `json:"places"`
 	// Rejected is why the record grants nothing, when it breaks the rules.
@@ -50,7 +52,7 @@ func runExplain(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := newFlags(env, "admin explain")
 	tf := addTargetFlags(fs)
 	user := addUserFlags(fs)
-	asJSON := fs.Bool("json", false, `print {"userId","policyVersion","grants":[{"bucket","prefix","access","projects"}],...}`)
+	asJSON := fs.Bool("json", false, `print {"userId","policyVersion","grants":[{"bucket","prefix","access","projects","expiresAt"?}],...}`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -83,7 +85,9 @@ func (a *admin) explain(ctx context.Context, userID string) (explanation, error)
 	case err != nil:
 		return explanation{}, fmt.Errorf("the policy item of %s cannot be read (the endpoint serves nothing from it; a rebuild replaces it): %w", userID, err)
 	}
-	x := explanation{UserID: userID, PolicyVersion: stored.Version, Grants: stored.Grants,
+	// A grant past its expiry reaches nothing (the session policy bounds
+	// it) even while its item waits for the recompute that drops it.
+	x := explanation{UserID: userID, PolicyVersion: stored.Version, Grants: broker.LiveGrants(stored.Grants, a.now()),
 		CredentialSets: len(stored.Sets), Memberships: []membershipView{}}
 	if x.Grants == nil {
 		x.Grants = []broker.Grant{}
@@ -110,7 +114,7 @@ func (a *admin) explain(ctx context.Context, userID string) (explanation, error)
 		if err != nil {
 			v.Rejected = broker.MessageOf(err)
 		} else {
-			v.Access, v.Places = parsed.Membership.Access, len(stored.ByProject[v.Project])
+			v.Access, v.Places, v.ExpiresAt = parsed.Membership.Access, len(stored.ByProject[v.Project]), parsed.Membership.ExpiresAt
 		}
 		x.Memberships = append(x.Memberships, v)
 	}
@@ -134,9 +138,9 @@ func printExplanation(env *cmdEnv, x explanation) error {
 	if len(x.Grants) == 0 {
 		fmt.Fprintln(w, "grants: none (the endpoint answers 403 no_access)")
 	} else {
-		out := newRows(w, formatTable, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS")
+		out := newRows(w, formatTable, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS", "UNTIL")
 		for _, g := range x.Grants {
-			_ = out.add(g, g.Bucket, folder(g.Prefix), string(g.Access), strings.Join(g.Projects, " "))
+			_ = out.add(g, g.Bucket, folder(g.Prefix), string(g.Access), strings.Join(g.Projects, " "), until(g.ExpiresAt))
 		}
 		if err := out.close(); err != nil {
 			return err
@@ -147,12 +151,14 @@ func printExplanation(env *cmdEnv, x explanation) error {
 		fmt.Fprintln(w, "memberships: none in the membership table")
 	} else {
 		slices.SortFunc(x.Memberships, func(a, b membershipView) int { return cmp.Compare(a.Project, b.Project) })
-		out := newRows(w, formatTable, "PROJECT", "ROLE", "GRANTS")
+		out := newRows(w, formatTable, "PROJECT", "ROLE", "UNTIL", "GRANTS")
 		for _, m := range x.Memberships {
 			status := fmt.Sprintf("%d place(s)", m.Places)
 			switch {
 			case m.Rejected != "":
 				status = "nothing: the record breaks the rules: " + m.Rejected
+			case !m.ExpiresAt.IsZero() && !m.ExpiresAt.After(env.now()):
+				status = "nothing: the membership expired"
 			case m.Places == 0:
 				status = "nothing: the project has no bucket (or the change is on its way)"
 			}
@@ -160,7 +166,7 @@ func printExplanation(env *cmdEnv, x explanation) error {
 			if role == "" {
 				role = "-"
 			}
-			_ = out.add(m, m.Project, role, status)
+			_ = out.add(m, m.Project, role, until(m.ExpiresAt), status)
 		}
 		if err := out.close(); err != nil {
 			return err
@@ -170,4 +176,12 @@ func printExplanation(env *cmdEnv, x explanation) error {
 		fmt.Fprintln(w, "\nnote: the membership table grants something else right now: a change on its way (the projector applies it within about a second), or drift (run verify)")
 	}
 	return nil
+}
+
+// until shows an expiry in a table: "-" for none.
+func until(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
 }

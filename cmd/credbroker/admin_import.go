@@ -31,6 +31,8 @@ const importHelp = `usage: credbroker admin import [flags] FILE
 FILE (or - for stdin) holds one record per line, as CSV with a header row or
 as JSON lines. The fields:
   user, project, role     a membership (role "read" or "write"; none: read)
+  expiresAt               with a membership: when it ends (RFC 3339 with an
+                          offset, 2026-12-31T18:00:00Z; none: never)
   project, bucket, prefix a bucket of a project (prefix: a folder of it)
   op                      "put" (the default) or "delete" (keys only)
 In CSV an empty cell is an absent field; in JSON lines null is a NULL
@@ -43,7 +45,7 @@ Flags:
 `
 
 // importFields are the fields a line may carry.
-var importFields = []string{"op", "user", "project", "role", "bucket", "prefix"}
+var importFields = []string{"op", "user", "project", "role", "expiresAt", "bucket", "prefix"}
 
 func runImport(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := newFlags(env, "admin import")
@@ -228,10 +230,12 @@ func decodeCSV(data []byte) ([]importLine, error) {
 		return nil, usagef("CSV header: %v", err)
 	}
 	for i, h := range header {
-		header[i] = strings.ToLower(strings.TrimSpace(h))
-		if !slices.Contains(importFields, header[i]) {
+		// Column names match whatever their case (expiresAt, expiresat).
+		k := slices.IndexFunc(importFields, func(f string) bool { return strings.EqualFold(f, strings.TrimSpace(h)) })
+		if k < 0 {
 			return nil, usagef("CSV header: unknown column %q (the columns are %s)", h, strings.Join(importFields, ", "))
 		}
+		header[i] = importFields[k]
 		if slices.Contains(header[:i], header[i]) {
 			return nil, usagef("CSV header: column %q twice", h)
 		}
@@ -294,7 +298,7 @@ func decodeJSONLines(data []byte) ([]importLine, error) {
 			f.attrs[name] = a
 			if a.Type == "S" {
 				f.str[name] = a.S
-			} else if name != "role" && name != "prefix" {
+			} else if name != "role" && name != "prefix" && name != "expiresAt" {
 				f.bad = fmt.Errorf("field %q must be a string", name)
 				break
 			}
@@ -343,6 +347,7 @@ func (f fields) line(n int) importLine {
 	_, hasBucket := f.attrs["bucket"]
 	_, hasRole := f.attrs["role"]
 	_, hasPrefix := f.attrs["prefix"]
+	_, hasExpiry := f.attrs["expiresAt"]
 	var it broker.SourceItem
 	switch {
 	case hasUser && hasBucket:
@@ -354,8 +359,11 @@ func (f fields) line(n int) importLine {
 	case hasBucket && hasRole:
 		l.err = errors.New("a bucket record has no role")
 		return l
+	case hasBucket && hasExpiry:
+		l.err = errors.New("a bucket record has no expiresAt (memberships end, buckets do not)")
+		return l
 	case hasUser:
-		it = broker.SourceItem{PK: broker.UserKeyPrefix + f.str["user"], SK: broker.ProjectKeyPrefix + f.str["project"], Role: f.attrs["role"]}
+		it = broker.SourceItem{PK: broker.UserKeyPrefix + f.str["user"], SK: broker.ProjectKeyPrefix + f.str["project"], Role: f.attrs["role"], ExpiresAt: f.attrs["expiresAt"]}
 	case hasBucket:
 		it = broker.SourceItem{PK: broker.ProjectKeyPrefix + f.str["project"], SK: broker.BucketKeyPrefix + f.str["bucket"], Prefix: f.attrs["prefix"]}
 	default:
@@ -367,7 +375,7 @@ func (f fields) line(n int) importLine {
 	case "", "put":
 		l.op.put = &it
 	case "delete":
-		if hasRole || hasPrefix {
+		if hasRole || hasPrefix || hasExpiry {
 			l.err = errors.New(`op "delete" takes the keys only: user and project, or project and bucket`)
 		}
 	default:

@@ -79,7 +79,7 @@ func sourceItemOf(raw map[string]types.AttributeValue) broker.SourceItem {
 			return broker.Attr{Present: true, Type: fmt.Sprintf("%T", v)}
 		}
 	}
-	return broker.SourceItem{PK: attr("pk").S, SK: attr("sk").S, Role: attr("role"), Prefix: attr("prefix")}
+	return broker.SourceItem{PK: attr("pk").S, SK: attr("sk").S, Role: attr("role"), Prefix: attr("prefix"), ExpiresAt: attr("expiresAt")}
 }
 
 // putRaw writes an item as another admin tool might, unvalidated.
@@ -568,6 +568,8 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 		{"admin", "member", "put", "--username", "ana", "--project", "genomics", "--role", "write"},
 		{"admin", "member", "put", "--username", "ana", "--project", "imaging"},
 		{"admin", "member", "put", "--username", "ben", "--project", "genomics"},
+		// A contractor's week: imaging's whole lake-cur for ben, until then.
+		{"admin", "member", "put", "--username", "ben", "--project", "imaging", "--expires-in", "168h"},
 		{"admin", "member", "put", "--username", "cleo", "--project", "imaging", "--role", "write"},
 		{"admin", "member", "put", "--username", "eve", "--project", "empty"},
 		{"admin", "bucket", "put", "--project", "genomics", "--bucket", "lake-raw"},
@@ -584,7 +586,7 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 
 	want := map[string][]string{
 		"ana":  {"lake-cur/:read", "lake-cur/team/a/:write", "lake-raw/:write"},
-		"ben":  {"lake-cur/team/a/:read", "lake-raw/:read"},
+		"ben":  {"lake-cur/:read", "lake-cur/team/a/:read", "lake-raw/:read"},
 		"cleo": {"lake-cur/:write", "lake-raw/exports/:write"},
 	}
 	answers := map[string]endpointAnswer{}
@@ -602,6 +604,15 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+
+	t.Run("the endpoint serves the bounded grant with its expiry, the union rule the others", func(t *testing.T) {
+		for _, g := range answers["ben"].grants {
+			bounded := g.Bucket == "lake-cur" && g.Prefix == ""
+			if soon := time.Now().Add(168 * time.Hour); bounded != !g.ExpiresAt.IsZero() || bounded && (g.ExpiresAt.After(soon) || g.ExpiresAt.Before(soon.Add(-time.Minute))) {
+				t.Errorf("ben's grant %+v: want an expiry a week from now on lake-cur only", g)
+			}
+		}
+	})
 
 	t.Run("explain gives each user the endpoint's version and grants", func(t *testing.T) {
 		for name, u := range users {
@@ -646,11 +657,11 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 		{"a folder: the whole-bucket grants and the folder's", "lake-raw", "exports",
 			[]string{"ana::write", "ben::read", "cleo:exports/:write"}},
 		{"a folder below a granted folder", "lake-cur", "team/a/runs/",
-			[]string{"ana::read", "ana:team/a/:write", "ben:team/a/:read", "cleo::write"}},
+			[]string{"ana::read", "ana:team/a/:write", "ben::read", "ben:team/a/:read", "cleo::write"}},
 		{"a folder above a granted folder", "lake-cur", "team/",
-			[]string{"ana::read", "ana:team/a/:write", "ben:team/a/:read", "cleo::write"}},
+			[]string{"ana::read", "ana:team/a/:write", "ben::read", "ben:team/a/:read", "cleo::write"}},
 		{"a sibling folder: only whole-bucket grants", "lake-cur", "team/b",
-			[]string{"ana::read", "cleo::write"}},
+			[]string{"ana::read", "ben::read", "cleo::write"}},
 		{"a bucket nobody has", "lake-none", "", []string{}},
 	}
 	nameOf := map[string]string{}
@@ -664,7 +675,7 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 			for name, a := range answers {
 				for _, g := range a.grants {
 					if g.Bucket == tc.bucket && overlaps(g.Prefix, norm) {
-						want = append(want, reach{UserID: users[name].sub, Access: g.Access, Prefix: g.Prefix, Projects: g.Projects})
+						want = append(want, reach{UserID: users[name].sub, Access: g.Access, Prefix: g.Prefix, Projects: g.Projects, ExpiresAt: g.ExpiresAt})
 					}
 				}
 			}
@@ -730,7 +741,7 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 		want := []reportRow{}
 		for name, a := range answers {
 			for _, g := range a.grants {
-				want = append(want, reportRow{UserID: users[name].sub, Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: g.Projects})
+				want = append(want, reportRow{UserID: users[name].sub, Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: g.Projects, ExpiresAt: g.ExpiresAt})
 			}
 		}
 		key := func(r reportRow) string { return r.UserID + r.Bucket + r.Prefix + string(r.Access) }
@@ -756,13 +767,22 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 		if code != exitcode.OK {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
+		if !strings.Contains(errOut, "0 membership(s) expire within a day") {
+			t.Errorf("report counts ben's week as expiring within a day: %q", errOut)
+		}
 		recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
-		if err != nil || len(recs) == 0 || !slices.Equal(recs[0], []string{"userId", "bucket", "prefix", "access", "projects"}) {
+		if err != nil || len(recs) == 0 || !slices.Equal(recs[0], []string{"userId", "bucket", "prefix", "access", "projects", "expiresAt"}) {
 			t.Fatalf("CSV %v:\n%s", err, out)
 		}
 		got = nil
 		for _, r := range recs[1:] {
-			got = append(got, reportRow{UserID: r[0], Bucket: r[1], Prefix: r[2], Access: broker.Access(r[3]), Projects: strings.Fields(r[4])})
+			var until time.Time
+			if r[5] != "" {
+				if until, err = time.Parse(time.RFC3339, r[5]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got = append(got, reportRow{UserID: r[0], Bucket: r[1], Prefix: r[2], Access: broker.Access(r[3]), Projects: strings.Fields(r[4]), ExpiresAt: until})
 		}
 		sortRows(got)
 		if diff := cmp.Diff(want, got); diff != "" {

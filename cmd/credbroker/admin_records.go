@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -77,11 +78,47 @@ func (c *recordCmd) open(ctx context.Context, env *cmdEnv, args []string) (a *ad
 func runMemberPut(ctx context.Context, env *cmdEnv, args []string) error {
 	c := newRecordCmd(env, "admin member put", broker.MembershipRecord)
 	role := c.fs.String("role", "read", `the user's role in the project: "read" or "write"`)
+	expiresAt := c.fs.String("expires-at", "", "the membership ends at this instant: RFC 3339 with an offset (2026-12-31T18:00:00Z)")
+	expiresIn := c.fs.String("expires-in", "", "the membership ends this long from now: a Go duration (8h, 90m)")
 	a, pk, sk, err := c.open(ctx, env, args)
 	if err != nil {
 		return err
 	}
-	return a.putOne(ctx, env, broker.SourceItem{PK: pk, SK: sk, Role: broker.StringAttr(*role)}, *c.dry)
+	it := broker.SourceItem{PK: pk, SK: sk, Role: broker.StringAttr(*role)}
+	if it.ExpiresAt, err = expiryFlag(env.now(), *expiresAt, *expiresIn); err != nil {
+		return err
+	}
+	return a.putOne(ctx, env, it, *c.dry)
+}
+
+// expiryFlag turns --expires-at or --expires-in into the expiresAt
+// attribute (absent when neither is given), in UTC to the second as the
+// projector reads it. A value that is malformed, or already past at now,
+// is refused: a membership written to end before it is written would
+// grant nothing, which is never what an operator means.
+func expiryFlag(now time.Time, at, in string) (broker.Attr, error) {
+	var t time.Time
+	switch {
+	case at != "" && in != "":
+		return broker.Attr{}, usagef("--expires-at and --expires-in exclude each other")
+	case at != "":
+		var err error
+		if t, err = broker.ParseExpiry(at); err != nil {
+			return broker.Attr{}, broker.Errorf(broker.Invalid, "expires-at", "refused, nothing written: --expires-at: %s", broker.MessageOf(err))
+		}
+	case in != "":
+		d, err := time.ParseDuration(in)
+		if err != nil {
+			return broker.Attr{}, broker.Errorf(broker.Invalid, "expires-in", "refused, nothing written: --expires-in %q is not a duration such as 8h or 90m", in)
+		}
+		t = now.Add(d).UTC().Truncate(time.Second)
+	default:
+		return broker.Attr{}, nil
+	}
+	if !t.After(now) {
+		return broker.Attr{}, broker.Errorf(broker.Invalid, "expiry", "refused, nothing written: the expiry %s is not in the future", t.Format(time.RFC3339))
+	}
+	return broker.StringAttr(t.Format(time.RFC3339)), nil
 }
 
 func runMemberDelete(ctx context.Context, env *cmdEnv, args []string) error {
@@ -280,8 +317,9 @@ func (a *admin) plan(o op, old broker.SourceItem, found bool) change {
 	case wasErr == nil && was == now:
 		c.Action, c.Detail = actionUnchanged, describe(now)
 	case wasErr == nil && now.Kind == broker.MembershipRecord:
-		c.Action, c.Detail = actionUpdate, fmt.Sprintf("user %s in project %s: role %s → %s",
-			now.Membership.UserID, now.Membership.ProjectID, was.Membership.Access, now.Membership.Access)
+		c.Action, c.Detail = actionUpdate, fmt.Sprintf("user %s in project %s: role %s%s → %s%s",
+			now.Membership.UserID, now.Membership.ProjectID, was.Membership.Access, untilText(was.Membership.ExpiresAt),
+			now.Membership.Access, untilText(now.Membership.ExpiresAt))
 	case wasErr == nil:
 		c.Action, c.Detail = actionUpdate, fmt.Sprintf("project %s: %s → %s", now.Bucket.ProjectID,
 			place(was.Bucket.Bucket, was.Bucket.Prefix), place(now.Bucket.Bucket, now.Bucket.Prefix))

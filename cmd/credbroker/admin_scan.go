@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/projector"
@@ -25,10 +26,11 @@ func init() {
 
 // reach is one row of who-can.
 type reach struct {
-	UserID   string        `json:"userId"`
-	Access   broker.Access `json:"access"`
-	Prefix   string        `json:"prefix"`
-	Projects []string      `json:"projects"`
+	UserID    string        `json:"userId"`
+	Access    broker.Access `json:"access"`
+	Prefix    string        `json:"prefix"`
+	Projects  []string      `json:"projects"`
+	ExpiresAt time.Time     `json:"expiresAt,omitzero"`
 }
 
 func runWhoCan(ctx context.Context, env *cmdEnv, args []string) error {
@@ -37,7 +39,7 @@ func runWhoCan(ctx context.Context, env *cmdEnv, args []string) error {
 	sf := addScanFlags(fs)
 	bucket := fs.String("bucket", "", "the bucket (required)")
 	prefix := fs.String("prefix", "", "a folder of the bucket: users who reach any of it (the whole bucket, the folder, a folder above or below it)")
-	asJSON := fs.Bool("json", false, `print [{"userId","access","prefix","projects"}]`)
+	asJSON := fs.Bool("json", false, `print [{"userId","access","prefix","projects","expiresAt"?}]`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -59,18 +61,21 @@ func runWhoCan(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	format := map[bool]string{true: formatJSON, false: formatTable}[*asJSON]
-	out := newRows(env.Stdout, format, "USER", "ACCESS", "FOLDER", "THROUGH PROJECTS")
+	out := newRows(env.Stdout, format, "USER", "ACCESS", "FOLDER", "THROUGH PROJECTS", "UNTIL")
+	now := a.now()
 	var users atomic.Int64
 	prog := startProgress(env, "credbroker admin who-can", "policy items", sf.quiet)
-	unserved, err := a.scanServed(ctx, sf.segments, prog, func(userID string, grants []broker.Grant) error {
+	unserved, err := a.scanServed(ctx, sf.segments, prog, func(userID string, p broker.UserPolicy) error {
 		found := false
-		for _, g := range grants {
-			if g.Bucket != *bucket || !overlaps(g.Prefix, folderOf) {
+		for _, g := range p.Grants {
+			// A grant past its expiry reaches nothing, even before the
+			// recompute that drops it.
+			if g.Bucket != *bucket || !overlaps(g.Prefix, folderOf) || !g.LiveAt(now) {
 				continue
 			}
 			found = true
-			r := reach{UserID: userID, Access: g.Access, Prefix: g.Prefix, Projects: nonNil(g.Projects)}
-			if err := out.add(r, r.UserID, string(r.Access), folder(r.Prefix), strings.Join(r.Projects, " ")); err != nil {
+			r := reach{UserID: userID, Access: g.Access, Prefix: g.Prefix, Projects: nonNil(g.Projects), ExpiresAt: g.ExpiresAt}
+			if err := out.add(r, r.UserID, string(r.Access), folder(r.Prefix), strings.Join(r.Projects, " "), until(r.ExpiresAt)); err != nil {
 				return err
 			}
 		}
@@ -108,7 +113,7 @@ func nonNil(s []string) []string {
 // endpoint would serve, and counts those it would refuse (an item that
 // does not decode, or names another user than its key). fn is called
 // from several segments at once.
-func (a *admin) scanServed(ctx context.Context, segments int, prog *progress, fn func(userID string, grants []broker.Grant) error) (unserved int64, err error) {
+func (a *admin) scanServed(ctx context.Context, segments int, prog *progress, fn func(userID string, p broker.UserPolicy) error) (unserved int64, err error) {
 	var bad atomic.Int64
 	err = scanAll(ctx, segments, func(ctx context.Context, seg int) error {
 		return a.store.ScanPolicies(ctx, seg, segments, func(userID string, p broker.UserPolicy, err error) error {
@@ -120,7 +125,7 @@ func (a *admin) scanServed(ctx context.Context, segments int, prog *progress, fn
 			if p.Empty() {
 				return nil
 			}
-			return fn(userID, p.Grants)
+			return fn(userID, p)
 		})
 	})
 	return bad.Load(), err
@@ -182,12 +187,16 @@ func runRejected(ctx context.Context, env *cmdEnv, args []string) error {
 
 // reportRow is one row of report.
 type reportRow struct {
-	UserID   string        `json:"userId"`
-	Bucket   string        `json:"bucket"`
-	Prefix   string        `json:"prefix"`
-	Access   broker.Access `json:"access"`
-	Projects []string      `json:"projects"`
+	UserID    string        `json:"userId"`
+	Bucket    string        `json:"bucket"`
+	Prefix    string        `json:"prefix"`
+	Access    broker.Access `json:"access"`
+	Projects  []string      `json:"projects"`
+	ExpiresAt time.Time     `json:"expiresAt,omitzero"`
 }
+
+// expiringWithin is how far ahead report counts the memberships that end.
+const expiringWithin = 24 * time.Hour
 
 func runReport(ctx context.Context, env *cmdEnv, args []string) error {
 	fs := newFlags(env, "admin report")
@@ -207,14 +216,20 @@ func runReport(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	out := newRows(env.Stdout, *format, "userId", "bucket", "prefix", "access", "projects")
-	var users atomic.Int64
+	out := newRows(env.Stdout, *format, "userId", "bucket", "prefix", "access", "projects", "expiresAt")
+	var users, expiring atomic.Int64
+	now := a.now()
 	prog := startProgress(env, "credbroker admin report", "policy items", sf.quiet)
-	unserved, err := a.scanServed(ctx, sf.segments, prog, func(userID string, grants []broker.Grant) error {
+	unserved, err := a.scanServed(ctx, sf.segments, prog, func(userID string, p broker.UserPolicy) error {
 		users.Add(1)
-		for _, g := range grants {
-			r := reportRow{UserID: userID, Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: nonNil(g.Projects)}
-			if err := out.add(r, r.UserID, r.Bucket, r.Prefix, string(r.Access), strings.Join(r.Projects, " ")); err != nil {
+		for _, e := range p.Expires {
+			if e.After(now) && !e.After(now.Add(expiringWithin)) {
+				expiring.Add(1)
+			}
+		}
+		for _, g := range broker.LiveGrants(p.Grants, now) {
+			r := reportRow{UserID: userID, Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: nonNil(g.Projects), ExpiresAt: g.ExpiresAt}
+			if err := out.add(r, r.UserID, r.Bucket, r.Prefix, string(r.Access), strings.Join(r.Projects, " "), csvTime(r.ExpiresAt)); err != nil {
 				return err
 			}
 		}
@@ -225,5 +240,18 @@ func runReport(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	warnUnserved(env, unserved)
-	return out.close()
+	if err := out.close(); err != nil {
+		return err
+	}
+	// On stderr, as the progress line: stdout stays the CSV or JSON.
+	fmt.Fprintf(env.Stderr, "%d membership(s) expire within a day (before %s)\n", expiring.Load(), now.Add(expiringWithin).UTC().Format(time.RFC3339))
+	return nil
+}
+
+// csvTime is an expiry in a CSV cell: empty for none.
+func csvTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }

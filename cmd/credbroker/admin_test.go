@@ -46,6 +46,11 @@ func TestAnInvalidRecordIsRefusedBeforeAnyAWSCall(t *testing.T) {
 		{"bucket put with a wildcard folder", []string{"admin", "bucket", "put", "--project", "p1", "--bucket", "lake", "--prefix", "*"}, "must not contain '*'"},
 		{"member delete of a user id no record can have", []string{"admin", "member", "delete", "--user", "x", "--project", "p1"}, "user id must be 2-64 characters"},
 		{"import with one invalid line", []string{"admin", "import", csvFile}, "1 of 2 records invalid"},
+		{"member put with an expiry without offset", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-at", "2099-12-31T18:00:00"}, "not an RFC 3339 timestamp with an offset"},
+		{"member put with a past expiry", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-at", "2001-01-01T00:00:00Z"}, "is not in the future"},
+		{"member put expiring a negative while from now", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "-1h"}, "is not in the future"},
+		{"member put with an expiry that is no duration", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "8 hours"}, "is not a duration"},
+		{"member put with both expiry flags", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "8h", "--expires-at", "2099-12-31T18:00:00Z"}, "exclude each other"},
 		{"a stray argument", []string{"admin", "rejected", "now"}, "unexpected arguments"},
 	}
 	for _, tt := range tests {
@@ -78,6 +83,14 @@ func TestImportLinesAreNumberedAsInTheFile(t *testing.T) {
 			[]string{"2: USER#alice-1 / PROJECT#p1 put", "4: PROJECT#p1 / BUCKET#lake delete"}},
 		{"a field that must be a string is refused", "jsonl", `{"user":7,"project":"p1"}`,
 			[]string{`1: field "user" must be a string`}},
+		{"CSV carries a membership's expiry, the column in any case", "csv", "user,project,ExpiresAt\nalice-1,p1,2026-12-31T18:00:00Z\nbob-2,p1,\n",
+			[]string{"2: USER#alice-1 / PROJECT#p1 put until 2026-12-31T18:00:00Z", "3: USER#bob-2 / PROJECT#p1 put"}},
+		{"JSON lines carry a membership's expiry", "jsonl", `{"user":"alice-1","project":"p1","expiresAt":"2026-12-31T18:00:00Z"}`,
+			[]string{"1: USER#alice-1 / PROJECT#p1 put until 2026-12-31T18:00:00Z"}},
+		{"a bucket record with an expiry is refused", "jsonl", `{"project":"p1","bucket":"lake","expiresAt":"2026-12-31T18:00:00Z"}`,
+			[]string{"1: a bucket record has no expiresAt (memberships end, buckets do not)"}},
+		{"a delete with an expiry is refused", "jsonl", `{"op":"delete","user":"alice-1","project":"p1","expiresAt":"2026-12-31T18:00:00Z"}`,
+			[]string{`1: op "delete" takes the keys only: user and project, or project and bucket`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,7 +104,11 @@ func TestImportLinesAreNumberedAsInTheFile(t *testing.T) {
 				case l.err != nil:
 					got = append(got, strconv.Itoa(l.op.line)+": "+l.err.Error())
 				case l.op.put != nil:
-					got = append(got, strconv.Itoa(l.op.line)+": "+l.op.pk+" / "+l.op.sk+" put")
+					put := strconv.Itoa(l.op.line) + ": " + l.op.pk + " / " + l.op.sk + " put"
+					if l.op.put.ExpiresAt.Present {
+						put += " until " + l.op.put.ExpiresAt.S
+					}
+					got = append(got, put)
 					if l.op.put.Role.Present && l.op.put.Role != read {
 						t.Errorf("role %+v", l.op.put.Role)
 					}

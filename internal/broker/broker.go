@@ -28,11 +28,49 @@ func (a Access) Valid() bool { return a == Read || a == Write }
 // Grant is one reachable place: a bucket, or a folder of it, at one access
 // level, with the projects that grant it. Prefix is "" (whole bucket) or a
 // normalized folder ending in "/".
+//
+// ExpiresAt, when not zero, is the instant the grant ends: only time-bounded
+// memberships give it, and it is the latest of their expiries (a grant that
+// an unbounded membership also gives has none). The session policy bounds
+// the grant with aws:CurrentTime at that instant.
 type Grant struct {
-	Bucket   string   `json:"bucket"`
-	Prefix   string   `json:"prefix"`
-	Access   Access   `json:"access"`
-	Projects []string `json:"projects"`
+	Bucket    string    `json:"bucket"`
+	Prefix    string    `json:"prefix"`
+	Access    Access    `json:"access"`
+	Projects  []string  `json:"projects"`
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+}
+
+// LiveAt reports whether g still grants anything at t.
+func (g Grant) LiveAt(t time.Time) bool { return Outlives(g.ExpiresAt, t) }
+
+// Outlives reports whether an expiry (zero: none) is after t.
+func Outlives(expiry, t time.Time) bool { return expiry.IsZero() || expiry.After(t) }
+
+// Lasts reports whether an expiry a (zero: none) ends no earlier than b.
+func Lasts(a, b time.Time) bool { return a.IsZero() || !b.IsZero() && !a.Before(b) }
+
+// LaterExpiry is the expiry of a grant given by two memberships: none if
+// either has none, else the later one (the union rule).
+func LaterExpiry(a, b time.Time) time.Time {
+	if a.IsZero() || b.IsZero() {
+		return time.Time{}
+	}
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Covers reports whether g reaches everything o reaches, for at least as
+// long.
+func (g Grant) Covers(o Grant) bool {
+	return g.Place().Covers(o.Place()) && Lasts(g.ExpiresAt, o.ExpiresAt)
+}
+
+// LiveGrants returns the grants of gs that still grant something at t.
+func LiveGrants(gs []Grant, t time.Time) []Grant {
+	return slices.DeleteFunc(slices.Clone(gs), func(g Grant) bool { return !g.LiveAt(t) })
 }
 
 // Place is a grant without its provenance; it identifies a grant in diffs.
@@ -53,11 +91,15 @@ func (p Place) Covers(q Place) bool {
 }
 
 // Narrows reports whether going from prev to next takes anything away: a
-// grant of prev that no grant of next covers. Raising read to write, or
-// replacing a folder with its whole bucket, does not narrow.
+// grant of prev that no grant of next covers, for as long. Raising read to
+// write, replacing a folder with its whole bucket, or lengthening or
+// removing an expiry does not narrow; giving a grant an expiry, or an
+// earlier one, does (sessions already issued carry no bound or a later
+// one). Callers pass prev's grants live at the change (LiveGrants): a grant
+// whose expiry has passed is no loss, the credentials stopped at it.
 func Narrows(prev, next []Grant) bool {
 	for _, g := range prev {
-		if !slices.ContainsFunc(next, func(n Grant) bool { return n.Place().Covers(g.Place()) }) {
+		if !slices.ContainsFunc(next, func(n Grant) bool { return n.Covers(g) }) {
 			return true
 		}
 	}
@@ -70,7 +112,13 @@ type Membership struct {
 	UserID    string
 	ProjectID string
 	Access    Access
+	// ExpiresAt, when not zero, is the instant the membership stops
+	// granting anything (README "Source records").
+	ExpiresAt time.Time
 }
+
+// LiveAt reports whether m grants anything at t.
+func (m Membership) LiveAt(t time.Time) bool { return Outlives(m.ExpiresAt, t) }
 
 // ProjectBucket is a validated bucket record: the project owns the bucket, or
 // only the folder Prefix of it when Prefix is not "".
@@ -100,12 +148,27 @@ type UserPolicy struct {
 	Sets []PolicySet
 	// ByProject holds each project's own grants, for ?project= answers.
 	ByProject map[string][]Place
+	// Expires holds the expiry of each time-bounded project of ByProject.
+	Expires   map[string]time.Time
 	UpdatedAt time.Time
 	// RevokedBefore, when not zero, is the user's latest revocation cutoff
 	// (README "Revocation"): the base role denies the user's sessions
 	// issued before it, except those tagged with its CutoffTag, which the
 	// endpoint gives every session it mints from this item.
 	RevokedBefore time.Time
+}
+
+// NextExpiry is the earliest project expiry after t, or zero when there is
+// none: when the user's item must next be recomputed (every grant's expiry
+// is one of its projects').
+func (p UserPolicy) NextExpiry(t time.Time) time.Time {
+	var next time.Time
+	for _, e := range p.Expires {
+		if e.After(t) && (next.IsZero() || e.Before(next)) {
+			next = e
+		}
+	}
+	return next
 }
 
 // Empty reports whether the policy grants nothing (no item, or a tombstone).
@@ -136,8 +199,9 @@ type Credentials struct {
 func (p UserPolicy) SameContent(o UserPolicy) bool {
 	return p.Version == o.Version &&
 		slices.EqualFunc(p.Grants, o.Grants, func(a, b Grant) bool {
-			return a.Place() == b.Place() && slices.Equal(a.Projects, b.Projects)
+			return a.Place() == b.Place() && slices.Equal(a.Projects, b.Projects) && a.ExpiresAt.Equal(b.ExpiresAt)
 		}) &&
+		maps.EqualFunc(p.Expires, o.Expires, time.Time.Equal) &&
 		slices.EqualFunc(p.Sets, o.Sets, func(a, b PolicySet) bool {
 			return a.Policy == b.Policy && slices.Equal(a.Grants, b.Grants)
 		}) &&

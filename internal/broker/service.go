@@ -139,3 +139,32 @@ var ErrPolicyTooLarge = errors.New("session policy too large once packed by STS"
 type CredentialIssuer interface {
 	Issue(ctx context.Context, req IssueRequest) (Credentials, error)
 }
+
+// ExpiryTimer recomputes a user's policy item when the earliest expiry of
+// their memberships comes (README "Source records", expiresAt): within 5 s
+// on the local stack, 60 s on AWS, the grant leaves the item and its
+// PolicyChanged. The session policies already stop the grant at that
+// instant; the timer only brings the item and the announcement in line.
+type ExpiryTimer interface {
+	// Arm arranges one recompute of userID at, or just after, at. Arming
+	// the same instant again is a no-op; a timer armed for an expiry that
+	// is gone by the time it fires recomputes nothing and is harmless, so
+	// timers are never cancelled.
+	Arm(ctx context.Context, userID string, at time.Time) error
+}
+
+// ExpiryCause is the cause in a PolicyChanged event of the recompute at an
+// expiry.
+func ExpiryCause(at time.Time) string { return "expired:" + at.UTC().Format(time.RFC3339) }
+
+// ExpiryPayload is what an expiry timer invokes the projector with (on AWS,
+// a one-time schedule's input): the user whose membership expiry came.
+type ExpiryPayload struct {
+	Expiry *ExpiryEvent `json:"expiry"`
+}
+
+// ExpiryEvent names a user and the expiry that came.
+type ExpiryEvent struct {
+	UserID string    `json:"userId"`
+	At     time.Time `json:"at"`
+}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -55,9 +56,10 @@ func StringAttr(s string) Attr { return Attr{Present: true, Type: "S", S: s} }
 
 // SourceItem is a membership-table item reduced to what the broker reads.
 type SourceItem struct {
-	PK, SK string
-	Role   Attr
-	Prefix Attr
+	PK, SK    string
+	Role      Attr
+	Prefix    Attr
+	ExpiresAt Attr // memberships only (README "Source records")
 }
 
 // Ref names the user or project a source item concerns. It is filled in as
@@ -125,7 +127,11 @@ func (it SourceItem) Parse() (ParsedItem, error) {
 		if err != nil {
 			return p, Errorf(Invalid, op, "membership %s/%s: %s", it.PK, it.SK, MessageOf(err))
 		}
-		p.Membership = Membership{UserID: ref.UserID, ProjectID: ref.ProjectID, Access: access}
+		expires, err := ParseExpiresAt(it.ExpiresAt)
+		if err != nil {
+			return p, Errorf(Invalid, op, "membership %s/%s: %s", it.PK, it.SK, MessageOf(err))
+		}
+		p.Membership = Membership{UserID: ref.UserID, ProjectID: ref.ProjectID, Access: access, ExpiresAt: expires}
 	case BucketRecord:
 		prefix, err := parsePrefix(it.Prefix)
 		if err != nil {
@@ -149,6 +155,32 @@ func parseRole(a Attr) (Access, error) {
 		return acc, nil
 	}
 	return "", Errorf(Invalid, "role", "role %q is not \"read\" or \"write\"", truncate(a.S, 32))
+}
+
+// ParseExpiresAt reads a membership's expiresAt attribute: zero when
+// absent (no expiry), else an RFC 3339 timestamp with an offset, returned
+// in UTC and truncated to the second. Truncating ends the grant at most a
+// second early, never late, and gives the session policy's aws:CurrentTime
+// bound a form IAM reads everywhere. A past value is valid: the membership
+// then grants nothing (Membership.LiveAt), which is not an error.
+func ParseExpiresAt(a Attr) (time.Time, error) {
+	if !a.Present {
+		return time.Time{}, nil
+	}
+	if a.Type != "S" {
+		return time.Time{}, Errorf(Invalid, "expiresAt", "expiresAt must be a string, got type %s", a.Type)
+	}
+	return ParseExpiry(a.S)
+}
+
+// ParseExpiry parses an RFC 3339 timestamp with an offset (time.RFC3339
+// accepts only "Z" or ±hh:mm, and fractional seconds) as ParseExpiresAt does.
+func ParseExpiry(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil || t.Year() < 1970 {
+		return time.Time{}, Errorf(Invalid, "expiresAt", "expiresAt %q is not an RFC 3339 timestamp with an offset (2026-12-31T18:00:00Z)", truncate(s, 40))
+	}
+	return t.UTC().Truncate(time.Second), nil
 }
 
 // parsePrefix reads the prefix attribute. Only absence means the whole

@@ -3,6 +3,7 @@ package broker
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -115,12 +116,54 @@ func TestParseSourceItems(t *testing.T) {
 		{
 			name: "membership without role is read",
 			item: SourceItem{PK: "USER#alice", SK: "PROJECT#p1"},
-			want: ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}, Membership: Membership{"alice", "p1", Read}},
+			want: ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}, Membership: Membership{UserID: "alice", ProjectID: "p1", Access: Read}},
 		},
 		{
 			name: "membership with write role",
 			item: SourceItem{PK: "USER#alice", SK: "PROJECT#p1", Role: StringAttr("write")},
-			want: ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}, Membership: Membership{"alice", "p1", Write}},
+			want: ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}, Membership: Membership{UserID: "alice", ProjectID: "p1", Access: Write}},
+		},
+		{
+			name: "membership with an expiry is bounded, in UTC to the second",
+			item: SourceItem{PK: "USER#alice", SK: "PROJECT#p1", ExpiresAt: StringAttr("2026-12-31T19:00:00.75+01:00")},
+			want: ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"},
+				Membership: Membership{UserID: "alice", ProjectID: "p1", Access: Read, ExpiresAt: time.Date(2026, 12, 31, 18, 0, 0, 0, time.UTC)}},
+		},
+		{
+			name: "membership with a past expiry is valid",
+			item: SourceItem{PK: "USER#alice", SK: "PROJECT#p1", Role: StringAttr("write"), ExpiresAt: StringAttr("2001-01-01T00:00:00Z")},
+			want: ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"},
+				Membership: Membership{UserID: "alice", ProjectID: "p1", Access: Write, ExpiresAt: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		},
+		{
+			name:    "membership with an expiry without offset is invalid",
+			item:    SourceItem{PK: "USER#alice", SK: "PROJECT#p1", ExpiresAt: StringAttr("2026-12-31T18:00:00")},
+			want:    ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}},
+			invalid: true,
+		},
+		{
+			name:    "membership with a date-only expiry is invalid",
+			item:    SourceItem{PK: "USER#alice", SK: "PROJECT#p1", ExpiresAt: StringAttr("2026-12-31")},
+			want:    ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}},
+			invalid: true,
+		},
+		{
+			name:    "membership with an empty expiry is invalid, not unbounded",
+			item:    SourceItem{PK: "USER#alice", SK: "PROJECT#p1", ExpiresAt: StringAttr("")},
+			want:    ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}},
+			invalid: true,
+		},
+		{
+			name:    "membership with a numeric expiry is invalid",
+			item:    SourceItem{PK: "USER#alice", SK: "PROJECT#p1", ExpiresAt: Attr{Present: true, Type: "N"}},
+			want:    ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}},
+			invalid: true,
+		},
+		{
+			name:    "membership with a NULL expiry is invalid, not unbounded",
+			item:    SourceItem{PK: "USER#alice", SK: "PROJECT#p1", ExpiresAt: Attr{Present: true, Type: "NULL"}},
+			want:    ParsedItem{Ref: Ref{Kind: MembershipRecord, UserID: "alice", ProjectID: "p1"}},
+			invalid: true,
 		},
 		{
 			name:    "membership with an unknown role is invalid but names its user",
@@ -251,6 +294,8 @@ func TestSameContentSeesEveryPart(t *testing.T) {
 		"policy text":     func(c *UserPolicy) { c.Sets[0].Policy = `{"Version":"2012-10-17","Statement":[]}` },
 		"set grants":      func(c *UserPolicy) { c.Sets[0].Grants = []int{1} },
 		"project places":  func(c *UserPolicy) { c.ByProject["p1"][0].Prefix = "" },
+		"grant expiry":    func(c *UserPolicy) { c.Grants[0].ExpiresAt = time.Unix(1e9, 0) },
+		"project expiry":  func(c *UserPolicy) { c.Expires = map[string]time.Time{"p1": time.Unix(1e9, 0)} },
 		"another project": func(c *UserPolicy) { c.ByProject["p2"] = nil },
 	} {
 		if base.SameContent(clone(edit)) {

@@ -37,7 +37,7 @@ func (s *Store) GetSourceItem(ctx context.Context, pk, sk string) (it broker.Sou
 func (s *Store) PutSourceItem(ctx context.Context, it broker.SourceItem) (old broker.SourceItem, replaced bool, err error) {
 	const op = "put source item"
 	item := key(it.PK, it.SK)
-	for name, a := range map[string]broker.Attr{"role": it.Role, "prefix": it.Prefix} {
+	for name, a := range map[string]broker.Attr{"role": it.Role, "prefix": it.Prefix, "expiresAt": it.ExpiresAt} {
 		switch {
 		case !a.Present:
 		case a.Type == "S":

@@ -36,6 +36,8 @@ type policyDoc struct {
 	Grants    []broker.Grant            `json:"grants"`
 	Sets      []broker.PolicySet        `json:"sets"`
 	ByProject map[string][]broker.Place `json:"byProject"`
+	// Expires holds the time-bounded projects' expiries; absent when none.
+	Expires map[string]time.Time `json:"expires,omitempty"`
 }
 
 func userKey(userID string) map[string]types.AttributeValue {
@@ -110,7 +112,7 @@ func decodePolicy(item map[string]types.AttributeValue) (broker.UserPolicy, erro
 		// A corrupt item must not become a credential: fail, never guess.
 		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: %w", broker.ErrCorruptItem, err))
 	}
-	p.Grants, p.Sets, p.ByProject = doc.Grants, doc.Sets, doc.ByProject
+	p.Grants, p.Sets, p.ByProject, p.Expires = doc.Grants, doc.Sets, doc.ByProject, doc.Expires
 	return p, nil
 }
 
@@ -330,7 +332,7 @@ func decodeOutbox(v types.AttributeValue) ([]broker.PolicyChangedDetail, error) 
 // Commit replaces the policy item, on condition that c is still the newest
 // claim.
 func (s *Store) Commit(ctx context.Context, c broker.Claim, p broker.UserPolicy, outbox []broker.PolicyChangedDetail) error {
-	doc, err := json.Marshal(policyDoc{Grants: p.Grants, Sets: p.Sets, ByProject: p.ByProject})
+	doc, err := json.Marshal(policyDoc{Grants: p.Grants, Sets: p.Sets, ByProject: p.ByProject, Expires: p.Expires})
 	if err != nil {
 		return broker.Wrap(broker.Internal, "encode policy item", err)
 	}

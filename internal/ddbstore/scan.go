@@ -25,8 +25,8 @@ func (s *Store) ScanMemberships(ctx context.Context, segment, total int, fn func
 	in := &dynamodb.ScanInput{
 		TableName:                aws.String(s.MembershipTable),
 		ConsistentRead:           aws.Bool(true),
-		ProjectionExpression:     aws.String("pk, sk, #role, #prefix"),
-		ExpressionAttributeNames: map[string]string{"#role": "role", "#prefix": "prefix"},
+		ProjectionExpression:     aws.String("pk, sk, #role, #prefix, #exp"),
+		ExpressionAttributeNames: map[string]string{"#role": "role", "#prefix": "prefix", "#exp": "expiresAt"},
 	}
 	return s.scan(ctx, "scan memberships", in, segment, total, func(it map[string]types.AttributeValue) error {
 		return fn(SourceItem(it))

@@ -64,10 +64,11 @@ func (s *Store) MembershipExists(ctx context.Context, userID, projectID string) 
 // SourceItem converts a DynamoDB item of the membership table.
 func SourceItem(item map[string]types.AttributeValue) broker.SourceItem {
 	return broker.SourceItem{
-		PK:     getS(item, "pk"),
-		SK:     getS(item, "sk"),
-		Role:   attr(item["role"]),
-		Prefix: attr(item["prefix"]),
+		PK:        getS(item, "pk"),
+		SK:        getS(item, "sk"),
+		Role:      attr(item["role"]),
+		Prefix:    attr(item["prefix"]),
+		ExpiresAt: attr(item["expiresAt"]),
 	}
 }
 

@@ -245,7 +245,7 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 	if err == nil && s.splits.has(answer.policy()) {
 		// STS refused these sets before: go straight to the smaller ones.
 		answer.split = true
-		grants, sets, err = s.split(grants)
+		grants, sets, err = s.split(grants, pol.Expires)
 	}
 	if err == nil {
 		err = checkSets(grants, sets)
@@ -267,7 +267,7 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 			"userId", principal.UserID, "sets", len(sets))
 		s.splits.add(answer.policy())
 		answer.split = true
-		if grants, sets, err = s.split(grants); err == nil {
+		if grants, sets, err = s.split(grants, pol.Expires); err == nil {
 			issued, err = s.obtain(ctx, mctx, answer, sets, record)
 		}
 	}
@@ -345,7 +345,8 @@ func (s *Service) projectSets(ctx context.Context, log *slog.Logger, pol broker.
 	if !ok || len(places) == 0 {
 		return nil, nil, broker.Errorf(broker.NoAccess, "plan", "no access to project %q", project)
 	}
-	res, err := s.Compiler.Compile(map[string][]broker.Place{project: places})
+	// The project's expiry bounds its grants here as in the item's sets.
+	res, err := s.Compiler.CompileBounded(map[string][]broker.Place{project: places}, map[string]time.Time{project: pol.Expires[project]})
 	if err != nil {
 		return nil, nil, broker.Wrap(broker.Internal, "compile project policy", err)
 	}
@@ -363,8 +364,9 @@ func (s *Service) projectSets(ctx context.Context, log *slog.Logger, pol broker.
 
 // split compiles the same grants into sets of at most half the usual size:
 // the answer when STS refused a set as too large once packed. It is pure
-// CPU; the grants stay the same, only their grouping changes.
-func (s *Service) split(grants []broker.Grant) ([]broker.Grant, []broker.PolicySet, error) {
+// CPU; the grants (their expiries, from the projects' expires, included)
+// stay the same, only their grouping changes.
+func (s *Service) split(grants []broker.Grant, expires map[string]time.Time) ([]broker.Grant, []broker.PolicySet, error) {
 	byProject := map[string][]broker.Place{}
 	for _, g := range grants {
 		for _, p := range g.Projects {
@@ -373,7 +375,7 @@ func (s *Service) split(grants []broker.Grant) ([]broker.Grant, []broker.PolicyS
 	}
 	c := s.Compiler
 	c.MaxBytes = policy.MaxPolicyBytes / 2
-	res, err := c.Compile(byProject)
+	res, err := c.CompileBounded(byProject, expires)
 	if err != nil {
 		return nil, nil, broker.Wrap(broker.Internal, "split policy sets", err)
 	}

@@ -114,3 +114,27 @@ func (r *Reader) Err(what string) error {
 	}
 	return broker.Errorf(broker.Invalid, what+" configuration", "%d problem(s): %s", len(r.problems), strings.Join(r.problems, "; "))
 }
+
+// Expiry is where a function arms the timers that recompute a user at a
+// membership's expiry (README "Source records", expiresAt): an EventBridge
+// Scheduler group, the role its schedules invoke the projector with, the
+// projector (empty in the projector itself: the invoked function) and the
+// schedules' dead-letter queue. Without a group, nothing is armed.
+type Expiry struct {
+	Group, RoleARN, TargetARN, DeadLetterARN string
+}
+
+// Expiry reads EXPIRY_SCHEDULE_GROUP, EXPIRY_SCHEDULER_ROLE_ARN,
+// EXPIRY_TARGET_ARN and EXPIRY_DLQ_ARN.
+func (r *Reader) Expiry() Expiry {
+	e := Expiry{
+		Group:         r.String("EXPIRY_SCHEDULE_GROUP", ""),
+		RoleARN:       r.String("EXPIRY_SCHEDULER_ROLE_ARN", ""),
+		TargetARN:     r.String("EXPIRY_TARGET_ARN", ""),
+		DeadLetterARN: r.String("EXPIRY_DLQ_ARN", ""),
+	}
+	if e.Group != "" && e.RoleARN == "" {
+		r.Bad("EXPIRY_SCHEDULER_ROLE_ARN is required with EXPIRY_SCHEDULE_GROUP")
+	}
+	return e
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
@@ -45,7 +46,7 @@ func builtDemo(t *testing.T) string {
 }
 
 // shownGrant is a row of the page's grants table: its data attributes and
-// the text of its first five cells.
+// the text of its first six cells.
 type shownGrant struct {
 	Bucket, Prefix, Access, Set string
 	Cells                       []string
@@ -53,7 +54,7 @@ type shownGrant struct {
 
 const grantRows = `[...document.querySelectorAll('tr[data-testid="grant"]')].map((r) => ({
 	Bucket: r.dataset.bucket, Prefix: r.dataset.prefix, Access: r.dataset.access, Set: r.dataset.set,
-	Cells: [...r.cells].slice(0, 5).map((c) => c.textContent.trim()),
+	Cells: [...r.cells].slice(0, 6).map((c) => c.textContent.trim()),
 }))`
 
 // The demo page, served by the local stack, in a real headless Chromium:
@@ -76,8 +77,13 @@ func TestTheDemoPageInChromium(t *testing.T) {
 
 	// What the endpoint answers the demo user, once every seeded grant is
 	// projected: the page must show exactly that.
+	// And a contractor's grant, for two and a half hours: "expires in 2 h".
+	c := newClient(st)
+	c.put(t, map[string]types.AttributeValue{"pk": s("PROJECT#contract"), "sk": s("BUCKET#contract-bucket")})
+	c.put(t, map[string]types.AttributeValue{"pk": s("USER#" + demo.UserID), "sk": s("PROJECT#contract"),
+		"expiresAt": s(time.Now().Add(150 * time.Minute).UTC().Format(time.RFC3339))})
 	token := signIn(t, st, demo.Username, demo.Password)
-	seeded := len(demo.Places) + len(demo.ReadOnlyPlaces)
+	seeded := len(demo.Places) + len(demo.ReadOnlyPlaces) + 1
 	a := until(t, st, token, func(a answer) bool { return a.status == http.StatusOK && len(a.places()) == seeded })
 	var want []shownGrant
 	for i, set := range a.body.CredentialSets {
@@ -86,8 +92,12 @@ func TestTheDemoPageInChromium(t *testing.T) {
 			if folder == "" {
 				folder = "whole bucket"
 			}
+			until := "no end"
+			if g.ExpiresAt != "" {
+				until = "expires in 2 h"
+			}
 			want = append(want, shownGrant{Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Set: fmt.Sprint(i),
-				Cells: []string{g.Bucket, folder, access, strings.Join(g.Projects, ", "), fmt.Sprintf("#%d", i+1)}})
+				Cells: []string{g.Bucket, folder, access, strings.Join(g.Projects, ", "), until, fmt.Sprintf("#%d", i+1)}})
 		}
 	}
 

@@ -267,6 +267,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
+	// Membership expiries, on this machine's clock as the scheduler's on AWS.
+	timers := newExpiryTimers(runCtx, proj, log.With("function", "projector"))
+	proj.Projector.Expiries = timers
+	st.wg.Go(func() { <-runCtx.Done(); timers.stop() })
 	streams := o.Streams
 	if streams == nil {
 		streams = dynamodbstreams.NewFromConfig(stackCfg)

@@ -69,6 +69,7 @@ type answer struct {
 			Grants      []struct {
 				Bucket, Prefix, Access string
 				Projects               []string
+				ExpiresAt              string `json:"expiresAt"`
 			} `json:"grants"`
 		} `json:"credentialSets"`
 		Error string `json:"error"`

@@ -3,6 +3,7 @@
 package localstack_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,6 +36,7 @@ type session struct {
 	issued time.Time
 	policy iameval.Policy
 	tag    string
+	at     time.Time // the instant of the requests judged; zero: now
 }
 
 // sessionOf fetches the user's credentials and returns the session of the
@@ -131,6 +133,7 @@ func (s session) reaches(role iameval.Role, bucket string) bool {
 		ctx := map[string]string{
 			"aws:SourceIdentity": s.user, "aws:TokenIssueTime": s.issued.UTC().Truncate(time.Second).Format(time.RFC3339),
 			"aws:SecureTransport": "true", "s3:ResourceAccount": stackdef.LocalAccountID, "s3:prefix": "team-a/",
+			"aws:CurrentTime": cmp.Or(s.at, time.Now()).UTC().Format(time.RFC3339),
 		}
 		if s.tag != "" {
 			ctx["aws:PrincipalTag/"+broker.UserTagKey] = broker.UserTag(s.user)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
 )
@@ -74,5 +75,47 @@ func typicalInput(n int) map[string][]broker.Place {
 func BenchmarkCompileTypical(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
 		benchCompile(b, n, typicalInput(n))
+	}
+}
+
+// BenchmarkCompileBounded is the typical input with expiries: none (as
+// BenchmarkCompileTypical), every project bounded by one shared instant,
+// each of the ten projects its own, and the worst case for sharing: every
+// grant its own project and its own expiry.
+func BenchmarkCompileBounded(b *testing.B) {
+	at := time.Date(2026, 12, 31, 18, 0, 0, 0, time.UTC)
+	for _, n := range []int{10, 100, 1000} {
+		typical := typicalInput(n)
+		worst := map[string][]broker.Place{}
+		worstExp := map[string]time.Time{}
+		for _, places := range typical {
+			for _, pl := range places {
+				p := fmt.Sprintf("p%05d", len(worst))
+				worst[p], worstExp[p] = []broker.Place{pl}, at.Add(time.Duration(len(worst))*time.Minute)
+			}
+		}
+		shared, own := map[string]time.Time{}, map[string]time.Time{}
+		for p := range typical {
+			shared[p], own[p] = at, at.Add(time.Duration(len(own))*time.Hour)
+		}
+		for _, c := range []struct {
+			name    string
+			in      map[string][]broker.Place
+			expires map[string]time.Time
+		}{
+			{"none", typical, nil}, {"one-expiry", typical, shared}, {"expiry-per-project", typical, own}, {"expiry-per-grant", worst, worstExp},
+		} {
+			b.Run(fmt.Sprintf("%d-grants/%s", n, c.name), func(b *testing.B) {
+				b.ReportAllocs()
+				var res Result
+				for b.Loop() {
+					var err error
+					if res, err = (Compiler{}).CompileBounded(c.in, c.expires); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(res.Sets)), "sets")
+			})
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
 )
@@ -47,6 +48,9 @@ type Result struct {
 	// ByProject is the validated input, deduplicated and sorted; projects
 	// left with no place are dropped.
 	ByProject map[string][]broker.Place
+	// Expires holds the expiry of each time-bounded project of ByProject,
+	// in UTC to the second.
+	Expires map[string]time.Time
 	// Version is a content hash of all of the above.
 	Version  string
 	Rejected []Rejection
@@ -58,6 +62,17 @@ func (c Compiler) maxBytes() int     { return cmp.Or(c.MaxBytes, MaxPolicyBytes)
 // Compile validates, normalizes and packs the places each project grants.
 // The same input in any order gives the same Result, byte for byte.
 func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
+	return c.CompileBounded(byProject, nil)
+}
+
+// CompileBounded is Compile for projects some of which grant only until an
+// instant (expires; a project absent from it, or zero, has no bound). Each
+// grant carries the latest expiry of the projects giving it, none if any
+// is unbounded (the union rule), and the session policy allows it only
+// while aws:CurrentTime is before that expiry, truncated to the second.
+// Whether an expiry has passed is the caller's to judge: a past one here
+// still compiles, into a grant no request can use.
+func (c Compiler) CompileBounded(byProject map[string][]broker.Place, expires map[string]time.Time) (Result, error) {
 	var res Result
 	res.ByProject = make(map[string][]broker.Place, len(byProject))
 	total := 0
@@ -78,13 +93,17 @@ func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
 		// end of all. They share one Projects slice: normalize copies
 		// before it appends to one.
 		attribution := []string{project}
+		expiry := expires[project]
+		if !expiry.IsZero() {
+			expiry = expiry.UTC().Truncate(time.Second)
+		}
 		start := len(all)
 		for _, pl := range byProject[project] {
-			if reason := c.check(pl); reason != "" {
+			if reason := c.check(pl, expiry); reason != "" {
 				res.Rejected = append(res.Rejected, Rejection{project, pl, reason})
 				continue
 			}
-			all = append(all, broker.Grant{Bucket: pl.Bucket, Prefix: pl.Prefix, Access: pl.Access, Projects: attribution})
+			all = append(all, broker.Grant{Bucket: pl.Bucket, Prefix: pl.Prefix, Access: pl.Access, Projects: attribution, ExpiresAt: expiry})
 		}
 		grants := normalize(all[start:])
 		all = all[:start+len(grants)]
@@ -96,6 +115,12 @@ func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
 			places[i] = g.Place()
 		}
 		res.ByProject[project] = places
+		if !expiry.IsZero() {
+			if res.Expires == nil {
+				res.Expires = map[string]time.Time{}
+			}
+			res.Expires[project] = expiry
+		}
 		runs = append(runs, len(all))
 	}
 	slices.SortFunc(res.Rejected, func(a, b Rejection) int {
@@ -112,8 +137,9 @@ func (c Compiler) Compile(byProject map[string][]broker.Place) (Result, error) {
 	return res, nil
 }
 
-// check returns why a place cannot be granted, or "".
-func (c Compiler) check(pl broker.Place) string {
+// check returns why a place cannot be granted until expiry (zero: for
+// ever), or "".
+func (c Compiler) check(pl broker.Place, expiry time.Time) string {
 	if err := broker.ValidateBucketName(pl.Bucket); err != nil {
 		return broker.MessageOf(err)
 	}
@@ -128,6 +154,11 @@ func (c Compiler) check(pl broker.Place) string {
 	if !c.FitsAlone(pl.Bucket, pl.Prefix) {
 		return "prefix too long: one grant of it would not fit in a session policy"
 	}
+	// The bound repeats in each statement of the grant: a folder near the
+	// limit fits for ever but not for a while.
+	if !expiry.IsZero() && c.aloneSize(pl.Bucket, pl.Prefix, broker.Write, expiryText(expiry)) > c.maxBytes() {
+		return "prefix too long for a time-bounded grant: one grant of it with its expiry would not fit in a session policy"
+	}
 	return ""
 }
 
@@ -136,21 +167,23 @@ func (c Compiler) check(pl broker.Place) string {
 // contract allows 1,024-character prefixes, but a prefix appears twice in a
 // policy (object ARN and listing condition) under a 2,048-character limit.
 func (c Compiler) FitsAlone(bucket, prefix string) bool {
-	return c.aloneSize(bucket, prefix, broker.Write) <= c.maxBytes()
+	return c.aloneSize(bucket, prefix, broker.Write, "") <= c.maxBytes()
 }
 
-// aloneSize is the size of a policy holding one grant: what unitOf computes
-// for a one-grant unit, without building one.
-func (c Compiler) aloneSize(bucket, prefix string, a broker.Access) int {
+// aloneSize is the size of a policy holding one grant, bounded until expiry
+// (expiryText; "" for none): what unitOf computes for a one-grant unit,
+// without building one.
+func (c Compiler) aloneSize(bucket, prefix string, a broker.Access, expiry string) int {
+	dateOver, dateExtra := dateLens(expiry)
 	arnLen := c.arnPrefixLen() + len(bucket)
 	obj := list{1, arnLen + 1 + quotedLen(prefix) + 1}
-	body, stmts := stmtDelta(list{}, obj, readOver)
+	body, stmts := stmtDelta(list{}, obj, readOver+dateOver)
 	if a == broker.Write {
-		body, stmts = stmtDelta(list{}, obj, writeOver)
+		body, stmts = stmtDelta(list{}, obj, writeOver+dateOver)
 	}
-	listing := listOver
+	listing := listOver + dateOver
 	if prefix != "" {
-		listing += condOver + quotedLen(prefix) + 1
+		listing = listOver + condOver + quotedLen(prefix) + 1 + dateExtra
 	}
 	lb, ls := stmtDelta(list{}, list{1, arnLen + 2}, listing)
 	return docOverLen + body + lb + (stmts + ls - 1)
@@ -210,6 +243,7 @@ func dedupe(grants []broker.Grant) []broker.Grant {
 		if n := len(merged); n > 0 && merged[n-1].Place() == g.Place() {
 			// Clip so that appending never writes into an input's slice.
 			merged[n-1].Projects = append(slices.Clip(merged[n-1].Projects), g.Projects...)
+			merged[n-1].ExpiresAt = broker.LaterExpiry(merged[n-1].ExpiresAt, g.ExpiresAt)
 			continue
 		}
 		merged = append(merged, g)
@@ -242,11 +276,12 @@ func dedupe(grants []broker.Grant) []broker.Grant {
 	return out
 }
 
-// covered reports whether another grant of the same bucket covers run[i].
+// covered reports whether another grant of the same bucket covers run[i],
+// for at least as long.
 func covered(i int, run []broker.Grant) bool {
 	g := run[i]
 	for j, o := range run {
-		if j != i && strings.HasPrefix(g.Prefix, o.Prefix) && o.Access.Covers(g.Access) {
+		if j != i && strings.HasPrefix(g.Prefix, o.Prefix) && o.Access.Covers(g.Access) && broker.Lasts(o.ExpiresAt, g.ExpiresAt) {
 			return true
 		}
 	}
@@ -285,6 +320,11 @@ func (c Compiler) version(r Result, projects []string) string {
 		for _, p := range g.Projects {
 			b = append(append(b, p...), 1)
 		}
+		// Only a bound adds to the hash: unbounded grants keep the
+		// versions they had before expiries existed.
+		if !g.ExpiresAt.IsZero() {
+			b = append(strconv.AppendInt(append(b, 2), g.ExpiresAt.Unix(), 10), 2)
+		}
 		b = append(b, '\n')
 		flush()
 	}
@@ -293,7 +333,11 @@ func (c Compiler) version(r Result, projects []string) string {
 		if !ok {
 			continue
 		}
-		b = append(append(b, p...), '\n')
+		b = append(b, p...)
+		if e, ok := r.Expires[p]; ok {
+			b = strconv.AppendInt(append(b, 2), e.Unix(), 10)
+		}
+		b = append(b, '\n')
 		for _, pl := range places {
 			b = append(appendPlace(b, pl), '\n')
 			flush()

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -321,9 +322,11 @@ func TestAloneSizeMatchesTheSizeModel(t *testing.T) {
 	for _, b := range []string{"abc", "bucket-with-a-longer-name", strings.Repeat("b", 63)} {
 		for _, p := range []string{"", "raw/", "日本/", `q"/`, strings.Repeat("p", 500) + "/"} {
 			for _, a := range []broker.Access{broker.Read, broker.Write} {
-				g := []broker.Grant{{Bucket: b, Prefix: p, Access: a}}
-				if got, want := c.aloneSize(b, p, a), c.unitOf(g, []int{0}).alone; got != want {
-					t.Errorf("aloneSize(%q, %q, %s) = %d, size model %d", b, p, a, got, want)
+				for _, e := range []time.Time{{}, time.Date(2026, 12, 31, 18, 0, 0, 0, time.UTC)} {
+					g := []broker.Grant{{Bucket: b, Prefix: p, Access: a, ExpiresAt: e}}
+					if got, want := c.aloneSize(b, p, a, expiryText(e)), c.unitOf(g, []int{0}).alone; got != want {
+						t.Errorf("aloneSize(%q, %q, %s, %v) = %d, size model %d", b, p, a, e, got, want)
+					}
 				}
 			}
 		}

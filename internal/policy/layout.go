@@ -2,6 +2,7 @@ package policy
 
 import (
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -21,6 +22,16 @@ import (
 // by buckets whose grants differ, since that would let one bucket be listed
 // under another's prefixes.
 //
+// Time-bounded grants (README "Source records", expiresAt) get the same four
+// kinds of statement once per expiry, each with the bound as a condition, so
+// every grant ending at the same instant shares them:
+//
+//	{"Effect":"Allow","Action":"s3:GetObject","Resource":[...],
+//	 "Condition":{"DateLessThan":{"aws:CurrentTime":"2026-12-31T18:00:00Z"}}}
+//	{... "Condition":{"StringLike":{"s3:prefix":[...]},"DateLessThan":{"aws:CurrentTime":"..."}}}
+//
+// Grants with no expiry come first, as they were before expiries existed.
+//
 // The packer needs the size of a set before it renders it, so sizes are
 // computed from counts (see listLen) and checked against the rendering in tests.
 const (
@@ -34,7 +45,29 @@ const (
 	condOpen   = `,"Condition":{"StringLike":{"s3:prefix":`
 	condClose  = `}}`
 	docOverLen = len(docOpen) + len(docClose)
+
+	dateOpen  = `,"Condition":{"DateLessThan":{"aws:CurrentTime":"` // a bound alone
+	dateJoin  = `},"DateLessThan":{"aws:CurrentTime":"`             // a bound after a StringLike
+	dateClose = `"}}`
 )
+
+// expiryText is an expiry as the policy writes it: UTC, to the second
+// (2026-12-31T18:00:00Z); "" for none. Callers truncate, never round up.
+func expiryText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// dateLens are what a bound until expiry ("" for none) adds to a statement
+// with no other condition (over) and to a prefix-listing one (extra).
+func dateLens(expiry string) (over, extra int) {
+	if expiry == "" {
+		return 0, 0
+	}
+	return len(dateOpen) + len(expiry) + len(dateClose), len(dateJoin) + len(expiry) + len(dateClose) - len(condClose)
+}
 
 // list is a JSON string list as a policy writes it: a bare string when it has
 // one element, an array otherwise. n is the element count and sum the total

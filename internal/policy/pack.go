@@ -16,13 +16,22 @@ var (
 	condOver  = len(condOpen) + len(condClose)
 )
 
-// unit is what the packer places: the grants of one bucket (or, for a bucket
-// too large for one policy, a chunk of them). Keeping a bucket together lets
-// its listing statement serve all its prefixes. Units hold lengths only; the
-// strings are built once, when a set is rendered.
+// unit is what the packer places: the grants of one bucket that end at the
+// same instant, or never (or, for such grants too large for one policy, a
+// chunk of them). Keeping them together lets their listing statement serve
+// all their prefixes. Units hold lengths only; the strings are built once,
+// when a set is rendered.
 type unit struct {
 	bucket string
 	grants []int // indexes into the compiled grants
+
+	// expiry is the grants' bound as the policy writes it ("" for none);
+	// class is its index among the expiries of the compile (interned by
+	// pack; 0 for a unit sized alone). dateOver and dateExtra are what the
+	// bound adds to each statement (dateLens).
+	expiry              string
+	class               int
+	dateOver, dateExtra int
 
 	read, write list // object ARNs by access level
 	arn         list // the bucket ARN as one list element
@@ -50,7 +59,8 @@ func (c Compiler) unitOf(grants []broker.Grant, idx []int) *unit {
 // fillUnit computes u for the grants idx (the packer allocates units in
 // one slice).
 func (c Compiler) fillUnit(u *unit, grants []broker.Grant, idx []int) *unit {
-	*u = unit{bucket: grants[idx[0]].Bucket, grants: idx}
+	*u = unit{bucket: grants[idx[0]].Bucket, grants: idx, expiry: expiryText(grants[idx[0]].ExpiresAt)}
+	u.dateOver, u.dateExtra = dateLens(u.expiry)
 	arnLen := c.arnPrefixLen() + len(u.bucket) // bucket names need no escaping
 	u.arn = list{1, arnLen + 2}
 	var prefixes []string
@@ -89,12 +99,15 @@ func (c Compiler) fillUnit(u *unit, grants []broker.Grant, idx []int) *unit {
 // packSet is one policy being filled, kept as counts so that the size of
 // adding a unit costs O(1).
 type packSet struct {
-	read, write, whole list
-	groups             []list // prefix-listing resources by unit group
-	body, stmts        int
-	chunked            map[string]bool // buckets with a chunk in this set
-	units              []*unit
+	classes     []classLists // by unit class (expiry)
+	groups      []list       // prefix-listing resources by unit group
+	body, stmts int
+	chunked     map[string]bool // buckets with a chunk in this set
+	units       []*unit
 }
+
+// classLists are the resources of the statements of one expiry class.
+type classLists struct{ read, write, whole list }
 
 // stmtDelta is what adding inc to a statement's resource list cur costs.
 func stmtDelta(cur, inc list, over int) (body, stmts int) {
@@ -110,24 +123,32 @@ func stmtDelta(cur, inc list, over int) (body, stmts int) {
 
 func (s *packSet) apply(u *unit, commit bool) int {
 	body, stmts := s.body, s.stmts
-	db, ds := stmtDelta(s.read, u.read, readOver)
+	var cls classLists
+	if u.class < len(s.classes) {
+		cls = s.classes[u.class]
+	}
+	db, ds := stmtDelta(cls.read, u.read, readOver+u.dateOver)
 	body, stmts = body+db, stmts+ds
-	db, ds = stmtDelta(s.write, u.write, writeOver)
+	db, ds = stmtDelta(cls.write, u.write, writeOver+u.dateOver)
 	body, stmts = body+db, stmts+ds
 	var group list
 	if u.whole {
-		db, ds = stmtDelta(s.whole, u.arn, listOver)
+		db, ds = stmtDelta(cls.whole, u.arn, listOver+u.dateOver)
 	} else {
 		if u.group < len(s.groups) {
 			group = s.groups[u.group]
 		}
-		db, ds = stmtDelta(group, u.arn, listOver+condOver+u.condLen)
+		db, ds = stmtDelta(group, u.arn, listOver+condOver+u.condLen+u.dateExtra)
 	}
 	body, stmts = body+db, stmts+ds
 	if commit {
-		s.read, s.write = s.read.plus(u.read), s.write.plus(u.write)
+		if u.class >= len(s.classes) {
+			s.classes = append(s.classes, make([]classLists, u.class+1-len(s.classes))...)
+		}
+		c := &s.classes[u.class]
+		c.read, c.write = c.read.plus(u.read), c.write.plus(u.write)
 		if u.whole {
-			s.whole = s.whole.plus(u.arn)
+			c.whole = c.whole.plus(u.arn)
 		} else {
 			if u.group >= len(s.groups) {
 				s.groups = append(s.groups, make([]list, u.group+1-len(s.groups))...)
@@ -166,27 +187,54 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 		for end < len(grants) && grants[end].Bucket == grants[start].Bucket {
 			end++
 		}
-		idx := allIdx[start:end:end]
-		store = append(store, unit{})
-		if u := c.fillUnit(&store[len(store)-1], grants, idx); u.alone <= limit {
-			units = append(units, u)
+		place := func(idx []int) {
+			store = append(store, unit{})
+			if u := c.fillUnit(&store[len(store)-1], grants, idx); u.alone <= limit {
+				units = append(units, u)
+			} else {
+				units = append(units, c.chunks(grants, idx, limit)...)
+			}
+		}
+		if idx := allIdx[start:end:end]; oneExpiry(grants, idx) {
+			place(idx)
 		} else {
-			units = append(units, c.chunks(grants, idx, limit)...)
+			for _, idx := range byExpiry(grants, idx) {
+				place(idx)
+			}
 		}
 		start = end
 	}
-	// Intern prefix sets in order of first appearance (deterministic).
+	// Intern expiries in time order, none first (class 0, whether or not a
+	// unit has none), and prefix sets (with their expiry: a bound is part
+	// of the statement) in order of first appearance: both deterministic.
+	classKeys := []string{""}
+	for _, u := range units {
+		if u.expiry != "" {
+			classKeys = append(classKeys, u.expiry)
+		}
+	}
+	if len(classKeys) > 1 {
+		slices.Sort(classKeys)
+		classKeys = slices.Compact(classKeys)
+	}
 	groupOf := map[string]int{}
 	var groupKeys []string
 	for _, u := range units {
+		if u.expiry != "" {
+			u.class, _ = slices.BinarySearch(classKeys, u.expiry)
+		}
 		if u.whole {
 			continue
 		}
-		g, ok := groupOf[u.condKey]
+		key := u.condKey
+		if u.expiry != "" {
+			key = u.expiry + "\x01" + u.condKey
+		}
+		g, ok := groupOf[key]
 		if !ok {
 			g = len(groupKeys)
-			groupOf[u.condKey] = g
-			groupKeys = append(groupKeys, u.condKey)
+			groupOf[key] = g
+			groupKeys = append(groupKeys, key)
 		}
 		u.group = g
 	}
@@ -206,13 +254,39 @@ func (c Compiler) pack(grants []broker.Grant) ([]broker.PolicySet, error) {
 	}
 	out := make([]broker.PolicySet, len(sets))
 	for i, s := range sets {
-		ps := c.render(s, grants, groupKeys)
+		ps := c.render(s, grants, classKeys, groupKeys)
 		if want := docOverLen + s.body + max(s.stmts-1, 0); len(ps.Policy) != want || want > limit {
 			return nil, broker.Errorf(broker.Internal, "compile policy", "set %d renders %d bytes, size model says %d (limit %d)", i, len(ps.Policy), want, limit)
 		}
 		out[i] = ps
 	}
 	return out, nil
+}
+
+// oneExpiry reports whether the grants idx all end at the same instant,
+// or never (the common case, which byExpiry need not split).
+func oneExpiry(grants []broker.Grant, idx []int) bool {
+	first := grants[idx[0]].ExpiresAt
+	return !slices.ContainsFunc(idx, func(i int) bool { return !grants[i].ExpiresAt.Equal(first) })
+}
+
+// byExpiry splits the indexes of one bucket's grants by expiry, in time
+// order (none first).
+func byExpiry(grants []broker.Grant, idx []int) [][]int {
+	sorted := slices.Clone(idx)
+	slices.SortStableFunc(sorted, func(a, b int) int {
+		return cmp.Compare(expiryText(grants[a].ExpiresAt), expiryText(grants[b].ExpiresAt))
+	})
+	var out [][]int
+	for start := 0; start < len(sorted); {
+		end := start + 1
+		for end < len(sorted) && grants[sorted[end]].ExpiresAt.Equal(grants[sorted[start]].ExpiresAt) {
+			end++
+		}
+		out = append(out, sorted[start:end:end])
+		start = end
+	}
+	return out
 }
 
 // chunks splits the grants of one bucket that do not fit in one policy into
@@ -239,7 +313,7 @@ func (c Compiler) chunks(grants []broker.Grant, idx []int, limit int) []*unit {
 // grants (bucket, prefix, access) and prefix-listing statements the order
 // of their prefix sets, so equal sets render equal bytes; ARNs are written
 // straight into the policy, never built as strings.
-func (c Compiler) render(s *packSet, grants []broker.Grant, groupKeys []string) broker.PolicySet {
+func (c Compiler) render(s *packSet, grants []broker.Grant, classKeys, groupKeys []string) broker.PolicySet {
 	idx := make([]int, 0, 8)
 	for _, u := range s.units {
 		idx = append(idx, u.grants...)
@@ -251,25 +325,31 @@ func (c Compiler) render(s *packSet, grants []broker.Grant, groupKeys []string) 
 	w := &policyWriter{arnPrefix: "arn:" + c.partition() + ":s3:::"}
 	w.b.Grow(docOverLen + s.body + s.stmts)
 	w.b.WriteString(docOpen)
-	for _, level := range []struct {
-		head   string
-		access broker.Access
-	}{{readOpen, broker.Read}, {writeOpen, broker.Write}} {
+	for class, cl := range s.classes {
+		if cl == (classLists{}) {
+			continue
+		}
+		expiry := classKeys[class]
+		for _, level := range []struct {
+			head   string
+			access broker.Access
+		}{{readOpen, broker.Read}, {writeOpen, broker.Write}} {
+			refs := w.refs[:0]
+			for _, i := range idx {
+				if grants[i].Access == level.access && expiryText(grants[i].ExpiresAt) == expiry {
+					refs = append(refs, resource{bucket: grants[i].Bucket, prefix: grants[i].Prefix, object: true})
+				}
+			}
+			w.statement(level.head, refs, nil, expiry)
+		}
 		refs := w.refs[:0]
-		for _, i := range idx {
-			if grants[i].Access == level.access {
-				refs = append(refs, resource{bucket: grants[i].Bucket, prefix: grants[i].Prefix, object: true})
+		for _, u := range units {
+			if u.whole && u.class == class {
+				refs = append(refs, resource{bucket: u.bucket})
 			}
 		}
-		w.statement(level.head, refs, nil)
+		w.statement(listOpen, refs, nil, expiry)
 	}
-	refs := w.refs[:0]
-	for _, u := range units {
-		if u.whole {
-			refs = append(refs, resource{bucket: u.bucket})
-		}
-	}
-	w.statement(listOpen, refs, nil)
 
 	var groups []int
 	for g, l := range s.groups {
@@ -285,7 +365,13 @@ func (c Compiler) render(s *packSet, grants []broker.Grant, groupKeys []string) 
 				refs = append(refs, resource{bucket: u.bucket})
 			}
 		}
-		w.statement(listOpen, refs, strings.Split(groupKeys[g], "\x00"))
+		// Prefixes hold no control character (validation): a key with
+		// "\x01" is a bounded group's.
+		expiry, prefixes, bounded := strings.Cut(groupKeys[g], "\x01")
+		if !bounded {
+			expiry, prefixes = "", groupKeys[g]
+		}
+		w.statement(listOpen, refs, strings.Split(prefixes, "\x00"), expiry)
 	}
 	w.b.WriteString(docClose)
 	return broker.PolicySet{Policy: w.b.String(), Grants: idx}
@@ -307,9 +393,10 @@ type policyWriter struct {
 }
 
 // statement writes one statement of refs, if there are any, with a
-// condition on the listed prefixes when prefixes is not nil. A list of one
-// is written as a bare string, as the size model counts it.
-func (w *policyWriter) statement(head string, refs []resource, prefixes []string) {
+// condition on the listed prefixes when prefixes is not nil and one on
+// aws:CurrentTime when expiry is not "". A list of one is written as a bare
+// string, as the size model counts it.
+func (w *policyWriter) statement(head string, refs []resource, prefixes []string, expiry string) {
 	w.refs = refs
 	if len(refs) == 0 {
 		return
@@ -328,13 +415,24 @@ func (w *policyWriter) statement(head string, refs []resource, prefixes []string
 			w.b.WriteByte('*')
 		}
 	})
-	if prefixes != nil {
+	switch {
+	case prefixes != nil:
 		w.b.WriteString(condOpen)
 		w.list(len(prefixes), func(i int) {
 			writeEscaped(&w.b, prefixes[i])
 			w.b.WriteByte('*')
 		})
-		w.b.WriteString(condClose)
+		if expiry == "" {
+			w.b.WriteString(condClose)
+			break
+		}
+		w.b.WriteString(dateJoin)
+		w.b.WriteString(expiry)
+		w.b.WriteString(dateClose)
+	case expiry != "":
+		w.b.WriteString(dateOpen)
+		w.b.WriteString(expiry)
+		w.b.WriteString(dateClose)
 	}
 	w.b.WriteString(stmtClose)
 }

@@ -123,23 +123,7 @@ func TestPropertyPoliciesAllowExactlyTheGrants(t *testing.T) {
 		in := inputGen().Draw(t, "input")
 		limit := rapid.SampledFrom([]int{MaxPolicyBytes, 700, 450}).Draw(t, "limit")
 		res, err := Compiler{MaxBytes: limit}.Compile(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.Rejected) > 0 {
-			t.Fatalf("valid input rejected: %+v", res.Rejected)
-		}
-		var parsed []iameval.Policy
-		for i, s := range res.Sets {
-			if len(s.Policy) > limit {
-				t.Fatalf("set %d: %d bytes > %d", i, len(s.Policy), limit)
-			}
-			p, err := iameval.Parse(s.Policy)
-			if err != nil {
-				t.Fatalf("set %d does not parse: %v\n%s", i, err, s.Policy)
-			}
-			parsed = append(parsed, p)
-		}
+		parsed := parseSets(t, res, err, limit)
 		raw := flatten(in)
 		for _, req := range probes(raw) {
 			want := allowedByGrants(raw, req)
@@ -209,4 +193,26 @@ func TestSizeModelMatchesRendering(t *testing.T) {
 			t.Fatalf("input %d: %v", i, err)
 		}
 	}
+}
+
+// parseSets parses the sets of a compile of valid input, each within limit.
+func parseSets(t *rapid.T, res Result, err error, limit int) []iameval.Policy {
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Rejected) > 0 {
+		t.Fatalf("valid input rejected: %+v", res.Rejected)
+	}
+	var parsed []iameval.Policy
+	for i, s := range res.Sets {
+		if len(s.Policy) > limit {
+			t.Fatalf("set %d: %d bytes > %d", i, len(s.Policy), limit)
+		}
+		p, err := iameval.Parse(s.Policy)
+		if err != nil {
+			t.Fatalf("set %d does not parse: %v\n%s", i, err, s.Policy)
+		}
+		parsed = append(parsed, p)
+	}
+	return parsed
 }

@@ -51,7 +51,7 @@ func lambdaItem(m map[string]events.DynamoDBAttributeValue) broker.SourceItem {
 		}
 		return ""
 	}
-	return broker.SourceItem{PK: s("pk"), SK: s("sk"), Role: lambdaAttr(m, "role"), Prefix: lambdaAttr(m, "prefix")}
+	return broker.SourceItem{PK: s("pk"), SK: s("sk"), Role: lambdaAttr(m, "role"), Prefix: lambdaAttr(m, "prefix"), ExpiresAt: lambdaAttr(m, "expiresAt")}
 }
 
 var lambdaTypes = map[events.DynamoDBDataType]string{

@@ -14,6 +14,8 @@ type Config struct {
 	Partition       string
 	Concurrency     int
 	LogLevel        slog.Level
+	// Expiry is where membership expiry timers are armed.
+	Expiry envconf.Expiry
 }
 
 // ConfigFromEnv reads the configuration and reports every problem at once.
@@ -26,6 +28,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Partition:       r.String("ARN_PARTITION", "aws"),
 		Concurrency:     r.Int("FANOUT_CONCURRENCY", 16, 1, 256),
 		LogLevel:        r.LogLevel(),
+		Expiry:          r.Expiry(),
 	}
 	return c, r.Err("projector")
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/emf"
 )
 
@@ -30,6 +31,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (events.D
 		requestID = lc.AwsRequestID
 	}
 	p.Logger = p.logger().With("requestId", requestID)
+	if at, ok := decodeExpiry(payload); ok {
+		return events.DynamoDBEventResponse{}, h.expire(ctx, &p, at)
+	}
 	changes, err := DecodeEvent(payload)
 	if err != nil {
 		p.Logger.Error("payload is not a DynamoDB event", "err", err, "bytes", len(payload))
@@ -52,4 +56,30 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (events.D
 		emf.Metric{Name: "BatchDuration", Unit: emf.Milliseconds, Value: float64(time.Since(start).Milliseconds())},
 	)
 	return resp, nil
+}
+
+// decodeExpiry reports whether payload is an expiry timer's.
+func decodeExpiry(payload json.RawMessage) (broker.ExpiryEvent, bool) {
+	var x broker.ExpiryPayload
+	if json.Unmarshal(payload, &x) != nil || x.Expiry == nil {
+		return broker.ExpiryEvent{}, false
+	}
+	return *x.Expiry, true
+}
+
+// expire runs one expiry timer's recompute. An error makes the scheduler
+// retry the invocation (its retry policy), and the recompute is idempotent.
+func (h *Handler) expire(ctx context.Context, p *Projector, ev broker.ExpiryEvent) error {
+	start := time.Now()
+	changed, err := p.Expire(ctx, ev.UserID, ev.At)
+	lag := p.now().Sub(ev.At)
+	if err != nil {
+		p.logger().Error("expiry recompute failed", "userId", ev.UserID, "expiresAt", ev.At, "err", err)
+		return err
+	}
+	p.logger().Info("expiry recomputed", "userId", ev.UserID, "expiresAt", ev.At, "changed", changed,
+		"lagMs", lag.Milliseconds(), "ms", time.Since(start).Milliseconds())
+	_ = h.Metrics.Write(map[string]string{"Function": "projector"}, nil,
+		emf.Metric{Name: "ExpiryLag", Unit: emf.Milliseconds, Value: float64(lag.Milliseconds())})
+	return nil
 }

@@ -44,9 +44,12 @@ type Projector struct {
 	Index       broker.MemberIndex
 	Checkpoints broker.Checkpoints
 	Auditor     broker.Auditor
-	Compiler    policy.Compiler
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// Expiries, when set, is armed with each user's next membership
+	// expiry, so that the item is recomputed when it comes.
+	Expiries broker.ExpiryTimer
+	Compiler policy.Compiler
+	Logger   *slog.Logger
+	Now      func() time.Time
 
 	// Concurrency bounds parallel recomputes (default 16).
 	Concurrency int

@@ -81,7 +81,7 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 			return false, err
 		}
 	}
-	memberships, err := p.readMemberships(ctx, userID)
+	memberships, err := p.readMemberships(ctx, userID, p.now())
 	if err != nil {
 		return false, err
 	}
@@ -102,6 +102,11 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 	if err != nil {
 		return false, err
 	}
+	// Armed on every recompute, changed or not: a failure here hands the
+	// change back, and its redelivery, which changes nothing, arms again.
+	if err := p.armExpiry(ctx, userID, next); err != nil {
+		return changed, err
+	}
 	// Entries of projects the user has left go only now that the item
 	// without them is the newest: until then a fan-out must still find the
 	// user, whose current item may hold those projects' grants.
@@ -119,53 +124,110 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 	return changed, nil
 }
 
+// armExpiry arms the expiry timer with the user's next membership expiry,
+// if any.
+func (p *Projector) armExpiry(ctx context.Context, userID string, next broker.UserPolicy) error {
+	if p.Expiries == nil {
+		return nil
+	}
+	at := next.NextExpiry(p.now())
+	if at.IsZero() {
+		return nil
+	}
+	if err := p.Expiries.Arm(ctx, userID, at); err != nil {
+		return broker.Wrap(broker.Transient, "arm the expiry timer", err)
+	}
+	return nil
+}
+
+// maxEarly bounds how long Expire waits for its expiry on the projector's
+// clock: a timer fires at its instant by its own clock, which may run a
+// little ahead of this one. One further off was armed for another instant.
+const maxEarly = 10 * time.Second
+
+// Expire is what a timer armed by a recompute runs when the expiry at of
+// one of the user's memberships comes: a recompute with the expiry as its
+// cause, once the projector's clock has passed at (the membership grants
+// until then, so a recompute before would change nothing). Duplicate and
+// stale firings recompute to the same item and write nothing.
+func (p *Projector) Expire(ctx context.Context, userID string, at time.Time) (bool, error) {
+	if err := broker.ValidateUserID(userID); err != nil {
+		return false, err
+	}
+	if wait := at.Sub(p.now()); wait > maxEarly {
+		return false, broker.Errorf(broker.Invalid, "expire", "expiry %s is %s ahead of the projector's clock", at.UTC().Format(time.RFC3339), wait.Round(time.Second))
+	} else if wait > 0 {
+		if err := backoff.Sleep(ctx, wait+time.Millisecond); err != nil {
+			return false, broker.Wrap(broker.Transient, "expire", err)
+		}
+	}
+	return p.Recompute(ctx, userID, Hint{}, []string{broker.ExpiryCause(at)})
+}
+
 // Compute reads the user's memberships and buckets and compiles them,
 // writing nothing: the policy item the user should have now. Verify
 // compares the table with it.
 func (p *Projector) Compute(ctx context.Context, userID string) (broker.UserPolicy, error) {
-	memberships, err := p.readMemberships(ctx, userID)
+	return p.ComputeAt(ctx, userID, p.now())
+}
+
+// ComputeAt is Compute with the memberships that were live at an instant
+// (their expiries judged at it; the records as they are now): verify asks
+// what the item held just before an expiry whose recompute is pending.
+func (p *Projector) ComputeAt(ctx context.Context, userID string, at time.Time) (broker.UserPolicy, error) {
+	memberships, err := p.readMemberships(ctx, userID, at)
 	if err != nil {
 		return broker.UserPolicy{}, err
 	}
 	return p.compile(ctx, userID, memberships)
 }
 
-// readMemberships returns the user's valid memberships by project.
-func (p *Projector) readMemberships(ctx context.Context, userID string) (map[string]broker.Access, error) {
+// readMemberships returns the user's valid memberships by project that
+// still grant something at now (the projector's clock): one whose expiry
+// has passed counts as none, for the index as for the grants.
+func (p *Projector) readMemberships(ctx context.Context, userID string, now time.Time) (map[string]broker.Membership, error) {
 	items, err := p.Source.UserMemberships(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
-	memberships := map[string]broker.Access{}
+	memberships := map[string]broker.Membership{}
 	for _, it := range items {
 		parsed, err := it.Parse()
 		if err != nil || parsed.Kind != broker.MembershipRecord || parsed.Membership.UserID != userID {
 			continue // rejected when its own change was projected
 		}
-		memberships[parsed.Membership.ProjectID] = parsed.Membership.Access
+		if parsed.Membership.LiveAt(now) {
+			memberships[parsed.Membership.ProjectID] = parsed.Membership
+		}
 	}
 	return memberships, nil
 }
 
 // compile reads the buckets of the user's projects and compiles the policy.
-func (p *Projector) compile(ctx context.Context, userID string, memberships map[string]broker.Access) (broker.UserPolicy, error) {
+func (p *Projector) compile(ctx context.Context, userID string, memberships map[string]broker.Membership) (broker.UserPolicy, error) {
 	byProject, err := p.readBuckets(ctx, memberships)
 	if err != nil {
 		return broker.UserPolicy{}, err
 	}
-	res, err := p.Compiler.Compile(byProject)
+	expires := map[string]time.Time{}
+	for project, m := range memberships {
+		if !m.ExpiresAt.IsZero() {
+			expires[project] = m.ExpiresAt
+		}
+	}
+	res, err := p.Compiler.CompileBounded(byProject, expires)
 	if err != nil {
 		return broker.UserPolicy{}, err
 	}
 	for _, r := range res.Rejected {
 		p.logger().Warn("grant not compiled", "userId", userID, "project", r.Project, "bucket", r.Place.Bucket, "reason", r.Reason)
 	}
-	return broker.UserPolicy{UserID: userID, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, UpdatedAt: p.now()}, nil
+	return broker.UserPolicy{UserID: userID, Version: res.Version, Grants: res.Grants, Sets: res.Sets, ByProject: res.ByProject, Expires: res.Expires, UpdatedAt: p.now()}, nil
 }
 
 // pruneIndex removes, each on the token read before the memberships were,
 // the entries of touched or pruned projects the user is not a member of.
-func (p *Projector) pruneIndex(ctx context.Context, userID string, touched []string, tokens, prune map[string]int64, memberships map[string]broker.Access) error {
+func (p *Projector) pruneIndex(ctx context.Context, userID string, touched []string, tokens, prune map[string]int64, memberships map[string]broker.Membership) error {
 	remove := map[string]int64{}
 	for _, project := range touched {
 		if tok, ok := tokens[project]; ok {
@@ -185,12 +247,13 @@ func (p *Projector) pruneIndex(ctx context.Context, userID string, touched []str
 }
 
 // readBuckets reads each project's buckets, a few projects at a time.
-func (p *Projector) readBuckets(ctx context.Context, memberships map[string]broker.Access) (map[string][]broker.Place, error) {
+func (p *Projector) readBuckets(ctx context.Context, memberships map[string]broker.Membership) (map[string][]broker.Place, error) {
 	var mu sync.Mutex
 	out := make(map[string][]broker.Place, len(memberships))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for project, access := range memberships {
+	for project, m := range memberships {
+		access := m.Access
 		g.Go(func() error {
 			items, err := p.Source.ProjectBuckets(gctx, project)
 			if err != nil {
@@ -323,9 +386,14 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 // the previous one: the sessions minted from the old item stop working,
 // and those the endpoint mints from the new one carry the new cutoff's tag,
 // which the deny spares (README "Revocation").
+//
+// A grant of the claimed item whose expiry has passed is no loss: the
+// credentials issued with it stopped reaching it at the expiry (the
+// session policy's aws:CurrentTime bound), so reaching an expiry revokes
+// nothing, while giving a grant an expiry or an earlier one does.
 func (p *Projector) cutoff(claim broker.Claim, next broker.UserPolicy) (revokedBefore, started time.Time) {
 	prev := claim.Prev.RevokedBefore
-	if claim.Corrupt == "" && !broker.Narrows(claim.Prev.Grants, next.Grants) {
+	if claim.Corrupt == "" && !broker.Narrows(broker.LiveGrants(claim.Prev.Grants, p.now()), next.Grants) {
 		return prev, time.Time{}
 	}
 	started = time.Now()
@@ -427,25 +495,36 @@ func eventBytes(d broker.PolicyChangedDetail) int {
 	return len(b)
 }
 
-// diff returns the grants of next whose place is not in prev, and the
-// reverse.
+// diff returns the grants of next whose place and expiry are not in prev,
+// and the reverse: a grant whose expiry changed is removed with the old
+// one and added with the new.
 func diff(prev, next []broker.Grant) (added, removed []broker.Grant) {
-	in := func(gs []broker.Grant) map[broker.Place]bool {
-		m := make(map[broker.Place]bool, len(gs))
+	type key struct {
+		broker.Place
+		expiry int64 // Unix seconds; 0 for none
+	}
+	keyOf := func(g broker.Grant) key {
+		if g.ExpiresAt.IsZero() {
+			return key{Place: g.Place()}
+		}
+		return key{g.Place(), g.ExpiresAt.Unix()}
+	}
+	in := func(gs []broker.Grant) map[key]bool {
+		m := make(map[key]bool, len(gs))
 		for _, g := range gs {
-			m[g.Place()] = true
+			m[keyOf(g)] = true
 		}
 		return m
 	}
 	old, cur := in(prev), in(next)
 	added, removed = []broker.Grant{}, []broker.Grant{}
 	for _, g := range next {
-		if !old[g.Place()] {
+		if !old[keyOf(g)] {
 			added = append(added, g)
 		}
 	}
 	for _, g := range prev {
-		if !cur[g.Place()] {
+		if !cur[keyOf(g)] {
 			removed = append(removed, g)
 		}
 	}

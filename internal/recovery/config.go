@@ -21,6 +21,9 @@ type Config struct {
 	// stack uses the SDK's usual configuration.
 	Region   string
 	Endpoint string
+	// Expiry is where the recomputes of a rebuild or a replay arm the
+	// membership expiry timers (the projector's).
+	Expiry envconf.Expiry
 }
 
 // ConfigFromEnv reads the function's environment (template.yaml,
@@ -34,6 +37,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		AuditBusName:    r.Required("AUDIT_BUS_NAME"),
 		Partition:       r.String("ARN_PARTITION", "aws"),
 		LogLevel:        r.LogLevel(),
+		Expiry:          r.Expiry(),
 	}
 	return c, r.Err("replay")
 }

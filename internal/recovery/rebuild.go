@@ -60,6 +60,8 @@ type Recomputer interface {
 	Recompute(ctx context.Context, userID string, h projector.Hint, causes []string) (bool, error)
 	// Compute returns the policy the user should have now, writing nothing.
 	Compute(ctx context.Context, userID string) (broker.UserPolicy, error)
+	// ComputeAt is Compute with membership expiries judged at an instant.
+	ComputeAt(ctx context.Context, userID string, at time.Time) (broker.UserPolicy, error)
 	// Validate applies the source-record rules as the projector does; an
 	// invalid item grants nothing (README "Source records").
 	Validate(it broker.SourceItem) (broker.ParsedItem, error)

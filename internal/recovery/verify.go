@@ -258,9 +258,40 @@ func (v *verifier) compare(ctx context.Context, user string) (Kind, error) {
 	case want.Empty():
 		return Extra, nil
 	case !want.SameContent(have):
+		pending, err := v.expiryPending(ctx, user, have)
+		if err != nil || pending {
+			return "", err
+		}
 		return Different, nil
 	}
 	return "", nil
+}
+
+// ExpiryGrace is how long after a membership expiry verify takes an item
+// that still holds what the membership granted as its recompute pending,
+// not drift: the expiry timer's bound on AWS (60 s) with room to spare.
+const ExpiryGrace = 2 * time.Minute
+
+// expiryPending reports whether have is what the user should have had just
+// before an expiry of the last ExpiryGrace: the item differs only by the
+// recompute that expiry's timer is on its way to run. The grants it still
+// lists reach nothing, the session policies stopped them at the expiry.
+func (v *verifier) expiryPending(ctx context.Context, user string, have broker.UserPolicy) (bool, error) {
+	now := v.s.now()
+	for _, e := range have.Expires {
+		if e.After(now) || now.Sub(e) > ExpiryGrace {
+			continue
+		}
+		then, err := v.s.Projector.ComputeAt(ctx, user, e.Add(-time.Millisecond))
+		if err != nil {
+			return false, err
+		}
+		if then.SameContent(have) {
+			v.log.Info("expiry recompute pending, not drift", "userId", user, "expiresAt", e)
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // undecodable reports whether err is a policy item failing to decode (see

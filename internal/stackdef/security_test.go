@@ -150,6 +150,16 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			rule: "the credentials function reads only users' items and the fallback's cutoff",
 		},
 		{
+			name: "passing the expiry scheduler's role to any service is rejected",
+			old:  "                    iam:PassedToService: scheduler.amazonaws.com\n", new: "                    iam:PassedToService: [scheduler.amazonaws.com, lambda.amazonaws.com]\n",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
+			name: "passing the base role is rejected",
+			old:  "                Action: iam:PassRole\n                Resource: !GetAtt ExpirySchedulerRole.Arn\n", new: "                Action: iam:PassRole\n                Resource: [!GetAtt ExpirySchedulerRole.Arn, !GetAtt BaseRole.Arn]\n",
+			rule: "only the revoker may write the base role's policies, and nothing else in IAM",
+		},
+		{
 			name: "s3:* on the base role is rejected",
 			old:  "              - s3:GetObject\n", new: "              - s3:*\n",
 			rule: "base role allows only the contract S3 actions",
@@ -836,6 +846,9 @@ func checkOnlyCredentialsAssumes(t *stackdef.Template) []string {
 // may touch IAM: the base role's inline policies, which the boundary keeps
 // within the ceiling (checkBaseRoleBoundary), and the deny list's managed
 // pages, which it may create, version, and attach to the base role only.
+// The one other IAM call: the functions that arm membership expiry timers
+// pass the expiry scheduler's role, to the scheduler only
+// (checkExpiryPassRole).
 func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
 	onRole := []string{"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies"}
 	onPages := []string{"iam:CreatePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicyVersion", "iam:ListPolicyVersions", "iam:GetPolicy", "iam:GetPolicyVersion"}
@@ -847,6 +860,10 @@ func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
 		}
 		for _, a := range s.actions() {
 			if !strings.HasPrefix(strings.ToLower(a), "iam:") {
+				continue
+			}
+			if strings.EqualFold(a, "iam:PassRole") {
+				problems = append(problems, checkExpiryPassRole(s)...)
 				continue
 			}
 			want := getAtt("BaseRole", "Arn")
@@ -872,6 +889,29 @@ func checkOnlyRevokerWritesIAM(t *stackdef.Template) []string {
 				}
 			}
 		}
+	}
+	return problems
+}
+
+// expiryArmers are the roles that arm membership expiry timers.
+var expiryArmers = []string{"ProjectorFunctionRole", "ReplayFunctionRole"}
+
+// checkExpiryPassRole allows a PassRole statement only as the expiry
+// timers need it: by a role that arms them, of the expiry scheduler's role
+// alone (which may only invoke the projector), to the scheduler alone.
+func checkExpiryPassRole(s statement) []string {
+	var problems []string
+	if !slices.Contains(expiryArmers, s.role) {
+		problems = append(problems, fmt.Sprintf("%s: iam:PassRole granted to %q; only %v may pass a role", s, s.role, expiryArmers))
+	}
+	for _, res := range s.resources() {
+		if !cmp.Equal(res, getAtt("ExpirySchedulerRole", "Arn")) {
+			problems = append(problems, fmt.Sprintf("%s: iam:PassRole on %v, want only ExpirySchedulerRole", s, res))
+		}
+	}
+	cond := mapOf(mapOf(s.m["Condition"])["StringEquals"])
+	if svc := strs(cond["iam:PassedToService"]); !slices.Equal(svc, []string{"scheduler.amazonaws.com"}) {
+		problems = append(problems, fmt.Sprintf("%s: iam:PassRole to %v, want only scheduler.amazonaws.com", s, svc))
 	}
 	return problems
 }

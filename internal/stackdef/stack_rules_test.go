@@ -51,6 +51,9 @@ func checkStarOnlyActions(t *stackdef.Template) []string {
 	return problems
 }
 
+// expirySchedules are the schedules of the expiry timers' group.
+var expirySchedules = map[string]any{"Fn::Sub": "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/${ExpiryScheduleGroup}/*"}
+
 // Calls the code makes with each role, and on what. A missing one fails at
 // run time (or, like DescribeTable for the replay's progress, silently
 // degrades).
@@ -98,6 +101,14 @@ var requiredPermissions = []struct {
 	{"RevokerFunctionRole", "events:PutEvents", getAtt("AuditBus", "Arn")},
 	{"RevokerFunctionRole", "sqs:SendMessage", getAtt("RevokerDLQ", "Arn")},
 	{"SchedulerRole", "sqs:SendMessage", getAtt("VerifyScheduleDLQ", "Arn")},
+	// membership expiry timers (ebscheduler): armed by the projector and by
+	// a rebuild's or replay's recomputes, fired into the projector.
+	{"ProjectorFunctionRole", "iam:PassRole", getAtt("ExpirySchedulerRole", "Arn")},
+	{"ProjectorFunctionRole", "scheduler:CreateSchedule", expirySchedules},
+	{"ReplayFunctionRole", "scheduler:CreateSchedule", expirySchedules},
+	{"ReplayFunctionRole", "iam:PassRole", getAtt("ExpirySchedulerRole", "Arn")},
+	{"ExpirySchedulerRole", "lambda:InvokeFunction", getAtt("ProjectorFunction", "Arn")},
+	{"ExpirySchedulerRole", "sqs:SendMessage", getAtt("ProjectorDLQ", "Arn")},
 }
 
 // revocationPages are the deny list's managed policies (iamrole).

@@ -13,14 +13,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/scheduler"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/ebaudit"
+	"github.com/credbroker/credbroker/internal/ebscheduler"
 	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/policy"
@@ -38,11 +42,22 @@ func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metric
 			Source: store, Store: store, Index: store, Checkpoints: store,
 			Auditor:     ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
 			Compiler:    policy.Compiler{Partition: cfg.Partition},
+			Expiries:    expiryTimer(cfg.Expiry, awsCfg),
 			Logger:      log,
 			Concurrency: cfg.Concurrency,
 		},
 		Metrics: &emf.Writer{W: metrics},
 	}
+}
+
+// expiryTimer is the EventBridge Scheduler timer of e, or nil when e
+// names no schedule group (the local stack arms its own timers).
+func expiryTimer(e envconf.Expiry, awsCfg aws.Config) broker.ExpiryTimer {
+	if e.Group == "" {
+		return nil
+	}
+	return &ebscheduler.Timer{Client: scheduler.NewFromConfig(awsCfg), Group: e.Group, RoleARN: e.RoleARN,
+		TargetARN: e.TargetARN, DeadLetterARN: e.DeadLetterARN}
 }
 
 // Endpoint is the credential endpoint's service and the queue of audit
@@ -100,6 +115,7 @@ func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery
 	proj := &projector.Projector{
 		Source: store, Store: store, Index: store, Checkpoints: store,
 		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
+		Expiries: expiryTimer(cfg.Expiry, awsCfg),
 	}
 	return &recovery.Service{
 		Memberships: store, Policies: store, Store: store, Projector: proj,

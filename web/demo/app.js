@@ -9,6 +9,7 @@ import {
   CredentialBroker,
   NoAccessError,
   ReadOnlyError,
+  expiresIn,
   isAccessDenied,
 } from '../src/index.js';
 
@@ -163,11 +164,19 @@ async function showGrants() {
             'data-prefix': g.prefix,
             'data-access': g.access,
             'data-set': String(g.setIndex),
+            'data-expires-at': g.expiresAt ? g.expiresAt.toISOString() : '',
           },
           h('td', {}, h('code', {}, g.bucket)),
           h('td', {}, g.prefix === '' ? 'whole bucket' : h('code', {}, g.prefix)),
           h('td', { class: g.access }, g.access === 'write' ? 'read and write' : 'read only'),
           h('td', {}, g.projects.join(', ')),
+          g.expiresAt
+            ? h(
+                'td',
+                { 'data-testid': 'grant-expiry', title: `until ${g.expiresAt.toISOString()}` },
+                expiresIn(g.expiresAt),
+              )
+            : h('td', { 'data-testid': 'grant-expiry' }, 'no end'),
           h(
             'td',
             { title: `access key ${set.accessKeyId}, expires ${set.expiration.toISOString()}` },

@@ -12,6 +12,7 @@ import { EndpointError, NoAccessError, ReadOnlyError, RoutingError } from './err
  * @property {string} prefix    "" for the whole bucket, else a folder ending in "/"
  * @property {Access} access
  * @property {string[]} projects the projects the grant comes through
+ * @property {Date} [expiresAt] when the grant ends, if every membership giving it is time-bounded
  *
  * @typedef {object} CredentialSet
  * @property {string} accessKeyId
@@ -95,7 +96,10 @@ export function parseAnswer(body) {
       if (g.access !== 'read' && g.access !== 'write')
         throw bad(`grant ${j} of set ${i} has access ${String(g.access)}`);
       const projects = Array.isArray(g.projects) ? g.projects.filter(isText) : [];
-      return /** @type {Grant} */ ({ bucket: g.bucket, prefix: folder(g.prefix), access: g.access, projects });
+      /** @type {Grant} */
+      const grant = { bucket: g.bucket, prefix: folder(g.prefix), access: g.access, projects };
+      if (g.expiresAt !== undefined) grant.expiresAt = date(g.expiresAt, `grant ${j} of set ${i} expiresAt`);
+      return grant;
     });
     return /** @type {CredentialSet} */ ({
       accessKeyId: /** @type {string} */ (s.accessKeyId),
@@ -186,4 +190,22 @@ export function route(answer, bucket, want = {}) {
   }
   const { setIndex, ...grant } = best;
   return { set: answer.credentialSets[setIndex], setIndex, grant };
+}
+
+/**
+ * Says, for people, how long a time-bounded grant has left: "expires in 2 h",
+ * "expires in 45 min", "expires in 3 d", "expires in under a minute" or
+ * "expired". Rounded down, so it never promises more time than is left.
+ * @param {Date} expiresAt
+ * @param {Date} [now]
+ */
+export function expiresIn(expiresAt, now = new Date()) {
+  const left = expiresAt.getTime() - now.getTime();
+  if (left <= 0) return 'expired';
+  const minutes = Math.floor(left / 60_000);
+  if (minutes < 1) return 'expires in under a minute';
+  if (minutes < 60) return `expires in ${minutes} min`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 48) return `expires in ${hours} h`;
+  return `expires in ${Math.floor(hours / 24)} d`;
 }

@@ -4,7 +4,7 @@
 
 export { CredentialBroker, isAccessDenied, retryAfterMs } from './broker.js';
 export { CognitoAuth, CognitoSession, decodeJwt } from './cognito.js';
-export { grantsOf, parseAnswer, route } from './answer.js';
+export { expiresIn, grantsOf, parseAnswer, route } from './answer.js';
 export {
   AuthError,
   CredbrokerError,

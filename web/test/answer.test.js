@@ -2,7 +2,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseAnswer, route } from '../src/answer.js';
+import { expiresIn, parseAnswer, route } from '../src/answer.js';
 import { EndpointError, NoAccessError, ReadOnlyError, RoutingError } from '../src/errors.js';
 import { MINUTE, answer } from './fakes.js';
 
@@ -159,6 +159,7 @@ test('parseAnswer refuses a malformed answer as a whole', () => {
     ['bad expiry', (b) => (b.credentialSets[0].expiration = 'soon')],
     ['unknown access level', (b) => (b.credentialSets[0].grants[0].access = 'admin')],
     ['grant without bucket', (b) => delete b.credentialSets[0].grants[0].bucket],
+    ['grant with an unreadable expiresAt', (b) => (b.credentialSets[0].grants[0].expiresAt = 'tomorrow')],
     ['sets not a list', (b) => (b.credentialSets = {})],
   ];
   assert.doesNotThrow(() => parseAnswer(good()));
@@ -172,4 +173,29 @@ test('parseAnswer refuses a malformed answer as a whole', () => {
     );
   }
   assert.throws(() => parseAnswer('nope'), EndpointError);
+});
+
+test("parseAnswer keeps a time-bounded grant's expiresAt as a Date, and none for the others", () => {
+  const body = answer({ sets: [{ name: 'A', expiresAt: T, grants: [{ bucket: 'b' }, { bucket: 'c' }] }] });
+  body.credentialSets[0].grants[0].expiresAt = new Date(T + 2 * 60 * MINUTE).toISOString();
+  const [bounded, open] = parseAnswer(body).credentialSets[0].grants;
+  assert.equal(bounded.expiresAt?.getTime(), T + 2 * 60 * MINUTE);
+  assert.equal(open.expiresAt, undefined);
+});
+
+test('expiresIn says how long a grant has left, rounded down', () => {
+  const now = new Date(T);
+  /** @type {Array<[number, string]>} */
+  const cases = [
+    [2 * 60 * MINUTE, 'expires in 2 h'],
+    [2 * 60 * MINUTE + 59 * MINUTE, 'expires in 2 h'],
+    [45 * MINUTE, 'expires in 45 min'],
+    [30 * 1000, 'expires in under a minute'],
+    [3 * 24 * 60 * MINUTE, 'expires in 3 d'],
+    [0, 'expired'],
+    [-MINUTE, 'expired'],
+  ];
+  for (const [left, want] of cases) {
+    assert.equal(expiresIn(new Date(T + left), now), want, `${left} ms left`);
+  }
 });

@@ -207,3 +207,39 @@ func TestNullHoldsForAnAbsentKeyOnlyWhenTrue(t *testing.T) {
 		})
 	}
 }
+
+// A statement bounded with DateLessThan on aws:CurrentTime (the compiler's
+// bound of a time-limited grant) matches strictly before the instant only,
+// whatever offset either side is written with; without the key it fails.
+func TestDateLessThanOnCurrentTime(t *testing.T) {
+	p, err := Parse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::b/*",` +
+		`"Condition":{"StringLike":{"s3:prefix":"x*"},"DateLessThan":{"aws:CurrentTime":"2026-12-31T18:00:00Z"}}}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(now string) Request {
+		ctx := map[string]string{"s3:prefix": "x"}
+		if now != "" {
+			ctx["aws:CurrentTime"] = now
+		}
+		return Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::b/k", Context: ctx}
+	}
+	for _, tt := range []struct {
+		name, now string
+		want      bool
+	}{
+		{"allowed a second before", "2026-12-31T17:59:59Z", true},
+		{"allowed before, written with an offset", "2026-12-31T18:59:59+01:00", true},
+		{"denied at the instant", "2026-12-31T18:00:00Z", false},
+		{"denied at the instant, written with an offset", "2026-12-31T13:00:00-05:00", false},
+		{"denied after", "2027-01-01T00:00:00Z", false},
+		{"denied without the time", "", false},
+		{"denied with an unreadable time", "yesterday", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := p.Allows(req(tt.now)); got != tt.want {
+				t.Errorf("Allows at %q = %v, want %v", tt.now, got, tt.want)
+			}
+		})
+	}
+}

@@ -189,7 +189,7 @@ func (s *Store) Commit(_ context.Context, c broker.Claim, p broker.UserPolicy, o
 	}
 	p.UserID = c.UserID
 	if len(p.Grants) == 0 {
-		p.Grants, p.Sets, p.ByProject = nil, nil, nil
+		p.Grants, p.Sets, p.ByProject, p.Expires = nil, nil, nil, nil
 	}
 	r.policy, r.outbox, r.written, r.checkedAt = p, slices.Clone(outbox), true, p.UpdatedAt
 	return nil

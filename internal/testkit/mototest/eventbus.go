@@ -54,18 +54,33 @@ func NewAuditBus(tb testing.TB) *AuditBus {
 func NewBusWithRule(tb testing.TB, pattern string) *AuditBus {
 	tb.Helper()
 	ctx := context.Background()
+	eb := eventbridge.NewFromConfig(Config(tb))
+	name := Name(tb, "audit")
+	bus, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(name)})
+	if err != nil {
+		tb.Fatalf("setup audit bus %s: create bus: %v", name, err)
+	}
+	tb.Cleanup(func() {
+		_, _ = eb.DeleteEventBus(ctx, &eventbridge.DeleteEventBusInput{Name: aws.String(name)})
+	})
+	return WatchBus(tb, name, aws.ToString(bus.EventBusArn), pattern)
+}
+
+// WatchBus copies the events of an existing bus (a local stack's) that
+// match pattern to a new queue, so that a test can read them back.
+func WatchBus(tb testing.TB, busName, busARN, pattern string) *AuditBus {
+	tb.Helper()
+	ctx := context.Background()
 	cfg := Config(tb)
 	eb := eventbridge.NewFromConfig(cfg)
 	sq := sqs.NewFromConfig(cfg)
-	name := Name(tb, "audit")
+	name := Name(tb, "watch")
 
 	fail := func(what string, err error) {
 		if err != nil {
-			tb.Fatalf("setup audit bus %s: %s: %v", name, what, err)
+			tb.Fatalf("setup audit bus %s: %s: %v", busName, what, err)
 		}
 	}
-	bus, err := eb.CreateEventBus(ctx, &eventbridge.CreateEventBusInput{Name: aws.String(name)})
-	fail("create bus", err)
 	q, err := sq.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	fail("create queue", err)
 	attrs, err := sq.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
@@ -77,28 +92,27 @@ func NewBusWithRule(tb testing.TB, pattern string) *AuditBus {
 	rule := name + "-to-sqs"
 	_, err = eb.PutRule(ctx, &eventbridge.PutRuleInput{
 		Name:         aws.String(rule),
-		EventBusName: aws.String(name),
+		EventBusName: aws.String(busName),
 		EventPattern: aws.String(pattern),
 	})
 	fail("put rule", err)
 	out, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{
 		Rule:         aws.String(rule),
-		EventBusName: aws.String(name),
+		EventBusName: aws.String(busName),
 		Targets:      []ebtypes.Target{{Id: aws.String("queue"), Arn: aws.String(queueARN)}},
 	})
 	fail("put targets", err)
 	if out.FailedEntryCount > 0 {
-		tb.Fatalf("setup audit bus %s: put targets: %d failed", name, out.FailedEntryCount)
+		tb.Fatalf("setup audit bus %s: put targets: %d failed", busName, out.FailedEntryCount)
 	}
 
 	tb.Cleanup(func() {
 		// Best effort: moto is per test run, so leftovers cost nothing.
-		_, _ = eb.RemoveTargets(ctx, &eventbridge.RemoveTargetsInput{Rule: aws.String(rule), EventBusName: aws.String(name), Ids: []string{"queue"}})
-		_, _ = eb.DeleteRule(ctx, &eventbridge.DeleteRuleInput{Name: aws.String(rule), EventBusName: aws.String(name)})
-		_, _ = eb.DeleteEventBus(ctx, &eventbridge.DeleteEventBusInput{Name: aws.String(name)})
+		_, _ = eb.RemoveTargets(ctx, &eventbridge.RemoveTargetsInput{Rule: aws.String(rule), EventBusName: aws.String(busName), Ids: []string{"queue"}})
+		_, _ = eb.DeleteRule(ctx, &eventbridge.DeleteRuleInput{Name: aws.String(rule), EventBusName: aws.String(busName)})
 		_, _ = sq.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: q.QueueUrl})
 	})
-	return &AuditBus{Name: name, ARN: aws.ToString(bus.EventBusArn), QueueURL: aws.ToString(q.QueueUrl), sqs: sq}
+	return &AuditBus{Name: busName, ARN: busARN, QueueURL: aws.ToString(q.QueueUrl), sqs: sq}
 }
 
 // Receive returns the next n events from the queue, long-polling until they

@@ -35,6 +35,9 @@ func Moto(t *testing.T) Harness {
 		if it.Prefix.Present {
 			item["prefix"] = str(it.Prefix.S)
 		}
+		if it.ExpiresAt.Present {
+			item["expiresAt"] = str(it.ExpiresAt.S)
+		}
 		if _, err := tables.DDB.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(tables.Membership), Item: item}); err != nil {
 			t.Fatal(err)
 		}
