@@ -334,15 +334,22 @@ func normal(l List) List {
 // puts last reads the list again and puts the newest, until what it put is
 // the newest. It returns the list now on the role.
 func (s *Service) apply(ctx context.Context, loaded, saved List, docs []string, role *roleView) (List, error) {
-	onRole := slices.Clone(role.pages)
-	known := slices.Clone(role.known)
 	if role.enforced.Generation == loaded.Generation && loaded.Generation > 0 {
 		for i, doc := range Render(loaded, len(docs)) {
-			if !known[i] {
-				onRole[i], known[i] = doc, true
+			if !role.known[i] {
+				role.pages[i], role.known[i] = doc, true
 			}
 		}
+	} else if !role.all() {
+		// Another run's pages may be half written (or this is the first
+		// run): read what is there rather than rewrite every page, which
+		// would cost a new version of each unchanged one.
+		if err := s.read(ctx, role); err != nil {
+			return List{}, err
+		}
 	}
+	onRole := slices.Clone(role.pages)
+	known := slices.Clone(role.known)
 	for range cmp.Or(s.Attempts, 8) {
 		order := append(slices.Collect(func(yield func(int) bool) {
 			for i := 1; i < len(docs); i++ {

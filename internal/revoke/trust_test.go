@@ -418,3 +418,31 @@ func TestTheRevokersEntriesOutliveTheDeployedSessions(t *testing.T) {
 		}
 	})
 }
+
+// A run writes only the pages whose document changes: on a fresh role the
+// empty managed pages are left alone, and a run that finds page 0 at
+// another generation than its list (another run still writing) reads the
+// pages rather than write a new version of each unchanged one.
+func TestUnchangedPagesAreNotWritten(t *testing.T) {
+	w := newWorld()
+	var puts []int
+	w.role.apply = func(page int, _ string) { puts = append(puts, page) }
+	if _, err := w.svc.Revoke(context.Background(), narrowing("alice", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(puts, []int{0}) {
+		t.Errorf("first revocation wrote pages %v, want [0]", puts)
+	}
+	// Page 0 lags the list (as while another run writes it).
+	if !strings.Contains(w.role.pages[0], `"Untagged1"`) {
+		t.Fatalf("setup: page 0 is not at generation 1: %s", w.role.pages[0])
+	}
+	w.role.pages[0] = strings.Replace(w.role.pages[0], `"Untagged1"`, `"Untagged0"`, 1)
+	puts = nil
+	if _, err := w.svc.Revoke(context.Background(), narrowing("bob", t0)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(puts, []int{0}) {
+		t.Errorf("a run behind another wrote pages %v, want [0]", puts)
+	}
+}
