@@ -15,7 +15,7 @@ BENCH      ?= .
 
 .PHONY: help
 help: ## List the targets.
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-12s %s\n",$$1,$$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-17s %s\n",$$1,$$2}'
 
 .PHONY: build
 build: $(FUNCTIONS:%=$(BUILD_DIR)/%.zip) $(BUILD_DIR)/credbroker ## Build one arm64 bootstrap per function, zipped for Lambda, and build/credbroker for this machine.
@@ -96,6 +96,14 @@ test-web: web/node_modules/.package-lock.json ## web/'s checks and tests: pretti
 .PHONY: bench
 bench: ## Run the benchmarks (against moto where they need AWS).
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -run='^$$' -bench='$(BENCH)' -benchmem ./...
+
+# Issue 21's organisation-scale revocation run on the local stack (the real
+# functions, the revoker fed in batches two at once): 45 narrowings one a
+# second, then a bucket removal narrowing a 200-member project; it logs the
+# times to deny and the revoker's runs and IAM writes (BENCHMARKS.md).
+.PHONY: revocation-scale
+revocation-scale: ## 45 narrowings one a second, then one narrowing 200 users, on the local stack; logs the times to deny (BENCHMARKS.md).
+	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -count=1 -v -run='^TestRevocationAtOrganisationScale$$' ./internal/localstack/
 
 .PHONY: deploy
 deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentials; not run in CI).
