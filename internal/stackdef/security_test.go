@@ -430,6 +430,11 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 			rule: "alarms notify someone and fire on new failures",
 		},
 		{
+			name: "an API without an alarm on its 4xx (429) answers is rejected",
+			old:  "              MetricName: 4xx\n", new: "              MetricName: 5xx\n",
+			rule: "alarms notify someone and fire on new failures",
+		},
+		{
 			name: "a function without throttle alarm is rejected",
 			old:  "Expression: FILL(credentials, 0) + FILL(projector, 0) + FILL(replay, 0)", new: "Expression: FILL(credentials, 0) + FILL(projector, 0)",
 			rule: "alarms notify someone and fire on new failures",

@@ -580,6 +580,10 @@ func requiredAlarms(t *stackdef.Template, stack *stackdef.Stack) []string {
 					want = append(want, "AWS/SQS NumberOfMessagesSent "+queueOf(dest))
 				}
 			}
+		case "AWS::Serverless::HttpApi":
+			// 429s from the stage's throttling count as 4xx.
+			api := "<" + r.LogicalID + ">"
+			want = append(want, "AWS/ApiGateway 4xx "+api, "AWS/ApiGateway 5xx "+api)
 		case "AWS::Scheduler::Schedule":
 			want = append(want, fmt.Sprint("AWS/Scheduler TargetErrorCount ", p["GroupName"]))
 			dlq := mapOf(mapOf(p["Target"])["DeadLetterConfig"])["Arn"]
