@@ -64,6 +64,8 @@ func parseDeployParams(args []string) (deployParams, error) {
 		}
 		var field *int
 		switch k {
+		case "ParameterKey": // the long form would hide the values from the checks
+			return p, usagef("%q: give the overrides as Key=Value", a)
 		case "CredentialsReservedConcurrency":
 			field = &p.reserved
 		case "ApiThrottlingRateLimit":

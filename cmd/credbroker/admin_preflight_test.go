@@ -126,6 +126,7 @@ func TestPreflightRefusesMalformedParameters(t *testing.T) {
 		{"CredentialsReservedConcurrency"},
 		{"CredentialsReservedConcurrency=-1"},
 		{"ApiThrottlingRateLimit=fast"},
+		{"ParameterKey=CredentialsReservedConcurrency,ParameterValue=5000"},
 	} {
 		if _, err := parseDeployParams(args); !errors.As(err, new(usageError)) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
