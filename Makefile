@@ -106,9 +106,16 @@ revocation-scale: ## 45 narrowings one a second, then one narrowing 200 users, o
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -count=1 -v -run='^TestRevocationAtOrganisationScale$$' ./internal/localstack/
 
 .PHONY: deploy
-deploy: ## sam build && sam deploy --guided (needs the SAM CLI and AWS credentials; not run in CI).
+# PARAMS are the deploy's parameter overrides (Key=Value ...): the preflight
+# checks them against the account's Lambda concurrency first, then the guided
+# deploy offers them as its answers. CREDENTIALS_FUNCTION (the
+# CredentialsFunctionName output) gives a redeploy's reservation back.
+PARAMS               ?=
+CREDENTIALS_FUNCTION ?=
+deploy: ## credbroker admin preflight, then sam build && sam deploy --guided (PARAMS='Key=Value ...'; needs the SAM CLI and AWS credentials; not run in CI).
 	@command -v sam >/dev/null || { echo "the SAM CLI is not installed: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html"; exit 1; }
-	sam build && sam deploy --guided
+	$(GO) run ./cmd/credbroker admin preflight $(if $(CREDENTIALS_FUNCTION),--credentials-function '$(CREDENTIALS_FUNCTION)') $(PARAMS)
+	sam build && sam deploy --guided $(if $(PARAMS),--parameter-overrides $(PARAMS))
 
 .PHONY: run
 run: ## The whole system on loopback until Ctrl-C, with the demo page (MOTO_PORT=4566 PORT=8080 WEB_PORT=8081 LAMBDA_PORT=8082 SEED=1 AUDIT_TAIL=1 ARCHIVE=1).

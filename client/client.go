@@ -18,7 +18,8 @@
 //     asks again past the cache, for a target granted since.
 //   - Errors: a 401 refreshes the token once and retries once; a 403 is an
 //     AccessError naming the target (errors.Is ErrNoAccess); a 503 (or
-//     API Gateway's 429) is retried after its Retry-After, at most
+//     API Gateway's 429) is retried after its Retry-After (without one,
+//     after a jittered backoff that doubles per retry), at most
 //     MaxRetries times and MaxRetryWait in all; a 400 is ErrBadRequest with
 //     the server's message. When a refetch fails for a transient reason, an
 //     answer that has not expired yet is served meanwhile.
@@ -51,6 +52,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/credbroker/credbroker/internal/backoff"
 )
 
 // Path is the credential endpoint's path under the API URL.
@@ -93,6 +96,11 @@ type Options struct {
 	Margin time.Duration
 	// MaxRetries of a 503 or 429; negative means none.
 	MaxRetries int
+	// Backoff is the wait before retry n (1, 2, ...) of an answer without
+	// Retry-After (API Gateway's 429 when the stage throttles); default
+	// full jitter under a ceiling of 1 s doubling to 8 s, so that the
+	// clients of a throttled login wave do not all come back at once.
+	Backoff func(retry int) time.Duration
 	// MaxRetryWait caps the time waited for retries of one fetch: a
 	// Retry-After beyond it ends the retries at once.
 	MaxRetryWait time.Duration
@@ -199,6 +207,9 @@ func New(apiURL string, tokens TokenSource, optFns ...func(*Options)) (*Client, 
 	}
 	if o.Sleep == nil {
 		o.Sleep = sleep
+	}
+	if o.Backoff == nil {
+		o.Backoff = func(retry int) time.Duration { return backoff.Jitter(retry, time.Second, 8*time.Second) }
 	}
 	o.Margin = cmp.Or(o.Margin, DefaultMargin)
 	switch {
@@ -509,7 +520,7 @@ func (c *Client) fetch(ctx context.Context, project string, noCache bool) (*Answ
 		case status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests:
 			d := ee.RetryAfter
 			if d <= 0 {
-				d = time.Second // API Gateway's 429 carries no Retry-After
+				d = c.o.Backoff(retries + 1) // API Gateway's 429 carries no Retry-After
 			}
 			if retries >= c.o.MaxRetries || waited+d > c.o.MaxRetryWait {
 				return nil, ee

@@ -231,8 +231,14 @@ func TestUnavailableIsRetriedAfterRetryAfterWithinBounds(t *testing.T) {
 			wantSleeps: []time.Duration{2 * time.Second, 2 * time.Second}, wantRequests: 3},
 		{name: "an HTTP-date Retry-After", fail: 1, status: 503, retryAfter: "Wed, 01 May 2030 12:00:07 GMT",
 			wantSleeps: []time.Duration{7 * time.Second}, wantRequests: 2},
-		{name: "429 without Retry-After waits a second", fail: 1, status: 429,
+		{name: "429 without Retry-After waits the backoff of the first retry", fail: 1, status: 429,
 			wantSleeps: []time.Duration{time.Second}, wantRequests: 2},
+		{name: "429s without Retry-After back off further each retry", fail: 3, status: 429,
+			wantSleeps: []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}, wantRequests: 4},
+		{name: "a 429 with Retry-After waits what it says", fail: 1, status: 429, retryAfter: "4",
+			wantSleeps: []time.Duration{4 * time.Second}, wantRequests: 2},
+		{name: "429s beyond MaxRetries are unavailable", fail: 10, status: 429, wantErr: client.ErrUnavailable,
+			wantSleeps: []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}, wantRequests: 4},
 		{name: "more 503s than MaxRetries (3)", fail: 10, status: 503, retryAfter: "1", wantErr: client.ErrUnavailable,
 			wantSleeps: []time.Duration{time.Second, time.Second, time.Second}, wantRequests: 4},
 		{name: "MaxRetries 1", fail: 10, status: 503, retryAfter: "1", opts: func(o *client.Options) { o.MaxRetries = 1 },
@@ -258,7 +264,11 @@ func TestUnavailableIsRetriedAfterRetryAfterWithinBounds(t *testing.T) {
 				}
 				writeJSON(w, 200, body("v1", clock.Now().Add(15*time.Minute), set{"K1", []string{"b"}}))
 			})
-			opts := []func(*client.Options){}
+			// A backoff that tells the retries apart; the default's
+			// bounds are TestDefaultBackoffOfA429DoublesUnderItsCeiling's.
+			opts := []func(*client.Options){func(o *client.Options) {
+				o.Backoff = func(retry int) time.Duration { return time.Duration(retry) * time.Second }
+			}}
 			if tt.opts != nil {
 				opts = append(opts, tt.opts)
 			}
@@ -274,10 +284,32 @@ func TestUnavailableIsRetriedAfterRetryAfterWithinBounds(t *testing.T) {
 				t.Errorf("%d requests, want %d", n, tt.wantRequests)
 			}
 			var ee *client.EndpointError
-			if tt.wantErr == client.ErrUnavailable && (!errors.As(err, &ee) || ee.RetryAfter == 0) {
+			if tt.wantErr == client.ErrUnavailable && tt.retryAfter != "" && (!errors.As(err, &ee) || ee.RetryAfter == 0) {
 				t.Errorf("the final error does not carry Retry-After: %v", err)
 			}
 		})
+	}
+}
+
+// Without Retry-After the default backoff is random (clients of one
+// throttled wave spread out) under a ceiling of 1 s that doubles per retry.
+func TestDefaultBackoffOfA429DoublesUnderItsCeiling(t *testing.T) {
+	clock := newFakeClock()
+	f := newFakeEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		writeError(w, 429, "throttled", "Too Many Requests")
+	})
+	c := newClient(t, f, client.StaticToken("t"), clock, func(o *client.Options) { o.MaxRetries = 4 })
+	if _, err := c.Answer(t.Context(), ""); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("err = %v, want ErrUnavailable", err)
+	}
+	sleeps := clock.Sleeps()
+	if len(sleeps) != 4 {
+		t.Fatalf("waits %v, want 4", sleeps)
+	}
+	for i, d := range sleeps {
+		if ceil := time.Second << i; d <= 0 || d > ceil {
+			t.Errorf("wait %d is %v, want within (0, %v]", i+1, d, ceil)
+		}
 	}
 }
 

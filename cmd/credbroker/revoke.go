@@ -50,16 +50,10 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := tgt.aws(ctx)
+	client, err := tgt.lambda(ctx, func(o *lambda.Options) { o.HTTPClient = invokeHTTPClient() })
 	if err != nil {
 		return err
 	}
-	client := lambda.NewFromConfig(cfg, func(o *lambda.Options) {
-		o.HTTPClient = invokeHTTPClient()
-		if tgt.local && tgt.LambdaEndpoint != "" {
-			o.BaseEndpoint = aws.String(tgt.LambdaEndpoint)
-		}
-	})
 	id, err := operatorRequestID()
 	if err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/stackfile"
@@ -129,4 +130,18 @@ func (t target) aws(ctx context.Context) (aws.Config, error) {
 		cfg.Region = t.Region
 	}
 	return cfg, nil
+}
+
+// lambda returns a Lambda client for the target: the local stack's Lambda
+// API, or AWS's.
+func (t target) lambda(ctx context.Context, optFns ...func(*lambda.Options)) (*lambda.Client, error) {
+	cfg, err := t.aws(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return lambda.NewFromConfig(cfg, append([]func(*lambda.Options){func(o *lambda.Options) {
+		if t.local && t.LambdaEndpoint != "" {
+			o.BaseEndpoint = aws.String(t.LambdaEndpoint)
+		}
+	}}, optFns...)...), nil
 }

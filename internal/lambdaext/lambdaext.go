@@ -191,6 +191,11 @@ const (
 // instead: slower, but nothing waits in a frozen process. Call it before
 // lambda.Start.
 func FlushAfterInvoke[E, R any](api string, f Flusher, handler func(context.Context, E) (R, error), log *slog.Logger) func(context.Context, E) (R, error) {
+	return flushAfterInvoke(api, f, handler, log, os.Exit)
+}
+
+// flushAfterInvoke is FlushAfterInvoke ending the process with exit.
+func flushAfterInvoke[E, R any](api string, f Flusher, handler func(context.Context, E) (R, error), log *slog.Logger, exit func(code int)) func(context.Context, E) (R, error) {
 	client := &Client{RuntimeAPI: api, Name: "credbroker-flush"}
 	work := func(ctx context.Context) {
 		if err := f.Flush(ctx); err != nil {
@@ -208,20 +213,29 @@ func FlushAfterInvoke[E, R any](api string, f Flusher, handler func(context.Cont
 		}
 	}
 	after := NewAfterInvoke(client, FlushBudget, work)
+	flushAndExit := func(code int) {
+		ctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
+		if err := f.Flush(ctx); err != nil {
+			log.Error("queued work lost at exit", "queued", f.Len(), "err", err)
+		}
+		cancel()
+		exit(code)
+	}
 	go func() {
+		// Lambda waits for every registered extension to ask for the next
+		// event; one that stops asking holds the environment until the
+		// invocation times out. This one is the process itself, so the
+		// process ends, and Lambda starts a new environment for the next
+		// invocation (Extensions API: an extension that fails exits).
 		err := after.Loop(context.Background())
-		log.Warn("extension stopped", "err", err)
+		log.Error("extension stopped; exiting", "err", err)
+		flushAndExit(1)
 	}()
 	sigterm := make(chan os.Signal, 1)
 	signal.Notify(sigterm, syscall.SIGTERM)
 	go func() {
 		<-sigterm
-		ctx, cancel := context.WithTimeout(context.Background(), ShutdownBudget)
-		if err := f.Flush(ctx); err != nil {
-			log.Error("queued work lost at shutdown", "queued", f.Len(), "err", err)
-		}
-		cancel()
-		os.Exit(0)
+		flushAndExit(0)
 	}()
 	return func(ctx context.Context, ev E) (R, error) {
 		defer after.Done()

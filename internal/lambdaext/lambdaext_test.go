@@ -24,6 +24,7 @@ type runtimeAPI struct {
 	t        *testing.T
 	srv      *httptest.Server
 	refuse   bool
+	failNext int // the next call (1-based) answered with a 500; 0: none
 	invokes  chan string
 	mu       sync.Mutex
 	name     string
@@ -70,7 +71,12 @@ func (r *runtimeAPI) serve(w http.ResponseWriter, req *http.Request) {
 		if r.nexts > 1 {
 			r.atNext = append(r.atNext, r.flusher.Len())
 		}
+		failed := r.nexts == r.failNext
 		r.mu.Unlock()
+		if failed {
+			http.Error(w, "runtime API failure", http.StatusInternalServerError)
+			return
+		}
 		r.nextSeen <- struct{}{}
 		select {
 		case id := <-r.invokes:
@@ -108,7 +114,9 @@ func TestWorkIsDoneAfterEachInvocationBeforeTheNext(t *testing.T) {
 		}
 		return n, nil
 	}
-	wrapped := lambdaext.FlushAfterInvoke(api.addr(), q, handler, slog.New(slog.DiscardHandler))
+	// The fake's shutdown fails the pending next call: the extension
+	// then exits, which must not end the test binary.
+	wrapped := lambdaext.FlushAfterInvokeExiting(api.addr(), q, handler, slog.New(slog.DiscardHandler), func(int) {})
 	<-api.nextSeen // init: the extension waits for the first event
 
 	for i, n := range []int{1, 3, 2} {
@@ -146,5 +154,37 @@ func TestWithoutTheExtensionWorkIsDoneBeforeTheAnswer(t *testing.T) {
 	}
 	if q.Len() != 0 || q.flushed.Load() != 4 {
 		t.Errorf("after the answer: %d queued, %d done; want 0 and 4", q.Len(), q.flushed.Load())
+	}
+}
+
+// An extension that stops asking for the next event holds the environment
+// until the invocation times out. When Next fails the extension, which is
+// the process itself, does what is queued and ends the process with a
+// failure status, so Lambda starts a new environment.
+func TestExtensionExitsWhenNextFails(t *testing.T) {
+	q := &queue{}
+	api := newRuntimeAPI(t, q)
+	api.failNext = 2 // the one after the first invocation
+	exited := make(chan int, 2)
+	wrapped := lambdaext.FlushAfterInvokeExiting(api.addr(), q, func(_ context.Context, n int) (int, error) {
+		q.queued.Add(int64(n))
+		return n, nil
+	}, slog.New(slog.DiscardHandler), func(code int) { exited <- code })
+	<-api.nextSeen
+
+	api.invokes <- "req"
+	if _, err := wrapped(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-exited; code == 0 {
+		t.Errorf("exit status %d after Next failed, want a failure status", code)
+	}
+	if q.Len() != 0 || q.flushed.Load() != 3 {
+		t.Errorf("at exit: %d queued, %d done; want 0 and 3", q.Len(), q.flushed.Load())
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if api.nexts != 2 {
+		t.Errorf("%d next calls, want 2 (none after the failure)", api.nexts)
 	}
 }

@@ -234,6 +234,11 @@ func TestOptionalSettingsFollowTheirParameters(t *testing.T) {
 		},
 		{"no concurrency cap by default", nil, "CredentialsFunction", []string{"ReservedConcurrentExecutions"}, nil},
 		{"a concurrency cap when asked", map[string]string{"CredentialsReservedConcurrency": "50"}, "CredentialsFunction", []string{"ReservedConcurrentExecutions"}, "50"},
+		// Today's limits, which API Gateway answers with 429 above.
+		{"the stage throttles at 100 requests per second, bursts of 200, by default", nil, "HttpApi", []string{"DefaultRouteSettings"},
+			map[string]any{"ThrottlingBurstLimit": "200", "ThrottlingRateLimit": "100"}},
+		{"the stage throttles at the parameters", map[string]string{"ApiThrottlingRateLimit": "250", "ApiThrottlingBurstLimit": "500"},
+			"HttpApi", []string{"DefaultRouteSettings"}, map[string]any{"ThrottlingBurstLimit": "500", "ThrottlingRateLimit": "250"}},
 		{"no password sign-in by default", nil, "UserPoolClient", []string{"ExplicitAuthFlows"},
 			[]any{"ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_USER_SRP_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"}},
 	} {

@@ -65,6 +65,7 @@ var securityRules = []rule{
 	{"access tokens live at most 15 minutes", checkAccessTokenLifetime},
 	{"deny entries outlive the sessions the endpoint issues", checkRevokerSessionDuration},
 	{"alarms notify someone and fire on new failures", checkAlarms},
+	{"the template relies on documented return values only", checkDocumentedAttributes},
 }
 
 func TestTemplateSecurityRules(t *testing.T) {
@@ -302,8 +303,53 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "an archive that goes with the stack is rejected",
-			old:  "    Type: AWS::Events::Archive\n    DeletionPolicy: Retain\n", new: "    Type: AWS::Events::Archive\n    DeletionPolicy: Delete\n",
+			old:  "    Type: AWS::Events::Archive\n    DeletionPolicy: RetainExceptOnCreate\n", new: "    Type: AWS::Events::Archive\n    DeletionPolicy: Delete\n",
 			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "an audit bus deleted under its retained archive is rejected",
+			old:  "    Type: AWS::Events::EventBus\n    DeletionPolicy: RetainExceptOnCreate\n", new: "    Type: AWS::Events::EventBus\n    DeletionPolicy: Delete\n",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "an archive left behind by a failed first create is rejected",
+			old:  "    Type: AWS::Events::Archive\n    DeletionPolicy: RetainExceptOnCreate\n", new: "    Type: AWS::Events::Archive\n    DeletionPolicy: Retain\n",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "an audit bus replaced without its archive is rejected",
+			old:  "    DeletionPolicy: RetainExceptOnCreate\n    UpdateReplacePolicy: Retain\n    Properties:\n      # The stack id", new: "    DeletionPolicy: RetainExceptOnCreate\n    UpdateReplacePolicy: Delete\n    Properties:\n      # The stack id",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "a protected log group deleted by a failed first create is rejected",
+			old:  "    Type: AWS::Logs::LogGroup\n    DeletionPolicy: Retain\n", new: "    Type: AWS::Logs::LogGroup\n    DeletionPolicy: RetainExceptOnCreate\n",
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "a delivery policy on every log group is rejected",
+			old:  `"Resource":"${AuditLogGroup.Arn}"`, new: `"Resource":"arn:aws:logs:*:*:log-group:*"`,
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "a delivery policy without the log delivery principal is rejected",
+			old:  `["events.amazonaws.com","delivery.logs.amazonaws.com"]`, new: `["events.amazonaws.com"]`,
+			rule: "audit trail is archived, copied and retained",
+		},
+		{
+			name: "an alarm naming a rule by its undocumented Ref is rejected",
+			old:  "- { Name: RuleName, Value: audit-log } # AuditLogRule's Name", new: "- { Name: RuleName, Value: !Select [1, !Split [\"|\", !Ref AuditLogRule]] }",
+			rule: "the template relies on documented return values only",
+		},
+		{
+			name: "an alarm watching another name than the rule's is rejected",
+			old:  "      Name: audit-log\n", new: "      Name: audit-copy\n",
+			rule: "alarms notify someone and fire on new failures",
+		},
+		{
+			name: "an unnamed rule on the audit bus is rejected",
+			old:  "      Name: revoker # named for RevokerRuleFailedAlarm\n", new: "",
+			rule: "alarms notify someone and fire on new failures",
 		},
 		{
 			name: "an audit log group that goes with the stack is rejected",
@@ -317,7 +363,7 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "a log group that EventBridge may not write is rejected",
-			old:  "Principal: { Service: events.amazonaws.com }", new: "Principal: { Service: logs.amazonaws.com }",
+			old:  `"Principal":{"Service":["events.amazonaws.com",`, new: `"Principal":{"Service":["logs.amazonaws.com",`,
 			rule: "audit trail is archived, copied and retained",
 		},
 		{
@@ -391,6 +437,11 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		{
 			name: "a schedule without dead-letter queue is rejected",
 			old:  "        DeadLetterConfig:\n          Arn: !GetAtt VerifyScheduleDLQ.Arn\n", new: "",
+			rule: "alarms notify someone and fire on new failures",
+		},
+		{
+			name: "an API without an alarm on its 4xx (429) answers is rejected",
+			old:  "              MetricName: 4xx\n", new: "              MetricName: 5xx\n",
 			rule: "alarms notify someone and fire on new failures",
 		},
 		{

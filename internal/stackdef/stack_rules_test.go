@@ -5,6 +5,7 @@ package stackdef_test
 // checks what CloudFormation would create.
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
@@ -163,9 +164,16 @@ func checkAuditTrail(t *stackdef.Template) []string {
 		return []string{err.Error()}
 	}
 	var problems []string
-	retained := func(r stackdef.Resource) {
-		if r.DeletionPolicy != "Retain" || r.UpdateReplacePolicy != "Retain" {
-			problems = append(problems, fmt.Sprintf("%s: DeletionPolicy %q, UpdateReplacePolicy %q: the audit trail must outlive the stack", r.LogicalID, r.DeletionPolicy, r.UpdateReplacePolicy))
+	// retained: the resource outlives the stack; a failed first create may
+	// delete it (RetainExceptOnCreate) only where nothing protects it from
+	// deletion, or the rollback would get stuck on it.
+	retained := func(r stackdef.Resource, exceptOnCreate bool) {
+		want := "Retain"
+		if exceptOnCreate {
+			want = "RetainExceptOnCreate"
+		}
+		if r.DeletionPolicy != want || r.UpdateReplacePolicy != "Retain" {
+			problems = append(problems, fmt.Sprintf("%s: DeletionPolicy %q, UpdateReplacePolicy %q, want %q and \"Retain\": the audit trail must outlive the stack", r.LogicalID, r.DeletionPolicy, r.UpdateReplacePolicy, want))
 		}
 	}
 	keepsAtLeast90Days := func(where string, days any) {
@@ -194,13 +202,24 @@ func checkAuditTrail(t *stackdef.Template) []string {
 		refs[r.LogicalID] = name
 		logGroups[r.LogicalID] = "arn:aws:logs:us-east-1:" + stackdef.LocalAccountID + ":log-group:" + name
 	}
-	if stack, err = t.Stack(stackdef.Env{Refs: refs}); err != nil {
+	attrs := map[string]string{}
+	for id, arn := range logGroups {
+		attrs[id+".Arn"] = arn + ":*"
+	}
+	if stack, err = t.Stack(stackdef.Env{Refs: refs, Attrs: attrs}); err != nil {
 		return []string{err.Error()}
 	}
+	// An archive's managed rule keeps its bus from being deleted: the bus
+	// and its archive are retained alike, or the stack's deletion gets stuck.
+	bus, err := t.Resource("AuditBus")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	retained(bus, true)
 	var archivePattern any
 	for _, r := range rs {
 		if r.Type == "AWS::Events::Archive" && cmp.Equal(r.Properties["SourceArn"], getAtt("AuditBus", "Arn")) {
-			retained(r)
+			retained(r, true)
 			keepsAtLeast90Days(r.LogicalID, r.Properties["RetentionDays"])
 			archivePattern = r.Properties["EventPattern"]
 		}
@@ -229,9 +248,9 @@ func checkAuditTrail(t *stackdef.Template) []string {
 				}
 				copied = true
 				lg, _ := t.Resource(id)
-				retained(lg)
+				retained(lg, false) // under deletion protection
 				keepsAtLeast90Days(id, lg.Properties["RetentionInDays"])
-				problems = append(problems, checkLogGroupPolicy(stack, id, groupARN)...)
+				problems = append(problems, checkLogGroupPolicy(stack, rs, id, groupARN)...)
 			}
 		}
 	}
@@ -242,21 +261,35 @@ func checkAuditTrail(t *stackdef.Template) []string {
 }
 
 // checkLogGroupPolicy checks that EventBridge may write to the log group:
-// it uses the group's resource policy, never a role.
-func checkLogGroupPolicy(stack *stackdef.Stack, id, groupARN string) []string {
-	r, _, err := stack.Resource(id)
-	if err != nil {
-		return []string{err.Error()}
-	}
-	for _, st := range list(mapOf(r.Properties["ResourcePolicyDocument"])["Statement"]) {
-		s := mapOf(st)
-		if s["Effect"] == "Allow" && cmp.Equal(mapOf(s["Principal"])["Service"], "events.amazonaws.com") &&
-			cmp.Equal(sorted(strs(s["Action"])), []string{"logs:CreateLogStream", "logs:PutLogEvents"}) &&
-			cmp.Equal(strs(s["Resource"]), []string{groupARN + ":*"}) {
-			return nil
+// through a CloudWatch Logs resource policy (PutResourcePolicy), never a
+// role, in the shape the EventBridge guide documents for log group targets
+// (events.amazonaws.com and delivery.logs.amazonaws.com may create streams
+// and put events), scoped to that log group.
+func checkLogGroupPolicy(stack *stackdef.Stack, rs []stackdef.Resource, id, groupARN string) []string {
+	for _, r := range rs {
+		if r.Type != "AWS::Logs::ResourcePolicy" {
+			continue
+		}
+		rendered, _, err := stack.Resource(r.LogicalID)
+		if err != nil {
+			return []string{err.Error()}
+		}
+		text, _ := rendered.Properties["PolicyDocument"].(string)
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(text), &doc); err != nil {
+			return []string{fmt.Sprintf("%s: PolicyDocument is not JSON: %v", r.LogicalID, err)}
+		}
+		for _, st := range list(doc["Statement"]) {
+			s := mapOf(st)
+			if s["Effect"] == "Allow" && s["Condition"] == nil &&
+				cmp.Equal(sorted(strs(mapOf(s["Principal"])["Service"])), []string{"delivery.logs.amazonaws.com", "events.amazonaws.com"}) &&
+				cmp.Equal(sorted(strs(s["Action"])), []string{"logs:CreateLogStream", "logs:PutLogEvents"}) &&
+				cmp.Equal(strs(s["Resource"]), []string{groupARN + ":*"}) {
+				return nil
+			}
 		}
 	}
-	return []string{fmt.Sprintf("%s: no resource policy statement lets events.amazonaws.com create streams and put events in %s:* (and only there)", id, groupARN)}
+	return []string{fmt.Sprintf("%s: no AWS::Logs::ResourcePolicy lets events.amazonaws.com and delivery.logs.amazonaws.com create streams and put events in %s:* (and only there)", id, groupARN)}
 }
 
 // retentionValues returns the retention periods days allows: a literal, or
@@ -456,16 +489,15 @@ func checkAlarms(t *stackdef.Template) []string {
 		return []string{err.Error()}
 	}
 	var problems []string
-	refs := map[string]string{"AuditLogRule": "bus|AuditLogRule", "RevokerRule": "bus|RevokerRule"}
 	for _, c := range []struct {
 		name, topic, email string
 		env                stackdef.Env
 	}{
-		{name: "default", topic: "<AlarmTopic>", env: stackdef.Env{Refs: refs}},
+		{name: "default", topic: "<AlarmTopic>", env: stackdef.Env{}},
 		{name: "with AlarmEmail", topic: "<AlarmTopic>", email: "ops@example.com",
-			env: stackdef.Env{Refs: refs, Params: map[string]string{"AlarmEmail": "ops@example.com"}}},
+			env: stackdef.Env{Params: map[string]string{"AlarmEmail": "ops@example.com"}}},
 		{name: "with AlarmTopicArn", topic: "arn:aws:sns:us-east-1:123456789012:ops",
-			env: stackdef.Env{Refs: refs, Params: map[string]string{"AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"}}},
+			env: stackdef.Env{Params: map[string]string{"AlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:ops"}}},
 	} {
 		bad := func(format string, args ...any) {
 			problems = append(problems, c.name+": "+fmt.Sprintf(format, args...))
@@ -559,6 +591,10 @@ func requiredAlarms(t *stackdef.Template, stack *stackdef.Stack) []string {
 					want = append(want, "AWS/SQS NumberOfMessagesSent "+queueOf(dest))
 				}
 			}
+		case "AWS::Serverless::HttpApi":
+			// 429s from the stage's throttling count as 4xx.
+			api := "<" + r.LogicalID + ">"
+			want = append(want, "AWS/ApiGateway 4xx "+api, "AWS/ApiGateway 5xx "+api)
 		case "AWS::Scheduler::Schedule":
 			want = append(want, fmt.Sprint("AWS/Scheduler TargetErrorCount ", p["GroupName"]))
 			dlq := mapOf(mapOf(p["Target"])["DeadLetterConfig"])["Arn"]
@@ -568,9 +604,15 @@ func requiredAlarms(t *stackdef.Template, stack *stackdef.Stack) []string {
 			}
 			want = append(want, "AWS/SQS NumberOfMessagesSent "+queueOf(dlq))
 		case "AWS::Events::Rule":
-			// A rule on a custom bus reports per bus and rule name.
+			// A rule on a custom bus reports per bus and rule name; an
+			// unnamed rule's name is only known through an undocumented
+			// return value (checkDocumentedAttributes).
 			if p["EventBusName"] != nil {
-				want = append(want, fmt.Sprint("AWS/Events FailedInvocations ", p["EventBusName"], " ", r.LogicalID))
+				name := p["Name"]
+				if name == nil {
+					name = "a Name for " + r.LogicalID
+				}
+				want = append(want, fmt.Sprint("AWS/Events FailedInvocations ", p["EventBusName"], " ", name))
 			}
 		}
 	}
@@ -621,4 +663,45 @@ func checkAccessTokenLifetime(t *stackdef.Template) []string {
 		return []string{fmt.Sprintf("access tokens live %d %s", n, unit)}
 	}
 	return nil
+}
+
+// checkDocumentedAttributes: the template relies on no undocumented return
+// value. Ref of a rule on a custom bus returns "<bus>|<rule>", which AWS
+// documents nowhere (it documents Ref as the rule's name): name the rule and
+// use the name instead.
+func checkDocumentedAttributes(t *stackdef.Template) []string {
+	rs, err := t.Resources()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	rules := map[string]bool{}
+	for _, r := range rs {
+		if r.Type == "AWS::Events::Rule" {
+			rules[r.LogicalID] = true
+		}
+	}
+	var problems []string
+	var walk func(where string, v any)
+	walk = func(where string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if id, ok := v["Ref"].(string); ok && rules[id] {
+				problems = append(problems, fmt.Sprintf("%s: Ref of the rule %s (undocumented on a custom bus); name the rule and use its name", where, id))
+			}
+			if args := list(v["Fn::Split"]); len(args) == 2 && args[0] == "|" {
+				problems = append(problems, fmt.Sprintf("%s: splits a value on \"|\" (an undocumented return value)", where))
+			}
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				walk(where, v[k])
+			}
+		case []any:
+			for _, e := range v {
+				walk(where, e)
+			}
+		}
+	}
+	for _, r := range rs {
+		walk(r.LogicalID, r.Properties)
+	}
+	return problems
 }
