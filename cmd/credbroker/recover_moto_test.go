@@ -74,21 +74,13 @@ type formKey struct{}
 
 func (l *stsLog) observe(resp *http.Response) error {
 	form, _ := resp.Request.Context().Value(formKey{}).(url.Values)
-	if resp.StatusCode != http.StatusOK || form.Get("Action") != "AssumeRole" {
-		return nil
-	}
-	out, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(out))
-	if err != nil {
-		return err
-	}
-	if key, s, ok := rolesession.FromAssumeRole(form, out); ok {
+	key, s, ok, err := rolesession.FromResponse(form, resp)
+	if ok {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		l.keys[key] = s
 	}
-	return nil
+	return err
 }
 
 // known returns the access keys minted so far.

@@ -247,7 +247,7 @@ func classify(r *http.Request, body []byte) call {
 		}
 		return c
 	}
-	if scope := signingService(r.Header.Get("Authorization")); scope != "" {
+	if scope, _ := rolesession.SignedBy(r.Header.Get("Authorization")); scope != "" {
 		c.service = scope
 		if form, err := url.ParseQuery(string(body)); err == nil && form.Get("Action") != "" {
 			c.form = form
@@ -255,21 +255,6 @@ func classify(r *http.Request, body []byte) call {
 		}
 	}
 	return c
-}
-
-// signingService reads the service of a SigV4 Authorization header
-// ("... Credential=AKID/20260101/us-east-1/sts/aws4_request, ...").
-func signingService(auth string) string {
-	_, cred, ok := strings.Cut(auth, "Credential=")
-	if !ok {
-		return ""
-	}
-	cred, _, _ = strings.Cut(cred, ",")
-	parts := strings.Split(cred, "/")
-	if len(parts) != 5 {
-		return ""
-	}
-	return parts[3]
 }
 
 // observeEvents counts the entries of a PutEvents by detail-type and finds
@@ -322,18 +307,12 @@ func (p *proxy) observeResponse(resp *http.Response) error {
 		}
 		return nil
 	}
-	if resp.StatusCode != http.StatusOK || c.op != "sts.AssumeRole" {
+	if c.service != "sts" {
 		return nil
 	}
-	out, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	resp.Body = io.NopCloser(bytes.NewReader(out))
-	if err != nil {
-		return err
-	}
-	key, s, ok := rolesession.FromAssumeRole(c.form, out)
+	key, s, ok, err := rolesession.FromResponse(c.form, resp)
 	if !ok {
-		return nil
+		return err
 	}
 	m := mint{User: s.User, Policy: s.Policy, UserTag: s.UserTag, Tag: s.Tag}
 	p.mu.Lock()

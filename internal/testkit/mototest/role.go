@@ -2,15 +2,12 @@ package mototest
 
 import (
 	"context"
-	"maps"
-	"net/url"
-	"slices"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
+	"github.com/credbroker/credbroker/internal/testkit/rolesession"
 )
 
 // RolePolicies are a role's policy documents as moto's IAM holds them now.
@@ -25,81 +22,20 @@ type RolePolicies struct {
 // Role reads a role's boundary, attached and inline policies from moto.
 func Role(tb testing.TB, name string) RolePolicies {
 	tb.Helper()
-	ctx := context.Background()
-	c := iam.NewFromConfig(Config(tb))
-	role, err := c.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(name)})
+	r, err := rolesession.ReadRole(context.Background(), iam.NewFromConfig(Config(tb)), name)
 	if err != nil {
-		tb.Fatalf("get role %s: %v", name, err)
+		tb.Fatal(err)
 	}
-	out := RolePolicies{Managed: map[string]string{}, Inline: map[string]string{}}
-	if b := role.Role.PermissionsBoundary; b != nil {
-		out.BoundaryARN = aws.ToString(b.PermissionsBoundaryArn)
-		out.Boundary = managedDocument(tb, c, out.BoundaryARN)
-	}
-	attached := iam.NewListAttachedRolePoliciesPaginator(c, &iam.ListAttachedRolePoliciesInput{RoleName: aws.String(name)})
-	for attached.HasMorePages() {
-		page, err := attached.NextPage(ctx)
-		if err != nil {
-			tb.Fatalf("list attached policies of %s: %v", name, err)
-		}
-		for _, p := range page.AttachedPolicies {
-			arn := aws.ToString(p.PolicyArn)
-			out.Managed[arn] = managedDocument(tb, c, arn)
-		}
-	}
-	inline := iam.NewListRolePoliciesPaginator(c, &iam.ListRolePoliciesInput{RoleName: aws.String(name)})
-	for inline.HasMorePages() {
-		page, err := inline.NextPage(ctx)
-		if err != nil {
-			tb.Fatalf("list inline policies of %s: %v", name, err)
-		}
-		for _, p := range page.PolicyNames {
-			got, err := c.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(name), PolicyName: aws.String(p)})
-			if err != nil {
-				tb.Fatalf("get inline policy %s of %s: %v", p, name, err)
-			}
-			out.Inline[p] = decode(aws.ToString(got.PolicyDocument))
-		}
-	}
-	return out
+	return RolePolicies(r)
 }
 
 // Eval returns the role for iameval: its boundary and every policy, managed
 // and inline.
 func (r RolePolicies) Eval(tb testing.TB) iameval.Role {
 	tb.Helper()
-	var docs []string
-	for _, m := range []map[string]string{r.Managed, r.Inline} {
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			docs = append(docs, m[k])
-		}
-	}
-	role, err := iameval.ParseRole(r.Boundary, docs...)
+	role, err := rolesession.RolePolicies(r).Role()
 	if err != nil {
-		tb.Fatalf("the role's policies: %v", err)
+		tb.Fatal(err)
 	}
 	return role
-}
-
-func managedDocument(tb testing.TB, c *iam.Client, arn string) string {
-	tb.Helper()
-	ctx := context.Background()
-	p, err := c.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)})
-	if err != nil {
-		tb.Fatalf("get policy %s: %v", arn, err)
-	}
-	v, err := c.GetPolicyVersion(ctx, &iam.GetPolicyVersionInput{PolicyArn: aws.String(arn), VersionId: p.Policy.DefaultVersionId})
-	if err != nil {
-		tb.Fatalf("get the default version of %s: %v", arn, err)
-	}
-	return decode(aws.ToString(v.PolicyVersion.Document))
-}
-
-// decode undoes IAM's URL encoding of policy documents (as a path: a + in
-// a document stays a +).
-func decode(doc string) string {
-	if d, err := url.PathUnescape(doc); err == nil {
-		return d
-	}
-	return doc
 }

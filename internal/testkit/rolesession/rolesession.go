@@ -3,13 +3,18 @@
 // session's user, cutoff tag and issue time from the AssumeRole calls a
 // proxy sees, and judges the session against the base role's revocation
 // policy (README "Revocation") with iameval. The load generator and the
-// client recovery test share it.
+// client recovery test share it; the smoke check (internal/cmd/smoke)
+// judges S3 calls with it, the base role read with ReadRole.
 package rolesession
 
 import (
+	"bytes"
 	"encoding/xml"
+	"io"
+	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
@@ -74,6 +79,12 @@ func RevocationPolicy(pages ...string) (iameval.Policy, error) {
 // a call: the deny covers every action, so one stands for all. IAM
 // compares issue times to the second.
 func (s Session) AllowedBy(pol iameval.Policy) bool {
+	return pol.Allows(iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::any/key", Context: s.Context()})
+}
+
+// Context is the session's condition keys as IAM sees them: its source
+// identity, its issue time (to the second) and its principal tags.
+func (s Session) Context() map[string]string {
 	ctx := map[string]string{"aws:SourceIdentity": s.User, "aws:TokenIssueTime": s.Issued.UTC().Truncate(time.Second).Format(time.RFC3339)}
 	if s.UserTag != "" {
 		ctx["aws:PrincipalTag/"+broker.UserTagKey] = s.UserTag
@@ -81,5 +92,38 @@ func (s Session) AllowedBy(pol iameval.Policy) bool {
 	if s.Tag != "" {
 		ctx["aws:PrincipalTag/"+broker.CutoffTagKey] = s.Tag
 	}
-	return pol.Allows(iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::any/key", Context: ctx})
+	return ctx
+}
+
+// FromResponse reads a successful AssumeRole from its request form and the
+// response a proxy forwards (whose body it leaves for the caller to read);
+// ok is false when the response holds no credentials.
+func FromResponse(form url.Values, resp *http.Response) (accessKeyID string, s Session, ok bool, err error) {
+	if resp.StatusCode != http.StatusOK || form.Get("Action") != "AssumeRole" {
+		return "", Session{}, false, nil
+	}
+	out, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	if err != nil {
+		return "", Session{}, false, err
+	}
+	accessKeyID, s, ok = FromAssumeRole(form, out)
+	return accessKeyID, s, ok, nil
+}
+
+// SignedBy reads the service and access key id of a SigV4 Authorization
+// header ("AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/sts/aws4_request, ...");
+// both are "" when it is not one.
+func SignedBy(auth string) (service, accessKeyID string) {
+	_, cred, ok := strings.Cut(auth, "Credential=")
+	if !ok {
+		return "", ""
+	}
+	cred, _, _ = strings.Cut(cred, ",")
+	parts := strings.Split(cred, "/")
+	if len(parts) != 5 {
+		return "", ""
+	}
+	return parts[3], parts[0]
 }

@@ -1,7 +1,10 @@
 package rolesession_test
 
 import (
+	"io"
+	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,5 +51,41 @@ func TestASessionIsReadFromItsAssumeRoleAndJudgedByTheDeny(t *testing.T) {
 				t.Errorf("AllowedBy = %v, want %v", got, tc.allowed)
 			}
 		})
+	}
+}
+
+func TestFromResponseLeavesTheBodyForTheCaller(t *testing.T) {
+	answer := `<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>ASIA2</AccessKeyId>` +
+		`<Expiration>2026-11-30T13:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>`
+	form := url.Values{"Action": {"AssumeRole"}, "SourceIdentity": {"bob"}, "DurationSeconds": {"3600"}}
+	resp := &http.Response{StatusCode: http.StatusOK, Body: io.NopCloser(strings.NewReader(answer))}
+	key, s, ok, err := rolesession.FromResponse(form, resp)
+	if err != nil || !ok || key != "ASIA2" || s.User != "bob" || !s.Issued.Equal(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)) {
+		t.Fatalf("FromResponse = %q, %+v, %v, %v", key, s, ok, err)
+	}
+	if rest, _ := io.ReadAll(resp.Body); string(rest) != answer {
+		t.Fatalf("the body left is %q", rest)
+	}
+	for _, c := range []struct {
+		status int
+		action string
+	}{{http.StatusForbidden, "AssumeRole"}, {http.StatusOK, "GetCallerIdentity"}} {
+		resp := &http.Response{StatusCode: c.status, Body: io.NopCloser(strings.NewReader(answer))}
+		if _, _, ok, _ := rolesession.FromResponse(url.Values{"Action": {c.action}}, resp); ok {
+			t.Errorf("%d %s read as a session", c.status, c.action)
+		}
+	}
+}
+
+func TestSignedBy(t *testing.T) {
+	for auth, want := range map[string][2]string{
+		"AWS4-HMAC-SHA256 Credential=ASIA3/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=x": {"s3", "ASIA3"},
+		"AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/sts/aws4_request":                                  {"sts", "AKID"},
+		"AWS4-HMAC-SHA256 Credential=AKID/20260101/sts, Signature=x":                                            {"", ""},
+		"Bearer abc": {"", ""},
+	} {
+		if service, key := rolesession.SignedBy(auth); service != want[0] || key != want[1] {
+			t.Errorf("SignedBy(%q) = %q, %q; want %q, %q", auth, service, key, want[0], want[1])
+		}
 	}
 }
