@@ -80,8 +80,8 @@ func (s *Store) ScanPolicies(ctx context.Context, segment, total int, fn func(us
 		TableName:                 aws.String(s.PolicyTable),
 		ConsistentRead:            aws.Bool(true),
 		FilterExpression:          aws.String("sk = :policy"),
-		ProjectionExpression:      aws.String("pk, sk, #uid, #ver, #doc, #upd, #claim"),
-		ExpressionAttributeNames:  pick(policyNames, "#uid", "#ver", "#doc", "#upd", "#claim"),
+		ProjectionExpression:      aws.String("pk, sk, #uid, #ver, #doc, #upd, #claim, #rvk"),
+		ExpressionAttributeNames:  pick(policyNames, "#uid", "#ver", "#doc", "#upd", "#claim", "#rvk"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":policy": str(policySK)},
 	}
 	return s.scan(ctx, "scan policies", in, segment, total, func(it map[string]types.AttributeValue) error {
