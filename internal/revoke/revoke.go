@@ -343,7 +343,7 @@ func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool 
 	fell := false
 	for _, u := range waiting {
 		c := l.Users[u]
-		page := slices.IndexFunc(budgets, func(b int) bool { return false })
+		page := -1
 		for i, b := range budgets {
 			if used[i]+entryCost <= b {
 				page = i
@@ -411,18 +411,34 @@ func latest(a, b time.Time) time.Time {
 
 // The sizes IAM counts of the rendered pages, for placing entries without
 // rendering: entryCost is one entry's two tags, quoted, with their commas
-// (the last ones have none, so it never counts short); pageBase a page
-// with its statements but no entry; allCost the fallback's statement.
-var entryCost = len(broker.UserTag("u")) + len(broker.CutoffTag("u", time.Time{})) + 6
+// (the last ones have none, so it never counts short); firstPageBase and
+// pageBase, page 0 and any other page with its statements but no entry.
+var (
+	entryCost     = len(broker.UserTag("u")) + len(broker.CutoffTag("u", time.Time{})) + 6
+	firstPageBase = emptyPageSize(0)
+	otherPageBase = emptyPageSize(1)
+)
+
+func pageBase(i int) int {
+	if i == 0 {
+		return firstPageBase
+	}
+	return otherPageBase
+}
+
+// emptyPageSize renders page i with one entry and takes the entry away.
+func emptyPageSize(i int) int {
+	one := List{Users: map[string]Cutoff{"u": {Page: i, Until: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}}, Generation: 1 << 40}
+	return Size(Render(one, i+1)[i]) - entryCost + 2
+}
+
+// legacyLife is how long a deny of the revoker before the tags may still
+// match a session: the longest session the base role allows, and a margin.
+const legacyLife = time.Hour + time.Minute
 
 // fallbackReserve is the room page 0 keeps for the fallbacks: the one for
 // everything, and those for named resources, about a dozen buckets' worth.
 const fallbackReserve = 1000
-
-func pageBase(i int) int {
-	one := List{Users: map[string]Cutoff{"u": {Page: i, Until: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}}, Generation: 1 << 40}
-	return Size(Render(one, i+1)[i]) - entryCost + 2
-}
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
@@ -624,6 +640,24 @@ func (e *Enforced) parse(doc string) error {
 		}
 		if g, ok := stamp(untaggedSid); ok {
 			e.Generation = max(e.Generation, g)
+			continue
+		}
+		if st.Sid == "" {
+			// The revoker before the tags wrote one statement per cutoff
+			// second, without a Sid. Every session it denied was minted
+			// before the endpoint tagged sessions with their user, so the
+			// deny of untagged sessions covers it while anything is listed;
+			// should the list be lost, it counts as everyone's, for as
+			// long as the longest session.
+			var issued string
+			if err := json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued); err != nil {
+				return fmt.Errorf("statement %d is not a deny the revoker wrote", i)
+			}
+			before, err := time.Parse(time.RFC3339, issued)
+			if err != nil {
+				return fmt.Errorf("statement %d: %w", i, err)
+			}
+			e.All = e.All.widen(Cutoff{Before: before.UTC(), Until: before.UTC().Add(legacyLife)})
 			continue
 		}
 		if until, ok := stamp(allSid); ok {

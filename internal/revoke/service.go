@@ -164,7 +164,7 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 		s.logger().Error("IAM refused a page of the deny list as too large; falling back to revoking every session before a time", "budgets", lim.Budgets, "err", err)
 		lim.Budgets = make([]int, len(budgets))
 		if cur, saved, docs, err = s.save(ctx, nil, role, lim); err == nil {
-			role.known = make([]bool, len(budgets)) // write every page
+			role.known = make([]bool, len(budgets)) // what the failed run wrote is unknown: read the pages again
 			saved, err = s.apply(ctx, cur, saved, docs, role)
 		}
 	}

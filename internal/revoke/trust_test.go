@@ -446,3 +446,29 @@ func TestUnchangedPagesAreNotWritten(t *testing.T) {
 		t.Errorf("a run behind another wrote pages %v, want [0]", puts)
 	}
 }
+
+// After an upgrade from the revoker that denied by issue time, the role
+// still holds that revoker's policy and the list its entries: the first
+// run reads the old policy, replaces it, and every session it denied (all
+// minted before sessions carried their user's tag) stays denied.
+func TestTheFirstRunAfterTheTagsReplacesTheOldPolicy(t *testing.T) {
+	w := newWorld()
+	old := `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*","Condition":{` +
+		`"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:04Z"},"StringEquals":{"aws:SourceIdentity":["alice"]},` +
+		`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":["9c41e0d27a5b8f13"]}}}]}`
+	w.role.pages = []string{old}
+	w.store.RestoreDenyList(revoke.List{Version: 3, Users: map[string]revoke.Cutoff{"alice": {Before: t0.Add(4 * time.Second), Until: t0.Add(16 * time.Minute)}}})
+	if _, err := w.svc.Revoke(context.Background(), narrowing("bob", t0.Add(5*time.Second))); err != nil {
+		t.Fatalf("the first run after the upgrade: %v", err)
+	}
+	doc := w.role.current()
+	if worksTagged(t, doc, "alice", t0, "") || worksTagged(t, doc, "anyone", t0, "") {
+		t.Errorf("an untagged session minted before the upgrade works:\n%q", doc)
+	}
+	if works(t, doc, "bob", t0) || !works(t, doc, "carol", t0) {
+		t.Errorf("the new revocation is not exactly bob's:\n%q", doc)
+	}
+	if e, err := revoke.ParseEnforced([]string{old}); err != nil || e.All.Before.IsZero() {
+		t.Errorf("the old policy read back as %+v, %v; want a fallback for everyone", e, err)
+	}
+}
