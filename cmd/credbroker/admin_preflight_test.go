@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
 // fakeLambdaSettings is Lambda's account API as the test says it is.
@@ -136,7 +136,7 @@ func TestPreflightRefusesMalformedParameters(t *testing.T) {
 
 // The preflight assumes the template's defaults for what is not given.
 func TestPreflightDefaultsAreTheTemplates(t *testing.T) {
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}

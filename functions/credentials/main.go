@@ -11,14 +11,14 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
-	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/lambdaext"
 	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
 func main() {
-	cfg, err := endpoint.ConfigFromEnv(os.Getenv)
+	cfg, err := credentials.ConfigFromEnv(os.Getenv)
 	log := logging.New(os.Stdout, cfg.LogLevel, "credentials")
 	if err != nil {
 		// A broken configuration must not serve: exit before lambda.Start,

@@ -36,7 +36,7 @@ import (
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/logging"
-	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/wire"
 )
@@ -49,7 +49,7 @@ func main() {
 }
 
 func lambdaMain() int {
-	cfg, err := recovery.ConfigFromEnv(os.Getenv)
+	cfg, err := replay.ConfigFromEnv(os.Getenv)
 	log := logging.New(os.Stdout, cfg.LogLevel, "replay")
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
@@ -61,20 +61,20 @@ func lambdaMain() int {
 		return exitcode.Failure
 	}
 	svc := wire.Rebuild(cfg, awsCfg, log)
-	svc.Progress, svc.ProgressEvery = recovery.LogProgress(log), 30*time.Second
-	lambda.Start(func(ctx context.Context, payload json.RawMessage) (recovery.Report, error) {
-		req, err := recovery.DecodeEvent(payload)
+	svc.Progress, svc.ProgressEvery = replay.LogProgress(log), 30*time.Second
+	lambda.Start(func(ctx context.Context, payload json.RawMessage) (replay.Report, error) {
+		req, err := replay.DecodeEvent(payload)
 		if err != nil {
 			log.Error("invalid event", "err", err, "event", string(payload))
-			return recovery.Report{}, err
+			return replay.Report{}, err
 		}
-		if req.Mode == recovery.ModeReplay && cfg.StreamARN == "" {
-			return recovery.Report{}, fmt.Errorf("MEMBERSHIP_STREAM_ARN is required for replay")
+		if req.Mode == replay.ModeReplay && cfg.StreamARN == "" {
+			return replay.Report{}, fmt.Errorf("MEMBERSHIP_STREAM_ARN is required for replay")
 		}
 		rep, err := svc.Run(ctx, req)
 		// An error result carries only a message; the whole report goes
 		// to the log.
-		log.Info("report", "report", rep, "exitCode", recovery.ExitCode(err))
+		log.Info("report", "report", rep, "exitCode", replay.ExitCode(err))
 		return rep, err
 	})
 	return 0
@@ -97,7 +97,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitcode.Usage
 	}
-	req, err := recovery.NewRequest(*mode, *since)
+	req, err := replay.NewRequest(*mode, *since)
 	switch {
 	case err != nil:
 	case fs.NArg() > 0:
@@ -111,15 +111,15 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return exitcode.Usage
 	}
 
-	var cfg recovery.Config
+	var cfg replay.Config
 	if *stack != "" {
 		st, err := stackfile.Load(*stack)
 		if err != nil {
 			fmt.Fprintln(stderr, "replay:", err)
 			return exitcode.Usage
 		}
-		cfg = recovery.ConfigFromStack(st)
-	} else if cfg, err = recovery.ConfigFromEnv(os.Getenv); err != nil {
+		cfg = replay.ConfigFromStack(st)
+	} else if cfg, err = replay.ConfigFromEnv(os.Getenv); err != nil {
 		fmt.Fprintln(stderr, "replay:", err, "(or pass -stack .local/stack.json for the local stack)")
 		return exitcode.Usage
 	}
@@ -138,7 +138,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "replay: load AWS configuration:", err)
 		return exitcode.Usage
 	}
-	if req.Mode == recovery.ModeReplay && cfg.StreamARN == "" {
+	if req.Mode == replay.ModeReplay && cfg.StreamARN == "" {
 		tables := ddbstore.Tables{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable}
 		if cfg.StreamARN, err = tables.MembershipStreamARN(ctx); err != nil {
 			fmt.Fprintln(stderr, "replay: find the membership table's stream:", err)
@@ -147,7 +147,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	svc := wire.Rebuild(cfg, awsCfg, log)
 	svc.Segments, svc.Concurrency = *segments, *concurrency
-	svc.Progress, svc.ProgressEvery = recovery.TerminalProgress(stderr), *every
+	svc.Progress, svc.ProgressEvery = replay.TerminalProgress(stderr), *every
 
 	rep, err := svc.Run(ctx, req)
 	enc := json.NewEncoder(stdout)
@@ -163,5 +163,5 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "replay:", err)
 	}
-	return recovery.ExitCode(err)
+	return replay.ExitCode(err)
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/credbroker/credbroker/internal/exitcode"
-	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
@@ -49,10 +49,10 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 	put("USER#alice", "PROJECT#p1", map[string]types.AttributeValue{"role": &types.AttributeValueMemberS{Value: "write"}}, tables.Membership)
 	put("PROJECT#p1", "BUCKET#lake-raw", nil, tables.Membership)
 
-	run := func(args ...string) (int, recovery.Report, string) {
+	run := func(args ...string) (int, replay.Report, string) {
 		var stdout, stderr bytes.Buffer
 		code := cli(args, &stdout, &stderr)
-		var rep recovery.Report
+		var rep replay.Report
 		if stdout.Len() > 0 {
 			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 				t.Fatalf("stdout is not a report: %v\n%s", err, stdout.String())
@@ -66,46 +66,46 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 		before   func()
 		args     []string
 		wantCode int
-		check    func(recovery.Report, string) bool
+		check    func(replay.Report, string) bool
 	}{
 		{"verify of a table the projector never wrote finds alice missing and exits 1",
 			nil,
 			[]string{"-stack", path, "-mode", "verify"}, exitcode.Found,
-			func(r recovery.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
+			func(r replay.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
 		{"rebuild repairs it and exits 0",
 			nil,
 			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, exitcode.OK,
-			func(r recovery.Report, stderr string) bool {
+			func(r replay.Report, stderr string) bool {
 				return r.Users == 1 && r.Changed == 1 && strings.Contains(stderr, "rebuild memberships:")
 			}},
 		{"verify then exits 0",
 			nil,
 			[]string{"-stack", path, "-mode", "verify"}, exitcode.OK,
-			func(r recovery.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
+			func(r replay.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
 		{"replay finds the stream from the table and exits 0",
 			nil,
 			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, exitcode.OK,
-			func(r recovery.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
+			func(r replay.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
 		{"verify reports a record that breaks the rules, points at the tool that lists them, and exits 0 (it is not drift)",
 			func() {
 				put("USER#bob", "PROJECT#p1", map[string]types.AttributeValue{"role": &types.AttributeValueMemberS{Value: "admin"}}, tables.Membership)
 			},
 			[]string{"-stack", path, "-mode", "verify"}, exitcode.OK,
-			func(r recovery.Report, stderr string) bool {
+			func(r replay.Report, stderr string) bool {
 				return r.Rejected == 1 && r.Drift() == 0 && strings.Contains(stderr, "`credbroker admin rejected --stack "+path+"`")
 			}},
 		{"unknown mode exits 2",
 			nil,
 			[]string{"-stack", path, "-mode", "repair"}, exitcode.Usage,
-			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
+			func(_ replay.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
 		{"since without replay exits 2",
 			nil,
 			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, exitcode.Usage,
-			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
+			func(_ replay.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
 		{"a missing stack file exits 2 and says how to start the stack",
 			nil,
 			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, exitcode.Usage,
-			func(_ recovery.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
+			func(_ replay.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
 	}
 	for _, st := range steps {
 		if st.before != nil {

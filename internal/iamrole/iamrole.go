@@ -8,7 +8,7 @@
 // The revoker's execution role may do exactly that on those policies and
 // the base role and nothing else, and the role's permissions boundary (its
 // ceiling) keeps whatever they say from reaching beyond the ceiling
-// (template.yaml, enforced by internal/stackdef).
+// (template.yaml, enforced by internal/samtemplate).
 package iamrole
 
 import (

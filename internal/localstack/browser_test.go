@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/browsertest"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
@@ -34,7 +34,7 @@ const screenshotVar = "DEMO_SCREENSHOT"
 // tier runs.
 func builtDemo(t *testing.T) string {
 	t.Helper()
-	tpl, err := stackdef.DefaultPath()
+	tpl, err := samtemplate.DefaultPath()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,12 +29,12 @@ import (
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/ddbstream"
-	credsvc "github.com/credbroker/credbroker/internal/endpoint"
+	credsvc "github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/revoke"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/wire"
 )
@@ -211,12 +211,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// The same retries and HTTP timeouts as in Lambda, so that a slow or
 	// stuck moto call fails inside a request's deadline as it would there.
 	awsCfg := awsconfig.Local(o.Region, endpoint)
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		return nil, err
 	}
 	st.Info = Info{Region: o.Region, AWSEndpoint: endpoint, APIURL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
-	var cors stackdef.Cors
+	var cors samtemplate.Cors
 	if o.WebDir != "" {
 		// webUrl is an origin, without a path: the page's address and
 		// what CORS compares with.

@@ -23,13 +23,13 @@ import (
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/ebscheduler"
 	"github.com/credbroker/credbroker/internal/emf"
-	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
-	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
@@ -65,15 +65,15 @@ func expiryTimer(e envconf.Expiry, awsCfg aws.Config) broker.ExpiryTimer {
 // queue: a server with Queue.Run, the Lambda function after each
 // invocation (internal/lambdaext).
 type Endpoint struct {
-	Service *endpoint.Service
+	Service *credentials.Service
 	Queue   *auditqueue.Queue
 }
 
 // Credentials builds the credential endpoint's service.
-func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (Endpoint, error) {
+func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (Endpoint, error) {
 	// Every line logged during a request, the verifier's and the audit
 	// emitter's included, carries the request id.
-	log = slog.New(endpoint.LogHandler(log.Handler()))
+	log = slog.New(credentials.LogHandler(log.Handler()))
 	verifier, err := jwtauth.New(jwtauth.Config{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, ClientIDs: cfg.ClientIDs, Logger: log})
 	if err != nil {
 		return Endpoint{}, err
@@ -85,15 +85,15 @@ func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metri
 	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
 	queue := &auditqueue.Queue{Next: auditor, Logger: log}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
-	svc := &endpoint.Service{
+	svc := &credentials.Service{
 		Verifier:        verifier,
 		Policies:        store,
-		Fallback:        &endpoint.Fallback{Read: store.FallbackCutoff, Logger: log},
+		Fallback:        &credentials.Fallback{Read: store.FallbackCutoff, Logger: log},
 		Issuer:          issuer,
 		Auditor:         auditor,
 		Background:      queue,
 		Compiler:        policy.Compiler{Partition: cfg.Partition},
-		Cache:           endpoint.NewCache(cfg.CacheSize, nil),
+		Cache:           credentials.NewCache(cfg.CacheSize, nil),
 		AuditMode:       cfg.AuditMode,
 		SessionDuration: cfg.SessionDuration,
 		RequestTimeout:  cfg.RequestTimeout,
@@ -108,7 +108,7 @@ func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metri
 
 // Rebuild builds the rebuild, verify and replay service on the real
 // adapters, with a projector wired like functions/projector's.
-func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery.Service {
+func Rebuild(cfg replay.Config, awsCfg aws.Config, log *slog.Logger) *replay.Service {
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	store := &ddbstore.Store{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
 	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
@@ -117,7 +117,7 @@ func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery
 		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
 		Expiries: expiryTimer(cfg.Expiry, awsCfg),
 	}
-	return &recovery.Service{
+	return &replay.Service{
 		Memberships: store, Policies: store, Store: store, Projector: proj,
 		Stream:  &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: cfg.StreamARN, Logger: log},
 		Handler: &projector.Handler{Projector: proj},

@@ -12,7 +12,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstream"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
 // Tables are a membership table and a policy table created in moto from
@@ -29,7 +29,7 @@ type Tables struct {
 func NewTables(tb testing.TB) Tables {
 	tb.Helper()
 	ctx := context.Background()
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		tb.Fatalf("load template: %v", err)
 	}

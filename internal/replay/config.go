@@ -1,0 +1,52 @@
+package replay
+
+import (
+	"log/slog"
+
+	"github.com/credbroker/credbroker/internal/envconf"
+	"github.com/credbroker/credbroker/internal/stackfile"
+)
+
+// Config names the resources an operation works on.
+type Config struct {
+	MembershipTable string
+	PolicyTable     string
+	// StreamARN is the membership table's stream; when empty it is read
+	// from DescribeTable (replay only).
+	StreamARN    string
+	AuditBusName string
+	Partition    string
+	LogLevel     slog.Level
+	// Region and Endpoint are set for the local stack only; a deployed
+	// stack uses the SDK's usual configuration.
+	Region   string
+	Endpoint string
+	// Expiry is where the recomputes of a rebuild or a replay arm the
+	// membership expiry timers (the projector's).
+	Expiry envconf.Expiry
+}
+
+// ConfigFromEnv reads the function's environment (template.yaml,
+// ReplayFunction), reporting every problem at once.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	r := envconf.New(getenv)
+	c := Config{
+		MembershipTable: r.Required("MEMBERSHIP_TABLE"),
+		PolicyTable:     r.Required("POLICY_TABLE"),
+		StreamARN:       r.String("MEMBERSHIP_STREAM_ARN", ""),
+		AuditBusName:    r.Required("AUDIT_BUS_NAME"),
+		Partition:       r.String("ARN_PARTITION", "aws"),
+		LogLevel:        r.LogLevel(),
+		Expiry:          r.Expiry(),
+	}
+	return c, r.Err("replay")
+}
+
+// ConfigFromStack is the configuration of the local stack described by a
+// stack file.
+func ConfigFromStack(st stackfile.Stack) Config {
+	return Config{
+		MembershipTable: st.MembershipTable, PolicyTable: st.PolicyTable, AuditBusName: st.EventBusName,
+		Partition: "aws", LogLevel: slog.LevelWarn, Region: st.Region, Endpoint: st.AWSEndpoint,
+	}
+}
