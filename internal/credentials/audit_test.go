@@ -11,8 +11,8 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/ebaudit"
 )
 
 // faultyPutEvents is a hand-written PutEventsAPI of a bus that refuses

@@ -15,9 +15,9 @@ import (
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/emf"
-	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/policy"
 )
 

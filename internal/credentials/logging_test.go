@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 )
 

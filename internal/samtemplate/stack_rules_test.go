@@ -14,8 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/emf"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 )

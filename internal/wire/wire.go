@@ -18,12 +18,12 @@ import (
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/ebscheduler"
 	"github.com/credbroker/credbroker/internal/emf"
-	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/jwtauth"
