@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,7 +19,6 @@ import (
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
-	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
 // The operators' commands (admin ...) read and write the stack's tables
@@ -54,25 +52,9 @@ func openAdmin(ctx context.Context, env *cmdEnv, tf *targetFlags, need ...string
 		aws:    cfg,
 		store: &ddbstore.Store{Client: dynamodb.NewFromConfig(cfg),
 			MembershipTable: t.MembershipTable, PolicyTable: t.PolicyTable},
-		compiler: policy.Compiler{Partition: partitionOf(t.BaseRoleARN, cfg.Region)},
+		compiler: policy.Compiler{Partition: broker.Partition(t.BaseRoleARN, cfg.Region)},
 		now:      env.now,
 	}, nil
-}
-
-// partitionOf is the ARN partition the stack's policies name: the base
-// role's, else the region's. It decides whether a long folder fits in a
-// session policy, as the projector (ARN_PARTITION) decides it.
-func partitionOf(baseRoleARN, region string) string {
-	if p := stsissuer.Partition(baseRoleARN); p != "" {
-		return p
-	}
-	switch {
-	case strings.HasPrefix(region, "cn-"):
-		return "aws-cn"
-	case strings.HasPrefix(region, "us-gov-"):
-		return "aws-us-gov"
-	}
-	return "aws"
 }
 
 // validate applies the projector's rules to a record the command is about

@@ -174,21 +174,6 @@ func TestListingsAreValidInEveryFormatWhateverTheRowCount(t *testing.T) {
 	}
 }
 
-func TestThePartitionDecidesAsTheProjectorDoes(t *testing.T) {
-	tests := []struct{ arn, region, want string }{
-		{"arn:aws-cn:iam::123456789012:role/r", "us-east-1", "aws-cn"},
-		{"", "cn-north-1", "aws-cn"},
-		{"", "us-gov-west-1", "aws-us-gov"},
-		{"", "eu-west-1", "aws"},
-		{"", "", "aws"},
-	}
-	for _, tt := range tests {
-		if got := partitionOf(tt.arn, tt.region); got != tt.want {
-			t.Errorf("partitionOf(%q, %q) = %q, want %q", tt.arn, tt.region, got, tt.want)
-		}
-	}
-}
-
 func TestWhoCanReachesAFolderFromAboveAndBelow(t *testing.T) {
 	tests := []struct {
 		grant, asked string

@@ -118,7 +118,7 @@ func cli(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "replay:", err)
 			return exitcode.Usage
 		}
-		cfg = replay.ConfigFromStack(st)
+		cfg = wire.ReplayConfigFromStack(st)
 	} else if cfg, err = replay.ConfigFromEnv(os.Getenv); err != nil {
 		fmt.Fprintln(stderr, "replay:", err, "(or pass -stack .local/stack.json for the local stack)")
 		return exitcode.Usage

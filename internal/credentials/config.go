@@ -8,7 +8,6 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/envconf"
-	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
 // Config is the function's configuration, read from its environment.
@@ -58,10 +57,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Issuer:       r.String("TOKEN_ISSUER", ""),
 	}
 	if c.BaseRoleARN != "" {
-		if err := stsissuer.CheckRoleARN(c.BaseRoleARN); err != nil {
+		if err := broker.CheckRoleARN(c.BaseRoleARN); err != nil {
 			r.Bad("BASE_ROLE_ARN: %s", broker.MessageOf(err))
 		} else {
-			c.Partition = stsissuer.Partition(c.BaseRoleARN)
+			c.Partition = broker.Partition(c.BaseRoleARN, "")
 		}
 	}
 	if c.UserPoolID != "" {

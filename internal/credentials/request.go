@@ -14,7 +14,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/jwtauth"
 )
 
 // requestMeta is what logs and audit events say about the caller.
@@ -134,7 +133,7 @@ func bearerToken(headers map[string]string) (token string, presented bool, err e
 	if found > 1 {
 		return "", true, broker.Errorf(broker.Unauthenticated, "bearer token", "more than one Authorization header")
 	}
-	token, err = jwtauth.BearerToken(value)
+	token, err = broker.BearerToken(value)
 	if err != nil {
 		return "", !isNoToken(err), err
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/jwtauth"
 )
 
 // Answer is the 200 body (README "Credential endpoint").
@@ -132,4 +131,4 @@ func (o *outcome) response() events.APIGatewayV2HTTPResponse {
 	return events.APIGatewayV2HTTPResponse{StatusCode: status, Headers: h, Body: string(body)}
 }
 
-func isNoToken(err error) bool { return errors.Is(err, jwtauth.ErrNoToken) }
+func isNoToken(err error) bool { return errors.Is(err, broker.ErrNoToken) }

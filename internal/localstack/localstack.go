@@ -373,9 +373,9 @@ func notFound(w http.ResponseWriter, _ *http.Request) {
 // like Lambda, asks for redelivery from the first failed record.
 func feed(h *projector.Handler) func(context.Context, string, []events.DynamoDBEventRecord) (string, error) {
 	return func(ctx context.Context, _ string, recs []events.DynamoDBEventRecord) (string, error) {
-		for start := 0; start < len(recs); start += ddbstream.BatchSize {
-			batch := recs[start:min(start+ddbstream.BatchSize, len(recs))]
-			accepted, err := ddbstream.Deliver(ctx, h, batch)
+		for start := 0; start < len(recs); start += projector.StreamBatchSize {
+			batch := recs[start:min(start+projector.StreamBatchSize, len(recs))]
+			accepted, err := projector.Deliver(ctx, h, batch)
 			if err != nil || accepted < len(batch) {
 				return batch[accepted].Change.SequenceNumber, err
 			}

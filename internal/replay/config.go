@@ -4,7 +4,6 @@ import (
 	"log/slog"
 
 	"github.com/credbroker/credbroker/internal/envconf"
-	"github.com/credbroker/credbroker/internal/stackfile"
 )
 
 // Config names the resources an operation works on.
@@ -40,13 +39,4 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Expiry:          r.Expiry(),
 	}
 	return c, r.Err("replay")
-}
-
-// ConfigFromStack is the configuration of the local stack described by a
-// stack file.
-func ConfigFromStack(st stackfile.Stack) Config {
-	return Config{
-		MembershipTable: st.MembershipTable, PolicyTable: st.PolicyTable, AuditBusName: st.EventBusName,
-		Partition: "aws", LogLevel: slog.LevelWarn, Region: st.Region, Endpoint: st.AWSEndpoint,
-	}
 }

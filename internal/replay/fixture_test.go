@@ -102,7 +102,7 @@ func (f *fixture) project() {
 	if len(recs) == 0 {
 		return
 	}
-	payload, err := ddbstream.Payload(recs)
+	payload, err := projector.Payload(recs)
 	if err != nil {
 		f.t.Fatal(err)
 	}

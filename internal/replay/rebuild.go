@@ -28,7 +28,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/projector"
 )
 
@@ -92,7 +91,7 @@ type StreamReader interface {
 }
 
 // Handler is the projector's Lambda handler (projector.Handler).
-type Handler = ddbstream.Handler
+type Handler = projector.BatchHandler
 
 // Sizer gives the tables' approximate item counts (ddbstore.Tables), for
 // the ETA of long runs. DynamoDB refreshes them about every six hours.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/ddbstream"
+	"github.com/credbroker/credbroker/internal/projector"
 )
 
 // maxBatch is the largest batch Lambda's event source mapping delivers
@@ -84,7 +84,7 @@ func (s *Service) deliver(ctx context.Context, shardID string, batch []events.Dy
 	attempts := max(1, cmp.Or(s.MaxAttempts, 5))
 	for attempt := 1; ; attempt++ {
 		rep.Batches++
-		first, err := ddbstream.Deliver(ctx, s.Handler, batch)
+		first, err := projector.Deliver(ctx, s.Handler, batch)
 		if err != nil {
 			// The handler refuses only payloads that are not DynamoDB
 			// events: sending the same bytes again cannot help.

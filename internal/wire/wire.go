@@ -6,7 +6,6 @@ package wire
 import (
 	"io"
 	"log/slog"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -31,6 +30,7 @@ import (
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
@@ -140,7 +140,7 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 		}
 	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
-	return &revoke.Handler{Logger: log, Metric: count, Partition: strings.SplitN(cfg.BaseRoleARN, ":", 3)[1], Service: &revoke.Service{
+	return &revoke.Handler{Logger: log, Metric: count, Partition: broker.Partition(cfg.BaseRoleARN, ""), Service: &revoke.Service{
 		Store: store, Cutoffs: store,
 		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), ARN: cfg.BaseRoleARN, Pages: cfg.Pages, Quota: cfg.ManagedPolicyQuota},
 		Auditor:    ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
@@ -148,4 +148,13 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 		Metric:     count,
 		MaxSession: cfg.MaxSession,
 	}}, nil
+}
+
+// ReplayConfigFromStack is the replay configuration of the local stack described by a
+// stack file.
+func ReplayConfigFromStack(st stackfile.Stack) replay.Config {
+	return replay.Config{
+		MembershipTable: st.MembershipTable, PolicyTable: st.PolicyTable, AuditBusName: st.EventBusName,
+		Partition: "aws", LogLevel: slog.LevelWarn, Region: st.Region, Endpoint: st.AWSEndpoint,
+	}
 }

@@ -1,4 +1,4 @@
-package ddbstream
+package projector
 
 import (
 	"context"
@@ -7,21 +7,22 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 )
 
-// Handler is a Lambda stream handler reporting partial batch failures, as
-// projector.Handler is.
-type Handler interface {
+// BatchHandler is a Lambda stream handler reporting partial batch failures,
+// as Handler is. Deliver feeds one the way Lambda's event source mapping
+// does, for the local stack and for replay.
+type BatchHandler interface {
 	Handle(ctx context.Context, payload json.RawMessage) (events.DynamoDBEventResponse, error)
 }
 
-// BatchSize is the stream mapping's batch size in template.yaml.
-const BatchSize = 100
+// StreamBatchSize is the stream mapping's batch size in template.yaml.
+const StreamBatchSize = 100
 
 // Deliver hands batch to h as Lambda would and returns how many records,
 // from the first, were accepted: len(batch) when all were, else the index
 // of the first failed one, from which Lambda would deliver again. A failure
 // naming no record of the batch fails the whole batch, as it does for
 // Lambda. An error means h refused the payload itself.
-func Deliver(ctx context.Context, h Handler, batch []events.DynamoDBEventRecord) (int, error) {
+func Deliver(ctx context.Context, h BatchHandler, batch []events.DynamoDBEventRecord) (int, error) {
 	payload, err := Payload(batch)
 	if err != nil {
 		return 0, err
@@ -43,4 +44,9 @@ func Deliver(ctx context.Context, h Handler, batch []events.DynamoDBEventRecord)
 		}
 	}
 	return 0, nil
+}
+
+// Payload is the JSON Lambda hands a stream handler for records.
+func Payload(records []events.DynamoDBEventRecord) ([]byte, error) {
+	return json.Marshal(events.DynamoDBEvent{Records: records})
 }
