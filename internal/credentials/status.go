@@ -35,7 +35,8 @@ func statusOf(err error) (status int, code string) {
 
 // retryAfter is the Retry-After, in seconds, of a 503 for err: the time
 // until a fallback cutoff passes (at least a second), RetryAfterSeconds for
-// other Transient errors. Internal errors stay 503 (the endpoint's one "try
+// other errors that may pass on their own (broker.IsTransient: a dependency
+// failing or a lost race). Internal errors stay 503 (the endpoint's one "try
 // later" answer) but ask for a longer wait: what caused them does not pass
 // in seconds.
 func retryAfter(err error) int {
@@ -43,7 +44,7 @@ func retryAfter(err error) int {
 	switch {
 	case errors.As(err, &w):
 		return max(int((w.wait+time.Second-1)/time.Second), 1)
-	case broker.KindOf(err) == broker.Transient:
+	case broker.IsTransient(err):
 		return RetryAfterSeconds
 	}
 	return InternalRetryAfterSeconds
