@@ -1,91 +1,174 @@
-//go:build integration
-
 package replay_test
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
-	"sort"
-	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/ddbstore"
-	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/storetest"
 )
 
-// fixture is a membership and a policy table in moto, the live projector
-// on them, and a rebuild service wired like functions/replay wires it.
+// fixture is a membership table with its stream and a policy table, the
+// live projector on them, and a rebuild service wired like functions/replay
+// wires it. Which tables depends on the tier: in memory (memtable and
+// memstore, fixture_mem_test.go) in the fast tier, moto through the real
+// adapters with the integration build tag (fixture_moto_test.go).
 type fixture struct {
 	t         testing.TB
-	tables    mototest.Tables
-	store     *ddbstore.Store
+	tables    sourceTable
+	policy    policyTable // the one the projector and the service work on
+	store     store
 	audit     *brokertest.Auditor
 	proj      *projector.Projector
-	reader    *ddbstream.Reader
 	svc       *replay.Service
 	projected int // stream records the live projector has been given
 }
 
+// sourceTable is the membership table with its stream, as the tests write
+// and read it.
+type sourceTable interface {
+	Put(tb testing.TB, item map[string]types.AttributeValue)
+	Delete(tb testing.TB, pk, sk string)
+	// StreamRecords returns every stream record so far, as Lambda
+	// delivers them.
+	StreamRecords(tb testing.TB) []events.DynamoDBEventRecord
+	// Stream reads the stream as Replay does.
+	Stream(tb testing.TB) replay.StreamReader
+	// NewPolicyTable returns a further, empty policy table whose store
+	// reads this membership table.
+	NewPolicyTable(tb testing.TB) policyTable
+	// AuditBus returns an auditor and a reader of what reaches the bus's
+	// subscribers through it: every event since the last read, waiting for
+	// at least want of them where delivery takes time.
+	AuditBus(tb testing.TB) (broker.Auditor, func(want int) []sentEvent)
+}
+
+// sentEvent is an audit event as a subscriber of the bus receives it.
+type sentEvent struct {
+	Source, DetailType string
+	Detail             json.RawMessage
+}
+
+// policyTable is a policy table: the store that reads and writes it (with
+// the membership table), and hand edits of its items as an operator or a
+// bug could make them, below the store.
+type policyTable interface {
+	Store() store
+	// Sizes gives the tables' item counts, or nil.
+	Sizes() replay.Sizer
+	// PutItem writes a user's item whole: version, document (JSON, as
+	// ddbstore stores it) and claim counter, stamped long ago.
+	PutItem(tb testing.TB, user, version, doc string, claim int64)
+	// SetDoc replaces the document of the user's item, and its version
+	// unless version is "", keeping the rest.
+	SetDoc(tb testing.TB, user, version, doc string)
+	// Doc reads the document of the user's item.
+	Doc(tb testing.TB, user string) string
+	DeleteItem(tb testing.TB, user string)
+	PutEntry(tb testing.TB, project, user string, token int64)
+	DeleteEntry(tb testing.TB, project, user string)
+	// Snapshot reads the whole table as it is stored.
+	Snapshot(tb testing.TB) snapshot
+}
+
+// store is everything the projector and the service use.
+type store interface {
+	storetest.Store
+	storetest.Scanner
+	replay.Store
+}
+
+// snapshot is a policy table's content reduced to what must match: each
+// user item's version and the member-index entries.
+type snapshot struct {
+	Versions map[string]string // user -> version ("" for a claim without commit)
+	Index    []string          // "project/user", sorted
+}
+
+// storedDoc is the document of a policy item, as ddbstore writes it.
+type storedDoc struct {
+	Grants    []broker.Grant            `json:"grants"`
+	Sets      []broker.PolicySet        `json:"sets"`
+	ByProject map[string][]broker.Place `json:"byProject"`
+	Expires   map[string]time.Time      `json:"expires,omitempty"`
+}
+
+// stampedLongAgo is the checkedAt of items written by hand.
+var stampedLongAgo = time.UnixMilli(1000)
+
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	tables := mototest.NewTables(t)
-	f := &fixture{t: t, tables: tables, audit: &brokertest.Auditor{}}
-	f.reader = &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(mototest.Config(t)), StreamARN: tables.StreamARN}
-	f.store, f.proj, f.svc = f.wire(tables.Membership, tables.Policy)
+	tables, policy := newTables(t)
+	f := &fixture{t: t, tables: tables, policy: policy, audit: &brokertest.Auditor{}}
+	f.store = policy.Store()
+	f.proj, f.svc = f.wire(policy)
 	return f
 }
 
-// wire builds a store, a projector and a service on the fixture's
-// membership table and the given policy table.
-func (f *fixture) wire(membership, policyTable string) (*ddbstore.Store, *projector.Projector, *replay.Service) {
-	store := &ddbstore.Store{Client: f.tables.DDB, MembershipTable: membership, PolicyTable: policyTable}
+// wire builds a projector and a service on the fixture's membership table
+// and the given policy table.
+func (f *fixture) wire(p policyTable) (*projector.Projector, *replay.Service) {
+	store := p.Store()
 	// Logs go to the test's output, shown when it fails or with -v.
 	log := slog.New(slog.NewTextHandler(f.t.Output(), nil))
 	proj := &projector.Projector{Source: store, Store: store, Index: store, Checkpoints: store, Auditor: f.audit, Logger: log}
 	svc := &replay.Service{
 		Memberships: store, Policies: store, Store: store, Projector: proj,
-		Stream: f.reader, Handler: &projector.Handler{Projector: proj}, Auditor: f.audit,
-		Sizes:        ddbstore.Tables{Client: f.tables.DDB, MembershipTable: membership, PolicyTable: policyTable},
-		RecheckAfter: -1, Segments: 3, Concurrency: 8, Logger: log,
+		Stream: f.tables.Stream(f.t), Handler: &projector.Handler{Projector: proj}, Auditor: f.audit,
+		Sizes: p.Sizes(), RecheckAfter: -1, Segments: 3, Concurrency: 8, Logger: log,
 	}
-	return store, proj, svc
+	return proj, svc
 }
 
 func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-func n(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
-
-func (f *fixture) putIn(table string, item map[string]types.AttributeValue) {
-	f.t.Helper()
-	f.tables.Put(f.t, table, item)
-}
-
-func (f *fixture) delIn(table, pk, sk string) { f.t.Helper(); f.tables.Delete(f.t, table, pk, sk) }
 
 // Source-table writes, as onboarding tools make them.
 
+func (f *fixture) put(item map[string]types.AttributeValue) {
+	f.t.Helper()
+	f.tables.Put(f.t, item)
+}
+
+// write writes the item pk/sk, with the attribute name set to value
+// unless value is "".
+func (f *fixture) write(pk, sk, name, value string) {
+	f.t.Helper()
+	item := map[string]types.AttributeValue{"pk": s(pk), "sk": s(sk)}
+	if value != "" {
+		item[name] = s(value)
+	}
+	f.put(item)
+}
+
+// member writes a membership record; role "" leaves the attribute out.
 func (f *fixture) member(user, project, role string) {
 	f.t.Helper()
-	f.tables.Member(f.t, user, project, role)
+	f.write("USER#"+user, "PROJECT#"+project, "role", role)
 }
-func (f *fixture) leave(user, project string) { f.t.Helper(); f.tables.Leave(f.t, user, project) }
+
+func (f *fixture) leave(user, project string) {
+	f.t.Helper()
+	f.tables.Delete(f.t, "USER#"+user, "PROJECT#"+project)
+}
+
+// bucket writes a bucket record; prefix "" leaves the attribute out.
 func (f *fixture) bucket(project, bucket, prefix string) {
 	f.t.Helper()
-	f.tables.Bucket(f.t, project, bucket, prefix)
+	f.write("PROJECT#"+project, "BUCKET#"+bucket, "prefix", prefix)
 }
+
 func (f *fixture) unbucket(project, bucket string) {
 	f.t.Helper()
-	f.tables.Unbucket(f.t, project, bucket)
+	f.tables.Delete(f.t, "PROJECT#"+project, "BUCKET#"+bucket)
 }
 
 // streamRecords reads every record of the membership table's stream.
@@ -113,45 +196,15 @@ func (f *fixture) project() {
 	f.projected += len(recs)
 }
 
-// policyTable is a policy table's content reduced to what must match:
-// each user item's version and the member-index entries.
-type policyTable struct {
-	Versions map[string]string // user -> version ("" for a claim without commit)
-	Index    []string          // "project/user", sorted
-}
-
-func (f *fixture) snapshot(table string) policyTable {
+// editDoc rewrites the document of a user's item and nothing else: the
+// version stays, as after a careless hand edit.
+func (f *fixture) editDoc(user string, edit func(d *storedDoc) string) {
 	f.t.Helper()
-	out := policyTable{Versions: map[string]string{}}
-	in := &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)}
-	for {
-		page, err := f.tables.DDB.Scan(context.Background(), in)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		for _, it := range page.Items {
-			pk, sk := str(it["pk"]), str(it["sk"])
-			switch {
-			case sk == "POLICY":
-				out.Versions[strings.TrimPrefix(pk, "USER#")] = str(it["version"])
-			case strings.HasPrefix(sk, "MEMBER#"):
-				out.Index = append(out.Index, strings.TrimPrefix(pk, "PROJECT#")+"/"+strings.TrimPrefix(sk, "MEMBER#"))
-			}
-		}
-		if len(page.LastEvaluatedKey) == 0 {
-			break
-		}
-		in.ExclusiveStartKey = page.LastEvaluatedKey
+	var d storedDoc
+	if err := json.Unmarshal([]byte(f.policy.Doc(f.t, user)), &d); err != nil {
+		f.t.Fatalf("%s's document: %v", user, err)
 	}
-	sort.Strings(out.Index)
-	return out
-}
-
-func str(v types.AttributeValue) string {
-	if sv, ok := v.(*types.AttributeValueMemberS); ok {
-		return sv.Value
-	}
-	return ""
+	f.policy.SetDoc(f.t, user, "", edit(&d))
 }
 
 // item reads a user's policy; no item reads as empty.

@@ -1,5 +1,3 @@
-//go:build integration
-
 package replay_test
 
 import (
@@ -13,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
@@ -46,38 +41,22 @@ const forgedDoc = `{"grants":[{"bucket":"forged","prefix":"","access":"write","p
 // including stale index entries, harmless but removed by Rebuild.
 func (f *fixture) damage() {
 	f.t.Helper()
-	ctx := context.Background()
-	pol := f.tables.Policy
+	pol := f.policy
 	// alice's item is lost.
-	f.delIn(pol, "USER#alice", "POLICY")
+	pol.DeleteItem(f.t, "alice")
 	// bob's item is altered: other grants, other version.
-	_, err := f.tables.DDB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 aws.String(pol),
-		Key:                       map[string]types.AttributeValue{"pk": s("USER#bob"), "sk": s("POLICY")},
-		UpdateExpression:          aws.String("SET #v = :v, #d = :d"),
-		ExpressionAttributeNames:  map[string]string{"#v": "version", "#d": "doc"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":v": s("tampered"), ":d": s(forgedDoc)},
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	pol.SetDoc(f.t, "bob", "tampered", forgedDoc)
 	// zed has no membership but an item granting a bucket.
-	f.putIn(pol, map[string]types.AttributeValue{
-		"pk": s("USER#zed"), "sk": s("POLICY"), "userId": s("zed"), "claim": n("1"), "checkedAt": n("1000"),
-		"version": s("bogus"), "doc": s(forgedDoc), "grantCount": n("1"),
-	})
+	pol.PutItem(f.t, "zed", "bogus", forgedDoc, 1)
 	// dave is a member (of p3) but his item grants what p3 does not.
 	f.leave("dave", "p3")
 	f.member("dave", "p4", "read") // p4 has no bucket
-	f.putIn(pol, map[string]types.AttributeValue{
-		"pk": s("USER#dave"), "sk": s("POLICY"), "userId": s("dave"), "claim": n("99"), "checkedAt": n("1000"),
-		"version": s("bogus"), "doc": s(forgedDoc), "grantCount": n("1"),
-	})
-	f.putIn(pol, map[string]types.AttributeValue{"pk": s("PROJECT#p4"), "sk": s("MEMBER#dave"), "token": n("99"), "userId": s("dave")})
+	pol.PutItem(f.t, "dave", "bogus", forgedDoc, 99)
+	pol.PutEntry(f.t, "p4", "dave", 99)
 	// carol's index entry for p2 is lost: a bucket change of p2 would miss her.
-	f.delIn(pol, "PROJECT#p2", "MEMBER#carol")
+	pol.DeleteEntry(f.t, "p2", "carol")
 	// yuri left p3 long ago, but the index still lists him.
-	f.putIn(pol, map[string]types.AttributeValue{"pk": s("PROJECT#p3"), "sk": s("MEMBER#yuri"), "token": n("7"), "userId": s("yuri")})
+	pol.PutEntry(f.t, "p3", "yuri", 7)
 	// The membership changes above are not projected: damage, not news.
 	f.projected = len(f.streamRecords())
 }
@@ -157,7 +136,7 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 		t.Fatalf("verify after rebuild: drift %d, err %v, findings %+v", rep.Drift(), err, rep.Findings)
 	}
 
-	before := f.snapshot(f.tables.Policy)
+	before := f.policy.Snapshot(t)
 	changedBefore = len(f.audit.Of(broker.DetailPolicyChanged))
 	rep, err = f.svc.Rebuild(ctx)
 	if err != nil {
@@ -169,7 +148,7 @@ func TestVerifyReportsDamageRebuildRepairsItAndASecondRebuildChangesNothing(t *t
 	if got := f.audit.Of(broker.DetailPolicyChanged)[changedBefore:]; len(got) != 0 {
 		t.Errorf("second rebuild emitted %d PolicyChanged events", len(got))
 	}
-	if diff := cmp.Diff(before, f.snapshot(f.tables.Policy)); diff != "" {
+	if diff := cmp.Diff(before, f.policy.Snapshot(t)); diff != "" {
 		t.Errorf("second rebuild changed the table (-before +after):\n%s", diff)
 	}
 }
@@ -377,10 +356,7 @@ func TestRebuildRepairsAnOrphanWhoseRecomputeFailedDuringTheRun(t *testing.T) {
 	f := newFixture(t)
 	f.populate()
 	ctx := context.Background()
-	f.putIn(f.tables.Policy, map[string]types.AttributeValue{
-		"pk": s("USER#zed"), "sk": s("POLICY"), "userId": s("zed"), "claim": n("1"), "checkedAt": n("1000"),
-		"version": s("bogus"), "doc": s(forgedDoc), "grantCount": n("1"),
-	})
+	f.policy.PutItem(t, "zed", "bogus", forgedDoc, 1)
 	// The run starts an hour ago by its clock; the live projector's claim
 	// on zed's item comes after that, and its recompute never commits.
 	start := time.Now().Add(-time.Hour)

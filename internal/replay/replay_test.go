@@ -1,5 +1,3 @@
-//go:build integration
-
 package replay_test
 
 import (
@@ -14,7 +12,6 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/replay"
-	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
 func TestReplayFromTrimHorizonReproducesTheTableTheLiveProjectorBuilt(t *testing.T) {
@@ -31,10 +28,10 @@ func TestReplayFromTrimHorizonReproducesTheTableTheLiveProjectorBuilt(t *testing
 	f.member("frank", "p3", "read")
 	f.leave("dave", "p3")
 	f.project()
-	live := f.snapshot(f.tables.Policy)
+	live := f.policy.Snapshot(t)
 
-	empty := mototest.NewTables(t) // only its policy table is used
-	_, _, svc := f.wire(f.tables.Membership, empty.Policy)
+	empty := f.tables.NewPolicyTable(t)
+	_, svc := f.wire(empty)
 	rep, err := svc.Replay(context.Background(), time.Time{})
 	if err != nil {
 		t.Fatalf("replay: %v", err)
@@ -43,7 +40,7 @@ func TestReplayFromTrimHorizonReproducesTheTableTheLiveProjectorBuilt(t *testing
 	if rep.Records != records || rep.Delivered != records || rep.Skipped != 0 || rep.Failed != 0 {
 		t.Errorf("replay report %+v, want all %d records delivered", rep, records)
 	}
-	if diff := cmp.Diff(live, f.snapshot(empty.Policy)); diff != "" {
+	if diff := cmp.Diff(live, empty.Snapshot(t)); diff != "" {
 		t.Errorf("replayed table differs from the live one (-live +replayed):\n%s", diff)
 	}
 	if len(live.Versions) < 6 || len(live.Index) < 5 {
@@ -54,8 +51,8 @@ func TestReplayFromTrimHorizonReproducesTheTableTheLiveProjectorBuilt(t *testing
 func TestReplaySkipsRecordsOlderThanSince(t *testing.T) {
 	f := newFixture(t)
 	f.populate()
-	empty := mototest.NewTables(t)
-	_, _, svc := f.wire(f.tables.Membership, empty.Policy)
+	empty := f.tables.NewPolicyTable(t)
+	_, svc := f.wire(empty)
 	rep, err := svc.Replay(context.Background(), time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +60,7 @@ func TestReplaySkipsRecordsOlderThanSince(t *testing.T) {
 	if rep.Records == 0 || rep.Skipped != rep.Records || rep.Delivered != 0 || rep.Batches != 0 {
 		t.Errorf("report %+v, want every record skipped", rep)
 	}
-	if got := f.snapshot(empty.Policy); len(got.Versions) != 0 || len(got.Index) != 0 {
+	if got := empty.Snapshot(t); len(got.Versions) != 0 || len(got.Index) != 0 {
 		t.Errorf("skipped records were projected: %+v", got)
 	}
 }

@@ -1,5 +1,3 @@
-//go:build integration
-
 package replay_test
 
 import (
@@ -14,9 +12,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
@@ -27,38 +22,6 @@ import (
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
-
-// storedDoc is the document of a policy item, as ddbstore writes it.
-type storedDoc struct {
-	Grants    []broker.Grant            `json:"grants"`
-	Sets      []broker.PolicySet        `json:"sets"`
-	ByProject map[string][]broker.Place `json:"byProject"`
-}
-
-// editDoc rewrites the document of a user's item and nothing else: the
-// version stays, as after a careless hand edit.
-func (f *fixture) editDoc(user string, edit func(d *storedDoc) string) {
-	f.t.Helper()
-	ctx := context.Background()
-	key := map[string]types.AttributeValue{"pk": s("USER#" + user), "sk": s("POLICY")}
-	out, err := f.tables.DDB.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(f.tables.Policy), Key: key, ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	var d storedDoc
-	if err := json.Unmarshal([]byte(str(out.Item["doc"])), &d); err != nil {
-		f.t.Fatalf("%s's document: %v", user, err)
-	}
-	_, err = f.tables.DDB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(f.tables.Policy), Key: key,
-		UpdateExpression:          aws.String("SET #d = :d"),
-		ExpressionAttributeNames:  map[string]string{"#d": "doc"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":d": s(edit(&d))},
-	})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-}
 
 func encode(t testing.TB, d *storedDoc) string {
 	t.Helper()
@@ -172,8 +135,8 @@ func TestVerifyReportsStaleIndexEntriesThatRebuildRemoves(t *testing.T) {
 	f := newFixture(t)
 	f.populate()
 	ctx := context.Background()
-	f.putIn(f.tables.Policy, map[string]types.AttributeValue{"pk": s("PROJECT#p2"), "sk": s("MEMBER#bob"), "token": n("3"), "userId": s("bob")})
-	f.putIn(f.tables.Policy, map[string]types.AttributeValue{"pk": s("PROJECT#p1"), "sk": s("MEMBER#ghost"), "token": n("4"), "userId": s("ghost")})
+	f.policy.PutEntry(t, "p2", "bob", 3)
+	f.policy.PutEntry(t, "p1", "ghost", 4)
 
 	rep, err := f.svc.Verify(ctx)
 	if replay.ExitCode(err) != exitcode.Found {
@@ -207,7 +170,7 @@ func TestVerifyReportsStaleIndexEntriesThatRebuildRemoves(t *testing.T) {
 func TestVerifyDoesNotReportAStaleEntryWhoseUserJoinsBeforeTheRecheck(t *testing.T) {
 	f := newFixture(t)
 	f.populate()
-	f.putIn(f.tables.Policy, map[string]types.AttributeValue{"pk": s("PROJECT#p3"), "sk": s("MEMBER#bob"), "token": n("3"), "userId": s("bob")})
+	f.policy.PutEntry(t, "p3", "bob", 3)
 	svc := *f.svc
 	svc.Store = &joiningStore{Store: f.store, user: "bob", project: "p3", join: func() {
 		f.member("bob", "p3", "read")

@@ -39,7 +39,10 @@ type row struct {
 	claim int64
 	// corrupt is the claim counter as a hand edit or a bug left it, when it
 	// is not a whole int64 (ddbstore's item holds any attribute value).
-	corrupt   string
+	corrupt string
+	// badDoc is why the document cannot be decoded, when a hand edit broke
+	// it; the claim counter still works, as with ddbstore's items.
+	badDoc    error
 	checkedAt time.Time
 	written   bool
 	policy    broker.UserPolicy
@@ -135,6 +138,9 @@ func (s *Store) GetPolicy(_ context.Context, userID string) (broker.UserPolicy, 
 	if r.corrupt != "" {
 		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: claim counter %q", broker.ErrCorruptItem, r.corrupt))
 	}
+	if r.badDoc != nil {
+		return broker.UserPolicy{}, r.badDoc
+	}
 	return r.policy, nil
 }
 
@@ -153,6 +159,10 @@ func (s *Store) Claim(_ context.Context, userID string, now time.Time) (broker.C
 		return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Corrupt: why}, nil
 	}
 	r.claim++
+	if r.badDoc != nil {
+		// The claim stands: the recompute will overwrite the item.
+		return broker.Claim{UserID: userID, Ticket: r.claim, Prev: broker.UserPolicy{UserID: userID}, Corrupt: r.badDoc.Error()}, nil
+	}
 	return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Outbox: slices.Clone(r.outbox)}, nil
 }
 
@@ -191,7 +201,7 @@ func (s *Store) Commit(_ context.Context, c broker.Claim, p broker.UserPolicy, o
 	if len(p.Grants) == 0 {
 		p.Grants, p.Sets, p.ByProject, p.Expires = nil, nil, nil, nil
 	}
-	r.policy, r.outbox, r.written, r.checkedAt = p, slices.Clone(outbox), true, p.UpdatedAt
+	r.policy, r.outbox, r.written, r.checkedAt, r.badDoc = p, slices.Clone(outbox), true, p.UpdatedAt, nil
 	return nil
 }
 
@@ -204,6 +214,52 @@ func (s *Store) ClearOutbox(_ context.Context, c broker.Claim) error {
 	}
 	r.outbox = nil
 	return nil
+}
+
+// Hand edits of the policy table, as an operator or a bug could make them
+// with PutItem, UpdateItem or DeleteItem on ddbstore's items, for the tests
+// of the tools that find and repair them (replay's Verify and Rebuild).
+
+// PutPolicyItem replaces the user's item (p.UserID) with one that holds p,
+// the claim counter claim and the stamp checkedAt, and no outbox.
+func (s *Store) PutPolicyItem(p broker.UserPolicy, claim int64, checkedAt time.Time) {
+	defer s.lock()()
+	s.policies[p.UserID] = &row{claim: claim, checkedAt: checkedAt, written: true, policy: p}
+}
+
+// EditPolicy changes what the user's item holds, keeping its claim counter,
+// stamp and outbox; the document is replaced, so one that could not be
+// decoded can be again.
+func (s *Store) EditPolicy(userID string, edit func(*broker.UserPolicy)) {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		r = &row{policy: broker.UserPolicy{UserID: userID}}
+		s.policies[userID] = r
+	}
+	edit(&r.policy)
+	r.badDoc = nil
+}
+
+// CorruptDocument makes the user's document undecodable, cause saying why,
+// as ddbstore reads an item whose JSON a hand edit broke: GetPolicy fails
+// with an error wrapping broker.ErrCorruptItem and cause, Claim hands out
+// the next ticket with an empty Prev and the reason in Corrupt, and the
+// next commit replaces the document.
+func (s *Store) CorruptDocument(userID string, cause error) {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		r = &row{policy: broker.UserPolicy{UserID: userID}}
+		s.policies[userID] = r
+	}
+	r.badDoc = broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: %w", broker.ErrCorruptItem, cause))
+}
+
+// DeletePolicyItem deletes the user's item.
+func (s *Store) DeletePolicyItem(userID string) {
+	defer s.lock()()
+	delete(s.policies, userID)
 }
 
 // MemberTokens implements broker.MemberIndex.

@@ -50,6 +50,9 @@ type Harness struct {
 	// CorruptClaim damages the user's claim counter the given way, as a
 	// hand edit or a bug could.
 	CorruptClaim func(t *testing.T, userID string, how Corruption)
+	// CorruptDocument breaks the JSON of the user's document, as a hand
+	// edit could.
+	CorruptDocument func(t *testing.T, userID string)
 	// CheckedAt returns the stamp the scans report for the user's item.
 	CheckedAt func(t *testing.T, userID string) time.Time
 }
@@ -273,6 +276,38 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 			}
 		})
 	}
+
+	t.Run("an undecodable document is refused to readers and replaced under the next claim", func(t *testing.T) {
+		h := newHarness(t)
+		old, _ := h.Store.Claim(ctx, "alice", now)
+		if err := h.Store.Commit(ctx, old, samplePolicy("alice", now), nil); err != nil {
+			t.Fatal(err)
+		}
+		h.CorruptDocument(t, "alice")
+		if _, err := h.Store.GetPolicy(ctx, "alice"); !errors.Is(err, broker.ErrCorruptItem) {
+			t.Fatalf("read of an item with an undecodable document: %v, want ErrCorruptItem", err)
+		}
+		if h.Scanner != nil {
+			var grants bool
+			err := h.Scanner.ScanPolicyTable(ctx, 0, 1,
+				func(u string, g bool, _ time.Time) error { grants = grants || (u == "alice" && g); return nil },
+				func(string, broker.Member) error { return nil })
+			if err != nil || !grants {
+				t.Errorf("scan: alice's item grants %v (err %v), want true: its document is there", grants, err)
+			}
+		}
+		c, err := h.Store.Claim(ctx, "alice", now)
+		if err != nil || c.Corrupt == "" || !c.Prev.Empty() || c.Ticket <= old.Ticket {
+			t.Fatalf("claim of an undecodable item = ticket %d (old %d), corrupt %q, prev %d grants, err %v",
+				c.Ticket, old.Ticket, c.Corrupt, len(c.Prev.Grants), err)
+		}
+		if err := h.Store.Commit(ctx, c, samplePolicy("alice", now), nil); err != nil {
+			t.Fatalf("commit over the undecodable document: %v", err)
+		}
+		if got, err := h.Store.GetPolicy(ctx, "alice"); err != nil || got.Version != "v1.sample" {
+			t.Errorf("after the commit: version %q, err %v", got.Version, err)
+		}
+	})
 
 	t.Run("only commits and touches stamp checkedAt, claims do not", func(t *testing.T) {
 		h := newHarness(t)
