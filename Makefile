@@ -100,9 +100,10 @@ bench: ## Run the benchmarks (against moto where they need AWS).
 # Issue 21's organisation-scale revocation run on the local stack (the real
 # functions, the revoker fed in batches two at once): 45 narrowings one a
 # second, then a bucket removal narrowing a 200-member project; it logs the
-# times to deny and the revoker's runs and IAM writes (BENCHMARKS.md).
+# times to deny and the revoker's runs and IAM writes (docs/benchmarks.md
+# "Revocation at organisation scale (issue 21)").
 .PHONY: revocation-scale
-revocation-scale: ## 45 narrowings one a second, then one narrowing 200 users, on the local stack; logs the times to deny (BENCHMARKS.md).
+revocation-scale: ## 45 narrowings one a second, then one narrowing 200 users, on the local stack; logs the times to deny (docs/benchmarks.md).
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -count=1 -v -run='^TestRevocationAtOrganisationScale$$' ./internal/localstack/
 
 .PHONY: deploy
@@ -118,7 +119,7 @@ deploy: ## credbroker admin preflight, then sam build && sam deploy --guided (PA
 	sam build && sam deploy --guided $(if $(PARAMS),--parameter-overrides $(PARAMS))
 
 .PHONY: smoke
-# The post-deployment smoke check (README "Smoke check"): a throwaway user
+# The post-deployment smoke check (docs/operations.md "Smoke check"): a throwaway user
 # signs in, fetches credentials, writes and reads an object, loses its
 # membership; the check measures the seconds until the old credentials are
 # denied, cleans up and prints the figures. STACK_NAME=<name> with
@@ -147,8 +148,8 @@ run: ## The whole system on loopback until Ctrl-C, with the demo page (MOTO_PORT
 FORCE:
 
 # ---------------------------------------------- rebuild, verify, replay
-# On the running local stack (`make run`); the README's Operations section
-# gives the same operations against a deployed stack. The binary is built
+# On the running local stack (`make run`); docs/operations.md "Rebuild,
+# verify and replay" gives the same operations against a deployed stack. The binary is built
 # and run directly so that its exit status (0 ok, 1 drift, 2 usage,
 # 3 failure) is what make reports as "Error N"; make itself then exits 2,
 # so scripts that need N run build/replay-cli themselves.
@@ -175,7 +176,7 @@ replay: ## Replay the local stack's membership stream through the projector (SIN
 # `make load` starts its own moto and local stack in this process, on free
 # ports, with a proxy between them that counts the stack's AWS calls and
 # injects FAULTS; STACK=.local/stack.json loads a stack started by
-# `make run` instead (no call counts, no faults). README, "Load". The binary
+# `make run` instead (no call counts, no faults). docs/benchmarks.md "Load". The binary
 # is run directly so that its exit status (0 ok, 1 an invariant broke,
 # 2 usage, 3 setup failure) is what make reports.
 CLIENTS      ?= 16
@@ -193,7 +194,7 @@ load: ## Load the endpoint while a writer changes grants (CLIENTS=16 USERS=20 DU
 	  $(if $(FAULTS),-faults '$(FAULTS)') $(if $(STACK),-stack '$(STACK)') $(LOAD_FLAGS)
 
 .PHONY: revoke
-revoke: ## Revoke every current session of USER=<userId> on the local stack (README "Revocation").
+revoke: ## Revoke every current session of USER=<userId> on the local stack (docs/security.md "Revoking a user").
 	@# USER also comes from the shell's environment: only one given here counts.
 	@test "$(origin USER)" = "command line" || { echo "usage: make revoke USER=<userId> (the user's Cognito sub)"; exit 2; }
 	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }

@@ -23,7 +23,7 @@ import (
 
 // The operators' commands (admin ...) read and write the stack's tables
 // with the caller's own AWS credentials (or the local stack's). They apply
-// the rules of README "Source records" with the projector's own code
+// the rules of docs/contract.md "Source records" with the projector's own code
 // (projector.Validate), and answer questions from the policy table, which
 // is what the credential endpoint serves.
 
@@ -63,7 +63,7 @@ func openAdmin(ctx context.Context, env *cmdEnv, tf *targetFlags, need ...string
 func (a *admin) validate(it broker.SourceItem) (broker.ParsedItem, error) {
 	parsed, err := projector.Validate(a.compiler, it)
 	if err != nil {
-		return parsed, broker.Errorf(broker.Invalid, "validate", "refused, nothing written: %s (README \"Source records\")", broker.MessageOf(err))
+		return parsed, broker.Errorf(broker.Invalid, "validate", "refused, nothing written: %s (docs/contract.md \"Source records\")", broker.MessageOf(err))
 	}
 	return parsed, nil
 }
@@ -100,7 +100,7 @@ func (u *userFlags) resolve(ctx context.Context, a *admin) (string, error) {
 		return "", usagef("give --user or --username, not both")
 	case u.id != "":
 		if err := broker.ValidateUserID(u.id); err != nil {
-			return "", broker.Errorf(broker.Invalid, "user", "refused: %s (README \"Source records\")", broker.MessageOf(err))
+			return "", broker.Errorf(broker.Invalid, "user", "refused: %s (docs/contract.md \"Source records\")", broker.MessageOf(err))
 		}
 		return u.id, nil
 	case u.name == "":

@@ -37,7 +37,7 @@ as JSON lines. The fields:
   op                      "put" (the default) or "delete" (keys only)
 In CSV an empty cell is an absent field; in JSON lines null is a NULL
 attribute, which the rules refuse. Every line is validated first with the
-projector's rules (README "Source records"); if any line is invalid, the
+projector's rules (docs/contract.md "Source records"); if any line is invalid, the
 errors are listed with their line numbers and nothing is written. Records
 that already say the same are not rewritten.
 

@@ -18,7 +18,7 @@ import (
 func init() {
 	register(command{
 		path:    "admin preflight",
-		summary: "before a deploy: check that the stack's concurrency parameters fit the account's Lambda concurrency (README \"Deploy\")",
+		summary: "before a deploy: check that the stack's concurrency parameters fit the account's Lambda concurrency (docs/operations.md \"The preflight\")",
 		run:     adminPreflight,
 	})
 }
@@ -42,8 +42,9 @@ const (
 	// Lambda refuses a reservation that leaves fewer than 100 unreserved
 	// (PutFunctionConcurrency).
 	minUnreserved = 100
-	// A credential answer that mints (AssumeRole, PutEvents), README
-	// "Capacity on AWS": the credential function needs rate × this at once.
+	// A credential answer that mints (AssumeRole, PutEvents), docs/benchmarks.md
+	// "Capacity on AWS (on paper)": the credential function needs rate × this
+	// at once.
 	missDuration = 80 * time.Millisecond
 	// What the other functions run at once: the projector one per stream
 	// shard (ParallelizationFactor 1, counted as one), the revoker two
@@ -172,7 +173,7 @@ func preflight(ctx context.Context, env *cmdEnv, api lambdaSettings, function st
 	for _, pr := range problems {
 		fmt.Fprintln(env.Stderr, "preflight:", pr)
 	}
-	return broker.Errorf(broker.Invalid, "preflight", "%d parameter problem(s): fix them before deploying (README \"Deploy\")", len(problems))
+	return broker.Errorf(broker.Invalid, "preflight", "%d parameter problem(s): fix them before deploying (docs/operations.md \"The preflight\")", len(problems))
 }
 
 func adminPreflight(ctx context.Context, env *cmdEnv, args []string) error {

@@ -174,7 +174,7 @@ func (a *admin) putOne(ctx context.Context, env *cmdEnv, it broker.SourceItem, d
 // with keys no record can validly have is most likely a typo.
 func (a *admin) deleteOne(ctx context.Context, env *cmdEnv, pk, sk string, dry bool) error {
 	if _, err := broker.ParseRef(pk, sk); err != nil {
-		return broker.Errorf(broker.Invalid, "validate", "refused, nothing written: %s (README \"Source records\")", broker.MessageOf(err))
+		return broker.Errorf(broker.Invalid, "validate", "refused, nothing written: %s (docs/contract.md \"Source records\")", broker.MessageOf(err))
 	}
 	return a.writeOne(ctx, env, op{pk: pk, sk: sk}, dry)
 }

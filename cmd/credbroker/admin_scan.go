@@ -50,11 +50,11 @@ func runWhoCan(ctx context.Context, env *cmdEnv, args []string) error {
 		return usagef("--bucket is required")
 	}
 	if err := broker.ValidateBucketName(*bucket); err != nil {
-		return broker.Errorf(broker.Invalid, "bucket", "%s: no grant can name it (README \"Source records\")", broker.MessageOf(err))
+		return broker.Errorf(broker.Invalid, "bucket", "%s: no grant can name it (docs/contract.md \"Source records\")", broker.MessageOf(err))
 	}
 	folderOf, err := broker.NormalizePrefix(*prefix)
 	if err != nil {
-		return broker.Errorf(broker.Invalid, "prefix", "%s: no grant can name it (README \"Source records\")", broker.MessageOf(err))
+		return broker.Errorf(broker.Invalid, "prefix", "%s: no grant can name it (docs/contract.md \"Source records\")", broker.MessageOf(err))
 	}
 	a, err := openAdmin(ctx, env, tf, "policyTable")
 	if err != nil {
@@ -180,7 +180,7 @@ func runRejected(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	if n := out.count(); n > 0 {
-		return foundError{fmt.Sprintf("%d record(s) break the rules of README \"Source records\" and grant nothing: fix them with admin member put / admin bucket put, or delete them", n)}
+		return foundError{fmt.Sprintf("%d record(s) break the rules of docs/contract.md \"Source records\" and grant nothing: fix them with admin member put / admin bucket put, or delete them by their keys (aws dynamodb delete-item; docs/operations.md \"Writes, answers and scans\")", n)}
 	}
 	return nil
 }

@@ -279,7 +279,7 @@ func TestHelpListsTheFlagsAndExits0(t *testing.T) {
 
 // BenchmarkCredentialProcessFromTheCache is a run of credential-process
 // that the cache answers, in process: flags, stack file, token file, cache
-// file, routing and output. BENCHMARKS.md also times the built binary,
+// file, routing and output. docs/benchmarks.md "The credbroker command (issue 12)" also times the built binary,
 // process start included, as botocore runs it.
 func BenchmarkCredentialProcessFromTheCache(b *testing.B) {
 	w := newWorld(b, twoSets)

@@ -4,8 +4,8 @@
 //
 // Every subcommand works against the local stack (--stack .local/stack.json)
 // or a deployed one (flags or CREDBROKER_* variables; see `credbroker help`).
-// Errors are one line on stderr and a nonzero exit status (README "Exit
-// status"): 2 for usage and validation errors, and nothing is written then.
+// Errors are one line on stderr and a nonzero exit status (docs/development.md
+// "Exit status"): 2 for usage and validation errors, and nothing is written then.
 package main
 
 import (

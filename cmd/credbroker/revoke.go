@@ -24,7 +24,7 @@ import (
 func init() {
 	register(command{
 		path:    "admin revoke",
-		summary: "revoke every current session of one user now, through the revoker function (README \"Revocation\")",
+		summary: "revoke every current session of one user now, through the revoker function (docs/security.md \"Revoking a user\")",
 		run:     adminRevoke,
 	})
 }

@@ -45,13 +45,13 @@ import (
 // With 15-minute sessions (the template's default) no credentials can
 // have 15 minutes left when botocore gets them: it runs the command on
 // nearly every call, the cache answers, and a new set is minted about every
-// 4 minutes (15 - minValidity). README "CLI and AWS CLI profiles" says
+// 4 minutes (15 - minValidity). docs/clients.md "CLI and AWS CLI profiles" says
 // the same to users.
 //
 // The command cannot see S3 refuse what it handed out, so it asks the
 // endpoint again once its answer is revalidate old (the endpoint answers
 // from its own cache unless something changed): a revocation reaches the
-// cache within that, the next run after it (README "Revocation").
+// cache within that, the next run after it (docs/security.md "Clients after a revocation").
 const (
 	reuseMargin = 16 * time.Minute
 	minValidity = 11 * time.Minute
@@ -65,7 +65,7 @@ var (
 )
 
 // The shapes of bucket names and project ids: the endpoint grants nothing
-// else (README "Source records").
+// else (docs/contract.md "Source records").
 var (
 	bucketPattern  = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 	projectPattern = regexp.MustCompile(`^[A-Za-z0-9._:@=+-]{1,128}$`)

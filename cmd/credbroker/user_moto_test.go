@@ -300,7 +300,7 @@ func TestUserCommandsDriveTheAWSCLI(t *testing.T) {
 	}
 
 	// How long a run answered from the cache takes, process start
-	// included (measured, not asserted; see BENCHMARKS.md).
+	// included (measured, not asserted; see docs/benchmarks.md "The credbroker command (issue 12)").
 	var took []time.Duration
 	for range 20 {
 		start := time.Now()

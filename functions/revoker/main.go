@@ -1,5 +1,5 @@
 // Command revoker is the Lambda function that cuts off credentials issued
-// before a user's grants narrowed (README "Revocation"). The audit bus's
+// before a user's grants narrowed (docs/security.md "Revocation"). The audit bus's
 // rule invokes it with each narrowing PolicyChanged event, an operator with
 // {"action":"revoke","userId":"<sub>"}, and a schedule with
 // {"action":"prune"}. It only wires; internal/revoke does the work.

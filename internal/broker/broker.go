@@ -113,7 +113,7 @@ type Membership struct {
 	ProjectID string
 	Access    Access
 	// ExpiresAt, when not zero, is the instant the membership stops
-	// granting anything (README "Source records").
+	// granting anything (docs/contract.md "Source records").
 	ExpiresAt time.Time
 }
 
@@ -152,7 +152,7 @@ type UserPolicy struct {
 	Expires   map[string]time.Time
 	UpdatedAt time.Time
 	// RevokedBefore, when not zero, is the user's latest revocation cutoff
-	// (README "Revocation"): the base role denies the user's sessions
+	// (docs/security.md "Revocation"): the base role denies the user's sessions
 	// issued before it, except those tagged with its CutoffTag, which the
 	// endpoint gives every session it mints from this item.
 	RevokedBefore time.Time

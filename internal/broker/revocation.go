@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The timing of revocations (README "Revocation").
+// The timing of revocations (docs/security.md "The cutoff").
 //
 // The projector reads its clock (S) before it writes a narrowing, and the
 // write must land within CommitWindow of S (it is given that deadline and
@@ -52,8 +52,8 @@ func NextCutoff(prev, want time.Time) time.Time {
 	return prev.UTC().Truncate(time.Millisecond).Add(time.Millisecond)
 }
 
-// The session tags the endpoint sets on every session it mints (README
-// "Revocation"). UserTagKey names the user, CutoffTagKey the revocation
+// The session tags the endpoint sets on every session it mints (docs/security.md
+// "How"). UserTagKey names the user, CutoffTagKey the revocation
 // cutoff of the policy item the session was minted from. The deny list
 // denies, for each revoked user, the sessions that carry the user's tag
 // but not the tag of the user's current cutoff: every session minted before

@@ -141,7 +141,7 @@ type CredentialIssuer interface {
 }
 
 // ExpiryTimer recomputes a user's policy item when the earliest expiry of
-// their memberships comes (README "Source records", expiresAt): within 5 s
+// their memberships comes (docs/contract.md "Source records", expiresAt): within 5 s
 // on the local stack, 60 s on AWS, the grant leaves the item and its
 // PolicyChanged. The session policies already stop the grant at that
 // instant; the timer only brings the item and the announcement in line.

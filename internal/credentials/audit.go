@@ -23,8 +23,8 @@ const (
 	// user's SourceIdentity) remains as a second record either way.
 	FailClosed AuditMode = iota
 	// BestEffort answers without waiting: the event goes to the Background
-	// queue, which sends it after the answer (README "Audit events" says
-	// when such an event can be lost).
+	// queue, which sends it after the answer (docs/contract.md "Delivery"
+	// says when such an event can be lost).
 	BestEffort
 )
 

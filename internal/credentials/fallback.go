@@ -17,7 +17,7 @@ const (
 )
 
 // Fallback keeps, for a warm instance, the deny list's fallback cutoff
-// (README "Revocation", "After a fallback"): when the list overflowed, IAM
+// (docs/security.md "After a fallback"): when the list overflowed, IAM
 // denies every session issued before it, rounded up to the second, whatever
 // the session's tag. Sets cached from before it are dead, and so is
 // anything minted while it is still ahead.

@@ -11,7 +11,7 @@ import (
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
-// Answer is the 200 body (README "Credential endpoint").
+// Answer is the 200 body (docs/contract.md "Credential endpoint").
 type Answer struct {
 	UserID         string          `json:"userId"`
 	PolicyVersion  string          `json:"policyVersion"`
@@ -56,8 +56,8 @@ func rfc3339(t time.Time) string { return t.UTC().Truncate(time.Second).Format(t
 const millisRFC3339 = "2006-01-02T15:04:05.000Z07:00"
 
 // buildAnswer renders the 200 body and returns its access key ids.
-// The cutoffs and issue times are optional fields (README "Credential
-// endpoint"): clients use them to drop sets a revocation denies.
+// The cutoffs and issue times are optional fields (docs/contract.md
+// "Credential endpoint"): clients use them to drop sets a revocation denies.
 func buildAnswer(p broker.Principal, version string, grants []broker.Grant, sets []broker.PolicySet,
 	issued []issuedSet, k answerKey, duration time.Duration) ([]byte, []string, error) {
 	a := Answer{UserID: p.UserID, PolicyVersion: version, CredentialSets: make([]CredentialSet, len(sets))}

@@ -1,5 +1,5 @@
 // Package credentials is the credential endpoint, GET /auths/resources
-// (README "Credential endpoint"), as an API Gateway HTTP API (payload 2.0)
+// (docs/contract.md "Credential endpoint"), as an API Gateway HTTP API (payload 2.0)
 // handler.
 //
 // An answer from the warm instance's cache costs one token verification
@@ -291,7 +291,7 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 // readPolicy reads the user's item and returns it with the time the read
 // started (the machine's monotonic clock: it bounds a deadline). A cutoff in
 // the item needs no waiting: the sessions minted from it carry its tag,
-// which its deny spares (README "Revocation").
+// which its deny spares (docs/security.md "How").
 func (s *Service) readPolicy(ctx context.Context, userID string) (broker.UserPolicy, time.Time, error) {
 	readAt := time.Now()
 	pol, err := s.Policies.GetPolicy(ctx, userID)

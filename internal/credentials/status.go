@@ -51,7 +51,7 @@ func retryAfter(err error) int {
 }
 
 // revokedUntil says that every session issued now would be denied at once:
-// a fallback cutoff (README "Revocation") is still wait ahead.
+// a fallback cutoff (docs/security.md "After a fallback") is still wait ahead.
 type revokedUntil struct {
 	before time.Time
 	wait   time.Duration

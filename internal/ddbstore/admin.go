@@ -33,7 +33,7 @@ func (s *Store) GetSourceItem(ctx context.Context, pk, sk string) (it broker.Sou
 
 // PutSourceItem writes the item, replacing any item with its keys, and
 // returns what it replaced. Only string attributes can be written: the
-// others break the rules of README "Source records" anyway.
+// others break the rules of docs/contract.md "Source records" anyway.
 func (s *Store) PutSourceItem(ctx context.Context, it broker.SourceItem) (old broker.SourceItem, replaced bool, err error) {
 	const op = "put source item"
 	item := key(it.PK, it.SK)

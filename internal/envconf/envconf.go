@@ -132,7 +132,7 @@ func (r *Reader) Err(what string) error {
 }
 
 // Expiry is where a function arms the timers that recompute a user at a
-// membership's expiry (README "Source records", expiresAt): an EventBridge
+// membership's expiry (docs/contract.md "Source records", expiresAt): an EventBridge
 // Scheduler group, the role its schedules invoke the projector with, the
 // projector (empty in the projector itself: the invoked function) and the
 // schedules' dead-letter queue. Without a group, nothing is armed.

@@ -269,7 +269,7 @@ func (r *Role) Apply(ctx context.Context, page int, doc string) error {
 func (r *Role) create(ctx context.Context, arn string, page int, doc string) error {
 	_, err := r.Client.CreatePolicy(ctx, &iam.CreatePolicyInput{
 		PolicyName: aws.String(pageName(r.name(), page)), Path: aws.String(PagePath), PolicyDocument: aws.String(doc),
-		Description: aws.String("credbroker deny list, written by the revoker (README \"Revocation\"); do not edit"),
+		Description: aws.String("credbroker deny list, written by the revoker (docs/security.md \"The deny list's policies\"); do not edit"),
 	})
 	if isCode(err, "EntityAlreadyExists") {
 		// Another revoker created it meanwhile: make this one the default.

@@ -39,7 +39,7 @@ import (
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
-// Info is .local/stack.json (README "Local stack"), written when the stack
+// Info is .local/stack.json (docs/operations.md "Local stack"), written when the stack
 // is ready.
 type Info = stackfile.Stack
 
@@ -80,8 +80,8 @@ type Options struct {
 	// Archive creates the audit bus's archive, as template.yaml does. It
 	// is off by default: moto spends about 140 ms of its one Python
 	// process on every PutEvents to a bus with an archive (or any other
-	// rule target), during which it serves nothing else (README, local
-	// stack).
+	// rule target), during which it serves nothing else (docs/operations.md
+	// "Differences from AWS").
 	Archive bool
 	// StackEndpoint, when set, is where the stack's own AWS clients (the
 	// projector, the stream poller, the credential endpoint and its key
@@ -102,7 +102,7 @@ type Options struct {
 }
 
 // ExitCode maps a Start or Run error to the process's exit status
-// (README "Exit status"): a taken port, a missing moto_server or another
+// (docs/development.md "Exit status"): a taken port, a missing moto_server or another
 // stack running from the same directory is the machine's (Environment),
 // anything else a Failure.
 func ExitCode(err error) int {

@@ -242,7 +242,7 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 
 // BenchmarkRevocation measures, on the local stack, the time from deleting
 // a membership to the deny being in the base role's policies, over b.N
-// users (README "Revocation", BENCHMARKS.md).
+// users (docs/benchmarks.md "Revocation (issue 11)").
 func BenchmarkRevocation(b *testing.B) {
 	st := start(b, true)
 	c := newClient(st)

@@ -32,8 +32,8 @@ type Demo struct {
 // bucket and one folder of another; a project "archive" the user may only
 // read, with one bucket (so the demo page can show a refusal); the buckets
 // themselves in moto's S3 with objects; and the memberships. With a demo
-// page, each bucket also gets the CORS rule the page needs on AWS (web/
-// README.md), so that its browser requests meet the same checks here.
+// page, each bucket also gets the CORS rule the page needs on AWS (web/README.md
+// "Demo page"), so that its browser requests meet the same checks here.
 func seed(ctx context.Context, cfg aws.Config, info Info) (*Demo, error) {
 	d := &Demo{
 		Username: "demo", Password: "Demo-Passw0rd!",

@@ -15,11 +15,11 @@ import (
 	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
-// The demo page (web/dist/demo, README "Local stack") is served on its own
+// The demo page (web/dist/demo, docs/operations.md "Local stack") is served on its own
 // origin, as a page on AWS would be, so that the browser applies CORS to its
 // calls to the credential endpoint exactly as it would there.
 
-// webConfig is the page's config.json (web/README.md, "Demo page").
+// webConfig is the page's config.json (web/README.md "Demo page").
 type webConfig struct {
 	APIURL           string `json:"apiUrl"`
 	Region           string `json:"region"`

@@ -214,8 +214,8 @@ func TestCorsAnswersThePagesOriginOnly(t *testing.T) {
 	const page = "http://127.0.0.1:8081"
 	cors := samtemplate.Cors{AllowOrigins: []string{page}, AllowMethods: []string{"GET"},
 		AllowHeaders: []string{"Authorization", "Cache-Control"}, ExposeHeaders: []string{"Retry-After", "WWW-Authenticate"}, MaxAge: 600}
-	// The function: 405 for anything but GET (README "Credential
-	// endpoint"), 401 with a challenge for a GET without a token.
+	// The function: 405 for anything but GET (docs/contract.md
+	// "Credential endpoint"), 401 with a challenge for a GET without a token.
 	var reached []string
 	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached = append(reached, r.Method)

@@ -419,8 +419,8 @@ func (p *Projector) plan(c Change) plan {
 	return plan{ref: ref}
 }
 
-// Validate applies the rules of the membership table (README "Source
-// records") to one item exactly as the projector does before it projects
+// Validate applies the rules of the membership table (docs/contract.md
+// "Source records") to one item exactly as the projector does before it projects
 // the item: its keys, its attributes, and, for a bucket record, whether one
 // grant of its folder fits in a session policy. An invalid item gives an
 // Invalid error whose safe message (broker.MessageOf) is the reason the

@@ -335,7 +335,7 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 // commit writes next. When next narrows the user's grants (started is not
 // zero), its cutoff (new, or an earlier one of the same second or an
 // operator's later one) counts on the write landing within
-// broker.CommitWindow of started (README "Revocation"), so the write gets
+// broker.CommitWindow of started (docs/security.md "The cutoff"), so the write gets
 // that deadline; one that misses it fails as transient and the record's
 // retry computes a new cutoff.
 func (p *Projector) commit(ctx context.Context, claim broker.Claim, next broker.UserPolicy, outbox []broker.PolicyChangedDetail, started time.Time) error {
@@ -385,7 +385,7 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 // narrowing gives the user a new cutoff, RevokeBefore(now) or just after
 // the previous one: the sessions minted from the old item stop working,
 // and those the endpoint mints from the new one carry the new cutoff's tag,
-// which the deny spares (README "Revocation").
+// which the deny spares (docs/security.md "How").
 //
 // A grant of the claimed item whose expiry has passed is no loss: the
 // credentials issued with it stopped reaching it at the expiry (the

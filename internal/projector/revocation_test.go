@@ -10,7 +10,7 @@ import (
 
 // A change that takes something away moves the user's cutoff to
 // RevokeBefore of the projector's clock and says so in its event; one that
-// only adds keeps the cutoff and revokes nothing (README "Revocation").
+// only adds keeps the cutoff and revokes nothing (docs/security.md "Revocation").
 func TestANarrowingMovesTheCutoffAndAnAdditionDoesNot(t *testing.T) {
 	f := newFixture(t)
 	now := time.Date(2026, 11, 30, 12, 0, 0, 300_000_000, time.UTC)

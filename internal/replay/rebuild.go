@@ -62,7 +62,7 @@ type Recomputer interface {
 	// ComputeAt is Compute with membership expiries judged at an instant.
 	ComputeAt(ctx context.Context, userID string, at time.Time) (broker.UserPolicy, error)
 	// Validate applies the source-record rules as the projector does; an
-	// invalid item grants nothing (README "Source records").
+	// invalid item grants nothing (docs/contract.md "Source records").
 	Validate(it broker.SourceItem) (broker.ParsedItem, error)
 }
 

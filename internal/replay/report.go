@@ -21,8 +21,8 @@ type Report struct {
 	Users   int `json:"users"`
 	Orphans int `json:"orphans"`
 	// Rejected is, for rebuild and verify, the records of the membership
-	// table that break the rules and so grant nothing (README "Source
-	// records"); `credbroker admin rejected` lists them with the reasons.
+	// table that break the rules and so grant nothing (docs/contract.md
+	// "Source records"); `credbroker admin rejected` lists them with the reasons.
 	// They are not drift: the policy table is right to ignore them.
 	Rejected int `json:"rejected"`
 	// Rebuild: items committed; stale member-index entries handed to
@@ -101,7 +101,7 @@ func (e *DriftError) Error() string {
 		r.RunID, r.Missing, r.Different, r.Extra, r.MissingIndex, r.ExtraIndex, r.Users+r.Orphans)
 }
 
-// ExitCode maps an operation's error to the command's exit status (README
+// ExitCode maps an operation's error to the command's exit status (docs/development.md
 // "Exit status"): drift is Found, a usage or configuration error Usage, any
 // other failure Failure (a verify that could not check every user fails
 // with Failure even if it found drift).

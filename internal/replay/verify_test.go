@@ -93,7 +93,7 @@ func TestVerifyReportsAnEditedDocumentAndRebuildRepairsIt(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The repair may revoke (README "Revocation"): what an edited or
+			// The repair may revoke (docs/security.md "Revocation"): what an edited or
 			// unreadable item granted is unknown, so its cutoff moves.
 			if diff := cmp.Diff(want, f.item("erin"), cmpopts.IgnoreFields(broker.UserPolicy{}, "UpdatedAt", "RevokedBefore")); diff != "" {
 				t.Errorf("erin's item after rebuild (-computed +stored):\n%s", diff)

@@ -74,7 +74,7 @@ type Request struct {
 // stored list lacks a live entry the policy holds (the item was deleted,
 // cannot be read, or was restored from an old backup), it puts the entry
 // back before anything else, logs an error and counts
-// MetricDenyListRecovered (README "Revocation", recovering the deny list).
+// MetricDenyListRecovered (docs/security.md "If the deny-list item is lost").
 type Service struct {
 	Store   Store
 	Cutoffs Cutoffs
@@ -211,7 +211,7 @@ func (s *Service) read(ctx context.Context, r *roleView, pages ...int) error {
 	e, err := ParseEnforced(known)
 	if err != nil {
 		// Not ours (edited by hand?): replacing it could lift denies.
-		return broker.Errorf(broker.Internal, "revoke", "%v: restore the policy the revoker wrote or remove it (README \"Revocation\")", err)
+		return broker.Errorf(broker.Internal, "revoke", "%v: restore the policy the revoker wrote or remove it (docs/security.md \"If the deny-list item is lost\")", err)
 	}
 	r.enforced = e
 	return nil
@@ -302,7 +302,7 @@ func (s *Service) restore(ctx context.Context, l List, gap Gap, corrupt bool, lo
 		return l, nil // the list was newer than the role: nothing lost
 	}
 	s.count(MetricDenyListRecovered)
-	s.logger().Error("the deny-list item was lost, unreadable or older than the role's policies: putting back what the role's policies still deny (README \"Revocation\")",
+	s.logger().Error("the deny-list item was lost, unreadable or older than the role's policies: putting back what the role's policies still deny (docs/security.md \"If the deny-list item is lost\")",
 		"unreadable", corrupt, "loadError", loadErr, "usersRestored", len(gap.Missing)+len(gap.Differ), "allRestored", !gap.All.Before.IsZero())
 	return restored, nil
 }

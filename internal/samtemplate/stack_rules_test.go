@@ -580,7 +580,7 @@ func requiredAlarms(t *samtemplate.Template, stack *samtemplate.Stack) []string 
 			want = append(want, "AWS/Lambda Errors "+fn, "AWS/Lambda Throttles "+fn)
 			if r.LogicalID == "RevokerFunction" {
 				// A revocation refused, clamped, failed, a prune failed, a
-				// deny list recovered: each is loud on its own (README
+				// deny list recovered: each is loud on its own (docs/operations.md
 				// "Alarms"), never only a log line.
 				for _, m := range []string{revoke.MetricRefused, revoke.MetricClamped, revoke.MetricFailed, revoke.MetricPruneFailed, revoke.MetricDenyListRecovered} {
 					want = append(want, emf.Namespace+" "+m+" revoker")

@@ -1,6 +1,6 @@
 // The demo page: sign in, see your grants, browse a place, upload to it.
 // Plain DOM, no framework. Its configuration comes from config.json next to
-// the page (README: "Demo page").
+// the page (web/README.md "Demo page").
 
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {

@@ -17,7 +17,7 @@
 // reported. By default it starts its own moto and local stack in process,
 // with a proxy between the stack and moto that counts the stack's calls and
 // can inject faults (-faults); -stack runs against a stack started by
-// `make run` instead (no call counts, no faults). README, "Load".
+// `make run` instead (no call counts, no faults). docs/benchmarks.md "Load".
 package main
 
 import (

@@ -1,10 +1,10 @@
 // Command localstack is `make run`: the whole broker on loopback, until
 // Ctrl-C, or until moto or the stream poller stops (exit status 3, so that a
-// stale stack is never left answering; README "Exit status"). MOTO_PORT
+// stale stack is never left answering; docs/development.md "Exit status"). MOTO_PORT
 // (4566), PORT (8080), WEB_PORT (8081, the demo page's) and LAMBDA_PORT
 // (8082, Lambda's Invoke API for the revoker) choose the ports; SEED=1 adds a demo user, projects and buckets; AUDIT_TAIL=1 copies
 // audit events to an SQS queue; ARCHIVE=1 gives the audit bus its archive,
-// as in the template (slow in moto: README, local stack). The demo page is
+// as in the template (slow in moto: docs/operations.md "Differences from AWS"). The demo page is
 // served when web/dist/demo (`make web`) is built in the working directory.
 package main
 
