@@ -16,14 +16,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/docscheck"
-	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/projector"
-	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/revoke"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
 // function is a function of the template and the reader of its
@@ -35,9 +35,9 @@ type function struct {
 
 // functions are the template's, by the name the docs give them.
 var functions = map[string]function{
-	"credentials": {"CredentialsFunction", func(g func(string) string) (any, error) { return endpoint.ConfigFromEnv(g) }},
+	"credentials": {"CredentialsFunction", func(g func(string) string) (any, error) { return credentials.ConfigFromEnv(g) }},
 	"projector":   {"ProjectorFunction", func(g func(string) string) (any, error) { return projector.ConfigFromEnv(g) }},
-	"replay":      {"ReplayFunction", func(g func(string) string) (any, error) { return recovery.ConfigFromEnv(g) }},
+	"replay":      {"ReplayFunction", func(g func(string) string) (any, error) { return replay.ConfigFromEnv(g) }},
 	"revoker":     {"RevokerFunction", func(g func(string) string) (any, error) { return revoke.ConfigFromEnv(g) }},
 }
 
@@ -106,11 +106,11 @@ func TestDocsQuoteTheDefaults(t *testing.T) {
 }
 
 func testTemplateParameters(t *testing.T) {
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stack, err := tpl.Stack(stackdef.Env{})
+	stack, err := tpl.Stack(samtemplate.Env{})
 	if err != nil {
 		t.Fatalf("the template's defaults: %v", err)
 	}
@@ -176,12 +176,12 @@ func testFunctionEnvironment(t *testing.T) {
 		}
 	}
 
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The stack's resources get values the functions accept.
-	stack, err := tpl.Stack(stackdef.Env{
+	stack, err := tpl.Stack(samtemplate.Env{
 		Refs:  map[string]string{"UserPool": samples["USER_POOL_ID"], "UserPoolClient": samples["ALLOWED_CLIENT_IDS"]},
 		Attrs: map[string]string{"BaseRole.Arn": samples["BASE_ROLE_ARN"]},
 	})
@@ -328,7 +328,7 @@ func testMakeVariables(t *testing.T) {
 
 func TestTheDocsListEveryAlarm(t *testing.T) {
 	t.Parallel()
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
