@@ -51,12 +51,12 @@ var samples = map[string]string{
 	"ALLOWED_CLIENT_IDS": "client1",
 }
 
-// A row of a configuration table: its names, and its default cell.
+// row is a row of a table of the docs: where it is, the names in its first
+// cell, and its cells.
 type row struct {
-	where    string
-	names    []string
-	cell     []string
-	defValue string
+	where string
+	names []string
+	cell  []string
 }
 
 // tables returns the rows of every table of the docs whose header is
