@@ -5,7 +5,6 @@
 package docscheck
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"unicode"
+
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
 // Doc is what other files may point at in one Markdown file.
@@ -302,23 +303,10 @@ func Names(cell string) []string {
 	return out
 }
 
-// Root returns the module's root: the nearest directory at or above the
-// working directory that holds go.mod.
+// Root returns the module's root, where template.yaml and go.mod are.
 func Root() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod at or above the working directory")
-		}
-		dir = parent
-	}
+	path, err := samtemplate.DefaultPath()
+	return filepath.Dir(path), err
 }
 
 // Repo resolves links and references against the files under Root.
