@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/docscheck"
+	"github.com/credbroker/credbroker/internal/testkit/docscheck"
 )
 
 // corpus is the repository's files to check, read once for every test:
@@ -38,7 +38,7 @@ var corpus = sync.OnceValues(func() (map[string]string, error) {
 		}
 		switch {
 		case rel == "Makefile", rel == ".ci/run":
-		case strings.HasPrefix(rel, "internal/docscheck/"):
+		case strings.HasPrefix(rel, "internal/testkit/docscheck/"):
 			// Its tests spell out the stale forms they look for.
 			return nil
 		default:

@@ -17,13 +17,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/credentials"
-	"github.com/credbroker/credbroker/internal/docscheck"
 	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/samtemplate"
+	"github.com/credbroker/credbroker/internal/testkit/docscheck"
 )
 
 // function is a function of the template and the reader of its
