@@ -455,6 +455,9 @@ func Run(ctx context.Context, o Options) error {
 	if d := st.Demo; d != nil {
 		fmt.Fprintf(o.Out, "  demo user %q password %q: project %q (write: %s), project %q (read: %s)\n",
 			d.Username, d.Password, d.Project, strings.Join(d.Places, ", "), d.ReadOnlyProject, strings.Join(d.ReadOnlyPlaces, ", "))
+		fmt.Fprintf(o.Out, "  user %q (same password) in no project yet; project %q owns %s\n",
+			d.Contractor, d.Genomics, strings.Join(d.GenomicsPlaces, ", "))
+		fmt.Fprintf(o.Out, "  buckets              %s\n", strings.Join(d.Buckets, ", "))
 	}
 	if st.Info.AuditQueueURL != "" {
 		fmt.Fprintf(o.Out, "  audit events copied to %s\n", st.Info.AuditQueueURL)
