@@ -25,10 +25,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	credsvc "github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
@@ -326,6 +328,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	if o.Seed {
 		if st.Demo, err = seed(ctx, awsCfg, st.Info); err != nil {
+			return nil, fmt.Errorf("demo seed: %w", err)
+		}
+		store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: st.Info.PolicyTable}
+		if err := st.Demo.projected(ctx, store, 30*time.Second); err != nil {
 			return nil, fmt.Errorf("demo seed: %w", err)
 		}
 	}

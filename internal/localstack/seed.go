@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	cip "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider"
@@ -14,6 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/ddbstore"
 )
 
 // Demo is what the demo seed created.
@@ -154,4 +159,26 @@ func allowOrigin(ctx context.Context, s3c *s3.Client, bucket, origin string) err
 	_, err = s3c.PutBucketCors(ctx, &s3.PutBucketCorsInput{Bucket: aws.String(bucket),
 		CORSConfiguration: &s3types.CORSConfiguration{CORSRules: []s3types.CORSRule{rule}}})
 	return err
+}
+
+// projected waits until the policy table serves the demo user every
+// seeded grant. Start writes stack.json after it, so that once the file
+// exists (what `make run`'s users, and tests of the documented commands,
+// wait for) the examples run as written instead of meeting a 403 for the
+// half second the projection takes.
+func (d *Demo) projected(ctx context.Context, store *ddbstore.Store, limit time.Duration) error {
+	want := map[string]int{d.Project: len(d.Places), d.ReadOnlyProject: len(d.ReadOnlyPlaces)}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		p, err := store.GetPolicy(ctx, d.UserID)
+		if err == nil && maps.EqualFunc(p.ByProject, want, func(places []broker.Place, n int) bool { return len(places) == n }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the demo user's grants were not projected within %s (last read: %v, %d projects)", limit, err, len(p.ByProject))
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }
