@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
@@ -173,7 +173,7 @@ func says(t *testing.T, text string, wants ...string) {
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	tpl, err := stackdef.DefaultPath()
+	tpl, err := samtemplate.DefaultPath()
 	if err != nil {
 		t.Fatal(err)
 	}
