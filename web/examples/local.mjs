@@ -21,7 +21,14 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { CognitoAuth, CredentialBroker, NoAccessError, SignInError, explainS3Error } from '@credbroker/web';
+import {
+  CognitoAuth,
+  CredbrokerError,
+  CredentialBroker,
+  NoAccessError,
+  SignInError,
+  explainS3Error,
+} from '@credbroker/web';
 
 /** @param {number} status @param {string} message @returns {never} */
 function fail(status, message) {
@@ -72,44 +79,44 @@ for (const f of /** @type {const} */ (['region', 'awsEndpoint', 'apiUrl', 'userP
   if (typeof stack?.[f] !== 'string') fail(2, `${stackFile} is not a local stack's stack file: it has no ${f}`);
 }
 
-// 1. Sign in with the password flow, at the local stack's Cognito (moto).
-const auth = new CognitoAuth({
-  clientId: stack.userPoolClientId,
-  userPoolId: stack.userPoolId,
-  region: stack.region,
-  endpoint: stack.awsEndpoint,
-});
-const session = await auth
-  .signIn(username, password, { flow: 'USER_PASSWORD_AUTH' })
-  .catch((err) =>
-    err instanceof SignInError && err.code === 'NotAuthorizedException'
-      ? fail(
-          2,
-          `${err.message} Check --username and CREDBROKER_PASSWORD; each \`make run\` starts a new user pool, and \`SEED=1\` adds demo / Demo-Passw0rd!.`,
-        )
-      : fail(3, `${err?.message ?? err} Is the local stack of ${stackFile} running (\`SEED=1 make run\`)?`),
-  );
-
-// 2. The user's credentials, from the credential endpoint, for this bucket.
-const broker = new CredentialBroker({ apiUrl: stack.apiUrl, tokens: session });
-const s3 = new S3Client({
-  region: stack.region,
-  endpoint: stack.awsEndpoint, // moto
-  forcePathStyle: true, // moto serves buckets as paths
-  credentials: broker.credentialsFor(bucket, { key: prefix || undefined }),
-});
-s3.middlewareStack.use(broker.s3Plugin()); // AccessDenied: fresh credentials, one retry
-
-// 3. List the bucket (or the folder).
 try {
+  // 1. Sign in with the password flow, at the local stack's Cognito (moto).
+  const auth = new CognitoAuth({
+    clientId: stack.userPoolClientId,
+    userPoolId: stack.userPoolId,
+    region: stack.region,
+    endpoint: stack.awsEndpoint,
+  });
+  const session = await auth.signIn(username, password, { flow: 'USER_PASSWORD_AUTH' });
+
+  // 2. The user's credentials, from the credential endpoint, for this bucket.
+  const broker = new CredentialBroker({ apiUrl: stack.apiUrl, tokens: session });
+  const s3 = new S3Client({
+    region: stack.region,
+    endpoint: stack.awsEndpoint, // moto
+    forcePathStyle: true, // moto serves buckets as paths
+    credentials: broker.credentialsFor(bucket, { key: prefix || undefined }),
+  });
+  s3.middlewareStack.use(broker.s3Plugin()); // AccessDenied: fresh credentials, one retry
+
+  // 3. List the bucket (or the folder).
   const out = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined }));
   for (const o of out.Contents ?? []) console.log(`s3://${bucket}/${o.Key}\t${o.Size} bytes`);
 } catch (err) {
+  if (err instanceof SignInError && err.code === 'NotAuthorizedException') {
+    fail(
+      2,
+      `${err.message} Check --username and CREDBROKER_PASSWORD; each \`make run\` starts a new user pool, and \`SEED=1\` adds demo / Demo-Passw0rd!.`,
+    );
+  }
   if (err instanceof NoAccessError) {
     fail(
       3,
       `${err.message} See the user's grants with \`credbroker admin explain --stack ${stackFile} --username ${username}\`.`,
     );
+  }
+  if (err instanceof CredbrokerError) {
+    fail(3, `${err.message} Is the local stack of ${stackFile} running (\`SEED=1 make run\`)?`);
   }
   fail(3, explainS3Error(err, { bucket, key: prefix, endpoint: stack.awsEndpoint }).message);
 }
