@@ -93,6 +93,16 @@ test-web: web/node_modules/.package-lock.json ## web/'s checks and tests: pretti
 	$(need_node)
 	cd web && $(NPM) test
 
+# The demo page's screenshot in docs/: TestTheDemoPageInChromium signs in to
+# the page of a seeded local stack (its own, on free ports) in headless
+# Chromium, with a time-bounded grant, and writes the screenshot at its end.
+.PHONY: demo-screenshot
+demo-screenshot: web ## Retake docs/demo-page.png: the demo page of a seeded local stack, signed in, in headless Chromium (chromium, moto_server).
+	@command -v moto_server >/dev/null || { echo "moto_server not found on PATH: pip install 'moto[server]==5.2.1'"; exit 1; }
+	BROWSER_TESTS= DEMO_SCREENSHOT='$(CURDIR)/docs/demo-page.png' $(GO) run ./internal/cmd/withmoto -- \
+	  $(GO) test $(INTEGRATION) -count=1 -run='^TestTheDemoPageInChromium$$' ./internal/localstack/
+	@echo "wrote docs/demo-page.png"
+
 .PHONY: bench
 bench: ## Run the benchmarks (against moto where they need AWS).
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -run='^$$' -bench='$(BENCH)' -benchmem ./...

@@ -25,10 +25,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	credsvc "github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
@@ -328,6 +330,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		if st.Demo, err = seed(ctx, awsCfg, st.Info); err != nil {
 			return nil, fmt.Errorf("demo seed: %w", err)
 		}
+		store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: st.Info.PolicyTable}
+		if err := st.Demo.projected(ctx, store, 30*time.Second); err != nil {
+			return nil, fmt.Errorf("demo seed: %w", err)
+		}
 	}
 	if err := stackfile.Write(st.infoPath, st.Info); err != nil {
 		return nil, err
@@ -455,6 +461,9 @@ func Run(ctx context.Context, o Options) error {
 	if d := st.Demo; d != nil {
 		fmt.Fprintf(o.Out, "  demo user %q password %q: project %q (write: %s), project %q (read: %s)\n",
 			d.Username, d.Password, d.Project, strings.Join(d.Places, ", "), d.ReadOnlyProject, strings.Join(d.ReadOnlyPlaces, ", "))
+		fmt.Fprintf(o.Out, "  user %q (same password) in no project yet; project %q owns %s\n",
+			d.Contractor, d.Genomics, strings.Join(d.GenomicsPlaces, ", "))
+		fmt.Fprintf(o.Out, "  buckets              %s\n", strings.Join(d.Buckets, ", "))
 	}
 	if st.Info.AuditQueueURL != "" {
 		fmt.Fprintf(o.Out, "  audit events copied to %s\n", st.Info.AuditQueueURL)
