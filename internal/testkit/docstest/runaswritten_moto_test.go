@@ -57,7 +57,7 @@ func TestDocsRunAsWritten(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/credbroker: %v\n%s", err, out)
 	}
-	st := stacktest.Start(t, localstack.Options{Dir: filepath.Join(work, ".local"), Seed: true, AuditTail: true,
+	st := stacktest.Start(t, localstack.Options{Dir: filepath.Join(work, ".local"), Seed: true,
 		LambdaPort: stacktest.FreePort(t), Out: testWriter{t}})
 	_ = st
 	home := t.TempDir()
