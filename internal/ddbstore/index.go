@@ -35,32 +35,45 @@ func tokenOf(item map[string]types.AttributeValue) int64 {
 // strongly consistent batch reads.
 func (s *Store) MemberTokens(ctx context.Context, userID string, projects []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(projects))
-	for start := 0; start < len(projects); start += batchGetMax {
-		keys := make([]map[string]types.AttributeValue, 0, batchGetMax)
-		for _, p := range projects[start:min(start+batchGetMax, len(projects))] {
-			keys = append(keys, memberKey(p, userID))
-		}
-		req := map[string]types.KeysAndAttributes{s.PolicyTable: {Keys: keys, ConsistentRead: aws.Bool(true)}}
+	keys := make([]map[string]types.AttributeValue, len(projects))
+	for i, p := range projects {
+		keys[i] = memberKey(p, userID)
+	}
+	err := s.batchGet(ctx, "read member index", s.PolicyTable, keys, func(it map[string]types.AttributeValue) {
+		out[strings.TrimPrefix(getS(it, "pk"), broker.ProjectKeyPrefix)] = tokenOf(it)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// batchGet reads the items of keys from table with strongly consistent
+// batch reads of up to 100 keys, retrying unprocessed keys, and hands each
+// item found to found.
+func (s *Store) batchGet(ctx context.Context, op, table string, keys []map[string]types.AttributeValue, found func(map[string]types.AttributeValue)) error {
+	for start := 0; start < len(keys); start += batchGetMax {
+		req := map[string]types.KeysAndAttributes{table: {Keys: keys[start:min(start+batchGetMax, len(keys))], ConsistentRead: aws.Bool(true)}}
 		for attempt := 0; len(req) > 0; attempt++ {
 			if attempt == maxBatchAttempts {
-				return nil, broker.Errorf(broker.Transient, "read member index", "unprocessed keys after %d attempts", attempt)
+				return broker.Errorf(broker.Transient, op, "unprocessed keys after %d attempts", attempt)
 			}
 			if attempt > 0 {
 				if err := wait(ctx, attempt); err != nil {
-					return nil, classify("read member index", err)
+					return classify(op, err)
 				}
 			}
 			res, err := s.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
 			if err != nil {
-				return nil, classify("read member index", err)
+				return classify(op, err)
 			}
-			for _, it := range res.Responses[s.PolicyTable] {
-				out[strings.TrimPrefix(getS(it, "pk"), broker.ProjectKeyPrefix)] = tokenOf(it)
+			for _, it := range res.Responses[table] {
+				found(it)
 			}
 			req = res.UnprocessedKeys
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // PutMembers writes the user's index entries with batch writes.
