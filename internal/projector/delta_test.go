@@ -148,6 +148,22 @@ func (f *fixture) deltaPaused(at, user string) (*projector.Projector, *deltaPaus
 	return &p, d
 }
 
+// whilePaused delivers recs with a projector paused on alice's delta at
+// the point, runs meanwhile (which projects other changes) and lets the
+// paused delivery finish, which must not fail.
+func (f *fixture) whilePaused(t *testing.T, at string, recs []events.DynamoDBEventRecord, meanwhile func()) {
+	t.Helper()
+	paused, d := f.deltaPaused(at, "alice")
+	done := make(chan events.DynamoDBEventResponse)
+	go func() { done <- f.deliverWith(paused, recs) }()
+	<-d.paused
+	meanwhile()
+	close(d.resume)
+	if resp := <-done; len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("paused fan-out failed instead of retrying: %v", seqs(resp))
+	}
+}
+
 // A bucket added while a member leaves the project: the bucket's fan-out,
 // paused on the delta path after it read the membership or just before it
 // commits, must not give the departed member the bucket (nor keep the old
@@ -164,19 +180,12 @@ func TestADeltaNeverGrantsAMemberWhoLeft(t *testing.T) {
 
 			f.bucket("p1", "extra", "")
 			added := f.streamRecords()[n:]
-			paused, d := f.deltaPaused(at, "alice")
-			done := make(chan events.DynamoDBEventResponse)
-			go func() { done <- f.deliverWith(paused, added) }()
-			<-d.paused
-
-			f.leave("alice", "p1")
-			if resp := f.deliver(f.streamRecords()[n+len(added):]); len(resp.BatchItemFailures) != 0 {
-				t.Fatalf("departure failed: %v", seqs(resp))
-			}
-			close(d.resume)
-			if resp := <-done; len(resp.BatchItemFailures) != 0 {
-				t.Fatalf("fan-out failed instead of retrying: %v", seqs(resp))
-			}
+			f.whilePaused(t, at, added, func() {
+				f.leave("alice", "p1")
+				if resp := f.deliver(f.streamRecords()[n+len(added):]); len(resp.BatchItemFailures) != 0 {
+					t.Fatalf("departure failed: %v", seqs(resp))
+				}
+			})
 			if got := f.item("alice"); !got.Empty() {
 				t.Errorf("alice keeps %v after leaving", places(got))
 			}
@@ -202,20 +211,13 @@ func TestAStaleDeltaNeverOverwritesANewerOne(t *testing.T) {
 
 	f.bucket("p1", "extra", "")
 	first := f.streamRecords()[n:]
-	paused, d := f.deltaPaused("after reading the membership", "alice")
-	done := make(chan events.DynamoDBEventResponse)
-	go func() { done <- f.deliverWith(paused, first) }()
-	<-d.paused
-
-	f.unbucket("p1", "extra")
-	f.unbucket("p1", "lake")
-	if resp := f.deliver(f.streamRecords()[n+len(first):]); len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("removals failed: %v", seqs(resp))
-	}
-	close(d.resume)
-	if resp := <-done; len(resp.BatchItemFailures) != 0 {
-		t.Fatalf("stale fan-out failed instead of retrying: %v", seqs(resp))
-	}
+	f.whilePaused(t, "after reading the membership", first, func() {
+		f.unbucket("p1", "extra")
+		f.unbucket("p1", "lake")
+		if resp := f.deliver(f.streamRecords()[n+len(first):]); len(resp.BatchItemFailures) != 0 {
+			t.Fatalf("removals failed: %v", seqs(resp))
+		}
+	})
 	if got := f.item("alice"); !got.Empty() {
 		t.Errorf("alice keeps %v after both buckets were removed", places(got))
 	}
