@@ -86,6 +86,9 @@ type MemberIndex interface {
 	MemberTokens(ctx context.Context, userID string, projects []string) (map[string]int64, error)
 	// PutMembers writes the user's entries for the projects with a new token.
 	PutMembers(ctx context.Context, userID string, projects []string, token int64) error
+	// PutProjectMembers writes one project's entries for many users, each
+	// with its own token, many a call (up to 25).
+	PutProjectMembers(ctx context.Context, projectID string, members []Member) error
 	// RemoveMember deletes an entry only if it still carries token, and
 	// reports whether it did.
 	RemoveMember(ctx context.Context, projectID, userID string, token int64) (bool, error)

@@ -78,13 +78,36 @@ func (s *Store) batchGet(ctx context.Context, op, table string, keys []map[strin
 
 // PutMembers writes the user's index entries with batch writes.
 func (s *Store) PutMembers(ctx context.Context, userID string, projects []string, token int64) error {
-	tok := &types.AttributeValueMemberN{Value: strconv.FormatInt(token, 10)}
-	for start := 0; start < len(projects); start += batchWriteMax {
+	entries := make([]entry, len(projects))
+	for i, p := range projects {
+		entries[i] = entry{p, broker.Member{UserID: userID, Token: token}}
+	}
+	return s.putEntries(ctx, entries)
+}
+
+// PutProjectMembers writes one project's entries for many users with
+// batch writes.
+func (s *Store) PutProjectMembers(ctx context.Context, projectID string, members []broker.Member) error {
+	entries := make([]entry, len(members))
+	for i, m := range members {
+		entries[i] = entry{projectID, m}
+	}
+	return s.putEntries(ctx, entries)
+}
+
+// entry is one member-index entry: a member of a project.
+type entry struct {
+	project string
+	member  broker.Member
+}
+
+func (s *Store) putEntries(ctx context.Context, entries []entry) error {
+	for start := 0; start < len(entries); start += batchWriteMax {
 		var writes []types.WriteRequest
-		for _, p := range projects[start:min(start+batchWriteMax, len(projects))] {
-			item := memberKey(p, userID)
-			item["token"] = tok
-			item["userId"] = str(userID)
+		for _, e := range entries[start:min(start+batchWriteMax, len(entries))] {
+			item := memberKey(e.project, e.member.UserID)
+			item["token"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(e.member.Token, 10)}
+			item["userId"] = str(e.member.UserID)
 			writes = append(writes, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
 		}
 		if err := s.batchWrite(ctx, "write member index", writes); err != nil {

@@ -32,7 +32,9 @@ import (
 // same claim (fallback).
 
 // chunkSize is the members that share one membership read, one bucket
-// read and one outbox transaction (DynamoDB's limit for both is 100).
+// read and one outbox transaction (DynamoDB's limit for both is 100); the
+// members joining the project in their item share a batch index write per
+// 25.
 const chunkSize = 100
 
 // deltaCounts are the recomputes the delta path did, for the Outcome.
@@ -45,6 +47,7 @@ type member struct {
 	broker.Member
 	claim   broker.Claim
 	claimed bool
+	entered bool // its index entry was written under this claim
 	outbox  []broker.PolicyChangedDetail // to send after the commit
 	err     error
 }
@@ -114,6 +117,9 @@ func (p *Projector) applyChunk(ctx context.Context, sem chan struct{}, project s
 	var err error
 	slot(sem, func() { memberships, err = p.Source.ProjectMemberships(ctx, project, users) })
 	if err == nil {
+		err = p.enter(ctx, sem, project, ms, memberships)
+	}
+	if err == nil {
 		slot(sem, func() { buckets, err = p.Source.ProjectBuckets(ctx, project) })
 	}
 	if err != nil {
@@ -147,7 +153,7 @@ func (p *Projector) applyChunk(ctx context.Context, sem chan struct{}, project s
 // claim. Outboxes to send after the commit are left in m.outbox.
 func (p *Projector) applyOne(ctx context.Context, m *member, project string, membership *broker.SourceItem, buckets []broker.SourceItem, causes []string, counts *deltaCounts) (bool, error) {
 	hint := Hint{Prune: map[string]int64{project: m.Token}}
-	next, ok := p.delta(m.claim, project, membership, buckets, p.now())
+	next, ok := p.delta(m.claim, project, membership, buckets, p.now(), m.entered)
 	if !ok {
 		counts.fallbacks.Add(1)
 		changed, err := p.recomputeClaimed(ctx, m.claim, hint, causes)
@@ -173,28 +179,66 @@ func (p *Projector) applyOne(ctx context.Context, m *member, project string, mem
 	return changed, nil
 }
 
+// liveMembership is the member's membership of the project read under
+// the claim, if it is valid and grants something at now.
+func liveMembership(claim broker.Claim, project string, item *broker.SourceItem, now time.Time) (broker.Membership, bool) {
+	if item == nil {
+		return broker.Membership{}, false
+	}
+	parsed, err := item.Parse()
+	if err != nil || parsed.Kind != broker.MembershipRecord {
+		return broker.Membership{}, false
+	}
+	m := parsed.Membership
+	return m, m.UserID == claim.UserID && m.ProjectID == project && m.LiveAt(now)
+}
+
+// enter writes, in batches, the project's index entry of each claimed
+// member whose item does not hold the project yet and whose membership is
+// live, with the claim's ticket as its token, before the project's buckets
+// are read: the rule a full recompute follows, so that a bucket change
+// committed after that read finds the member, and a removal of the entry
+// read before this claim can no longer take it away.
+func (p *Projector) enter(ctx context.Context, sem chan struct{}, project string, ms []member, memberships map[string]broker.SourceItem) error {
+	var entries []broker.Member
+	var who []*member
+	for i := range ms {
+		m := &ms[i]
+		if !m.claimed || m.claim.Corrupt != "" || len(m.claim.Prev.ByProject[project]) > 0 {
+			continue
+		}
+		item, ok := memberships[m.UserID]
+		if _, live := liveMembership(m.claim, project, &item, p.now()); ok && live {
+			entries = append(entries, broker.Member{UserID: m.UserID, Token: m.claim.Ticket})
+			who = append(who, m)
+		}
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	var err error
+	slot(sem, func() { err = p.Index.PutProjectMembers(ctx, project, entries) })
+	for _, m := range who {
+		m.entered = err == nil
+	}
+	return err
+}
+
 // delta returns the item the claimed one becomes when the project's places
 // are those its bucket items give now, or false when the claimed item does
 // not say enough for the result to equal a full recompute's:
-//   - the item is unreadable, or does not hold the project (the member has
-//     left it, joined it since, or it granted nothing: only a full
-//     recompute, which writes the index entry before it reads, may add a
-//     project to an item);
+//   - the item is unreadable;
 //   - the membership is gone, invalid or past its expiry, or its access
 //     or expiry differ from the item's (a membership change on its way);
+//   - the item does not hold the project and its index entry was not
+//     written under this claim (entered): a project joins an item only
+//     after its entry, as in a full recompute;
 //   - another project's expiry has passed (a full recompute drops it).
-func (p *Projector) delta(claim broker.Claim, project string, membership *broker.SourceItem, buckets []broker.SourceItem, now time.Time) (broker.UserPolicy, bool) {
+func (p *Projector) delta(claim broker.Claim, project string, membership *broker.SourceItem, buckets []broker.SourceItem, now time.Time, entered bool) (broker.UserPolicy, bool) {
 	prev := claim.Prev
 	held := prev.ByProject[project]
-	if claim.Corrupt != "" || membership == nil || len(held) == 0 {
-		return broker.UserPolicy{}, false
-	}
-	parsed, err := membership.Parse()
-	if err != nil || parsed.Kind != broker.MembershipRecord {
-		return broker.UserPolicy{}, false
-	}
-	m := parsed.Membership
-	if m.UserID != claim.UserID || m.ProjectID != project || !m.LiveAt(now) {
+	m, live := liveMembership(claim, project, membership, now)
+	if claim.Corrupt != "" || !live || len(held) == 0 && !entered {
 		return broker.UserPolicy{}, false
 	}
 	for _, pl := range held {
@@ -206,7 +250,7 @@ func (p *Projector) delta(claim broker.Claim, project string, membership *broker
 	if !expiry.IsZero() {
 		expiry = expiry.UTC().Truncate(time.Second)
 	}
-	if !prev.Expires[project].Equal(expiry) {
+	if len(held) > 0 && !prev.Expires[project].Equal(expiry) {
 		return broker.UserPolicy{}, false
 	}
 	for _, e := range prev.Expires {
@@ -215,6 +259,9 @@ func (p *Projector) delta(claim broker.Claim, project string, membership *broker
 		}
 	}
 	byProject := maps.Clone(prev.ByProject)
+	if byProject == nil {
+		byProject = map[string][]broker.Place{}
+	}
 	byProject[project] = placesOf(project, buckets, m.Access)
 	expires := maps.Clone(prev.Expires)
 	if expires == nil {

@@ -86,6 +86,10 @@ func (m *modelStore) PutMembers(ctx context.Context, u string, ps []string, tok 
 	m.call(per(len(ps), 25))
 	return m.Store.PutMembers(ctx, u, ps, tok)
 }
+func (m *modelStore) PutProjectMembers(ctx context.Context, p string, ms []broker.Member) error {
+	m.call(per(len(ms), 25))
+	return m.Store.PutProjectMembers(ctx, p, ms)
+}
 func (m *modelStore) RemoveMember(ctx context.Context, p, u string, tok int64) (bool, error) {
 	m.call(1)
 	return m.Store.RemoveMember(ctx, p, u, tok)

@@ -268,6 +268,26 @@ func (s *Store) PutMembers(_ context.Context, userID string, projects []string, 
 	return nil
 }
 
+// PutProjectMembers implements broker.MemberIndex, counting one call per
+// 25 entries as DynamoDB's batch writes do.
+func (s *Store) PutProjectMembers(_ context.Context, projectID string, members []broker.Member) error {
+	for chunk := range slices.Chunk(members, 25) {
+		func() {
+			defer s.lock()()
+			if s.index[projectID] == nil {
+				s.index[projectID] = map[string]int64{}
+			}
+			for _, m := range chunk {
+				if _, ok := s.index[projectID][m.UserID]; !ok {
+					delete(s.sorted, projectID)
+				}
+				s.index[projectID][m.UserID] = m.Token
+			}
+		}()
+	}
+	return nil
+}
+
 // RemoveMember implements broker.MemberIndex.
 func (s *Store) RemoveMember(_ context.Context, projectID, userID string, token int64) (bool, error) {
 	defer s.lock()()
