@@ -47,7 +47,7 @@ type member struct {
 	broker.Member
 	claim   broker.Claim
 	claimed bool
-	entered bool // its index entry was written under this claim
+	entered bool                         // its index entry was written under this claim
 	outbox  []broker.PolicyChangedDetail // to send after the commit
 	err     error
 }
