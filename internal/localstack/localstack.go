@@ -266,6 +266,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	rule := newBusRule(proj.Projector.Auditor, revoker, log.With("function", "revoker"))
 	proj.Projector.Auditor = rule
+	// Fan-outs of more than a page go to the workers, as FanoutQueue's
+	// event source feeds them on AWS.
+	pages := newPageQueue(proj, log.With("function", "projector"))
+	proj.Projector.Pages = pages
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
@@ -295,6 +299,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// A long-lived server flushes the audit queue as events arrive.
 	st.wg.Go(func() { ep.Queue.Run(runCtx, 5*time.Second) })
 	st.wg.Go(func() { rule.run(runCtx, 5*time.Minute) })
+	st.wg.Go(func() { pages.run(runCtx) })
 
 	var api http.Handler = credsvc.NewHTTPHandler(svc.Handle)
 	if o.WebDir != "" {

@@ -55,6 +55,7 @@ var securityRules = []rule{
 	{"functions use their own least-privilege roles", checkFunctionRoles},
 	{"stream consumers report, bisect, bound retries and keep failures", checkStreamMappings},
 	{"the revoker takes narrowings in batches, two at once, and keeps failures", checkRevokerQueue},
+	{"fan-out pages go one at a time to a bounded number of workers, and failures are kept", checkFanoutQueue},
 	{"tables are protected", checkTables},
 	{"functions are arm64 provided.al2023 makefile builds with tracing", checkFunctions},
 	{"Lambda filters no application log line", checkLogging},
@@ -132,8 +133,18 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "a revocation queue that drops its dead letters is rejected",
-			old:  "        maxReceiveCount: 5\n", new: "        maxReceiveCount: 1000\n",
+			old:  "        deadLetterTargetArn: !GetAtt RevokerDLQ.Arn\n        maxReceiveCount: 5\n", new: "        deadLetterTargetArn: !GetAtt RevokerDLQ.Arn\n        maxReceiveCount: 1000\n",
 			rule: "the revoker takes narrowings in batches, two at once, and keeps failures",
+		},
+		{
+			name: "a fan-out queue that drops its dead letters is rejected",
+			old:  "        deadLetterTargetArn: !GetAtt FanoutDLQ.Arn\n", new: "",
+			rule: "fan-out pages go one at a time to a bounded number of workers, and failures are kept",
+		},
+		{
+			name: "unbounded fan-out workers are rejected",
+			old:  "              MaximumConcurrency: !Ref ProjectorWorkerConcurrency\n", new: "              MaximumConcurrency: 1000\n",
+			rule: "fan-out pages go one at a time to a bounded number of workers, and failures are kept",
 		},
 		{
 			name: "the revoker updating users' grants is rejected",
@@ -451,8 +462,8 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "a scoped ListStreams statement is rejected",
-			old:  "              - Sid: ReadMemberships\n                Effect: Allow\n                Action: [dynamodb:Query, dynamodb:GetItem]\n",
-			new:  "              - Sid: ListStreams\n                Effect: Allow\n                Action: dynamodb:ListStreams\n                Resource: !Sub ${MembershipTable.Arn}/stream/*\n              - Sid: ReadMemberships\n                Effect: Allow\n                Action: [dynamodb:Query, dynamodb:GetItem]\n",
+			old:  "              - Sid: ReadMemberships\n                Effect: Allow\n                Action: [dynamodb:Query, dynamodb:GetItem, dynamodb:BatchGetItem]\n",
+			new:  "              - Sid: ListStreams\n                Effect: Allow\n                Action: dynamodb:ListStreams\n                Resource: !Sub ${MembershipTable.Arn}/stream/*\n              - Sid: ReadMemberships\n                Effect: Allow\n                Action: [dynamodb:Query, dynamodb:GetItem, dynamodb:BatchGetItem]\n",
 			rule: "actions that take only Resource * are not scoped to resources",
 		},
 		{
@@ -1112,6 +1123,41 @@ func checkRevokerQueue(t *samtemplate.Template) []string {
 		if !cmp.Equal(mapOf(target)["Arn"], getAtt("RevocationQueue", "Arn")) {
 			problems = append(problems, fmt.Sprintf("RevokerRule targets %v, not the revocation queue", mapOf(target)["Arn"]))
 		}
+	}
+	return problems
+}
+
+// checkFanoutQueue holds the page queue's event source to the bounds the
+// local stack feeds pages with (and BenchmarkFanoutModel models): one page
+// per invocation, at most ProjectorWorkerConcurrency at once (default the
+// local stack's PageWorkers), a page that keeps failing kept in FanoutDLQ.
+func checkFanoutQueue(t *samtemplate.Template) []string {
+	fn, err := t.Resource("ProjectorFunction")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var problems []string
+	ev := mapOf(mapOf(mapOf(fn.Properties["Events"])["FanoutPages"])["Properties"])
+	want := map[string]any{
+		"Queue": getAtt("FanoutQueue", "Arn"), "BatchSize": 1, "FunctionResponseTypes": []any{"ReportBatchItemFailures"},
+		"ScalingConfig": map[string]any{"MaximumConcurrency": map[string]any{"Ref": "ProjectorWorkerConcurrency"}},
+	}
+	if diff := cmp.Diff(want, ev); diff != "" {
+		problems = append(problems, "ProjectorFunction's FanoutPages event source (-want +got):\n"+diff)
+	}
+	if p := mapOf(t.Section("Parameters")["ProjectorWorkerConcurrency"]); p["Default"] != localstack.PageWorkers || p["MaxValue"] != 50 {
+		problems = append(problems, fmt.Sprintf("ProjectorWorkerConcurrency %v: want default %d, at most 50", p, localstack.PageWorkers))
+	}
+	q, err := t.Resource("FanoutQueue")
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	redrive := mapOf(q.Properties["RedrivePolicy"])
+	if !cmp.Equal(redrive["deadLetterTargetArn"], getAtt("FanoutDLQ", "Arn")) || redrive["maxReceiveCount"] != localstack.PageMaxReceives {
+		problems = append(problems, fmt.Sprintf("FanoutQueue's RedrivePolicy %v: want FanoutDLQ after %d receives", redrive, localstack.PageMaxReceives))
+	}
+	if v, _ := q.Properties["VisibilityTimeout"].(int); v < 6*fn.Properties["Timeout"].(int) {
+		problems = append(problems, fmt.Sprintf("FanoutQueue's VisibilityTimeout %v is under six times the projector's timeout", q.Properties["VisibilityTimeout"]))
 	}
 	return problems
 }

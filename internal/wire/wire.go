@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/scheduler"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
@@ -30,6 +31,7 @@ import (
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/sqsqueue"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
@@ -37,17 +39,18 @@ import (
 // Projector builds the stream handler.
 func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) *projector.Handler {
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
-	return &projector.Handler{
-		Projector: &projector.Projector{
-			Source: store, Store: store, Index: store, Checkpoints: store,
-			Auditor:     ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
-			Compiler:    policy.Compiler{Partition: cfg.Partition},
-			Expiries:    expiryTimer(cfg.Expiry, awsCfg),
-			Logger:      log,
-			Concurrency: cfg.Concurrency,
-		},
-		Metrics: &emf.Writer{W: metrics},
+	p := &projector.Projector{
+		Source: store, Store: store, Index: store, Checkpoints: store,
+		Auditor:     ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
+		Compiler:    policy.Compiler{Partition: cfg.Partition},
+		Expiries:    expiryTimer(cfg.Expiry, awsCfg),
+		Logger:      log,
+		Concurrency: cfg.Concurrency,
 	}
+	if cfg.FanoutQueueURL != "" {
+		p.Pages = &sqsqueue.Queue{Client: sqs.NewFromConfig(awsCfg), URL: cfg.FanoutQueueURL}
+	}
+	return &projector.Handler{Projector: p, Metrics: &emf.Writer{W: metrics}}
 }
 
 // expiryTimer is the EventBridge Scheduler timer of e, or nil when e

@@ -27,6 +27,7 @@ type Store struct {
 	source          map[string]map[string]broker.SourceItem // pk -> sk -> item
 	policies        map[string]*row
 	index           map[string]map[string]int64 // project -> user -> token
+	sorted          map[string][]string         // project -> its members in order, until the index changes
 	checkpoints     map[string]string
 	denyList        revoke.List
 	denyListCorrupt bool
@@ -62,6 +63,7 @@ func New() *Store {
 		source:      map[string]map[string]broker.SourceItem{},
 		policies:    map[string]*row{},
 		index:       map[string]map[string]int64{},
+		sorted:      map[string][]string{},
 		checkpoints: map[string]string{},
 	}
 }
@@ -95,6 +97,23 @@ func (s *Store) UserMemberships(_ context.Context, userID string) ([]broker.Sour
 // ProjectBuckets implements broker.SourceReader.
 func (s *Store) ProjectBuckets(_ context.Context, projectID string) ([]broker.SourceItem, error) {
 	return s.query(broker.ProjectKeyPrefix+projectID, broker.BucketKeyPrefix), nil
+}
+
+// ProjectMemberships implements broker.SourceReader, counting one call per
+// 100 users as DynamoDB's batch reads do.
+func (s *Store) ProjectMemberships(_ context.Context, projectID string, userIDs []string) (map[string]broker.SourceItem, error) {
+	out := make(map[string]broker.SourceItem, len(userIDs))
+	for chunk := range slices.Chunk(userIDs, 100) {
+		func() {
+			defer s.lock()()
+			for _, u := range chunk {
+				if it, ok := s.source[broker.UserKeyPrefix+u][broker.ProjectKeyPrefix+projectID]; ok {
+					out[u] = it
+				}
+			}
+		}()
+	}
+	return out, nil
 }
 
 // MembershipExists reads one membership item.
@@ -262,6 +281,22 @@ func (s *Store) DeletePolicyItem(userID string) {
 	delete(s.policies, userID)
 }
 
+// ClearOutboxes implements broker.PolicyStore, counting one call per 100
+// claims as DynamoDB's transactions do. A voided claim's outbox is left.
+func (s *Store) ClearOutboxes(_ context.Context, claims []broker.Claim) error {
+	for chunk := range slices.Chunk(claims, 100) {
+		func() {
+			defer s.lock()()
+			for _, c := range chunk {
+				if r := s.policies[c.UserID]; r != nil && r.corrupt == "" && r.claim == c.Ticket {
+					r.outbox = nil
+				}
+			}
+		}()
+	}
+	return nil
+}
+
 // MemberTokens implements broker.MemberIndex.
 func (s *Store) MemberTokens(_ context.Context, userID string, projects []string) (map[string]int64, error) {
 	defer s.lock()()
@@ -281,7 +316,30 @@ func (s *Store) PutMembers(_ context.Context, userID string, projects []string, 
 		if s.index[p] == nil {
 			s.index[p] = map[string]int64{}
 		}
+		if _, ok := s.index[p][userID]; !ok {
+			delete(s.sorted, p)
+		}
 		s.index[p][userID] = token
+	}
+	return nil
+}
+
+// PutProjectMembers implements broker.MemberIndex, counting one call per
+// 25 entries as DynamoDB's batch writes do.
+func (s *Store) PutProjectMembers(_ context.Context, projectID string, members []broker.Member) error {
+	for chunk := range slices.Chunk(members, 25) {
+		func() {
+			defer s.lock()()
+			if s.index[projectID] == nil {
+				s.index[projectID] = map[string]int64{}
+			}
+			for _, m := range chunk {
+				if _, ok := s.index[projectID][m.UserID]; !ok {
+					delete(s.sorted, projectID)
+				}
+				s.index[projectID][m.UserID] = m.Token
+			}
+		}()
 	}
 	return nil
 }
@@ -293,20 +351,26 @@ func (s *Store) RemoveMember(_ context.Context, projectID, userID string, token 
 		return false, nil
 	}
 	delete(s.index[projectID], userID)
+	delete(s.sorted, projectID)
 	return true, nil
 }
 
 // ProjectMembers implements broker.MemberIndex, in user id order like a
-// DynamoDB query on the sort key.
+// DynamoDB query on the sort key. The project's sorted members are kept
+// until its index changes, so that paging through 100,000 members costs
+// what DynamoDB's pages do rather than a sort per page.
 func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limit int) (broker.MemberPage, error) {
 	defer s.lock()()
-	users := make([]string, 0, len(s.index[projectID]))
-	for u := range s.index[projectID] {
-		if u > cursor {
-			users = append(users, u)
-		}
+	sorted, ok := s.sorted[projectID]
+	if !ok {
+		sorted = slices.Sorted(maps.Keys(s.index[projectID]))
+		s.sorted[projectID] = sorted
 	}
-	slices.Sort(users)
+	start, found := slices.BinarySearch(sorted, cursor)
+	if found {
+		start++
+	}
+	users := sorted[start:]
 	var page broker.MemberPage
 	if limit > 0 && len(users) > limit {
 		users = users[:limit]

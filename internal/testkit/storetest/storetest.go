@@ -239,6 +239,60 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
+	t.Run("outboxes cleared together are gone, except those of voided claims", func(t *testing.T) {
+		h := newHarness(t)
+		// More users than one call takes, so that the calls' split is tested.
+		var claims []broker.Claim
+		for i := range 130 {
+			u := fmt.Sprintf("user-%03d", i)
+			c, _ := h.Store.Claim(ctx, u, now)
+			if err := h.Store.Commit(ctx, c, samplePolicy(u, now), []broker.PolicyChangedDetail{{ChangeID: u}}); err != nil {
+				t.Fatal(err)
+			}
+			claims = append(claims, c)
+		}
+		// user-007's and user-120's claims are voided: their outboxes belong to the newer holders.
+		for _, u := range []string{"user-007", "user-120"} {
+			if _, err := h.Store.Claim(ctx, u, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.Store.ClearOutboxes(ctx, claims); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range claims {
+			next, _ := h.Store.Claim(ctx, c.UserID, now)
+			kept := c.UserID == "user-007" || c.UserID == "user-120"
+			if got := len(next.Outbox) == 1; got != kept {
+				t.Errorf("%s: outbox %+v, want kept=%v", c.UserID, next.Outbox, kept)
+			}
+		}
+	})
+
+	t.Run("a project's memberships are read for many users at once", func(t *testing.T) {
+		h := newHarness(t)
+		var users []string
+		want := map[string]broker.SourceItem{}
+		for i := range 130 {
+			u := fmt.Sprintf("user-%03d", i)
+			users = append(users, u)
+			if i%3 == 0 {
+				continue // not a member
+			}
+			it := broker.SourceItem{PK: "USER#" + u, SK: "PROJECT#p1", Role: broker.StringAttr("write"), ExpiresAt: broker.StringAttr("2027-01-01T00:00:00Z")}
+			h.PutSource(it)
+			want[u] = it
+		}
+		h.PutSource(broker.SourceItem{PK: "USER#user-000", SK: "PROJECT#p2"})
+		got, err := h.Store.ProjectMemberships(ctx, "p1", users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("memberships (-want +got):\n%s", diff)
+		}
+	})
+
 	for _, how := range Corruptions {
 		t.Run("a corrupt claim counter ("+string(how)+") is refused to readers and reset by the next claim", func(t *testing.T) {
 			h := newHarness(t)
