@@ -9,6 +9,13 @@
 //	<!-- docs-test: make-run -->
 //
 // and the test skips it by that name, with the reason it keeps in one list.
+//
+// A block of any language that copies part of a source file says so,
+//
+//	<!-- docs-test: excerpt examples/local-go/main.go -->
+//
+// and TestDocExcerptsMatchTheirSources checks that its lines are still
+// there, in order and together (indentation aside).
 package docstest
 
 import (
@@ -16,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -34,7 +42,85 @@ func (b Block) String() string {
 	return fmt.Sprintf("%s:%d", b.File, b.Line)
 }
 
-var nameComment = regexp.MustCompile(`^<!--\s*docs-test:\s*([a-z0-9-]+)\s*-->$`)
+var (
+	nameComment    = regexp.MustCompile(`^<!--\s*docs-test:\s*([a-z0-9-]+)\s*-->$`)
+	excerptComment = regexp.MustCompile(`^<!--\s*docs-test:\s*excerpt\s+(\S+)\s*-->$`)
+)
+
+// Excerpt is a block that copies part of a source file.
+type Excerpt struct {
+	Block
+	Source string // the file it copies, relative to the repository's root
+}
+
+// ExtractExcerpts returns the blocks a docs-test excerpt comment names.
+func ExtractExcerpts(file string, r io.Reader) ([]Excerpt, error) {
+	var (
+		out     []Excerpt
+		cur     *Excerpt
+		fence   string
+		pending string
+		lineNo  int
+	)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lineNo++
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		switch {
+		case fence != "" && trimmed == fence:
+			if cur != nil {
+				out = append(out, *cur)
+			}
+			cur, fence = nil, ""
+		case fence != "":
+			if cur != nil {
+				cur.Text += line + "\n"
+			}
+		case excerptComment.MatchString(trimmed):
+			pending = excerptComment.FindStringSubmatch(trimmed)[1]
+		case strings.HasPrefix(trimmed, "```") || strings.HasPrefix(trimmed, "~~~"):
+			fence = trimmed[:3]
+			if pending != "" {
+				cur = &Excerpt{Block: Block{File: file, Line: lineNo}, Source: pending}
+			}
+			pending = ""
+		case trimmed != "":
+			pending = ""
+		}
+	}
+	if fence != "" {
+		return nil, fmt.Errorf("%s: a fence opened before the end is never closed", file)
+	}
+	return out, sc.Err()
+}
+
+// Contains reports whether the lines of excerpt appear in source in order
+// and together, each compared without its leading white space; lines that
+// are only a // comment do not count on either side (an excerpt may drop
+// the source's step-by-step comments).
+func Contains(source, excerpt string) bool {
+	strip := func(s string) []string {
+		var lines []string
+		for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+			if l = strings.TrimLeft(l, " \t"); !strings.HasPrefix(l, "//") {
+				lines = append(lines, l)
+			}
+		}
+		return lines
+	}
+	src, ex := strip(source), strip(excerpt)
+	if len(ex) == 0 || len(ex) == 1 && ex[0] == "" {
+		return false
+	}
+	for i := 0; i+len(ex) <= len(src); i++ {
+		if slices.Equal(src[i:i+len(ex)], ex) {
+			return true
+		}
+	}
+	return false
+}
 
 // Extract returns the shell blocks of a Markdown document, in order.
 func Extract(file string, r io.Reader) ([]Block, error) {

@@ -68,3 +68,68 @@ func TestScriptStopsAtTheFirstFailingCommandAndNamesItsBlock(t *testing.T) {
 		t.Errorf("a passing block: stopped at %q with %v", at, err)
 	}
 }
+
+func TestContainsFindsAnExcerptWhateverItsIndentation(t *testing.T) {
+	src := "func f() {\n\tif x {\n\t\treturn 1\n\t}\n}\n"
+	cases := []struct {
+		name, excerpt string
+		want          bool
+	}{
+		{"the same lines one tab less are found", "if x {\n\treturn 1\n}\n", true},
+		{"a changed line is not", "if x {\n\treturn 2\n}\n", false},
+		{"lines out of order are not", "return 1\nif x {\n", false},
+		{"an empty excerpt is not", "", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := docstest.Contains(src, c.excerpt); got != c.want {
+				t.Errorf("Contains = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// TestDocExcerptsMatchTheirSources: a block that says it copies a source
+// file still matches it, so an excerpt cannot drift from the program the
+// docs run.
+func TestDocExcerptsMatchTheirSources(t *testing.T) {
+	root := filepath.Join("..", "..", "..")
+	docs, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	docs = append(docs, filepath.Join(root, "README.md"), filepath.Join(root, "web", "README.md"))
+	n := 0
+	for _, doc := range docs {
+		f, err := os.Open(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, err := docstest.ExtractExcerpts(doc, f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ex {
+			n++
+			src, err := os.ReadFile(filepath.Join(root, e.Source))
+			if err != nil {
+				t.Errorf("%s: excerpt of %s: %v", e.Block, e.Source, err)
+				continue
+			}
+			if !docstest.Contains(string(src), e.Text) {
+				t.Errorf("%s: the excerpt no longer matches %s: copy it again", e.Block, e.Source)
+			}
+		}
+	}
+	if n < 2 {
+		t.Errorf("found %d excerpts, want the Go and JavaScript local-stack examples at least", n)
+	}
+}
+
+func TestContainsIgnoresCommentOnlyLines(t *testing.T) {
+	src := "try {\n  // 1. Sign in.\n  const a = 1;\n\n  // 2. Fetch.\n  const b = 2;\n}\n"
+	if !docstest.Contains(src, "const a = 1;\n\nconst b = 2;\n") {
+		t.Error("an excerpt without the source's comment lines not found")
+	}
+	if docstest.Contains(src, "const a = 1;\nconst b = 2;\n") {
+		t.Error("an excerpt that dropped a blank line found")
+	}
+}
