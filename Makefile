@@ -17,8 +17,10 @@ BENCH      ?= .
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-17s %s\n",$$1,$$2}'
 
-.PHONY: build
+.PHONY: build cli
 build: $(FUNCTIONS:%=$(BUILD_DIR)/%.zip) $(BUILD_DIR)/credbroker ## Build one arm64 bootstrap per function, zipped for Lambda, and build/credbroker for this machine.
+
+cli: $(BUILD_DIR)/credbroker ## Build only build/credbroker, the command-line tool, for this machine (seconds once the Go build cache is warm).
 
 $(BUILD_DIR)/credbroker: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/credbroker
@@ -158,29 +160,29 @@ run: ## The whole system on loopback until Ctrl-C, with the demo page (MOTO_PORT
 FORCE:
 
 # ---------------------------------------------- rebuild, verify, replay
-# On the running local stack (`make run`); docs/operations.md "Rebuild,
-# verify and replay" gives the same operations against a deployed stack. The binary is built
-# and run directly so that its exit status (0 ok, 1 drift, 2 usage,
+# On the running local stack (`make run`), through `credbroker admin`; the
+# same commands work against a deployed stack (credbroker help). The binary
+# is built and run directly so that its exit status (0 ok, 1 drift, 2 usage,
 # 3 failure) is what make reports as "Error N"; make itself then exits 2,
-# so scripts that need N run build/replay-cli themselves.
+# so scripts that need N run build/credbroker themselves.
 STACK_FILE ?= .local/stack.json
 SINCE      ?=
-define replay_tool
+define admin_tool
 	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
-	@echo "Building $(BUILD_DIR)/replay-cli..." >&2
-	@$(GO) build -o $(BUILD_DIR)/replay-cli ./functions/replay
-	@exec $(BUILD_DIR)/replay-cli -stack $(STACK_FILE) -mode $(1) $(2)
+	@echo "Building $(BUILD_DIR)/credbroker..." >&2
+	@$(GO) build -trimpath -o $(BUILD_DIR)/credbroker ./cmd/credbroker
+	@exec $(BUILD_DIR)/credbroker admin $(1) --stack $(STACK_FILE) $(2)
 endef
 
 .PHONY: rebuild verify replay
-rebuild: ## Recompute every user of the local stack's policy table (safe while it runs, idempotent).
-	$(call replay_tool,rebuild)
+rebuild: ## Recompute every user of the local stack's policy table (safe while it runs, idempotent): credbroker admin rebuild.
+	$(call admin_tool,rebuild)
 
-verify: ## Compare the local stack's policy table with a recomputation; exit status 1 on drift.
-	$(call replay_tool,verify)
+verify: ## Compare the local stack's policy table with a recomputation; exit status 1 on drift: credbroker admin verify.
+	$(call admin_tool,verify)
 
-replay: ## Replay the local stack's membership stream through the projector (SINCE=<RFC 3339> skips older records).
-	$(call replay_tool,replay,$(if $(SINCE),-since '$(SINCE)'))
+replay: ## Replay the local stack's membership stream through the projector (SINCE=<RFC 3339> skips older records): credbroker admin replay.
+	$(call admin_tool,replay,$(if $(SINCE),--since '$(SINCE)'))
 
 # ---------------------------------------------- load
 # `make load` starts its own moto and local stack in this process, on free
@@ -207,6 +209,4 @@ load: ## Load the endpoint while a writer changes grants (CLIENTS=16 USERS=20 DU
 revoke: ## Revoke every current session of USER=<userId> on the local stack (docs/security.md "Revoking a user").
 	@# USER also comes from the shell's environment: only one given here counts.
 	@test "$(origin USER)" = "command line" || { echo "usage: make revoke USER=<userId> (the user's Cognito sub)"; exit 2; }
-	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
-	@$(GO) build -o $(BUILD_DIR)/credbroker ./cmd/credbroker
-	@exec $(BUILD_DIR)/credbroker admin revoke --stack $(STACK_FILE) --user '$(USER)'
+	$(call admin_tool,revoke,--user '$(USER)')

@@ -27,6 +27,7 @@ import (
 	"github.com/credbroker/credbroker/client"
 	"github.com/credbroker/credbroker/client/cognitoauth"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/iamrole"
@@ -335,7 +336,7 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 	configHome := t.TempDir()
 	cli := func(vars map[string]string, args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
-		code := run(ctx, args, &cmdEnv{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
+		code := run(ctx, args, &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
 			Getenv: func(k string) string { return vars[k] }, ConfigDir: configHome})
 		return code, stdout.String(), stderr.String()
 	}

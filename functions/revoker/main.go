@@ -6,33 +6,18 @@
 package main
 
 import (
-	"context"
+	"log/slog"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/credbroker/credbroker/internal/awsconfig"
-	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
 func main() {
-	cfg, err := revoke.ConfigFromEnv(os.Getenv)
-	log := logging.New(os.Stdout, cfg.LogLevel, "revoker")
-	if err != nil {
-		log.Error("invalid configuration", "err", err)
-		os.Exit(1)
-	}
-	aws, err := awsconfig.Load(context.Background())
-	if err != nil {
-		log.Error("load AWS configuration", "err", err)
-		os.Exit(1)
-	}
-	h, err := wire.Revoker(cfg, aws, log, os.Stdout)
-	if err != nil {
-		log.Error("cannot start", "err", err)
-		os.Exit(1)
-	}
+	fn := wire.Open("revoker", revoke.ConfigFromEnv, func(c revoke.Config) slog.Level { return c.LogLevel })
+	h, err := wire.Revoker(fn.Config, fn.AWS, fn.Log, os.Stdout)
+	fn.Check("cannot start", err)
 	lambda.Start(h.Invoke)
 }

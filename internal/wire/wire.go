@@ -6,6 +6,7 @@ package wire
 import (
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -32,25 +33,36 @@ import (
 	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/revoke"
 	"github.com/credbroker/credbroker/internal/sqsqueue"
-	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
 // Projector builds the stream handler.
 func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) *projector.Handler {
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
-	p := &projector.Projector{
-		Source: store, Store: store, Index: store, Checkpoints: store,
-		Auditor:     ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
-		Compiler:    policy.Compiler{Partition: cfg.Partition},
-		Expiries:    expiryTimer(cfg.Expiry, awsCfg),
-		Logger:      log,
-		Concurrency: cfg.Concurrency,
-	}
+	p := newProjector(store, auditor(awsCfg, cfg.AuditBusName, log), cfg.Partition, expiryTimer(cfg.Expiry, awsCfg), log)
+	p.Concurrency = cfg.Concurrency
 	if cfg.FanoutQueueURL != "" {
 		p.Pages = &sqsqueue.Queue{Client: sqs.NewFromConfig(awsCfg), URL: cfg.FanoutQueueURL}
 	}
 	return &projector.Handler{Projector: p, Metrics: &emf.Writer{W: metrics}}
+}
+
+// newProjector is the one place a projector is built: the function's,
+// the one rebuild and replay recompute with, and the operators' (which
+// only computes).
+func newProjector(store *ddbstore.Store, auditor broker.Auditor, partition string, expiries broker.ExpiryTimer, log *slog.Logger) *projector.Projector {
+	return &projector.Projector{
+		Source: store, Store: store, Index: store, Checkpoints: store,
+		Auditor:  auditor,
+		Compiler: policy.Compiler{Partition: partition},
+		Expiries: expiries,
+		Logger:   log,
+	}
+}
+
+// auditor is the audit emitter on the bus named busName.
+func auditor(awsCfg aws.Config, busName string, log *slog.Logger) *ebaudit.Emitter {
+	return ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: busName, Logger: log})
 }
 
 // expiryTimer is the EventBridge Scheduler timer of e, or nil when e
@@ -85,15 +97,15 @@ func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, me
 	if err != nil {
 		return Endpoint{}, err
 	}
-	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
-	queue := &auditqueue.Queue{Next: auditor, Logger: log}
+	audit := auditor(awsCfg, cfg.AuditBusName, log)
+	queue := &auditqueue.Queue{Next: audit, Logger: log}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
 	svc := &credentials.Service{
 		Verifier:        verifier,
 		Policies:        store,
 		Fallback:        &credentials.Fallback{Read: store.FallbackCutoff, Logger: log},
 		Issuer:          issuer,
-		Auditor:         auditor,
+		Auditor:         audit,
 		Background:      queue,
 		Compiler:        policy.Compiler{Partition: cfg.Partition},
 		Cache:           credentials.NewCache(cfg.CacheSize, nil),
@@ -114,17 +126,13 @@ func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, me
 func Rebuild(cfg replay.Config, awsCfg aws.Config, log *slog.Logger) *replay.Service {
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	store := &ddbstore.Store{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
-	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
-	proj := &projector.Projector{
-		Source: store, Store: store, Index: store, Checkpoints: store,
-		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
-		Expiries: expiryTimer(cfg.Expiry, awsCfg),
-	}
+	audit := auditor(awsCfg, cfg.AuditBusName, log)
+	proj := newProjector(store, audit, cfg.Partition, expiryTimer(cfg.Expiry, awsCfg), log)
 	return &replay.Service{
 		Memberships: store, Policies: store, Store: store, Projector: proj,
 		Stream:  &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: cfg.StreamARN, Logger: log},
 		Handler: &projector.Handler{Projector: proj},
-		Auditor: auditor,
+		Auditor: audit,
 		Sizes:   ddbstore.Tables{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable},
 		Logger:  log,
 	}
@@ -146,18 +154,17 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 	return &revoke.Handler{Logger: log, Metric: count, Partition: broker.Partition(cfg.BaseRoleARN, ""), Service: &revoke.Service{
 		Store: store, Cutoffs: store,
 		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), ARN: cfg.BaseRoleARN, Pages: cfg.Pages, Quota: cfg.ManagedPolicyQuota},
-		Auditor:    ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
+		Auditor:    auditor(awsCfg, cfg.AuditBusName, log),
 		Logger:     log,
 		Metric:     count,
 		MaxSession: cfg.MaxSession,
 	}}, nil
 }
 
-// ReplayConfigFromStack is the replay configuration of the local stack described by a
-// stack file.
-func ReplayConfigFromStack(st stackfile.Stack) replay.Config {
-	return replay.Config{
-		MembershipTable: st.MembershipTable, PolicyTable: st.PolicyTable, AuditBusName: st.EventBusName,
-		Partition: "aws", LogLevel: slog.LevelWarn, Region: st.Region, Endpoint: st.AWSEndpoint,
-	}
+// Replay builds the replay function's handler: the rebuild, verify and
+// replay service, its progress logged every 30 s.
+func Replay(cfg replay.Config, awsCfg aws.Config, log *slog.Logger) *replay.Function {
+	svc := Rebuild(cfg, awsCfg, log)
+	svc.Progress, svc.ProgressEvery = replay.LogProgress(log), 30*time.Second
+	return &replay.Function{Service: svc, StreamARN: cfg.StreamARN, Logger: log}
 }

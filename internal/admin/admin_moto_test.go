@@ -1,6 +1,6 @@
 //go:build integration
 
-package main
+package admin
 
 import (
 	"context"
@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
@@ -362,7 +363,7 @@ not json
 
 	t.Run("deletes from standard input as JSON lines", func(t *testing.T) {
 		var stdout, stderr strings.Builder
-		code := run(context.Background(), []string{"admin", "import", "-", "--stack", s.st.InfoPath()}, &cmdEnv{
+		code := cli.Run(context.Background(), Commands(), []string{"admin", "import", "-", "--stack", s.st.InfoPath()}, &cli.Env{
 			Stdin:  strings.NewReader(`{"op":"delete","user":"carol-3","project":"p1"}` + "\n" + `{"op":"delete","project":"p1","bucket":"lake-gone"}` + "\n"),
 			Stdout: &stdout, Stderr: &stderr, Getenv: func(string) string { return "" }, ConfigDir: t.TempDir(),
 		})
@@ -425,6 +426,9 @@ func TestAdminRejectedListsEveryRecordThatBreaksTheRulesWithTheProjectorsReason(
 		t.Errorf("reasons (-ProjectionRejected +rejected):\n%s", diff)
 	}
 
+	if want := "delete it with `credbroker admin rejected delete --pk PK --sk SK --stack " + s.st.InfoPath() + "`"; !strings.Contains(errOut, want) {
+		t.Errorf("rejected does not name the delete that removes them: %q", errOut)
+	}
 	code, out, _ = s.cli(t, "admin", "rejected", "--quiet", "--segments", "1")
 	if code != exitcode.Found || !strings.HasPrefix(out, "PK") || !strings.Contains(out, "BUCKET#192.168.1.1") {
 		t.Errorf("table: exit %d\n%s", code, out)
@@ -437,6 +441,29 @@ func TestAdminRejectedListsEveryRecordThatBreaksTheRulesWithTheProjectorsReason(
 	code, out, _ = s.cli(t, "admin", "rejected", "--json", "--quiet")
 	if code != exitcode.Found || strings.Contains(out, "u1-bad-role") || strings.Count(out, `"pk"`) != len(bad)-1 {
 		t.Errorf("after the fix: exit %d\n%s", code, out)
+	}
+
+	// The others go with admin rejected delete, by the keys it printed;
+	// a valid record is refused and stays.
+	for _, r := range got {
+		if r.PK == "USER#u1-bad-role" {
+			continue
+		}
+		if code, out, errOut := s.cli(t, "admin", "rejected", "delete", "--pk", r.PK, "--sk", r.SK); code != exitcode.OK || !strings.HasPrefix(out, "deleted: a record that breaks the rules") {
+			t.Fatalf("rejected delete %s / %s: exit %d, stdout %q, stderr %q", r.PK, r.SK, code, out, errOut)
+		}
+	}
+	code, out, errOut = s.cli(t, "admin", "rejected", "delete", "--pk", "USER#u1-bad-role", "--sk", "PROJECT#p1")
+	if code != exitcode.Usage || out != "" || !strings.Contains(errOut, "`credbroker admin member delete --user u1-bad-role --project p1 --stack "+s.st.InfoPath()+"`") {
+		t.Errorf("rejected delete of a valid record: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, errOut := s.cli(t, "admin", "rejected", "--json"); code != exitcode.OK || out != "[]\n" {
+		t.Errorf("after the deletes: exit %d, stdout %q, stderr %q; want no record left to list", code, out, errOut)
+	}
+	for _, k := range []string{"USER#u1-bad-role / PROJECT#p1", "USER#u5-good / PROJECT#p1", "PROJECT#p1 / BUCKET#lake-ok", "USER#u5-good / PROFILE", "CONFIG / GLOBAL"} {
+		if _, ok := s.items(t)[k]; !ok {
+			t.Errorf("%s was deleted", k)
+		}
 	}
 }
 
@@ -675,7 +702,7 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 			for name, a := range answers {
 				for _, g := range a.grants {
 					if g.Bucket == tc.bucket && overlaps(g.Prefix, norm) {
-						want = append(want, reach{UserID: users[name].sub, Access: g.Access, Prefix: g.Prefix, Projects: g.Projects, ExpiresAt: g.ExpiresAt})
+						want = append(want, reach{UserID: users[name].sub, Username: name, Access: g.Access, Prefix: g.Prefix, Projects: g.Projects, ExpiresAt: g.ExpiresAt})
 					}
 				}
 			}
@@ -741,7 +768,7 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 		want := []reportRow{}
 		for name, a := range answers {
 			for _, g := range a.grants {
-				want = append(want, reportRow{UserID: users[name].sub, Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: g.Projects, ExpiresAt: g.ExpiresAt})
+				want = append(want, reportRow{UserID: users[name].sub, Username: name, Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: g.Projects, ExpiresAt: g.ExpiresAt})
 			}
 		}
 		key := func(r reportRow) string { return r.UserID + r.Bucket + r.Prefix + string(r.Access) }
@@ -771,18 +798,18 @@ func TestAdminQuestionsAgreeWithTheEndpoint(t *testing.T) {
 			t.Errorf("report counts ben's week as expiring within a day: %q", errOut)
 		}
 		recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
-		if err != nil || len(recs) == 0 || !slices.Equal(recs[0], []string{"userId", "bucket", "prefix", "access", "projects", "expiresAt"}) {
+		if err != nil || len(recs) == 0 || !slices.Equal(recs[0], []string{"userId", "username", "email", "bucket", "prefix", "access", "projects", "expiresAt"}) {
 			t.Fatalf("CSV %v:\n%s", err, out)
 		}
 		got = nil
 		for _, r := range recs[1:] {
 			var until time.Time
-			if r[5] != "" {
-				if until, err = time.Parse(time.RFC3339, r[5]); err != nil {
+			if r[7] != "" {
+				if until, err = time.Parse(time.RFC3339, r[7]); err != nil {
 					t.Fatal(err)
 				}
 			}
-			got = append(got, reportRow{UserID: r[0], Bucket: r[1], Prefix: r[2], Access: broker.Access(r[3]), Projects: strings.Fields(r[4]), ExpiresAt: until})
+			got = append(got, reportRow{UserID: r[0], Username: r[1], Email: r[2], Bucket: r[3], Prefix: r[4], Access: broker.Access(r[5]), Projects: strings.Fields(r[6]), ExpiresAt: until})
 		}
 		sortRows(got)
 		if diff := cmp.Diff(want, got); diff != "" {

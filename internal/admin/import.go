@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/projector"
 )
 
@@ -23,7 +24,7 @@ import (
 // validation goes: one invalid line and nothing is written.
 
 func init() {
-	register(command{path: "admin import", summary: "write memberships and buckets from a CSV or JSON-lines file (validated; --dry-run)", run: runImport})
+	register(cli.Command{Path: "admin import", Summary: "write memberships and buckets from a CSV or JSON-lines file (validated; --dry-run)", Run: runImport})
 }
 
 const importHelp = `usage: credbroker admin import [flags] FILE
@@ -47,9 +48,9 @@ Flags:
 // importFields are the fields a line may carry.
 var importFields = []string{"op", "user", "project", "role", "expiresAt", "bucket", "prefix"}
 
-func runImport(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags(env, "admin import")
-	tf := addTargetFlags(fs)
+func runImport(ctx context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "admin import")
+	tf := cli.AddTargetFlags(fs, cli.MembershipTable, cli.BaseRole)
 	format := fs.String("format", "auto", `"csv", "jsonl", or "auto": by the file's extension, else by its first character`)
 	dry := fs.Bool("dry-run", false, "report what would change, and every invalid line, and write nothing")
 	asJSON := fs.Bool("json", false, `print the report as JSON: [{"line","action","pk","sk","change","written"}]`)
@@ -57,22 +58,22 @@ func runImport(ctx context.Context, env *cmdEnv, args []string) error {
 		fmt.Fprint(fs.Output(), importHelp)
 		fs.PrintDefaults()
 	}
-	files, err := parseWithArgs(fs, args)
+	files, err := cli.ParseWithArgs(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(files) != 1 {
-		return usagef("one FILE expected (see -h)")
+		return cli.Usagef("one FILE expected (see -h)")
 	}
 	file := files[0]
 	if !slices.Contains([]string{"auto", "csv", "jsonl"}, *format) {
-		return usagef(`--format must be "csv", "jsonl" or "auto"`)
+		return cli.Usagef(`--format must be "csv", "jsonl" or "auto"`)
 	}
 	data, err := readInput(env, file)
 	if err != nil {
 		return err
 	}
-	a, err := openAdmin(ctx, env, tf, "membershipTable")
+	a, err := openAdmin(ctx, env, tf, cli.MembershipTable)
 	if err != nil {
 		return err
 	}
@@ -81,7 +82,7 @@ func runImport(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	if len(lines) == 0 {
-		return usagef("%s holds no records", file)
+		return cli.Usagef("%s holds no records", file)
 	}
 
 	var ops []op
@@ -106,7 +107,7 @@ func runImport(ctx context.Context, env *cmdEnv, args []string) error {
 		ops = append(ops, l.op)
 	}
 	for _, l := range invalid {
-		fmt.Fprintf(env.Stderr, "line %d: %s\n", l.op.line, oneLine(message(l.err)))
+		fmt.Fprintf(env.Stderr, "line %d: %s\n", l.op.line, cli.OneLine(cli.Message(l.err)))
 	}
 	if len(invalid) > 0 && !*dry {
 		return broker.Errorf(broker.Invalid, "import", "%d of %d records invalid (listed above): nothing written", len(invalid), len(lines))
@@ -142,7 +143,7 @@ func runImport(ctx context.Context, env *cmdEnv, args []string) error {
 		return nil
 	case len(failed) > 0:
 		for _, c := range failed {
-			fmt.Fprintf(env.Stderr, "line %d: not written: %s\n", c.Line, oneLine(message(c.err)))
+			fmt.Fprintf(env.Stderr, "line %d: not written: %s\n", c.Line, cli.OneLine(cli.Message(c.err)))
 		}
 		return broker.Errorf(broker.Transient, "import", "%d of %d writes failed (listed above), the others are done; run the same import again: it writes only what is still missing",
 			len(failed), counts[actionCreate]+counts[actionUpdate]+counts[actionDelete])
@@ -151,32 +152,32 @@ func runImport(ctx context.Context, env *cmdEnv, args []string) error {
 	return nil
 }
 
-func printChanges(env *cmdEnv, changes []change, asJSON, dry bool) error {
-	format := formatTable
+func printChanges(env *cli.Env, changes []change, asJSON, dry bool) error {
+	format := cli.FormatTable
 	if asJSON {
-		format = formatJSON
+		format = cli.FormatJSON
 	}
-	out := newRows(env.Stdout, format, "LINE", "ACTION", "RECORD", "CHANGE")
+	out := cli.NewRows(env.Stdout, format, "LINE", "ACTION", "RECORD", "CHANGE")
 	for _, c := range changes {
 		action := c.Action
 		if !dry && c.writes() {
 			action = map[bool]string{true: c.verb(false), false: "failed to " + c.Action}[c.Written]
 		}
-		if err := out.add(c, fmt.Sprint(c.Line), action, c.PK+" / "+c.SK, c.Detail); err != nil {
+		if err := out.Add(c, fmt.Sprint(c.Line), action, c.PK+" / "+c.SK, c.Detail); err != nil {
 			return err
 		}
 	}
-	return out.close()
+	return out.Close()
 }
 
 // readInput reads FILE, or stdin for "-".
-func readInput(env *cmdEnv, name string) ([]byte, error) {
+func readInput(env *cli.Env, name string) ([]byte, error) {
 	if name == "-" {
 		return io.ReadAll(env.Stdin)
 	}
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, cli.Usagef("%v", err)
 	}
 	return data, nil
 }
@@ -227,17 +228,17 @@ func decodeCSV(data []byte) ([]importLine, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, usagef("CSV header: %v", err)
+		return nil, cli.Usagef("CSV header: %v", err)
 	}
 	for i, h := range header {
 		// Column names match whatever their case (expiresAt, expiresat).
 		k := slices.IndexFunc(importFields, func(f string) bool { return strings.EqualFold(f, strings.TrimSpace(h)) })
 		if k < 0 {
-			return nil, usagef("CSV header: unknown column %q (the columns are %s)", h, strings.Join(importFields, ", "))
+			return nil, cli.Usagef("CSV header: unknown column %q (the columns are %s)", h, strings.Join(importFields, ", "))
 		}
 		header[i] = importFields[k]
 		if slices.Contains(header[:i], header[i]) {
-			return nil, usagef("CSV header: column %q twice", h)
+			return nil, cli.Usagef("CSV header: column %q twice", h)
 		}
 	}
 	var out []importLine
@@ -306,7 +307,7 @@ func decodeJSONLines(data []byte) ([]importLine, error) {
 		out = append(out, f.line(n))
 	}
 	if err := sc.Err(); err != nil {
-		return nil, usagef("read: %v", err)
+		return nil, cli.Usagef("read: %v", err)
 	}
 	return out, nil
 }

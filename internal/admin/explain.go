@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"cmp"
@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/projector"
 )
 
 func init() {
-	register(command{path: "admin explain", summary: "what a user can reach, through which projects, and why", run: runExplain})
+	register(cli.Command{Path: "admin explain", Summary: "what a user can reach, through which projects, and why", Run: runExplain})
 }
 
 // explanation is admin explain's answer. The first three fields are the
@@ -48,15 +49,15 @@ type membershipView struct {
 	Rejected string `json:"rejected,omitempty"`
 }
 
-func runExplain(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags(env, "admin explain")
-	tf := addTargetFlags(fs)
+func runExplain(ctx context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "admin explain")
+	tf := cli.AddTargetFlags(fs, cli.MembershipTable, cli.PolicyTable, cli.UserPool, cli.BaseRole)
 	user := addUserFlags(fs)
 	asJSON := fs.Bool("json", false, `print {"userId","policyVersion","grants":[{"bucket","prefix","access","projects","expiresAt"?}],...}`)
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	a, err := openAdmin(ctx, env, tf, user.need("membershipTable", "policyTable")...)
+	a, err := openAdmin(ctx, env, tf, user.need(cli.MembershipTable, cli.PolicyTable)...)
 	if err != nil {
 		return err
 	}
@@ -69,7 +70,7 @@ func runExplain(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return printJSON(env.Stdout, x)
+		return cli.PrintJSON(env.Stdout, x)
 	}
 	return printExplanation(env, x)
 }
@@ -118,7 +119,7 @@ func (a *admin) explain(ctx context.Context, userID string) (explanation, error)
 		}
 		x.Memberships = append(x.Memberships, v)
 	}
-	want, err := a.projector().Compute(ctx, userID)
+	want, err := a.compute(ctx, userID, a.now())
 	if err != nil {
 		return explanation{}, err
 	}
@@ -126,7 +127,7 @@ func (a *admin) explain(ctx context.Context, userID string) (explanation, error)
 	return x, nil
 }
 
-func printExplanation(env *cmdEnv, x explanation) error {
+func printExplanation(env *cli.Env, x explanation) error {
 	w := env.Stdout
 	fmt.Fprintf(w, "user %s\n", x.UserID)
 	if x.PolicyVersion == "" {
@@ -138,11 +139,11 @@ func printExplanation(env *cmdEnv, x explanation) error {
 	if len(x.Grants) == 0 {
 		fmt.Fprintln(w, "grants: none (the endpoint answers 403 no_access)")
 	} else {
-		out := newRows(w, formatTable, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS", "UNTIL")
+		out := cli.NewRows(w, cli.FormatTable, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS", "UNTIL")
 		for _, g := range x.Grants {
-			_ = out.add(g, g.Bucket, folder(g.Prefix), string(g.Access), strings.Join(g.Projects, " "), until(g.ExpiresAt))
+			_ = out.Add(g, g.Bucket, folder(g.Prefix), string(g.Access), strings.Join(g.Projects, " "), until(g.ExpiresAt))
 		}
-		if err := out.close(); err != nil {
+		if err := out.Close(); err != nil {
 			return err
 		}
 	}
@@ -151,13 +152,13 @@ func printExplanation(env *cmdEnv, x explanation) error {
 		fmt.Fprintln(w, "memberships: none in the membership table")
 	} else {
 		slices.SortFunc(x.Memberships, func(a, b membershipView) int { return cmp.Compare(a.Project, b.Project) })
-		out := newRows(w, formatTable, "PROJECT", "ROLE", "UNTIL", "GRANTS")
+		out := cli.NewRows(w, cli.FormatTable, "PROJECT", "ROLE", "UNTIL", "GRANTS")
 		for _, m := range x.Memberships {
 			status := fmt.Sprintf("%d place(s)", m.Places)
 			switch {
 			case m.Rejected != "":
 				status = "nothing: the record breaks the rules: " + m.Rejected
-			case !m.ExpiresAt.IsZero() && !m.ExpiresAt.After(env.now()):
+			case !m.ExpiresAt.IsZero() && !m.ExpiresAt.After(env.Now()):
 				status = "nothing: the membership expired"
 			case m.Places == 0:
 				status = "nothing: the project has no bucket (or the change is on its way)"
@@ -166,9 +167,9 @@ func printExplanation(env *cmdEnv, x explanation) error {
 			if role == "" {
 				role = "-"
 			}
-			_ = out.add(m, m.Project, role, until(m.ExpiresAt), status)
+			_ = out.Add(m, m.Project, role, until(m.ExpiresAt), status)
 		}
-		if err := out.close(); err != nil {
+		if err := out.Close(); err != nil {
 			return err
 		}
 	}

@@ -1,9 +1,8 @@
 //go:build integration
 
-package main
+package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -20,9 +19,10 @@ import (
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
-// The command against a stack.json naming tables in moto, as `make verify`
-// runs it against the local stack.
-func TestCommandLineAgainstAStackFile(t *testing.T) {
+// verify, rebuild and replay against a stack.json naming tables in moto,
+// as `make verify` runs them against the local stack: the report on
+// stdout, progress on stderr, exit status 1 on drift.
+func TestVerifyRebuildAndReplayAgainstAStackFile(t *testing.T) {
 	tables := mototest.NewTables(t)
 	bus := mototest.NewAuditBus(t)
 	stack, err := json.Marshal(map[string]string{
@@ -50,15 +50,14 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 	put("PROJECT#p1", "BUCKET#lake-raw", nil, tables.Membership)
 
 	run := func(args ...string) (int, replay.Report, string) {
-		var stdout, stderr bytes.Buffer
-		code := cli(args, &stdout, &stderr)
+		code, stdout, stderr := runCLI(t, nil, append([]string{"admin"}, args...)...)
 		var rep replay.Report
-		if stdout.Len() > 0 {
-			if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-				t.Fatalf("stdout is not a report: %v\n%s", err, stdout.String())
+		if stdout != "" {
+			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+				t.Fatalf("stdout is not a report: %v\n%s", err, stdout)
 			}
 		}
-		return code, rep, stderr.String()
+		return code, rep, stderr
 	}
 
 	steps := []struct {
@@ -70,41 +69,33 @@ func TestCommandLineAgainstAStackFile(t *testing.T) {
 	}{
 		{"verify of a table the projector never wrote finds alice missing and exits 1",
 			nil,
-			[]string{"-stack", path, "-mode", "verify"}, exitcode.Found,
+			[]string{"verify", "--stack", path}, exitcode.Found,
 			func(r replay.Report, _ string) bool { return r.Missing == 1 && r.MissingIndex == 1 }},
 		{"rebuild repairs it and exits 0",
 			nil,
-			[]string{"-stack", path, "-mode", "rebuild", "-segments", "2"}, exitcode.OK,
+			[]string{"rebuild", "--stack", path, "--segments", "2"}, exitcode.OK,
 			func(r replay.Report, stderr string) bool {
 				return r.Users == 1 && r.Changed == 1 && strings.Contains(stderr, "rebuild memberships:")
 			}},
 		{"verify then exits 0",
 			nil,
-			[]string{"-stack", path, "-mode", "verify"}, exitcode.OK,
+			[]string{"verify", "--stack", path}, exitcode.OK,
 			func(r replay.Report, _ string) bool { return r.Users == 1 && r.Drift() == 0 }},
 		{"replay finds the stream from the table and exits 0",
 			nil,
-			[]string{"-stack", path, "-mode", "replay", "-since", "2000-01-01T00:00:00Z"}, exitcode.OK,
+			[]string{"replay", "--stack", path, "--since", "2000-01-01T00:00:00Z"}, exitcode.OK,
 			func(r replay.Report, _ string) bool { return r.Records == 2 && r.Delivered == 2 }},
 		{"verify reports a record that breaks the rules, points at the tool that lists them, and exits 0 (it is not drift)",
 			func() {
 				put("USER#bob", "PROJECT#p1", map[string]types.AttributeValue{"role": &types.AttributeValueMemberS{Value: "admin"}}, tables.Membership)
 			},
-			[]string{"-stack", path, "-mode", "verify"}, exitcode.OK,
+			[]string{"verify", "--stack", path}, exitcode.OK,
 			func(r replay.Report, stderr string) bool {
 				return r.Rejected == 1 && r.Drift() == 0 && strings.Contains(stderr, "`credbroker admin rejected --stack "+path+"`")
 			}},
-		{"unknown mode exits 2",
-			nil,
-			[]string{"-stack", path, "-mode", "repair"}, exitcode.Usage,
-			func(_ replay.Report, stderr string) bool { return strings.Contains(stderr, `unknown mode "repair"`) }},
-		{"since without replay exits 2",
-			nil,
-			[]string{"-stack", path, "-mode", "verify", "-since", "2025-01-01T00:00:00Z"}, exitcode.Usage,
-			func(_ replay.Report, stderr string) bool { return strings.Contains(stderr, "replay only") }},
 		{"a missing stack file exits 2 and says how to start the stack",
 			nil,
-			[]string{"-stack", filepath.Join(t.TempDir(), "none.json"), "-mode", "verify"}, exitcode.Usage,
+			[]string{"verify", "--stack", filepath.Join(t.TempDir(), "none.json")}, exitcode.Usage,
 			func(_ replay.Report, stderr string) bool { return strings.Contains(stderr, "make run") }},
 	}
 	for _, st := range steps {

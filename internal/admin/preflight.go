@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -13,13 +13,14 @@ import (
 	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 )
 
 func init() {
-	register(command{
-		path:    "admin preflight",
-		summary: "before a deploy: check that the stack's concurrency parameters fit the account's Lambda concurrency (docs/operations.md \"The preflight\")",
-		run:     adminPreflight,
+	register(cli.Command{
+		Path:    "admin preflight",
+		Summary: "before a deploy: check that the stack's concurrency parameters fit the account's Lambda concurrency (docs/operations.md \"The preflight\")",
+		Run:     adminPreflight,
 	})
 }
 
@@ -61,12 +62,12 @@ func parseDeployParams(args []string) (deployParams, error) {
 	for _, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
-			return p, usagef("%q is not Key=Value (sam's --parameter-overrides form)", a)
+			return p, cli.Usagef("%q is not Key=Value (sam's --parameter-overrides form)", a)
 		}
 		var field *int
 		switch k {
 		case "ParameterKey": // the long form would hide the values from the checks
-			return p, usagef("%q: give the overrides as Key=Value", a)
+			return p, cli.Usagef("%q: give the overrides as Key=Value", a)
 		case "CredentialsReservedConcurrency":
 			field = &p.reserved
 		case "ApiThrottlingRateLimit":
@@ -76,7 +77,7 @@ func parseDeployParams(args []string) (deployParams, error) {
 		}
 		n, err := strconv.Atoi(strings.Trim(v, `"'`))
 		if err != nil || n < 0 {
-			return p, usagef("%s=%s: want a whole number, 0 or more", k, v)
+			return p, cli.Usagef("%s=%s: want a whole number, 0 or more", k, v)
 		}
 		*field = n
 	}
@@ -158,7 +159,7 @@ func readAccountConcurrency(ctx context.Context, api lambdaSettings, function st
 
 // preflight prints what it read and returns an Invalid error (exit 2)
 // listing each parameter that cannot fit.
-func preflight(ctx context.Context, env *cmdEnv, api lambdaSettings, function string, p deployParams) error {
+func preflight(ctx context.Context, env *cli.Env, api lambdaSettings, function string, p deployParams) error {
 	a, err := readAccountConcurrency(ctx, api, function)
 	if err != nil {
 		return err
@@ -176,11 +177,11 @@ func preflight(ctx context.Context, env *cmdEnv, api lambdaSettings, function st
 	return broker.Errorf(broker.Invalid, "preflight", "%d parameter problem(s): fix them before deploying (docs/operations.md \"The preflight\")", len(problems))
 }
 
-func adminPreflight(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags(env, "admin preflight")
-	t := addTargetFlags(fs)
+func adminPreflight(ctx context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "admin preflight")
+	t := cli.AddTargetFlags(fs)
 	function := fs.String("credentials-function", "", "for a redeploy: the credential function's name (CredentialsFunctionName output), whose current reservation the deploy gives back")
-	rest, err := parseWithArgs(fs, args)
+	rest, err := cli.ParseWithArgs(fs, args)
 	if err != nil {
 		return err
 	}
@@ -188,11 +189,11 @@ func adminPreflight(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	tgt, err := t.resolve(env)
+	tgt, err := t.Resolve(env)
 	if err != nil {
 		return err
 	}
-	client, err := tgt.lambda(ctx)
+	client, err := lambdaClient(ctx, tgt)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -18,14 +18,15 @@ import (
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/revoke"
 )
 
 func init() {
-	register(command{
-		path:    "admin revoke",
-		summary: "revoke every current session of one user now, through the revoker function (docs/security.md \"Revoking a user\")",
-		run:     adminRevoke,
+	register(cli.Command{
+		Path:    "admin revoke",
+		Summary: "revoke every current session of one user now, through the revoker function (docs/security.md \"Revoking a user\")",
+		Run:     adminRevoke,
 	})
 }
 
@@ -33,24 +34,24 @@ func init() {
 // Lambda's Invoke API, and prints the cutoff it set. The revoker stamps the
 // cutoff with its own clock and keeps the deny entry for its own session
 // duration: this machine's clock, however far off, enters nothing.
-func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags(env, "admin revoke")
-	t := addTargetFlags(fs)
+func adminRevoke(ctx context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "admin revoke")
+	t := cli.AddTargetFlags(fs, cli.Revoker)
 	user := fs.String("user", "", "the user's id (Cognito sub)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *user == "" {
-		return usagef("--user is required")
+		return cli.Usagef("--user is required")
 	}
 	if err := broker.ValidateUserID(*user); err != nil {
-		return usagef("--user: %s", broker.MessageOf(err))
+		return cli.Usagef("--user: %s", broker.MessageOf(err))
 	}
-	tgt, err := t.resolve(env, "revokerFunction")
+	tgt, err := t.Resolve(env, cli.Revoker)
 	if err != nil {
 		return err
 	}
-	client, err := tgt.lambda(ctx, func(o *lambda.Options) { o.HTTPClient = invokeHTTPClient() })
+	client, err := lambdaClient(ctx, tgt, func(o *lambda.Options) { o.HTTPClient = invokeHTTPClient() })
 	if err != nil {
 		return err
 	}
@@ -70,7 +71,7 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	if err != nil {
 		var nf *lambdatypes.ResourceNotFoundException
 		if errors.As(err, &nf) {
-			return usagef("no revoker function %q: check --revoker-function (the RevokerFunctionName output)", tgt.RevokerFunction)
+			return cli.Usagef("no revoker function %q: check --revoker-function (the RevokerFunctionName output)", tgt.RevokerFunction)
 		}
 		return fmt.Errorf("invoke the revoker %s: %w", tgt.RevokerFunction, err)
 	}
@@ -79,7 +80,7 @@ func adminRevoke(ctx context.Context, env *cmdEnv, args []string) error {
 	}
 	var res revoke.Result
 	if err := json.Unmarshal(out.Payload, &res); err != nil || res.UserID != *user || res.IssuedBefore.IsZero() {
-		return fmt.Errorf("the revoker answered %s, not the revocation of %s", oneLine(string(out.Payload)), *user)
+		return fmt.Errorf("the revoker answered %s, not the revocation of %s", cli.OneLine(string(out.Payload)), *user)
 	}
 	fmt.Fprintf(env.Stdout, "revoked (request %s): sessions of %s issued before %s are denied, scope %s; the revoker's clock set the cutoff\n",
 		id, res.UserID, res.IssuedBefore.UTC().Format(time.RFC3339Nano), res.Scope)
@@ -96,10 +97,10 @@ func revokerError(payload []byte) error {
 		Type    string `json:"errorType"`
 	}
 	if err := json.Unmarshal(payload, &fe); err != nil || fe.Message == "" {
-		return fmt.Errorf("the revoker failed: %s", oneLine(string(payload)))
+		return fmt.Errorf("the revoker failed: %s", cli.OneLine(string(payload)))
 	}
 	if strings.HasPrefix(fe.Message, revoke.ErrRefused.Error()) {
-		return usagef("the revoker refused the revocation: %s", fe.Message)
+		return cli.Usagef("the revoker refused the revocation: %s", fe.Message)
 	}
 	return fmt.Errorf("the revoker failed (%s): %s; run the command again", fe.Type, fe.Message)
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/csv"
@@ -13,17 +13,17 @@ import (
 
 // Output formats of the listings.
 const (
-	formatTable = "table"
-	formatJSON  = "json"
-	formatCSV   = "csv"
+	FormatTable = "table"
+	FormatJSON  = "json"
+	FormatCSV   = "csv"
 )
 
-// rows streams a listing as its rows arrive, in one of the formats: a
+// Rows streams a listing as its rows arrive, in one of the formats: a
 // readable table, a JSON array (one element per line) or CSV. Nothing is
 // held beyond a table's pending block, so a listing of a whole table takes
 // no more memory than one of ten rows. Safe for concurrent use: parallel
 // scan segments add rows as they find them.
-type rows struct {
+type Rows struct {
 	mu     sync.Mutex
 	w      io.Writer
 	format string
@@ -38,19 +38,19 @@ type rows struct {
 // comes out in aligned blocks instead of waiting for its last row.
 const tableBlock = 500
 
-func newRows(w io.Writer, format string, header ...string) *rows {
-	r := &rows{w: w, format: format, header: header}
+func NewRows(w io.Writer, format string, header ...string) *Rows {
+	r := &Rows{w: w, format: format, header: header}
 	switch format {
-	case formatCSV:
+	case FormatCSV:
 		r.csv = csv.NewWriter(w)
-	case formatTable:
+	case FormatTable:
 		r.tab = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	}
 	return r
 }
 
-// add writes one row: v for JSON, cells (in header order) for the others.
-func (r *rows) add(v any, cells ...string) error {
+// Add writes one row: v for JSON, cells (in header order) for the others.
+func (r *Rows) Add(v any, cells ...string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
@@ -59,7 +59,7 @@ func (r *rows) add(v any, cells ...string) error {
 	first := r.n == 0
 	r.n++
 	switch r.format {
-	case formatJSON:
+	case FormatJSON:
 		b, err := json.Marshal(v)
 		if err != nil {
 			r.err = err
@@ -70,7 +70,7 @@ func (r *rows) add(v any, cells ...string) error {
 			sep = "[\n"
 		}
 		_, r.err = fmt.Fprintf(r.w, "%s%s", sep, b)
-	case formatCSV:
+	case FormatCSV:
 		if first {
 			_ = r.csv.Write(r.header)
 		}
@@ -89,7 +89,7 @@ func (r *rows) add(v any, cells ...string) error {
 	return r.err
 }
 
-func (r *rows) tabLine(cells []string) {
+func (r *Rows) tabLine(cells []string) {
 	for i, c := range cells {
 		if i > 0 {
 			_, _ = io.WriteString(r.tab, "\t")
@@ -99,29 +99,29 @@ func (r *rows) tabLine(cells []string) {
 	_, _ = io.WriteString(r.tab, "\n")
 }
 
-// count is the number of rows added so far.
-func (r *rows) count() int {
+// Count is the number of rows added so far.
+func (r *Rows) Count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.n
 }
 
-// close ends the listing: the JSON array's bracket, the table's last
+// Close ends the listing: the JSON array's bracket, the table's last
 // block, CSV's header when there was no row.
-func (r *rows) close() error {
+func (r *Rows) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.err != nil {
 		return r.err
 	}
 	switch r.format {
-	case formatJSON:
+	case FormatJSON:
 		end := "\n]\n"
 		if r.n == 0 {
 			end = "[]\n"
 		}
 		_, r.err = io.WriteString(r.w, end)
-	case formatCSV:
+	case FormatCSV:
 		if r.n == 0 {
 			_ = r.csv.Write(r.header)
 		}
@@ -133,22 +133,23 @@ func (r *rows) close() error {
 	return r.err
 }
 
-// printJSON writes v as indented JSON.
-func printJSON(w io.Writer, v any) error {
+// PrintJSON writes v as indented JSON.
+func PrintJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// progress reports a long scan on stderr: a line every few seconds while
+// Progress reports a long scan on stderr: a line every few seconds while
 // it runs, so that an operator sees it move, and a summary at the end.
-type progress struct {
-	env   *cmdEnv
+type Progress struct {
+	env   *Env
 	label string // "credbroker admin who-can"
 	unit  string // "policy items"
 	quiet bool
 	start time.Time
-	items atomic.Int64
+	// Items counts what the scan read.
+	Items atomic.Int64
 	stop  chan struct{}
 	done  chan struct{}
 }
@@ -156,8 +157,8 @@ type progress struct {
 // progressEvery is the interval between progress lines.
 const progressEvery = 3 * time.Second
 
-func startProgress(env *cmdEnv, label, unit string, quiet bool) *progress {
-	p := &progress{env: env, label: label, unit: unit, quiet: quiet, start: env.now(),
+func StartProgress(env *Env, label, unit string, quiet bool) *Progress {
+	p := &Progress{env: env, label: label, unit: unit, quiet: quiet, start: env.Now(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
@@ -171,23 +172,23 @@ func startProgress(env *cmdEnv, label, unit string, quiet bool) *progress {
 			case <-p.stop:
 				return
 			case <-t.C:
-				fmt.Fprintf(env.Stderr, "%s: %d %s read, %s\n", p.label, p.items.Load(), p.unit, p.elapsed())
+				fmt.Fprintf(env.Stderr, "%s: %d %s read, %s\n", p.label, p.Items.Load(), p.unit, p.elapsed())
 			}
 		}
 	}()
 	return p
 }
 
-func (p *progress) elapsed() time.Duration {
-	return p.env.now().Sub(p.start).Round(time.Millisecond)
+func (p *Progress) elapsed() time.Duration {
+	return p.env.Now().Sub(p.start).Round(time.Millisecond)
 }
 
-// finish stops the periodic lines and writes the summary: what was read,
+// Finish stops the periodic lines and writes the summary: what was read,
 // and what the command found.
-func (p *progress) finish(found string) {
+func (p *Progress) Finish(found string) {
 	close(p.stop)
 	<-p.done
 	if !p.quiet {
-		fmt.Fprintf(p.env.Stderr, "%s: %d %s read in %s: %s\n", p.label, p.items.Load(), p.unit, p.elapsed(), found)
+		fmt.Fprintf(p.env.Stderr, "%s: %d %s read in %s: %s\n", p.label, p.Items.Load(), p.unit, p.elapsed(), found)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
@@ -83,7 +85,7 @@ func TestPreflightStopsWhereAParameterCannotFit(t *testing.T) {
 				t.Fatal(err)
 			}
 			var stdout, stderr bytes.Buffer
-			err = preflight(t.Context(), &cmdEnv{Stdout: &stdout, Stderr: &stderr}, tc.api, tc.function, p)
+			err = preflight(t.Context(), &cli.Env{Stdout: &stdout, Stderr: &stderr}, tc.api, tc.function, p)
 			var got []string
 			for line := range strings.Lines(stderr.String()) {
 				got = append(got, strings.TrimSpace(line))
@@ -112,7 +114,7 @@ func TestPreflightFailsWhenLambdaCannotBeRead(t *testing.T) {
 		return nil, errors.New("AccessDeniedException: not authorized to perform lambda:GetAccountSettings")
 	}
 	var stdout, stderr bytes.Buffer
-	err := preflight(t.Context(), &cmdEnv{Stdout: &stdout, Stderr: &stderr}, api, "", defaultDeployParams)
+	err := preflight(t.Context(), &cli.Env{Stdout: &stdout, Stderr: &stderr}, api, "", defaultDeployParams)
 	if err == nil || !strings.Contains(err.Error(), "lambda:GetAccountSettings") {
 		t.Errorf("err = %v, want the failed call named", err)
 	}
@@ -128,7 +130,7 @@ func TestPreflightRefusesMalformedParameters(t *testing.T) {
 		{"ApiThrottlingRateLimit=fast"},
 		{"ParameterKey=CredentialsReservedConcurrency,ParameterValue=5000"},
 	} {
-		if _, err := parseDeployParams(args); !errors.As(err, new(usageError)) {
+		if _, err := parseDeployParams(args); exitcode.Of(err) != exitcode.Usage {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
 		}
 	}

@@ -1,13 +1,16 @@
-package main
+package admin
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/credbroker/credbroker/internal/cli"
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/projector"
@@ -19,10 +22,10 @@ import (
 // status 2 and the rule it breaks.
 
 func init() {
-	register(command{path: "admin member put", summary: "add a user to a project, or change the user's role (validated)", run: runMemberPut})
-	register(command{path: "admin member delete", summary: "remove a user from a project", run: runMemberDelete})
-	register(command{path: "admin bucket put", summary: "give a project a bucket or a folder of one (validated)", run: runBucketPut})
-	register(command{path: "admin bucket delete", summary: "take a bucket away from a project", run: runBucketDelete})
+	register(cli.Command{Path: "admin member put", Summary: "add a user to a project, or change the user's role (validated)", Run: runMemberPut})
+	register(cli.Command{Path: "admin member delete", Summary: "remove a user from a project", Run: runMemberDelete})
+	register(cli.Command{Path: "admin bucket put", Summary: "give a project a bucket or a folder of one (validated)", Run: runBucketPut})
+	register(cli.Command{Path: "admin bucket delete", Summary: "take a bucket away from a project", Run: runBucketDelete})
 }
 
 // recordCmd is the flags and set-up shared by the four single-record
@@ -30,7 +33,7 @@ func init() {
 // a bucket record (--project, --bucket), --dry-run and the stack.
 type recordCmd struct {
 	fs      *flag.FlagSet
-	tf      *targetFlags
+	tf      *cli.TargetFlags
 	kind    broker.RecordKind
 	user    *userFlags
 	project *string
@@ -38,11 +41,13 @@ type recordCmd struct {
 	dry     *bool
 }
 
-func newRecordCmd(env *cmdEnv, path string, kind broker.RecordKind) *recordCmd {
-	c := &recordCmd{fs: newFlags(env, path), kind: kind}
-	c.tf = addTargetFlags(c.fs)
+func newRecordCmd(env *cli.Env, path string, kind broker.RecordKind) *recordCmd {
+	c := &recordCmd{fs: cli.NewFlags(env, path), kind: kind}
 	if kind == broker.MembershipRecord {
+		c.tf = cli.AddTargetFlags(c.fs, cli.MembershipTable, cli.UserPool, cli.BaseRole)
 		c.user = addUserFlags(c.fs)
+	} else {
+		c.tf = cli.AddTargetFlags(c.fs, cli.MembershipTable, cli.BaseRole)
 	}
 	c.project = c.fs.String("project", "", "the project's id (required)")
 	if kind == broker.BucketRecord {
@@ -54,28 +59,30 @@ func newRecordCmd(env *cmdEnv, path string, kind broker.RecordKind) *recordCmd {
 
 // open parses the arguments, connects to the stack and returns the
 // record's keys.
-func (c *recordCmd) open(ctx context.Context, env *cmdEnv, args []string) (a *admin, pk, sk string, err error) {
-	if err := parse(c.fs, args); err != nil {
+func (c *recordCmd) open(ctx context.Context, env *cli.Env, args []string) (a *admin, pk, sk string, err error) {
+	if err := cli.Parse(c.fs, args); err != nil {
 		return nil, "", "", err
 	}
 	if *c.project == "" {
-		return nil, "", "", usagef("--project is required")
+		return nil, "", "", cli.Usagef("--project is required")
 	}
-	if c.bucket != nil && *c.bucket == "" {
-		return nil, "", "", usagef("--bucket is required")
+	if c.bucket != nil {
+		if err := checkBucketFlag(*c.bucket); err != nil {
+			return nil, "", "", err
+		}
 	}
 	if c.kind == broker.BucketRecord {
-		a, err = openAdmin(ctx, env, c.tf, "membershipTable")
+		a, err = openAdmin(ctx, env, c.tf, cli.MembershipTable)
 		return a, broker.ProjectKeyPrefix + *c.project, broker.BucketKeyPrefix + *c.bucket, err
 	}
-	if a, err = openAdmin(ctx, env, c.tf, c.user.need("membershipTable")...); err != nil {
+	if a, err = openAdmin(ctx, env, c.tf, c.user.need(cli.MembershipTable)...); err != nil {
 		return nil, "", "", err
 	}
 	userID, err := c.user.resolve(ctx, a)
 	return a, broker.UserKeyPrefix + userID, broker.ProjectKeyPrefix + *c.project, err
 }
 
-func runMemberPut(ctx context.Context, env *cmdEnv, args []string) error {
+func runMemberPut(ctx context.Context, env *cli.Env, args []string) error {
 	c := newRecordCmd(env, "admin member put", broker.MembershipRecord)
 	role := c.fs.String("role", "read", `the user's role in the project: "read" or "write"`)
 	expiresAt := c.fs.String("expires-at", "", "the membership ends at this instant: RFC 3339 with an offset (2026-12-31T18:00:00Z)")
@@ -85,7 +92,7 @@ func runMemberPut(ctx context.Context, env *cmdEnv, args []string) error {
 		return err
 	}
 	it := broker.SourceItem{PK: pk, SK: sk, Role: broker.StringAttr(*role)}
-	if it.ExpiresAt, err = expiryFlag(env.now(), *expiresAt, *expiresIn); err != nil {
+	if it.ExpiresAt, err = expiryFlag(env.Now(), *expiresAt, *expiresIn); err != nil {
 		return err
 	}
 	return a.putOne(ctx, env, it, *c.dry)
@@ -100,7 +107,7 @@ func expiryFlag(now time.Time, at, in string) (broker.Attr, error) {
 	var t time.Time
 	switch {
 	case at != "" && in != "":
-		return broker.Attr{}, usagef("--expires-at and --expires-in exclude each other")
+		return broker.Attr{}, cli.Usagef("--expires-at and --expires-in exclude each other")
 	case at != "":
 		var err error
 		if t, err = broker.ParseExpiry(at); err != nil {
@@ -121,7 +128,7 @@ func expiryFlag(now time.Time, at, in string) (broker.Attr, error) {
 	return broker.StringAttr(t.Format(time.RFC3339)), nil
 }
 
-func runMemberDelete(ctx context.Context, env *cmdEnv, args []string) error {
+func runMemberDelete(ctx context.Context, env *cli.Env, args []string) error {
 	c := newRecordCmd(env, "admin member delete", broker.MembershipRecord)
 	a, pk, sk, err := c.open(ctx, env, args)
 	if err != nil {
@@ -130,7 +137,7 @@ func runMemberDelete(ctx context.Context, env *cmdEnv, args []string) error {
 	return a.deleteOne(ctx, env, pk, sk, *c.dry)
 }
 
-func runBucketPut(ctx context.Context, env *cmdEnv, args []string) error {
+func runBucketPut(ctx context.Context, env *cli.Env, args []string) error {
 	c := newRecordCmd(env, "admin bucket put", broker.BucketRecord)
 	prefix := c.fs.String("prefix", "", "a folder of the bucket: the project gets only the keys under it (default: the whole bucket)")
 	a, pk, sk, err := c.open(ctx, env, args)
@@ -140,13 +147,13 @@ func runBucketPut(ctx context.Context, env *cmdEnv, args []string) error {
 	it := broker.SourceItem{PK: pk, SK: sk}
 	// Only an absent prefix means the whole bucket: an explicit empty
 	// --prefix is checked as the empty attribute it would be.
-	if given(c.fs, "prefix") {
+	if cli.Given(c.fs, "prefix") {
 		it.Prefix = broker.StringAttr(*prefix)
 	}
 	return a.putOne(ctx, env, it, *c.dry)
 }
 
-func runBucketDelete(ctx context.Context, env *cmdEnv, args []string) error {
+func runBucketDelete(ctx context.Context, env *cli.Env, args []string) error {
 	c := newRecordCmd(env, "admin bucket delete", broker.BucketRecord)
 	a, pk, sk, err := c.open(ctx, env, args)
 	if err != nil {
@@ -155,15 +162,25 @@ func runBucketDelete(ctx context.Context, env *cmdEnv, args []string) error {
 	return a.deleteOne(ctx, env, pk, sk, *c.dry)
 }
 
-// given reports whether the flag was set on the command line.
-func given(fs *flag.FlagSet, name string) bool {
-	found := false
-	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
-	return found
+// checkBucketFlag refuses an empty --bucket, and an S3 URL in place of a
+// bucket's name with the flags that say the same.
+func checkBucketFlag(v string) error {
+	if v == "" {
+		return cli.Usagef("--bucket is required")
+	}
+	rest, ok := strings.CutPrefix(v, "s3://")
+	if !ok {
+		return nil
+	}
+	bucket, prefix, _ := strings.Cut(rest, "/")
+	if prefix == "" {
+		return cli.Usagef("--bucket %q is an S3 URL: drop the s3:// and give the bucket's name, --bucket %s", v, bucket)
+	}
+	return cli.Usagef("--bucket %q is an S3 URL: drop the s3:// and give the bucket's name and the folder apart, --bucket %s --prefix %s", v, bucket, prefix)
 }
 
 // putOne writes one record that follows the rules.
-func (a *admin) putOne(ctx context.Context, env *cmdEnv, it broker.SourceItem, dry bool) error {
+func (a *admin) putOne(ctx context.Context, env *cli.Env, it broker.SourceItem, dry bool) error {
 	if _, err := a.validate(it); err != nil {
 		return err
 	}
@@ -172,15 +189,15 @@ func (a *admin) putOne(ctx context.Context, env *cmdEnv, it broker.SourceItem, d
 
 // deleteOne deletes one record whose keys follow the rules: a delete
 // with keys no record can validly have is most likely a typo.
-func (a *admin) deleteOne(ctx context.Context, env *cmdEnv, pk, sk string, dry bool) error {
+func (a *admin) deleteOne(ctx context.Context, env *cli.Env, pk, sk string, dry bool) error {
 	if _, err := broker.ParseRef(pk, sk); err != nil {
-		return broker.Errorf(broker.Invalid, "validate", "refused, nothing written: %s (docs/contract.md \"Source records\")", broker.MessageOf(err))
+		return broker.Errorf(broker.Invalid, "validate", "refused, nothing written: %s (docs/contract.md \"Source records\"; a record that breaks the rules goes with `credbroker admin rejected delete`)", broker.MessageOf(err))
 	}
 	return a.writeOne(ctx, env, op{pk: pk, sk: sk}, dry)
 }
 
 // writeOne applies one op and says what it did on stdout.
-func (a *admin) writeOne(ctx context.Context, env *cmdEnv, o op, dry bool) error {
+func (a *admin) writeOne(ctx context.Context, env *cli.Env, o op, dry bool) error {
 	changes, err := a.apply(ctx, []op{o}, dry)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/exitcode"
 )
 
@@ -52,6 +53,16 @@ func TestAnInvalidRecordIsRefusedBeforeAnyAWSCall(t *testing.T) {
 		{"member put with an expiry that is no duration", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "8 hours"}, "is not a duration"},
 		{"member put with both expiry flags", []string{"admin", "member", "put", "--user", "alice-1", "--project", "p1", "--expires-in", "8h", "--expires-at", "2099-12-31T18:00:00Z"}, "exclude each other"},
 		{"a stray argument", []string{"admin", "rejected", "now"}, "unexpected arguments"},
+		{"bucket put of an S3 URL says to drop s3://", []string{"admin", "bucket", "put", "--project", "p1", "--bucket", "s3://demo-raw"}, "drop the s3:// and give the bucket's name, --bucket demo-raw"},
+		{"bucket put of an S3 URL with a folder says where the folder goes", []string{"admin", "bucket", "put", "--project", "p1", "--bucket", "s3://demo-raw/runs/2026/"},
+			"give the bucket's name and the folder apart, --bucket demo-raw --prefix runs/2026/"},
+		{"bucket delete of an S3 URL says to drop s3://", []string{"admin", "bucket", "delete", "--project", "p1", "--bucket", "s3://demo-raw"}, "--bucket demo-raw"},
+		{"who-can of an S3 URL says to drop s3://", []string{"admin", "who-can", "--bucket", "s3://demo-raw"}, "--bucket demo-raw"},
+		{"rejected delete without keys", []string{"admin", "rejected", "delete", "--pk", "USER#x"}, "--pk and --sk are required"},
+		{"replay with a since that is no time", []string{"admin", "replay", "--since", "yesterday"}, "is not an RFC 3339 time"},
+		{"verify with no segment", []string{"admin", "verify", "--segments", "0"}, "--segments and --concurrency must be at least 1"},
+		{"verify given a since", []string{"admin", "verify", "--since", "2025-01-01T00:00:00Z"}, "flag provided but not defined: -since"},
+		{"rebuild of the local stack given expiry timers", []string{"admin", "rebuild", "--expiry-schedule-group", "g"}, "the local stack arms its own"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,6 +72,13 @@ func TestAnInvalidRecordIsRefusedBeforeAnyAWSCall(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a deployed stack's rebuild with half the expiry timers' names", func(t *testing.T) {
+		code, out, errOut := runCLI(t, nil, "admin", "rebuild", "--membership-table", "m", "--policy-table", "p", "--event-bus", "b",
+			"--region", "us-east-1", "--expiry-schedule-group", "g")
+		if code != exitcode.Usage || out != "" || !strings.Contains(errOut, "--expiry-schedule-group needs --expiry-scheduler-role-arn and --expiry-target-arn") {
+			t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+		}
+	})
 	t.Run("a valid record does reach AWS (and fails there with status 3)", func(t *testing.T) {
 		code, _, errOut := runCLI(t, nil, "admin", "member", "put", "--user", "alice-1", "--project", "p1", "--stack", stack)
 		if code != exitcode.Failure {
@@ -148,23 +166,23 @@ func TestListingsAreValidInEveryFormatWhateverTheRowCount(t *testing.T) {
 		n            int
 		want         string
 	}{
-		{"no JSON row is an empty array", formatJSON, 0, "[]\n"},
-		{"JSON rows are one array, a row per line", formatJSON, 2, "[\n{\"a\":\"x0\"},\n{\"a\":\"x1\"}\n]\n"},
-		{"no CSV row still has its header", formatCSV, 0, "A\n"},
-		{"CSV rows follow the header", formatCSV, 2, "A\nx0\nx1\n"},
-		{"a table has its header", formatTable, 1, "A\nx0\n"},
+		{"no JSON row is an empty array", cli.FormatJSON, 0, "[]\n"},
+		{"JSON rows are one array, a row per line", cli.FormatJSON, 2, "[\n{\"a\":\"x0\"},\n{\"a\":\"x1\"}\n]\n"},
+		{"no CSV row still has its header", cli.FormatCSV, 0, "A\n"},
+		{"CSV rows follow the header", cli.FormatCSV, 2, "A\nx0\nx1\n"},
+		{"a table has its header", cli.FormatTable, 1, "A\nx0\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
-			r := newRows(&b, tt.format, "A")
+			r := cli.NewRows(&b, tt.format, "A")
 			for i := range tt.n {
 				v := "x" + strconv.Itoa(i)
-				if err := r.add(row{v}, v); err != nil {
+				if err := r.Add(row{v}, v); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if err := r.close(); err != nil {
+			if err := r.Close(); err != nil {
 				t.Fatal(err)
 			}
 			if b.String() != tt.want {
