@@ -307,7 +307,8 @@ func (s *session) userError(err error) error {
 	var ue *url.Error
 	switch {
 	case errors.As(err, &tf):
-		return broker.Errorf(broker.Unauthenticated, op, "%s; run `%s` to sign in again, which replaces the file", trimPrefix(tf.err), s.login())
+		return broker.Errorf(broker.Unauthenticated, op, "%s; run `%s` to sign in again, which replaces the file",
+			strings.TrimSuffix(trimPrefix(tf.err), "; sign in again"), s.login())
 	case errors.Is(err, cognitoauth.ErrSignInRequired):
 		return broker.Errorf(broker.Unauthenticated, op, "not signed in to this stack (user pool %s), or the sign-in expired: run `%s`", s.tgt.UserPoolID, s.login())
 	case errors.Is(err, client.ErrInvalidToken):

@@ -144,17 +144,18 @@ func replayCommand(mode replay.Mode) func(ctx context.Context, env *cli.Env, arg
 			}
 		}
 		// Progress lines are the terminal's; the log says only what went
-		// wrong.
-		svc := wire.Rebuild(cfg, awsCfg, logging.New(env.Stderr, slog.LevelWarn, "replay"))
+		// wrong. Both write from the run's goroutines.
+		stderr := &cli.LockedWriter{W: env.Stderr}
+		svc := wire.Rebuild(cfg, awsCfg, logging.New(stderr, slog.LevelWarn, "replay"))
 		svc.Segments, svc.Concurrency = *segments, *concurrency
-		svc.Progress, svc.ProgressEvery = replay.TerminalProgress(env.Stderr), *every
+		svc.Progress, svc.ProgressEvery = replay.TerminalProgress(stderr), *every
 
 		rep, err := svc.Run(ctx, req)
 		if perr := cli.PrintJSON(env.Stdout, rep); perr != nil && err == nil {
 			err = perr
 		}
 		if rep.Rejected > 0 {
-			fmt.Fprintf(env.Stderr, "%d records of the membership table break the rules and grant nothing; `credbroker admin rejected%s` lists them with the reasons\n", rep.Rejected, tf.Where())
+			fmt.Fprintf(stderr, "%d records of the membership table break the rules and grant nothing; `credbroker admin rejected%s` lists them with the reasons\n", rep.Rejected, tf.Where())
 		}
 		var drift *replay.DriftError
 		if errors.As(err, &drift) {

@@ -78,8 +78,8 @@ func ExitCode(err error) int {
 }
 
 // Run dispatches args to the command of cmds whose path they start with,
-// and maps its error to one line on stderr and an exit status. targetHelp
-// ends the help.
+// and maps its error to one line on stderr and an exit status (ExitCode).
+// No command, or help, lists cmds; a group ("admin") alone lists its own.
 func Run(ctx context.Context, cmds []Command, args []string, env *Env) int {
 	if len(args) == 0 || isHelp(args[0]) {
 		help(env.Stdout, cmds, "")

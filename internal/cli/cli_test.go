@@ -61,3 +61,26 @@ func TestAFlagNamesAStackBeforeItsVariable(t *testing.T) {
 		t.Errorf("a missing part: %v", err)
 	}
 }
+
+// Writers sharing stderr through a LockedWriter never interleave a line.
+func TestALockedWriterKeepsEachWriteWhole(t *testing.T) {
+	var b strings.Builder
+	w := &cli.LockedWriter{W: &b}
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 100 {
+				_, _ = io.WriteString(w, "0123456789\n")
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n") {
+		if line != "0123456789" {
+			t.Fatalf("a torn line: %q", line)
+		}
+	}
+}

@@ -192,3 +192,16 @@ func (p *Progress) Finish(found string) {
 		fmt.Fprintf(p.env.Stderr, "%s: %d %s read in %s: %s\n", p.label, p.Items.Load(), p.unit, p.elapsed(), found)
 	}
 }
+
+// LockedWriter serializes the writes of several goroutines to W: a log and
+// progress lines sharing stderr.
+type LockedWriter struct {
+	mu sync.Mutex
+	W  io.Writer
+}
+
+func (l *LockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.W.Write(p)
+}

@@ -10,14 +10,15 @@ import (
 type Config struct {
 	MembershipTable string
 	PolicyTable     string
-	// StreamARN is the membership table's stream; when empty it is read
-	// from DescribeTable (replay only).
+	// StreamARN is the membership table's stream (replay only): the
+	// function refuses replay without it; credbroker admin replay reads it
+	// from DescribeTable.
 	StreamARN    string
 	AuditBusName string
 	Partition    string
 	LogLevel     slog.Level
-	// Region and Endpoint are set for the local stack only; a deployed
-	// stack uses the SDK's usual configuration.
+	// Region and Endpoint name a local stack; wire.Rebuild does not read
+	// them (the caller's SDK configuration does).
 	Region   string
 	Endpoint string
 	// Expiry is where the recomputes of a rebuild or a replay arm the
