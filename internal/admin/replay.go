@@ -9,11 +9,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/cli"
-	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/logging"
 	"github.com/credbroker/credbroker/internal/replay"
@@ -138,8 +135,7 @@ func replayCommand(mode replay.Mode) func(ctx context.Context, env *cli.Env, arg
 		}
 		cfg.Partition = broker.Partition(t.BaseRoleARN, awsCfg.Region)
 		if req.Mode == replay.ModeReplay {
-			tables := ddbstore.Tables{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable}
-			if cfg.StreamARN, err = tables.MembershipStreamARN(ctx); err != nil {
+			if cfg.StreamARN, err = wire.MembershipStreamARN(ctx, awsCfg, cfg.MembershipTable); err != nil {
 				return fmt.Errorf("find the membership table's stream: %w", err)
 			}
 		}

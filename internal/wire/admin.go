@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"context"
 	"io"
 	"log/slog"
 
@@ -51,4 +52,10 @@ func Lambda(awsCfg aws.Config, endpoint string, optFns ...func(*lambda.Options))
 			o.BaseEndpoint = aws.String(endpoint)
 		}
 	}}, optFns...)...)
+}
+
+// MembershipStreamARN reads the membership table's stream from
+// DescribeTable, for a replay that is not given it.
+func MembershipStreamARN(ctx context.Context, awsCfg aws.Config, membershipTable string) (string, error) {
+	return ddbstore.Tables{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: membershipTable}.MembershipStreamARN(ctx)
 }
