@@ -3,24 +3,16 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/testkit/clitest"
 )
 
-// runCLI runs the command line as a user would and returns its exit status
-// and what it wrote.
+// runCLI runs the command line as a user would, with the variables env,
+// and returns its exit status and what it wrote.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	return runCLIAt(t, nil, env, args...)
-}
-
-// runCLIAt is runCLI with the command line's clock set to now (nil: the
-// machine's).
-func runCLIAt(t *testing.T, now func() time.Time, env map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	return clitest.Run(t, commands(), clitest.Options{Env: env, Clock: now}, args...)
+	return clitest.Run(t, commands(), clitest.Options{Env: env}, args...)
 }
 
 func TestHelpListsTheCommandsAndHowToNameAStack(t *testing.T) {
