@@ -30,9 +30,17 @@ func runEnv(ctx context.Context, env *cli.Env, args []string) error {
 	} {
 		fmt.Fprintf(&b, "export %s=%s\n", v[0], shellQuote(v[1]))
 	}
+	// The set may grant more than the access asked (a write grant covers
+	// read): name the access only when --access asked for one.
 	scope := "project " + t.Project + "'s grants"
 	if t.Bucket != "" {
-		scope = t.String()
+		scope = "s3://" + t.Bucket + "/" + t.Key
+		if t.Access != "" {
+			scope += " (" + string(t.Access) + ")"
+		}
+		if t.Project != "" {
+			scope += " in project " + t.Project
+		}
 	}
 	fmt.Fprintf(&b, "# credbroker: credentials for %s, valid until %s\n", cli.OneLine(scope), creds.Expires.UTC().Format(time.RFC3339))
 	if _, err := fmt.Fprint(env.Stdout, b.String()); err != nil {

@@ -20,7 +20,7 @@ func TestEnvPrintsExportLinesAShellReadsBackExactly(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 	exp := w.clock.Now().Add(15 * time.Minute).UTC().Format(time.RFC3339)
-	if !strings.Contains(out, "\n# credbroker: credentials for s3://exports/ (read), valid until "+exp+"\n") {
+	if !strings.Contains(out, "\n# credbroker: credentials for s3://exports/, valid until "+exp+"\n") {
 		t.Errorf("no comment with the expiration in:\n%s", out)
 	}
 	got := shellRead(t, out, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

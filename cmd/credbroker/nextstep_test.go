@@ -139,6 +139,30 @@ func TestAnUnreachableEndpointSaysWhatToCheck(t *testing.T) {
 	}
 }
 
+// A sign-in that cannot reach the user pool says what to check, not a
+// flag login does not have.
+func TestALoginThatCannotReachThePoolSaysWhatToCheck(t *testing.T) {
+	w := newWorld(t, nil)
+	down := w.stackFile + ".down.json"
+	st, err := stackfile.Load(w.stackFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.AWSEndpoint = "http://127.0.0.1:1"
+	if err := stackfile.Write(down, st); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := w.run(t, map[string]string{"CREDBROKER_PASSWORD": "Alice-Passw0rd!"}, "login", "--stack", down, "--username", "alice")
+	if code != exitcode.Failure || out != "" || strings.Contains(errOut, "--api-url") || strings.Contains(errOut, "dial tcp") ||
+		!strings.Contains(errOut, "cannot reach the user pool's sign-in") || !strings.Contains(errOut, "is the local stack running? Start it with `make run`") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit %d naming the local stack, not --api-url", code, out, errOut, exitcode.Failure)
+	}
+	// On a deployed stack it names login's own flags.
+	if hint := (&session{}).poolHint(); strings.Contains(hint, "--api-url") || !strings.Contains(hint, "--user-pool-id") {
+		t.Errorf("a deployed stack's hint %q names a flag login lacks, or not --user-pool-id", hint)
+	}
+}
+
 // The user commands' -h lists only the flags they use: no table, bus,
 // base role or revoker of the operators' commands.
 func TestUserCommandsListNoOperatorFlags(t *testing.T) {

@@ -331,6 +331,15 @@ func (s *session) reachHint() string {
 	return "check --api-url (or CREDBROKER_API_URL: the stack's ApiUrl output), and that the stack is deployed and running"
 }
 
+// poolHint says what to check when the user pool's sign-in cannot be
+// reached.
+func (s *session) poolHint() string {
+	if s.tgt.Local {
+		return "is the local stack running? Start it with `make run`"
+	}
+	return "check --region and --user-pool-id (or CREDBROKER_REGION and CREDBROKER_USER_POOL_ID: the stack's UserPoolId output), and the network"
+}
+
 // cause is what went wrong under a URL error, without Go's wrapping:
 // "connect: connection refused", "lookup example.invalid: no such host".
 func cause(ue *url.Error) string {
