@@ -35,9 +35,10 @@ func init() {
 type deployParams struct {
 	reserved int // CredentialsReservedConcurrency
 	apiRate  int // ApiThrottlingRateLimit
+	workers  int // ProjectorWorkerConcurrency
 }
 
-var defaultDeployParams = deployParams{reserved: 0, apiRate: 100}
+var defaultDeployParams = deployParams{reserved: 0, apiRate: 100, workers: 4}
 
 const (
 	// Lambda refuses a reservation that leaves fewer than 100 unreserved
@@ -47,10 +48,11 @@ const (
 	// "Capacity on AWS (on paper)": the credential function needs rate × this
 	// at once.
 	missDuration = 80 * time.Millisecond
-	// What the other functions run at once: the projector one per stream
-	// shard (ParallelizationFactor 1, counted as one), the revoker two
-	// batches (its queue's MaximumConcurrency) and a prune or an operator's
-	// revoke, the replay one.
+	// What the other functions run at once, beside the projector's
+	// fan-out workers (ProjectorWorkerConcurrency): the projector one per
+	// stream shard (ParallelizationFactor 1, counted as one), the revoker
+	// two batches (its queue's MaximumConcurrency) and a prune or an
+	// operator's revoke, the replay one.
 	otherFunctionsConcurrency = 1 + 3 + 1
 )
 
@@ -72,6 +74,8 @@ func parseDeployParams(args []string) (deployParams, error) {
 			field = &p.reserved
 		case "ApiThrottlingRateLimit":
 			field = &p.apiRate
+		case "ProjectorWorkerConcurrency":
+			field = &p.workers
 		default:
 			continue
 		}
@@ -109,18 +113,19 @@ func concurrencyProblems(a accountConcurrency, p deployParams) []string {
 		problems = append(problems, fmt.Sprintf("CredentialsReservedConcurrency=%d serves about %d requests per second (%v each), fewer than ApiThrottlingRateLimit=%d lets in: Lambda would throttle them; set CredentialsReservedConcurrency=%d or more, or ApiThrottlingRateLimit=%d or less",
 			p.reserved, int(time.Duration(p.reserved)*time.Second/missDuration), missDuration, p.apiRate, credentialsNeed, int(time.Duration(p.reserved)*time.Second/missDuration)))
 	}
-	pool, need, what := available-p.reserved, otherFunctionsConcurrency, "the projector, the revoker and the replay"
+	others := otherFunctionsConcurrency + p.workers
+	pool, need, what := available-p.reserved, others, fmt.Sprintf("the projector with its %d fan-out workers (ProjectorWorkerConcurrency), the revoker and the replay", p.workers)
 	if p.reserved == 0 {
 		need += credentialsNeed
 		what += fmt.Sprintf(", and %d for the credential function at ApiThrottlingRateLimit=%d (%v per request)", credentialsNeed, p.apiRate, missDuration)
 	}
 	if pool < need {
 		fix := raise
-		if p.reserved == 0 && pool > otherFunctionsConcurrency {
-			fix = fmt.Sprintf("set ApiThrottlingRateLimit=%d or less, or %s", int(time.Duration(pool-otherFunctionsConcurrency)*time.Second/missDuration), raise)
+		if p.reserved == 0 && pool > others {
+			fix = fmt.Sprintf("set ApiThrottlingRateLimit=%d or less, or %s", int(time.Duration(pool-others)*time.Second/missDuration), raise)
 		}
 		problems = append(problems, fmt.Sprintf("the account's unreserved concurrency after the deploy, %d, is less than the stack runs at once: %d (%d for %s); Lambda would throttle the functions; %s",
-			pool, need, otherFunctionsConcurrency, what, fix))
+			pool, need, others, what, fix))
 	}
 	return problems
 }

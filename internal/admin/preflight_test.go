@@ -62,11 +62,13 @@ func TestPreflightStopsWhereAParameterCannotFit(t *testing.T) {
 	}{
 		{name: "the defaults fit an account of 1,000", api: account(1000, 1000, 0)},
 		{name: "the defaults do not fit a new account of 10", api: account(10, 10, 0),
-			wantProblems: []string{"unreserved concurrency after the deploy, 10, is less than the stack runs at once: 13 (5 for the projector, the revoker and the replay, and 8 for the credential function at ApiThrottlingRateLimit=100 (80ms per request)); Lambda would throttle the functions; set ApiThrottlingRateLimit=62 or less"}},
-		{name: "a lower rate fits a new account of 10", api: account(10, 10, 0), args: []string{"ApiThrottlingRateLimit=50"}},
+			wantProblems: []string{"unreserved concurrency after the deploy, 10, is less than the stack runs at once: 17 (9 for the projector with its 4 fan-out workers (ProjectorWorkerConcurrency), the revoker and the replay, and 8 for the credential function at ApiThrottlingRateLimit=100 (80ms per request)); Lambda would throttle the functions; set ApiThrottlingRateLimit=12 or less"}},
+		{name: "a lower rate fits a new account of 20", api: account(20, 20, 0), args: []string{"ApiThrottlingRateLimit=50"}},
+		{name: "more fan-out workers than the account runs do not fit", api: account(20, 20, 0), args: []string{"ApiThrottlingRateLimit=50", "ProjectorWorkerConcurrency=20"},
+			wantProblems: []string{"unreserved concurrency after the deploy, 20, is less than the stack runs at once: 29 (25 for the projector with its 20 fan-out workers"}},
 		{name: "no reservation fits a new account of 10", api: account(10, 10, 0), args: []string{"CredentialsReservedConcurrency=8"},
 			wantProblems: []string{"CredentialsReservedConcurrency=8 cannot be reserved: 10 of the account's concurrency is unreserved and Lambda keeps 100 unreserved, so the deploy would fail; no reservation fits: set CredentialsReservedConcurrency=0",
-				"unreserved concurrency after the deploy, 2, is less than the stack runs at once: 5"}},
+				"unreserved concurrency after the deploy, 2, is less than the stack runs at once: 9"}},
 		{name: "a reservation leaving fewer than 100 unreserved is refused", api: account(1000, 1000, 0), args: []string{"CredentialsReservedConcurrency=950"},
 			wantProblems: []string{"CredentialsReservedConcurrency=950 cannot be reserved: 1000 of the account's concurrency is unreserved and Lambda keeps 100 unreserved, so the deploy would fail; set CredentialsReservedConcurrency=900 at most (or 0)"}},
 		{name: "a reservation other functions left no room for is refused", api: account(1000, 150, 0), args: []string{"CredentialsReservedConcurrency=100"},
@@ -144,8 +146,10 @@ func TestPreflightDefaultsAreTheTemplates(t *testing.T) {
 	}
 	params := tpl.Section("Parameters")
 	def := func(name string) any { m, _ := params[name].(map[string]any); return m["Default"] }
-	got := map[string]any{"CredentialsReservedConcurrency": defaultDeployParams.reserved, "ApiThrottlingRateLimit": defaultDeployParams.apiRate}
-	want := map[string]any{"CredentialsReservedConcurrency": def("CredentialsReservedConcurrency"), "ApiThrottlingRateLimit": def("ApiThrottlingRateLimit")}
+	got := map[string]any{"CredentialsReservedConcurrency": defaultDeployParams.reserved, "ApiThrottlingRateLimit": defaultDeployParams.apiRate,
+		"ProjectorWorkerConcurrency": defaultDeployParams.workers}
+	want := map[string]any{"CredentialsReservedConcurrency": def("CredentialsReservedConcurrency"), "ApiThrottlingRateLimit": def("ApiThrottlingRateLimit"),
+		"ProjectorWorkerConcurrency": def("ProjectorWorkerConcurrency")}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("preflight defaults differ from template.yaml's (-template +preflight):\n%s", diff)
 	}
