@@ -30,7 +30,9 @@ func simulate(lim revoke.Limits, seconds int, arrivals func(second int) []string
 		now := t0.Add(time.Duration(s) * time.Second)
 		var add []revoke.Entry
 		for _, u := range arrivals(s) {
-			add = append(add, revoke.Entry{UserID: u, Before: now.Add(4 * time.Second), Reason: "narrowed", Causes: []string{u}})
+			e := narrowed(u, time.Time{}, now.Add(4*time.Second))
+			e.Reason = "narrowed"
+			add = append(add, e)
 		}
 		if len(add) == 0 && s%300 != 0 {
 			continue
@@ -44,7 +46,7 @@ func simulate(lim revoke.Limits, seconds int, arrivals func(second int) []string
 		if ch.FellBack {
 			r.fallbacks++
 		}
-		r.peakEntries = max(r.peakEntries, len(l.Users))
+		r.peakEntries = max(r.peakEntries, len(l.Revoked)+len(l.Users))
 		used := 0
 		for _, p := range pages {
 			if p != "" {
