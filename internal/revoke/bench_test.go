@@ -135,4 +135,17 @@ func TestScaleTargetsHold(t *testing.T) {
 	if bulk.fallbacks != 0 || bulk.pageWrites > bulk.peakPages || bulk.batches != 1 {
 		t.Errorf("1,000 members narrowed at once: %+v; want no fallback and each page written once", bulk)
 	}
+	// Both at once: the bulk change lands on a list at its steady size.
+	both := simulate(revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 18*60, func(s int) []string {
+		users := []string{fmt.Sprintf("churn-%06d", s)}
+		if s == 17*60 {
+			for i := range 1000 {
+				users = append(users, user(i))
+			}
+		}
+		return users
+	})
+	if both.fallbacks != 0 || both.peakEntries < 1960 {
+		t.Errorf("1,000 members narrowed at once during the churn: %+v; want ~1,960 entries and no fallback", both)
+	}
 }
