@@ -17,8 +17,10 @@ BENCH      ?= .
 help: ## List the targets.
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-17s %s\n",$$1,$$2}'
 
-.PHONY: build
+.PHONY: build cli
 build: $(FUNCTIONS:%=$(BUILD_DIR)/%.zip) $(BUILD_DIR)/credbroker ## Build one arm64 bootstrap per function, zipped for Lambda, and build/credbroker for this machine.
+
+cli: $(BUILD_DIR)/credbroker ## Build only build/credbroker, the command-line tool, for this machine (seconds once the Go build cache is warm).
 
 $(BUILD_DIR)/credbroker: FORCE
 	$(GO) build -trimpath -o $@ ./cmd/credbroker
@@ -93,6 +95,16 @@ test-web: web/node_modules/.package-lock.json ## web/'s checks and tests: pretti
 	$(need_node)
 	cd web && $(NPM) test
 
+# The demo page's screenshot in docs/: TestTheDemoPageInChromium signs in to
+# the page of a seeded local stack (its own, on free ports) in headless
+# Chromium, with a time-bounded grant, and writes the screenshot at its end.
+.PHONY: demo-screenshot
+demo-screenshot: web ## Retake docs/demo-page.png: the demo page of a seeded local stack, signed in, in headless Chromium (chromium, moto_server).
+	@command -v moto_server >/dev/null || { echo "moto_server not found on PATH: pip install 'moto[server]==5.2.1'"; exit 1; }
+	BROWSER_TESTS= DEMO_SCREENSHOT='$(CURDIR)/docs/demo-page.png' $(GO) run ./internal/cmd/withmoto -- \
+	  $(GO) test $(INTEGRATION) -count=1 -run='^TestTheDemoPageInChromium$$' ./internal/localstack/
+	@echo "wrote docs/demo-page.png"
+
 .PHONY: bench
 bench: ## Run the benchmarks (against moto where they need AWS).
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -run='^$$' -bench='$(BENCH)' -benchmem ./...
@@ -100,9 +112,10 @@ bench: ## Run the benchmarks (against moto where they need AWS).
 # Issue 21's organisation-scale revocation run on the local stack (the real
 # functions, the revoker fed in batches two at once): 45 narrowings one a
 # second, then a bucket removal narrowing a 200-member project; it logs the
-# times to deny and the revoker's runs and IAM writes (BENCHMARKS.md).
+# times to deny and the revoker's runs and IAM writes (docs/benchmarks.md
+# "Revocation at organisation scale (issue 21)").
 .PHONY: revocation-scale
-revocation-scale: ## 45 narrowings one a second, then one narrowing 200 users, on the local stack; logs the times to deny (BENCHMARKS.md).
+revocation-scale: ## 45 narrowings one a second, then one narrowing 200 users, on the local stack; logs the times to deny (docs/benchmarks.md).
 	$(GO) run ./internal/cmd/withmoto -- $(GO) test $(INTEGRATION) -count=1 -v -run='^TestRevocationAtOrganisationScale$$' ./internal/localstack/
 
 .PHONY: deploy
@@ -118,7 +131,7 @@ deploy: ## credbroker admin preflight, then sam build && sam deploy --guided (PA
 	sam build && sam deploy --guided $(if $(PARAMS),--parameter-overrides $(PARAMS))
 
 .PHONY: smoke
-# The post-deployment smoke check (README "Smoke check"): a throwaway user
+# The post-deployment smoke check (docs/operations.md "Smoke check"): a throwaway user
 # signs in, fetches credentials, writes and reads an object, loses its
 # membership; the check measures the seconds until the old credentials are
 # denied, cleans up and prints the figures. STACK_NAME=<name> with
@@ -147,35 +160,35 @@ run: ## The whole system on loopback until Ctrl-C, with the demo page (MOTO_PORT
 FORCE:
 
 # ---------------------------------------------- rebuild, verify, replay
-# On the running local stack (`make run`); the README's Operations section
-# gives the same operations against a deployed stack. The binary is built
-# and run directly so that its exit status (0 ok, 1 drift, 2 usage,
+# On the running local stack (`make run`), through `credbroker admin`; the
+# same commands work against a deployed stack (credbroker help). The binary
+# is built and run directly so that its exit status (0 ok, 1 drift, 2 usage,
 # 3 failure) is what make reports as "Error N"; make itself then exits 2,
-# so scripts that need N run build/replay-cli themselves.
+# so scripts that need N run build/credbroker themselves.
 STACK_FILE ?= .local/stack.json
 SINCE      ?=
-define replay_tool
+define admin_tool
 	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
-	@echo "Building $(BUILD_DIR)/replay-cli..." >&2
-	@$(GO) build -o $(BUILD_DIR)/replay-cli ./functions/replay
-	@exec $(BUILD_DIR)/replay-cli -stack $(STACK_FILE) -mode $(1) $(2)
+	@echo "Building $(BUILD_DIR)/credbroker..." >&2
+	@$(GO) build -trimpath -o $(BUILD_DIR)/credbroker ./cmd/credbroker
+	@exec $(BUILD_DIR)/credbroker admin $(1) --stack $(STACK_FILE) $(2)
 endef
 
 .PHONY: rebuild verify replay
-rebuild: ## Recompute every user of the local stack's policy table (safe while it runs, idempotent).
-	$(call replay_tool,rebuild)
+rebuild: ## Recompute every user of the local stack's policy table (safe while it runs, idempotent): credbroker admin rebuild.
+	$(call admin_tool,rebuild)
 
-verify: ## Compare the local stack's policy table with a recomputation; exit status 1 on drift.
-	$(call replay_tool,verify)
+verify: ## Compare the local stack's policy table with a recomputation; exit status 1 on drift: credbroker admin verify.
+	$(call admin_tool,verify)
 
-replay: ## Replay the local stack's membership stream through the projector (SINCE=<RFC 3339> skips older records).
-	$(call replay_tool,replay,$(if $(SINCE),-since '$(SINCE)'))
+replay: ## Replay the local stack's membership stream through the projector (SINCE=<RFC 3339> skips older records): credbroker admin replay.
+	$(call admin_tool,replay,$(if $(SINCE),--since '$(SINCE)'))
 
 # ---------------------------------------------- load
 # `make load` starts its own moto and local stack in this process, on free
 # ports, with a proxy between them that counts the stack's AWS calls and
 # injects FAULTS; STACK=.local/stack.json loads a stack started by
-# `make run` instead (no call counts, no faults). README, "Load". The binary
+# `make run` instead (no call counts, no faults). docs/benchmarks.md "Load". The binary
 # is run directly so that its exit status (0 ok, 1 an invariant broke,
 # 2 usage, 3 setup failure) is what make reports.
 CLIENTS      ?= 16
@@ -193,9 +206,7 @@ load: ## Load the endpoint while a writer changes grants (CLIENTS=16 USERS=20 DU
 	  $(if $(FAULTS),-faults '$(FAULTS)') $(if $(STACK),-stack '$(STACK)') $(LOAD_FLAGS)
 
 .PHONY: revoke
-revoke: ## Revoke every current session of USER=<userId> on the local stack (README "Revocation").
+revoke: ## Revoke every current session of USER=<userId> on the local stack (docs/security.md "Revoking a user").
 	@# USER also comes from the shell's environment: only one given here counts.
 	@test "$(origin USER)" = "command line" || { echo "usage: make revoke USER=<userId> (the user's Cognito sub)"; exit 2; }
-	@test -f $(STACK_FILE) || { echo "$(STACK_FILE) not found: start the local stack with \`make run\` first"; exit 2; }
-	@$(GO) build -o $(BUILD_DIR)/credbroker ./cmd/credbroker
-	@exec $(BUILD_DIR)/credbroker admin revoke --stack $(STACK_FILE) --user '$(USER)'
+	$(call admin_tool,revoke,--user '$(USER)')

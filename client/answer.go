@@ -84,7 +84,7 @@ func (s CredentialSet) LogValue() slog.Value { return slog.StringValue(s.String(
 // CredentialsSource is the Source of the aws.Credentials this package returns.
 const CredentialsSource = "credbroker"
 
-// Answer is the endpoint's 200 answer (README "Credential endpoint").
+// Answer is the endpoint's 200 answer (docs/contract.md "Credential endpoint").
 type Answer struct {
 	UserID        string `json:"userId"`
 	PolicyVersion string `json:"policyVersion"`

@@ -1,5 +1,5 @@
 // Package client fetches temporary S3 credentials from a credbroker
-// credential endpoint (README "Credential endpoint") and hands them to the
+// credential endpoint (docs/contract.md "Credential endpoint") and hands them to the
 // AWS SDK for Go v2, one aws.CredentialsProvider per bucket or key.
 //
 // A Client asks GET {apiUrl}/auths/resources with a Cognito access token
@@ -313,7 +313,7 @@ func (c *Client) Credentials(ctx context.Context, t Target) (aws.Credentials, er
 	return set.Credentials(), nil
 }
 
-// projectID is the endpoint's rule for project ids (README "Source records").
+// projectID is the endpoint's rule for project ids (docs/contract.md "Source records").
 var projectID = regexp.MustCompile(`^[A-Za-z0-9._:@=+-]{1,128}$`)
 
 // fetchMode says where get may take an answer from.

@@ -65,7 +65,7 @@ func (f *fakeS3) seen() ([]string, []string) {
 	return slices.Clone(f.keys), slices.Clone(f.bodies)
 }
 
-// s3For is an S3 client of fake that uses p, as the README shows, with a
+// s3For is an S3 client of fake that uses p, as docs/clients.md "Go" shows, with a
 // retryer that does not wait between attempts.
 func s3For(fake *fakeS3, p *client.Provider) *s3.Client {
 	return s3.New(s3.Options{

@@ -6,7 +6,7 @@ import (
 )
 
 // cutoffs are the revocations a Client has learned of from the endpoint's
-// answers (README "Revocation"): the user's latest cutoff, and the deny
+// answers (docs/security.md "Clients after a revocation"): the user's latest cutoff, and the deny
 // list's fallback. A set either denies is never served again.
 type cutoffs struct {
 	user time.Time // sets minted under an earlier cutoff are denied

@@ -1,32 +1,18 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/credbroker/credbroker/internal/exitcode"
+	"github.com/credbroker/credbroker/internal/testkit/clitest"
 )
 
-// runCLI runs the command line as a user would and returns its exit status
-// and what it wrote.
+// runCLI runs the command line as a user would, with the variables env,
+// and returns its exit status and what it wrote.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	return runCLIAt(t, nil, env, args...)
-}
-
-// runCLIAt is runCLI with the command line's clock set to now (nil: the
-// machine's).
-func runCLIAt(t *testing.T, now func() time.Time, env map[string]string, args ...string) (int, string, string) {
-	t.Helper()
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), args, &cmdEnv{
-		Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
-		Getenv: func(k string) string { return env[k] }, ConfigDir: t.TempDir(), Now: now,
-	})
-	return code, stdout.String(), stderr.String()
+	return clitest.Run(t, commands(), clitest.Options{Env: env}, args...)
 }
 
 func TestHelpListsTheCommandsAndHowToNameAStack(t *testing.T) {
@@ -34,9 +20,9 @@ func TestHelpListsTheCommandsAndHowToNameAStack(t *testing.T) {
 	if code != exitcode.OK || !strings.Contains(out, "--stack FILE") || !strings.Contains(out, "CREDBROKER_API_URL") {
 		t.Errorf("help: exit %d\n%s", code, out)
 	}
-	for _, c := range commands {
-		if !strings.Contains(out, c.path) {
-			t.Errorf("help does not list %q", c.path)
+	for _, c := range commands() {
+		if !strings.Contains(out, c.Path) {
+			t.Errorf("help does not list %q", c.Path)
 		}
 	}
 }

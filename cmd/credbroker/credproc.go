@@ -4,13 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/cli"
 )
 
 func init() {
-	register(command{
-		path:    "credential-process",
-		summary: "print credentials for an AWS CLI or SDK profile's credential_process (--bucket B or --project P)",
-		run:     runCredentialProcess,
+	register(cli.Command{
+		Path:    "credential-process",
+		Summary: "print credentials for an AWS CLI or SDK profile's credential_process (--bucket B or --project P)",
+		Run:     runCredentialProcess,
 	})
 }
 
@@ -27,7 +29,7 @@ type processCredentials struct {
 // runCredentialProcess answers from the cached credentials while they are
 // valid long enough (session.go says how long), which is what most of its
 // runs do: botocore runs it before nearly every call.
-func runCredentialProcess(ctx context.Context, env *cmdEnv, args []string) error {
+func runCredentialProcess(ctx context.Context, env *cli.Env, args []string) error {
 	s, _, creds, err := handOut(ctx, env, "credential-process", args)
 	if err != nil {
 		return err

@@ -166,7 +166,8 @@ func TestABucketTheCachedAnswerLacksIsAskedForAgain(t *testing.T) {
 		t.Errorf("key %s, want K2 of the answer with the new grant", got.AccessKeyID)
 	}
 	code, out, errOut := w.run(t, nil, "credential-process", "--stack", w.stackFile, "--bucket", "other-data")
-	if code != exitcode.Failure || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no access to s3://other-data/") {
+	if code != exitcode.NoAccess || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "no access to s3://other-data/") ||
+		!strings.Contains(errOut, "`credbroker grants --stack "+w.stackFile+"` lists what you can reach") {
 		t.Errorf("a bucket never granted: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if d := cmp.Diff([]string{"", "", ""}, w.api.requests()); d != "" {
@@ -178,7 +179,7 @@ func TestWithoutLoginTheUserIsToldToLogIn(t *testing.T) {
 	w := newWorld(t, twoSets)
 	for _, cmd := range []string{"credential-process", "env"} {
 		code, out, errOut := w.run(t, nil, cmd, "--stack", w.stackFile, "--bucket", "raw-data")
-		if code != exitcode.Usage || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "run `credbroker login --stack FILE --username NAME`") {
+		if code != exitcode.SignIn || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "run `credbroker login --stack "+w.stackFile+" --username NAME`") {
 			t.Errorf("%s: exit %d, stdout %q, stderr %q", cmd, code, out, errOut)
 		}
 	}
@@ -211,7 +212,7 @@ func TestTokensAreRefreshedWhenTheyExpire(t *testing.T) {
 	w.idp.mu.Unlock()
 	w.clock.Add(2 * time.Hour)
 	code, out, errOut := w.run(t, nil, "credential-process", "--stack", w.stackFile, "--bucket", "raw-data")
-	if code != exitcode.Usage || out != "" || !strings.Contains(errOut, "credbroker login") || strings.Contains(errOut, after.RefreshToken) {
+	if code != exitcode.SignIn || out != "" || !strings.Contains(errOut, "credbroker login") || strings.Contains(errOut, after.RefreshToken) {
 		t.Errorf("a refused refresh: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
@@ -244,11 +245,11 @@ func TestErrorsAreOneLineWithNothingOnStdoutAndNoSecret(t *testing.T) {
 		code   int
 		says   string
 	}{
-		{"a bucket no set covers", 0, []string{"--bucket", "elsewhere"}, exitcode.Failure, "the user's grants do not include this bucket"},
-		{"a key outside the granted folder", 0, []string{"--bucket", "shared", "--key", "team-b/x"}, exitcode.Failure, "team-a/ (write)"},
-		{"write on a read grant", 0, []string{"--bucket", "raw-data", "--access", "write"}, exitcode.Failure, "no access to s3://raw-data/ (write)"},
+		{"a bucket no set covers", 0, []string{"--bucket", "elsewhere"}, exitcode.NoAccess, "the user's grants do not include this bucket; `credbroker grants --stack"},
+		{"a key outside the granted folder", 0, []string{"--bucket", "shared", "--key", "team-b/x"}, exitcode.NoAccess, "team-a/ (write)"},
+		{"write on a read grant", 0, []string{"--bucket", "raw-data", "--access", "write"}, exitcode.NoAccess, "no access to s3://raw-data/ (write)"},
 		{"a project's grants spread over two sets", 0, []string{"--project", "p1"}, exitcode.Usage, "name a bucket"},
-		{"the endpoint refuses the project", 403, []string{"--project", "other"}, exitcode.Failure, "403 no_access"},
+		{"the endpoint refuses the project", 403, []string{"--project", "other"}, exitcode.NoAccess, "403 no_access"},
 		{"the endpoint is down", 500, []string{"--project", "p2"}, exitcode.Failure, "answered 500"},
 	}
 	for _, tt := range tests {
@@ -279,7 +280,7 @@ func TestHelpListsTheFlagsAndExits0(t *testing.T) {
 
 // BenchmarkCredentialProcessFromTheCache is a run of credential-process
 // that the cache answers, in process: flags, stack file, token file, cache
-// file, routing and output. BENCHMARKS.md also times the built binary,
+// file, routing and output. docs/benchmarks.md "The credbroker command (issue 12)" also times the built binary,
 // process start included, as botocore runs it.
 func BenchmarkCredentialProcessFromTheCache(b *testing.B) {
 	w := newWorld(b, twoSets)
@@ -315,7 +316,7 @@ func TestADeployedStackIsNamedByFlagsOrVariables(t *testing.T) {
 	}
 	// Another app client of the same pool is another sign-in.
 	code, _, errOut = w.run(t, nil, "credential-process", "--api-url", w.api.URL, "--user-pool-id", testPool, "--client-id", "otherclient", "--bucket", "exports")
-	if code != exitcode.Usage || !strings.Contains(errOut, "credbroker login --username NAME") {
+	if code != exitcode.SignIn || !strings.Contains(errOut, "credbroker login --username NAME") {
 		t.Errorf("another app client: exit %d, stderr %q", code, errOut)
 	}
 }

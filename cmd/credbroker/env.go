@@ -5,17 +5,19 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/credbroker/credbroker/internal/cli"
 )
 
 func init() {
-	register(command{
-		path:    "env",
-		summary: "print export lines of credentials for a shell: eval \"$(credbroker env --bucket B)\"",
-		run:     runEnv,
+	register(cli.Command{
+		Path:    "env",
+		Summary: "print export lines of credentials for a shell: eval \"$(credbroker env --bucket B)\"",
+		Run:     runEnv,
 	})
 }
 
-func runEnv(ctx context.Context, env *cmdEnv, args []string) error {
+func runEnv(ctx context.Context, env *cli.Env, args []string) error {
 	s, t, creds, err := handOut(ctx, env, "env", args)
 	if err != nil {
 		return err
@@ -32,7 +34,7 @@ func runEnv(ctx context.Context, env *cmdEnv, args []string) error {
 	if t.Bucket != "" {
 		scope = t.String()
 	}
-	fmt.Fprintf(&b, "# credbroker: credentials for %s, valid until %s\n", oneLine(scope), creds.Expires.UTC().Format(time.RFC3339))
+	fmt.Fprintf(&b, "# credbroker: credentials for %s, valid until %s\n", cli.OneLine(scope), creds.Expires.UTC().Format(time.RFC3339))
 	if _, err := fmt.Fprint(env.Stdout, b.String()); err != nil {
 		return err
 	}

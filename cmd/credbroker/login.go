@@ -4,35 +4,40 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 
 	"golang.org/x/term"
 
 	"github.com/credbroker/credbroker/client/cognitoauth"
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
+	"github.com/credbroker/credbroker/internal/envconf"
 )
 
 func init() {
-	register(command{
-		path:    "login",
-		summary: "sign in to the stack's user pool; the tokens are kept for the other commands",
-		run:     runLogin,
+	register(cli.Command{
+		Path:    "login",
+		Summary: "sign in to the stack's user pool; the tokens are kept for the other commands",
+		Run:     runLogin,
 	})
 }
 
 // passwordVariable holds the password for scripts; without it login
-// prompts on the terminal.
+// prompts on the terminal. (Cognito refuses a password that starts or
+// ends with a space, so envconf's trimming loses nothing.)
 const passwordVariable = "CREDBROKER_PASSWORD"
 
-func runLogin(ctx context.Context, env *cmdEnv, args []string) error {
-	fs := newFlags(env, "login")
-	tf := addTargetFlags(fs)
+func runLogin(ctx context.Context, env *cli.Env, args []string) error {
+	fs := cli.NewFlags(env, "login")
+	tf := cli.AddTargetFlags(fs, cli.UserPool, cli.Client)
 	username := fs.String("username", "", "the user's name in the user pool")
 	flowName := fs.String("flow", "", "how to prove the password: srp, password or auto (SRP, else password); default auto, password on a local stack")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *username == "" {
-		return usagef("--username is required")
+		return cli.Usagef("--username is required")
 	}
 	var flow cognitoauth.Flow
 	switch *flowName {
@@ -40,7 +45,7 @@ func runLogin(ctx context.Context, env *cmdEnv, args []string) error {
 		// moto accepts any SRP proof, so on the local stack SRP would sign
 		// anyone in whatever the password; its app client allows
 		// USER_PASSWORD_AUTH, which moto does check.
-		if tf.stack != "" {
+		if tf.Stack != "" {
 			flow = cognitoauth.FlowPassword
 		}
 	case "auto":
@@ -49,7 +54,7 @@ func runLogin(ctx context.Context, env *cmdEnv, args []string) error {
 	case "password":
 		flow = cognitoauth.FlowPassword
 	default:
-		return usagef("--flow must be srp, password or auto, not %q", *flowName)
+		return cli.Usagef("--flow must be srp, password or auto, not %q", *flowName)
 	}
 	s, err := openSession(env, tf, flow)
 	if err != nil {
@@ -65,9 +70,13 @@ func runLogin(ctx context.Context, env *cmdEnv, args []string) error {
 		switch {
 		case errors.Is(err, cognitoauth.ErrNotAuthorized), errors.Is(err, cognitoauth.ErrNewPasswordRequired),
 			errors.Is(err, cognitoauth.ErrFlowNotEnabled):
-			return usagef("%s", trimPrefix(err))
+			return cli.Usagef("%s", trimPrefix(err))
 		}
-		return sessionError{trimPrefix(err), err}
+		var ue *url.Error
+		if errors.As(err, &ue) && !errors.Is(err, context.Canceled) {
+			return broker.Errorf(broker.Transient, "login", "cannot reach the user pool's sign-in (Cognito at %s): %s; %s", ue.URL, cause(ue), s.reachHint())
+		}
+		return broker.Errorf(broker.Transient, "login", "%s", trimPrefix(err))
 	}
 	tok, err := s.tokens.Tokens(ctx)
 	if err != nil {
@@ -88,13 +97,13 @@ func runLogin(ctx context.Context, env *cmdEnv, args []string) error {
 
 // readPassword returns the password from the environment, or asks for it
 // on the terminal without echo.
-func readPassword(ctx context.Context, env *cmdEnv, username string) (string, error) {
-	if p := env.Getenv(passwordVariable); p != "" {
+func readPassword(ctx context.Context, env *cli.Env, username string) (string, error) {
+	if p := envconf.New(env.Getenv).String(passwordVariable, ""); p != "" {
 		return p, nil
 	}
 	f, ok := env.Stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return "", usagef("no password: set %s, or run credbroker login in a terminal to be asked for it", passwordVariable)
+		return "", cli.Usagef("no password: set %s, or run credbroker login in a terminal to be asked for it", passwordVariable)
 	}
 	fd := int(f.Fd())
 	state, err := term.GetState(fd)
@@ -118,7 +127,7 @@ func readPassword(ctx context.Context, env *cmdEnv, username string) (string, er
 			return "", fmt.Errorf("read the password: %w", r.err)
 		}
 		if len(r.b) == 0 {
-			return "", usagef("empty password")
+			return "", cli.Usagef("empty password")
 		}
 		return string(r.b), nil
 	case <-ctx.Done():

@@ -27,6 +27,7 @@ import (
 	"github.com/credbroker/credbroker/client"
 	"github.com/credbroker/credbroker/client/cognitoauth"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/iamrole"
@@ -230,7 +231,7 @@ func newEndpointLog(t *testing.T, api string) *endpointLog {
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		resp.Body = io.NopCloser(bytes.NewReader(body))
-		var a struct { // the answer's optional fields (README "Credential endpoint")
+		var a struct { // the answer's optional fields (docs/contract.md "Credential endpoint")
 			RevokedBefore    time.Time `json:"revokedBefore"`
 			AllRevokedBefore time.Time `json:"allRevokedBefore"`
 		}
@@ -255,7 +256,8 @@ func (tinyBudget) Budgets(context.Context) ([]int, error) { return []int{1}, nil
 // they have been told of denies: after a narrowing of the user, and after
 // the deny list fell back to one cutoff for everybody (scope "all").
 // Measured, not asserted: the time from the revocation to working
-// credentials (README "Revocation", BENCHMARKS.md).
+// credentials (docs/security.md "Clients after a revocation"; docs/benchmarks.md
+// "Client recovery after a revocation (issue 20)").
 func TestClientRecoversAfterRevocation(t *testing.T) {
 	ctx := t.Context()
 	moto := mototest.Endpoint(t)
@@ -285,7 +287,7 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The Go client, with the S3 client the README shows.
+	// The Go client, with the S3 client docs/clients.md "Go" shows.
 	goAPI := newEndpointLog(t, st.Info.APIURL)
 	tokens, err := cognitoauth.New(cognitoauth.Config{Client: idp, UserPoolID: st.Info.UserPoolID, ClientID: st.Info.UserPoolClientID, Flow: cognitoauth.FlowPassword})
 	if err != nil {
@@ -334,7 +336,7 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 	configHome := t.TempDir()
 	cli := func(vars map[string]string, args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
-		code := run(ctx, args, &cmdEnv{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
+		code := run(ctx, args, &cli.Env{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
 			Getenv: func(k string) string { return vars[k] }, ConfigDir: configHome})
 		return code, stdout.String(), stderr.String()
 	}

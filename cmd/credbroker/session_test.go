@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/testkit/clitest"
 	"github.com/credbroker/credbroker/internal/testkit/fakeclock"
 
 	"github.com/credbroker/credbroker/client"
@@ -269,12 +269,7 @@ func newWorld(t testing.TB, grants map[string][]fakeSet) *world {
 // run runs the command line against the world with the variables given.
 func (w *world) run(t testing.TB, vars map[string]string, args ...string) (int, string, string) {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	code := run(context.Background(), args, &cmdEnv{
-		Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
-		Getenv: func(k string) string { return vars[k] }, Now: w.clock.Now, ConfigDir: w.configDir,
-	})
-	return code, stdout.String(), stderr.String()
+	return clitest.Run(t, commands(), clitest.Options{Env: vars, Clock: w.clock.Now, ConfigDir: w.configDir}, args...)
 }
 
 // login signs user in through the CLI.

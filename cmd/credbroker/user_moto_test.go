@@ -25,6 +25,7 @@ import (
 
 	"github.com/credbroker/credbroker/client"
 	"github.com/credbroker/credbroker/client/cognitoauth"
+	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/stackfile"
@@ -114,7 +115,7 @@ func TestUserCommandsDriveTheAWSCLI(t *testing.T) {
 	configHome := t.TempDir()
 	cli := func(vars map[string]string, args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
-		code := run(ctx, args, &cmdEnv{
+		code := run(ctx, args, &cli.Env{
 			Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
 			Getenv: func(k string) string { return vars[k] }, ConfigDir: configHome,
 		})
@@ -300,7 +301,7 @@ func TestUserCommandsDriveTheAWSCLI(t *testing.T) {
 	}
 
 	// How long a run answered from the cache takes, process start
-	// included (measured, not asserted; see BENCHMARKS.md).
+	// included (measured, not asserted; see docs/benchmarks.md "The credbroker command (issue 12)").
 	var took []time.Duration
 	for range 20 {
 		start := time.Now()

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Detail types of the audit events on the bus (README "Audit events").
+// Detail types of the audit events on the bus (docs/contract.md "Audit events").
 const (
 	DetailCredentialsIssued  = "CredentialsIssued"
 	DetailCredentialsDenied  = "CredentialsDenied"

@@ -113,7 +113,7 @@ type Membership struct {
 	ProjectID string
 	Access    Access
 	// ExpiresAt, when not zero, is the instant the membership stops
-	// granting anything (README "Source records").
+	// granting anything (docs/contract.md "Source records").
 	ExpiresAt time.Time
 }
 
@@ -152,9 +152,10 @@ type UserPolicy struct {
 	Expires   map[string]time.Time
 	UpdatedAt time.Time
 	// RevokedBefore, when not zero, is the user's latest revocation cutoff
-	// (README "Revocation"): the endpoint tags every session it mints from
-	// this item with its CutoffTag, which the next narrowing of the user
-	// revokes; every session of an earlier cutoff was issued before it.
+	// (docs/security.md "Revocation"): the endpoint tags every session it
+	// mints from this item with its CutoffTag, which the next narrowing of
+	// the user revokes; every session of an earlier cutoff was issued
+	// before it.
 	RevokedBefore time.Time
 }
 

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// The timing of revocations (README "Revocation").
+// The timing of revocations (docs/security.md "The cutoff").
 //
 // The projector reads its clock (S) before it writes a narrowing, and the
 // write must land within CommitWindow of S (it is given that deadline and
@@ -55,14 +55,14 @@ func NextCutoff(prev, want time.Time) time.Time {
 	return prev.UTC().Truncate(time.Millisecond).Add(time.Millisecond)
 }
 
-// The session tags the endpoint sets on every session it mints (README
-// "Revocation"). UserTagKey names the user, CutoffTagKey the revocation
-// cutoff of the policy item the session was minted from. A narrowing from
-// cutoff C to C' revokes the sessions tagged with C's tag: every session
-// minted from the item before it, and none minted from the new one, whose
-// tag no deny names until a later narrowing revokes it. Both are short
-// digests, so that a deny entry costs IAM's policy budget as little as
-// possible.
+// The session tags the endpoint sets on every session it mints
+// (docs/security.md "How"). UserTagKey names the user, CutoffTagKey the
+// revocation cutoff of the policy item the session was minted from. A
+// narrowing from cutoff C to C' revokes the sessions tagged with C's tag:
+// every session minted from the item before it, and none minted from the
+// new one, whose tag no deny names until a later narrowing revokes it.
+// Both are short digests, so that a deny entry costs IAM's policy budget
+// as little as possible.
 const (
 	UserTagKey   = "credbroker:user"
 	CutoffTagKey = "credbroker:cutoff"

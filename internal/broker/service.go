@@ -50,6 +50,11 @@ type PolicyStore interface {
 	// exists. Only a recompute that succeeded stamps the item: a claim
 	// alone does not, so a stamp proves that the user was recomputed.
 	Touch(ctx context.Context, c Claim, checkedAt time.Time) error
+	// ClearOutboxes is ClearOutbox for many claims in a few calls (up to
+	// 100 a call): each outbox is emptied on condition that its claim is
+	// still the newest, and one whose claim was voided is left to the
+	// newer holder, as ClearOutbox's Conflict leaves it.
+	ClearOutboxes(ctx context.Context, claims []Claim) error
 }
 
 // ErrItemTooLarge is in the chain of a Commit error when the item would
@@ -81,6 +86,9 @@ type MemberIndex interface {
 	MemberTokens(ctx context.Context, userID string, projects []string) (map[string]int64, error)
 	// PutMembers writes the user's entries for the projects with a new token.
 	PutMembers(ctx context.Context, userID string, projects []string, token int64) error
+	// PutProjectMembers writes one project's entries for many users, each
+	// with its own token, many a call (up to 25).
+	PutProjectMembers(ctx context.Context, projectID string, members []Member) error
 	// RemoveMember deletes an entry only if it still carries token, and
 	// reports whether it did.
 	RemoveMember(ctx context.Context, projectID, userID string, token int64) (bool, error)
@@ -100,6 +108,10 @@ type Checkpoints interface {
 type SourceReader interface {
 	UserMemberships(ctx context.Context, userID string) ([]SourceItem, error)
 	ProjectBuckets(ctx context.Context, projectID string) ([]SourceItem, error)
+	// ProjectMemberships reads the membership items of the given users in
+	// one project, many users a call (up to 100); a user without one is
+	// absent from the map.
+	ProjectMemberships(ctx context.Context, projectID string, userIDs []string) (map[string]SourceItem, error)
 }
 
 // Principal is the verified identity behind a bearer token.
@@ -141,7 +153,7 @@ type CredentialIssuer interface {
 }
 
 // ExpiryTimer recomputes a user's policy item when the earliest expiry of
-// their memberships comes (README "Source records", expiresAt): within 5 s
+// their memberships comes (docs/contract.md "Source records", expiresAt): within 5 s
 // on the local stack, 60 s on AWS, the grant leaves the item and its
 // PolicyChanged. The session policies already stop the grant at that
 // instant; the timer only brings the item and the announcement in line.

@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 )
 
-// Key prefixes of the membership table (README "Source records").
+// Key prefixes of the membership table (docs/contract.md "Source records").
 const (
 	UserKeyPrefix    = "USER#"
 	ProjectKeyPrefix = "PROJECT#"
@@ -59,7 +59,7 @@ type SourceItem struct {
 	PK, SK    string
 	Role      Attr
 	Prefix    Attr
-	ExpiresAt Attr // memberships only (README "Source records")
+	ExpiresAt Attr // memberships only (docs/contract.md "Source records")
 }
 
 // Ref names the user or project a source item concerns. It is filled in as

@@ -23,9 +23,10 @@ import (
 //
 // Its JSON takes about 290 bytes an entry, so that DynamoDB's 400 KB item
 // would hold fewer entries than the role's pages; gzipped, an entry takes
-// about 55 (README "Revocation"). The previous revoker wrote the JSON as
-// is (list, S), which LoadDenyList still reads. Scans of the policy table
-// (rebuild, verify) skip the item: it has neither of their key shapes.
+// about 57 (docs/security.md "Size, pages and capacity"). The previous
+// revoker wrote the JSON as is (list, S), which LoadDenyList still reads.
+// Scans of the policy table (rebuild, verify) skip the item: it has
+// neither of their key shapes.
 const (
 	denyListPK = "REVOCATIONS"
 	denyListSK = "DENYLIST"

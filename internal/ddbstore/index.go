@@ -35,43 +35,79 @@ func tokenOf(item map[string]types.AttributeValue) int64 {
 // strongly consistent batch reads.
 func (s *Store) MemberTokens(ctx context.Context, userID string, projects []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(projects))
-	for start := 0; start < len(projects); start += batchGetMax {
-		keys := make([]map[string]types.AttributeValue, 0, batchGetMax)
-		for _, p := range projects[start:min(start+batchGetMax, len(projects))] {
-			keys = append(keys, memberKey(p, userID))
-		}
-		req := map[string]types.KeysAndAttributes{s.PolicyTable: {Keys: keys, ConsistentRead: aws.Bool(true)}}
-		for attempt := 0; len(req) > 0; attempt++ {
-			if attempt == maxBatchAttempts {
-				return nil, broker.Errorf(broker.Transient, "read member index", "unprocessed keys after %d attempts", attempt)
-			}
-			if attempt > 0 {
-				if err := wait(ctx, attempt); err != nil {
-					return nil, classify("read member index", err)
-				}
-			}
-			res, err := s.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
-			if err != nil {
-				return nil, classify("read member index", err)
-			}
-			for _, it := range res.Responses[s.PolicyTable] {
-				out[strings.TrimPrefix(getS(it, "pk"), broker.ProjectKeyPrefix)] = tokenOf(it)
-			}
-			req = res.UnprocessedKeys
-		}
+	keys := make([]map[string]types.AttributeValue, len(projects))
+	for i, p := range projects {
+		keys[i] = memberKey(p, userID)
+	}
+	err := s.batchGet(ctx, "read member index", s.PolicyTable, keys, func(it map[string]types.AttributeValue) {
+		out[strings.TrimPrefix(getS(it, "pk"), broker.ProjectKeyPrefix)] = tokenOf(it)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
+// batchGet reads the items of keys from table with strongly consistent
+// batch reads of up to 100 keys, retrying unprocessed keys, and hands each
+// item found to found.
+func (s *Store) batchGet(ctx context.Context, op, table string, keys []map[string]types.AttributeValue, found func(map[string]types.AttributeValue)) error {
+	for start := 0; start < len(keys); start += batchGetMax {
+		req := map[string]types.KeysAndAttributes{table: {Keys: keys[start:min(start+batchGetMax, len(keys))], ConsistentRead: aws.Bool(true)}}
+		for attempt := 0; len(req) > 0; attempt++ {
+			if attempt == maxBatchAttempts {
+				return broker.Errorf(broker.Transient, op, "unprocessed keys after %d attempts", attempt)
+			}
+			if attempt > 0 {
+				if err := wait(ctx, attempt); err != nil {
+					return classify(op, err)
+				}
+			}
+			res, err := s.Client.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			if err != nil {
+				return classify(op, err)
+			}
+			for _, it := range res.Responses[table] {
+				found(it)
+			}
+			req = res.UnprocessedKeys
+		}
+	}
+	return nil
+}
+
 // PutMembers writes the user's index entries with batch writes.
 func (s *Store) PutMembers(ctx context.Context, userID string, projects []string, token int64) error {
-	tok := &types.AttributeValueMemberN{Value: strconv.FormatInt(token, 10)}
-	for start := 0; start < len(projects); start += batchWriteMax {
+	entries := make([]entry, len(projects))
+	for i, p := range projects {
+		entries[i] = entry{p, broker.Member{UserID: userID, Token: token}}
+	}
+	return s.putEntries(ctx, entries)
+}
+
+// PutProjectMembers writes one project's entries for many users with
+// batch writes.
+func (s *Store) PutProjectMembers(ctx context.Context, projectID string, members []broker.Member) error {
+	entries := make([]entry, len(members))
+	for i, m := range members {
+		entries[i] = entry{projectID, m}
+	}
+	return s.putEntries(ctx, entries)
+}
+
+// entry is one member-index entry: a member of a project.
+type entry struct {
+	project string
+	member  broker.Member
+}
+
+func (s *Store) putEntries(ctx context.Context, entries []entry) error {
+	for start := 0; start < len(entries); start += batchWriteMax {
 		var writes []types.WriteRequest
-		for _, p := range projects[start:min(start+batchWriteMax, len(projects))] {
-			item := memberKey(p, userID)
-			item["token"] = tok
-			item["userId"] = str(userID)
+		for _, e := range entries[start:min(start+batchWriteMax, len(entries))] {
+			item := memberKey(e.project, e.member.UserID)
+			item["token"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(e.member.Token, 10)}
+			item["userId"] = str(e.member.UserID)
 			writes = append(writes, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
 		}
 		if err := s.batchWrite(ctx, "write member index", writes); err != nil {

@@ -2,6 +2,7 @@ package ddbstore
 
 import (
 	"context"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -45,6 +46,24 @@ func (s *Store) querySource(ctx context.Context, op, pk, skPrefix string) ([]bro
 		}
 		in.ExclusiveStartKey = page.LastEvaluatedKey
 	}
+}
+
+// ProjectMemberships reads the users' membership items of one project with
+// strongly consistent batch reads of up to 100 keys.
+func (s *Store) ProjectMemberships(ctx context.Context, projectID string, userIDs []string) (map[string]broker.SourceItem, error) {
+	keys := make([]map[string]types.AttributeValue, len(userIDs))
+	for i, u := range userIDs {
+		keys[i] = key(broker.UserKeyPrefix+u, broker.ProjectKeyPrefix+projectID)
+	}
+	out := make(map[string]broker.SourceItem, len(userIDs))
+	err := s.batchGet(ctx, "read project memberships", s.MembershipTable, keys, func(it map[string]types.AttributeValue) {
+		item := SourceItem(it)
+		out[strings.TrimPrefix(item.PK, broker.UserKeyPrefix)] = item
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // MembershipExists reads one membership item strongly consistently.

@@ -5,8 +5,6 @@
 package ddbstream
 
 import (
-	"encoding/json"
-
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
@@ -36,11 +34,6 @@ func LambdaRecord(r types.Record, streamARN string) events.DynamoDBEventRecord {
 		}
 	}
 	return out
-}
-
-// Payload is the JSON of a Lambda DynamoDB event holding records.
-func Payload(records []events.DynamoDBEventRecord) ([]byte, error) {
-	return json.Marshal(events.DynamoDBEvent{Records: records})
 }
 
 func lambdaMap(m map[string]types.AttributeValue) map[string]events.DynamoDBAttributeValue {

@@ -27,7 +27,7 @@ var detailTypes = map[string]reflect.Type{
 	broker.DetailCredentialsRevoked: reflect.TypeFor[broker.CredentialsRevokedDetail](),
 }
 
-// contractFields are the detail fields README "Audit events" promises
+// contractFields are the detail fields docs/contract.md "Audit events" promises
 // ("userId when known" of CredentialsDenied is optional, so not listed).
 var contractFields = map[string][]string{
 	broker.DetailCredentialsIssued:  {"userId", "policyVersion", "accessKeyIds", "buckets", "expiration", "requestId"},

@@ -1,7 +1,7 @@
 // Package ebscheduler adapts EventBridge Scheduler to broker.ExpiryTimer:
 // one one-time schedule per user and expiry instant, which invokes the
 // projector function with the expiry's payload at that instant and deletes
-// itself afterwards (README "Source records", expiresAt).
+// itself afterwards (docs/contract.md "Source records", expiresAt).
 package ebscheduler
 
 import (

@@ -63,6 +63,22 @@ func (r *Reader) Int(name string, def, lo, hi int) int {
 
 // Duration reads an integer count of unit (time.Second for *_SECONDS,
 // time.Millisecond for *_MS) in lo..hi, or def when it is empty.
+// Bool returns the variable as a switch: 1, true, yes or on is true; 0,
+// false, no or off false; empty is def; anything else a problem.
+func (r *Reader) Bool(name string, def bool) bool {
+	switch v := strings.ToLower(r.String(name, "")); v {
+	case "":
+		return def
+	case "1", "true", "yes", "on":
+		return true
+	case "0", "false", "no", "off":
+		return false
+	default:
+		r.Bad("%s %q must be 1 or 0 (true or false)", name, v)
+		return def
+	}
+}
+
 func (r *Reader) Duration(name string, unit, def, lo, hi time.Duration) time.Duration {
 	return time.Duration(r.Int(name, int(def/unit), int(lo/unit), int(hi/unit))) * unit
 }
@@ -116,7 +132,7 @@ func (r *Reader) Err(what string) error {
 }
 
 // Expiry is where a function arms the timers that recompute a user at a
-// membership's expiry (README "Source records", expiresAt): an EventBridge
+// membership's expiry (docs/contract.md "Source records", expiresAt): an EventBridge
 // Scheduler group, the role its schedules invoke the projector with, the
 // projector (empty in the projector itself: the invoked function) and the
 // schedules' dead-letter queue. Without a group, nothing is armed.

@@ -32,3 +32,17 @@ func TestExpiryNeedsTheSchedulersRoleWithAGroup(t *testing.T) {
 		})
 	}
 }
+
+func TestBoolTakesTheUsualSwitchesAndRefusesTheRest(t *testing.T) {
+	env := map[string]string{"ON": "yes", "OFF": "0", "UPPER": "TRUE", "ODD": "2"}
+	r := envconf.New(func(k string) string { return env[k] })
+	if !r.Bool("ON", false) || r.Bool("OFF", true) || !r.Bool("UPPER", false) || !r.Bool("UNSET", true) {
+		t.Error("a switch read wrong")
+	}
+	if r.Err("test") != nil {
+		t.Fatalf("problems before the odd value: %v", r.Err("test"))
+	}
+	if r.Bool("ODD", false) || r.Err("test") == nil {
+		t.Error(`ODD="2" accepted`)
+	}
+}

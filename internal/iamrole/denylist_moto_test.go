@@ -16,7 +16,7 @@ import (
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/revoke"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
@@ -26,7 +26,7 @@ import (
 // item, the next revocation keeps what the base role's policy denies.
 // Each damage is done to the item the way an operator's mistake would.
 func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@
 // The revoker's execution role may do exactly that on those policies and
 // the base role and nothing else, and the role's permissions boundary (its
 // ceiling) keeps whatever they say from reaching beyond the ceiling
-// (template.yaml, enforced by internal/stackdef).
+// (template.yaml, enforced by internal/samtemplate).
 package iamrole
 
 import (
@@ -269,7 +269,7 @@ func (r *Role) Apply(ctx context.Context, page int, doc string) error {
 func (r *Role) create(ctx context.Context, arn string, page int, doc string) error {
 	_, err := r.Client.CreatePolicy(ctx, &iam.CreatePolicyInput{
 		PolicyName: aws.String(pageName(r.name(), page)), Path: aws.String(PagePath), PolicyDocument: aws.String(doc),
-		Description: aws.String("credbroker deny list, written by the revoker (README \"Revocation\"); do not edit"),
+		Description: aws.String("credbroker deny list, written by the revoker (docs/security.md \"The deny list's policies\"); do not edit"),
 	})
 	if isCode(err, "EntityAlreadyExists") {
 		// Another revoker created it meanwhile: make this one the default.

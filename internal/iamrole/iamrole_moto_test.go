@@ -10,7 +10,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/revoke"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
@@ -19,7 +19,7 @@ import (
 // other inline policy takes its share; the deny list itself does not.
 func TestTheBudgetIsTheInlineLimitLessTheOtherInlinePolicies(t *testing.T) {
 	ctx := t.Context()
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/iamrole"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
@@ -20,7 +20,7 @@ import (
 // written, and an emptied page denies nothing and reads back as empty.
 func TestManagedPagesAreCreatedAttachedAndRewritten(t *testing.T) {
 	ctx := t.Context()
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}

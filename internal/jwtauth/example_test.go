@@ -42,7 +42,7 @@ func Example() {
 	access.Header["kid"] = "key-1"
 	signed, _ := access.SignedString(key)
 
-	token, err := jwtauth.BearerToken("Bearer " + signed)
+	token, err := broker.BearerToken("Bearer " + signed)
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -53,7 +53,7 @@ func Example() {
 	_, err = verifier.Verify(context.Background(), "not-a-token")
 	fmt.Println(broker.KindOf(err), broker.MessageOf(err))
 
-	_, err = jwtauth.BearerToken("")
+	_, err = broker.BearerToken("")
 	fmt.Println(broker.MessageOf(err))
 	// Output:
 	// alice-sub web-app <nil>

@@ -21,9 +21,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/browsertest"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
+	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
 // ScreenshotVar names the file the demo page's screenshot is written to
@@ -34,7 +35,7 @@ const screenshotVar = "DEMO_SCREENSHOT"
 // tier runs.
 func builtDemo(t *testing.T) string {
 	t.Helper()
-	tpl, err := stackdef.DefaultPath()
+	tpl, err := samtemplate.DefaultPath()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,16 +46,22 @@ func builtDemo(t *testing.T) string {
 	return dir
 }
 
-// shownGrant is a row of the page's grants table: its data attributes and
-// the text of its first six cells.
+// shownGrant is a row of the page's grants table: its data attributes, the
+// text of its first four cells, what it says of the grant's end (Ends: the
+// words, EndsAt: the instant they stand for) and its credential set's name
+// (none while one set holds every grant).
 type shownGrant struct {
 	Bucket, Prefix, Access, Set string
 	Cells                       []string
+	Ends, EndsAt, SetName       string
 }
 
 const grantRows = `[...document.querySelectorAll('tr[data-testid="grant"]')].map((r) => ({
 	Bucket: r.dataset.bucket, Prefix: r.dataset.prefix, Access: r.dataset.access, Set: r.dataset.set,
-	Cells: [...r.cells].slice(0, 6).map((c) => c.textContent.trim()),
+	Cells: [...r.cells].slice(0, 4).map((c) => c.textContent.trim()),
+	Ends: (r.querySelector('[data-testid="grant-expires-in"]') ?? r.querySelector('[data-testid="grant-expiry"]')).textContent.trim(),
+	EndsAt: r.querySelector('[data-testid="grant-expiry"] time')?.getAttribute('datetime') ?? '',
+	SetName: r.querySelector('[data-testid="grant-set"]')?.textContent ?? '',
 }))`
 
 // The demo page, served by the local stack, in a real headless Chromium:
@@ -85,6 +92,9 @@ func TestTheDemoPageInChromium(t *testing.T) {
 	token := signIn(t, st, demo.Username, demo.Password)
 	seeded := len(demo.Places) + len(demo.ReadOnlyPlaces) + 1
 	a := until(t, st, token, func(a answer) bool { return a.status == http.StatusOK && len(a.places()) == seeded })
+	if len(a.body.CredentialSets) != 1 {
+		t.Fatalf("setup: the answer has %d credential sets, want the one this test expects", len(a.body.CredentialSets))
+	}
 	var want []shownGrant
 	for i, set := range a.body.CredentialSets {
 		for _, g := range set.Grants {
@@ -92,12 +102,16 @@ func TestTheDemoPageInChromium(t *testing.T) {
 			if folder == "" {
 				folder = "whole bucket"
 			}
-			until := "no end"
+			ends, endsAt := "no end", ""
 			if g.ExpiresAt != "" {
-				until = "expires in 2 h"
+				at, err := time.Parse(time.RFC3339, g.ExpiresAt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ends, endsAt = "expires in 2 h", at.UTC().Format("2006-01-02T15:04:05.000Z")
 			}
 			want = append(want, shownGrant{Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Set: fmt.Sprint(i),
-				Cells: []string{g.Bucket, folder, access, strings.Join(g.Projects, ", "), until, fmt.Sprintf("#%d", i+1)}})
+				Cells: []string{g.Bucket, folder, access, strings.Join(g.Projects, ", ")}, Ends: ends, EndsAt: endsAt})
 		}
 	}
 
@@ -107,22 +121,27 @@ func TestTheDemoPageInChromium(t *testing.T) {
 	if flow := browsertest.Get(page, "read the sign-in method", chromedp.Value(chromedp.CSS("#signin-flow"))); flow != "USER_PASSWORD_AUTH" {
 		t.Errorf("sign-in method %q preselected, want USER_PASSWORD_AUTH from config.json", flow)
 	}
-
-	page.Do("sign in",
-		chromedp.SendKeys(chromedp.CSS("#username"), demo.Username),
-		chromedp.SendKeys(chromedp.CSS("#password"), demo.Password),
-		chromedp.Click(chromedp.CSS("#signin-submit")),
-		// Either outcome ends the wait: a refused sign-in fails at once.
-		chromedp.WaitVisible(chromedp.CSS(`body[data-state="signed-in"] #grants[data-loaded="true"], #signin-error:not([hidden])`)))
-	if state := browsertest.Get(page, "read the page state", chromedp.Evaluate[string](`document.body.dataset.state`)); state != "signed-in" {
-		t.Fatalf("not signed in: %q", browsertest.Get(page, "read the sign-in error", chromedp.Text(chromedp.CSS("#signin-error"))))
+	if shown := browsertest.Get(page, "read the session bar", chromedp.Evaluate[string](
+		`getComputedStyle(document.getElementById('session')).display`)); shown != "none" {
+		t.Errorf("signed out, the page shows the session bar (display %q)", shown)
 	}
+	// moto is plain HTTP: the page must not claim TLS for the password.
+	said := browsertest.Get(page, "read the sign-in method's words", chromedp.Evaluate[string](
+		`document.querySelector('#signin-flow option[value="USER_PASSWORD_AUTH"]').textContent + ' / ' + document.getElementById('signin-flow-note').textContent`))
+	if strings.Contains(said, "TLS") || !strings.Contains(said, "unencrypted") || !strings.Contains(said, "plain HTTP") {
+		t.Errorf("the password method is described as %q on a plain-HTTP Cognito, want unencrypted, plain HTTP and no TLS", said)
+	}
+
+	signInPage(t, page, demo)
 	got := browsertest.Get(page, "read the grants", chromedp.Evaluate[[]shownGrant](grantRows))
 	less := func(a, b shownGrant) int { return strings.Compare(a.Bucket+"/"+a.Prefix, b.Bucket+"/"+b.Prefix) }
 	slices.SortFunc(got, less)
 	slices.SortFunc(want, less)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("grants shown (-the endpoint's answer +the page):\n%s", diff)
+	}
+	if shown := browsertest.Get(page, "read the credentials column", chromedp.Evaluate[bool](`!document.getElementById('grants-set-column').hidden`)); shown {
+		t.Error("one credential set, yet the page shows a column of sets")
 	}
 
 	s3c := s3.NewFromConfig(mototest.ConfigFor(st.Info.AWSEndpoint), func(o *s3.Options) { o.UsePathStyle = true })
@@ -165,6 +184,10 @@ func TestTheDemoPageInChromium(t *testing.T) {
 		`[...document.querySelectorAll('li[data-testid="folder"]')].map((li) => li.dataset.prefix)`)); !slices.Contains(folders, "2025/") {
 		t.Errorf("s3://demo-archive/ lists folders %v, want the seeded 2025/", folders)
 	}
+	if icons := browsertest.Get(page, "read the folders' icons", chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll('li[data-testid="folder"]')].map((li) => (li.querySelector('svg[data-testid="folder-icon"]') ? 'svg' : 'none') + ' ' + li.textContent.trim())`)); !slices.Equal(icons, []string{"svg 2025/"}) {
+		t.Errorf("the folders are shown as %q, want an inline SVG icon and the name, no emoji", icons)
+	}
 	refusedName := "refused-" + name
 	state, status = upload(page, refusedName, text)
 	if state != "refused" {
@@ -187,6 +210,11 @@ func TestTheDemoPageInChromium(t *testing.T) {
 		t.Errorf("uncaught exceptions in the page: %v", thrown)
 	}
 
+	// The screenshot (docs/demo-page.png, `make demo-screenshot`): the
+	// grants, and a bucket's folders.
+	browse(t, page, "demo-raw", "")
+	page.Do("empty the upload form",
+		chromedp.Evaluate[chromedp.Void](`for (const id of ['upload-name', 'upload-text']) document.getElementById(id).value = ''`))
 	shot := os.Getenv(screenshotVar)
 	if shot == "" {
 		shot = filepath.Join(os.TempDir(), "credbroker-demo.png")
@@ -195,6 +223,57 @@ func TestTheDemoPageInChromium(t *testing.T) {
 		t.Fatalf("screenshot: %v", err)
 	}
 	t.Logf("screenshot of the demo page: %s", shot)
+}
+
+// A grant on a bucket that S3 does not have, as the README's worked example
+// gave before the seed created its bucket: moto refuses the browser's
+// preflight, so the page gets nothing but "Failed to fetch", and says
+// instead what may be wrong and the command that checks it.
+func TestTheDemoPageExplainsABucketItCannotReach(t *testing.T) {
+	page := browsertest.Open(t, 2*time.Minute)
+	st := stacktest.Start(t, localstack.Options{WebPort: freePort(t), WebDir: builtDemo(t), Seed: true})
+	missing := mototest.Name(t, "missing")
+	newClient(st).put(t, map[string]types.AttributeValue{"pk": s("PROJECT#" + st.Demo.Project), "sk": s("BUCKET#" + missing)})
+	until(t, st, signIn(t, st, st.Demo.Username, st.Demo.Password), func(a answer) bool {
+		return slices.Contains(a.places(), missing+"/:write")
+	})
+
+	page.Do("open the page",
+		chromedp.Navigate(st.Info.WebURL),
+		chromedp.WaitReady(chromedp.CSS(`body[data-state="signed-out"]`)))
+	signInPage(t, page, st.Demo)
+	row := fmt.Sprintf(`tr[data-testid="grant"][data-bucket=%q]`, missing)
+	page.Do("browse s3://"+missing+"/",
+		chromedp.Click(chromedp.CSS(row+` button[data-testid="browse"]`)),
+		chromedp.WaitReady(chromedp.CSS(fmt.Sprintf(`#objects[data-loaded="true"][data-location="s3://%s/"]`, missing))))
+	shown := browsertest.Get(page, "read the listing's error", chromedp.Evaluate[map[string]string](
+		`(() => { const e = document.getElementById('browse-error'); return { hidden: String(e.hidden), code: e.dataset.code ?? '', text: e.textContent }; })()`))
+	if shown["hidden"] != "false" || shown["code"] != "unreachable" {
+		t.Fatalf("listing s3://%s/ shows %v, want the error unreachable", missing, shown)
+	}
+	for _, want := range []string{
+		`bucket "` + missing + `" does not exist`, "no CORS rule for this page's origin (" + st.Info.WebURL + ")",
+		"`aws --endpoint-url " + st.Info.AWSEndpoint + " s3 ls s3://" + missing + "`", "`SEED=1 make run`",
+	} {
+		if !strings.Contains(shown["text"], want) {
+			t.Errorf("the page says %q, without %q", shown["text"], want)
+		}
+	}
+}
+
+// signInPage signs the seeded user in on the open page and waits for the
+// grants.
+func signInPage(t *testing.T, page *browsertest.Page, demo *localstack.Demo) {
+	t.Helper()
+	page.Do("sign in",
+		chromedp.SendKeys(chromedp.CSS("#username"), demo.Username),
+		chromedp.SendKeys(chromedp.CSS("#password"), demo.Password),
+		chromedp.Click(chromedp.CSS("#signin-submit")),
+		// Either outcome ends the wait: a refused sign-in fails at once.
+		chromedp.WaitVisible(chromedp.CSS(`body[data-state="signed-in"] #grants[data-loaded="true"], #signin-error:not([hidden])`)))
+	if state := browsertest.Get(page, "read the page state", chromedp.Evaluate[string](`document.body.dataset.state`)); state != "signed-in" {
+		t.Fatalf("not signed in: %q", browsertest.Get(page, "read the sign-in error", chromedp.Text(chromedp.CSS("#signin-error"))))
+	}
 }
 
 // browse opens a granted place from its row of the grants table and waits

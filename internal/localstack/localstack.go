@@ -25,21 +25,23 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
+	credsvc "github.com/credbroker/credbroker/internal/credentials"
+	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
-	credsvc "github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/revoke"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
-// Info is .local/stack.json (README "Local stack"), written when the stack
+// Info is .local/stack.json (docs/operations.md "Local stack"), written when the stack
 // is ready.
 type Info = stackfile.Stack
 
@@ -80,8 +82,8 @@ type Options struct {
 	// Archive creates the audit bus's archive, as template.yaml does. It
 	// is off by default: moto spends about 140 ms of its one Python
 	// process on every PutEvents to a bus with an archive (or any other
-	// rule target), during which it serves nothing else (README, local
-	// stack).
+	// rule target), during which it serves nothing else (docs/operations.md
+	// "Differences from AWS").
 	Archive bool
 	// StackEndpoint, when set, is where the stack's own AWS clients (the
 	// projector, the stream poller, the credential endpoint and its key
@@ -102,7 +104,7 @@ type Options struct {
 }
 
 // ExitCode maps a Start or Run error to the process's exit status
-// (README "Exit status"): a taken port, a missing moto_server or another
+// (docs/development.md "Exit status"): a taken port, a missing moto_server or another
 // stack running from the same directory is the machine's (Environment),
 // anything else a Failure.
 func ExitCode(err error) int {
@@ -211,12 +213,12 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// The same retries and HTTP timeouts as in Lambda, so that a slow or
 	// stuck moto call fails inside a request's deadline as it would there.
 	awsCfg := awsconfig.Local(o.Region, endpoint)
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		return nil, err
 	}
 	st.Info = Info{Region: o.Region, AWSEndpoint: endpoint, APIURL: fmt.Sprintf("http://127.0.0.1:%d", o.Port)}
-	var cors stackdef.Cors
+	var cors samtemplate.Cors
 	if o.WebDir != "" {
 		// webUrl is an origin, without a path: the page's address and
 		// what CORS compares with.
@@ -264,6 +266,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	rule := newBusRule(proj.Projector.Auditor, revoker, log.With("function", "revoker"))
 	proj.Projector.Auditor = rule
+	// Fan-outs of more than a page go to the workers, as FanoutQueue's
+	// event source feeds them on AWS.
+	pages := newPageQueue(proj, log.With("function", "projector"))
+	proj.Projector.Pages = pages
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
@@ -293,6 +299,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	// A long-lived server flushes the audit queue as events arrive.
 	st.wg.Go(func() { ep.Queue.Run(runCtx, 5*time.Second) })
 	st.wg.Go(func() { rule.run(runCtx, 5*time.Minute) })
+	st.wg.Go(func() { pages.run(runCtx) })
 
 	var api http.Handler = credsvc.NewHTTPHandler(svc.Handle)
 	if o.WebDir != "" {
@@ -326,6 +333,10 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 
 	if o.Seed {
 		if st.Demo, err = seed(ctx, awsCfg, st.Info); err != nil {
+			return nil, fmt.Errorf("demo seed: %w", err)
+		}
+		store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: st.Info.PolicyTable}
+		if err := st.Demo.projected(ctx, store, 30*time.Second); err != nil {
 			return nil, fmt.Errorf("demo seed: %w", err)
 		}
 	}
@@ -373,9 +384,9 @@ func notFound(w http.ResponseWriter, _ *http.Request) {
 // like Lambda, asks for redelivery from the first failed record.
 func feed(h *projector.Handler) func(context.Context, string, []events.DynamoDBEventRecord) (string, error) {
 	return func(ctx context.Context, _ string, recs []events.DynamoDBEventRecord) (string, error) {
-		for start := 0; start < len(recs); start += ddbstream.BatchSize {
-			batch := recs[start:min(start+ddbstream.BatchSize, len(recs))]
-			accepted, err := ddbstream.Deliver(ctx, h, batch)
+		for start := 0; start < len(recs); start += projector.StreamBatchSize {
+			batch := recs[start:min(start+projector.StreamBatchSize, len(recs))]
+			accepted, err := projector.Deliver(ctx, h, batch)
 			if err != nil || accepted < len(batch) {
 				return batch[accepted].Change.SequenceNumber, err
 			}
@@ -455,6 +466,9 @@ func Run(ctx context.Context, o Options) error {
 	if d := st.Demo; d != nil {
 		fmt.Fprintf(o.Out, "  demo user %q password %q: project %q (write: %s), project %q (read: %s)\n",
 			d.Username, d.Password, d.Project, strings.Join(d.Places, ", "), d.ReadOnlyProject, strings.Join(d.ReadOnlyPlaces, ", "))
+		fmt.Fprintf(o.Out, "  user %q (same password) in no project yet; project %q owns %s\n",
+			d.Contractor, d.Genomics, strings.Join(d.GenomicsPlaces, ", "))
+		fmt.Fprintf(o.Out, "  buckets              %s\n", strings.Join(d.Buckets, ", "))
 	}
 	if st.Info.AuditQueueURL != "" {
 		fmt.Fprintf(o.Out, "  audit events copied to %s\n", st.Info.AuditQueueURL)

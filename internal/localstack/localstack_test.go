@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	cip "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider"
 	ciptypes "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -30,6 +31,7 @@ import (
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/exitcode"
@@ -64,9 +66,11 @@ type answer struct {
 		UserID         string `json:"userId"`
 		PolicyVersion  string `json:"policyVersion"`
 		CredentialSets []struct {
-			AccessKeyID string `json:"accessKeyId"`
-			Expiration  string `json:"expiration"`
-			Grants      []struct {
+			AccessKeyID     string `json:"accessKeyId"`
+			SecretAccessKey string `json:"secretAccessKey"`
+			SessionToken    string `json:"sessionToken"`
+			Expiration      string `json:"expiration"`
+			Grants          []struct {
 				Bucket, Prefix, Access string
 				Projects               []string
 				ExpiresAt              string `json:"expiresAt"`
@@ -180,6 +184,60 @@ func TestTheLocalStackServesTheContract(t *testing.T) {
 	if _, err := os.Stat(st.InfoPath()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stack.json left behind after Stop: %v", err)
 	}
+}
+
+// Every bucket a documented example names exists in a seeded stack, with
+// an object in it, so that no example ends in NoSuchBucket: after the
+// README's worked example grants project demo the folder 2026/ of
+// demo-exports, the demo user lists it with the credentials the endpoint
+// issues; after the time-bounded example adds user contractor to project
+// genomics, the contractor gets its folder of genomics-raw.
+func TestTheSeedHoldsWhatTheExamplesUse(t *testing.T) {
+	st := start(t, true)
+	ctx := context.Background()
+	cfg := awsconfig.Local(st.Info.Region, st.Info.AWSEndpoint)
+	admin := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	for _, b := range []string{"demo-raw", "demo-curated", "demo-archive", "demo-exports", "genomics-raw", "shared-exports"} {
+		if !slices.Contains(st.Demo.Buckets, b) {
+			t.Errorf("Demo.Buckets %v lacks %s", st.Demo.Buckets, b)
+		}
+		out, err := admin.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(b)})
+		if err != nil || len(out.Contents) == 0 {
+			t.Errorf("bucket %s: %v, want a bucket with objects", b, err)
+		}
+	}
+
+	c := newClient(st)
+	c.put(t, map[string]types.AttributeValue{"pk": s("PROJECT#demo"), "sk": s("BUCKET#demo-exports"), "prefix": s("2026/")})
+	a := until(t, st, signIn(t, st, st.Demo.Username, st.Demo.Password), func(a answer) bool {
+		return slices.Contains(a.places(), "demo-exports/2026/:write")
+	})
+	set := a.body.CredentialSets[0]
+	user := s3.NewFromConfig(aws.Config{Region: st.Info.Region, BaseEndpoint: aws.String(st.Info.AWSEndpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(set.AccessKeyID, set.SecretAccessKey, set.SessionToken)},
+		func(o *s3.Options) { o.UsePathStyle = true })
+	out, err := user.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("demo-exports"), Prefix: aws.String("2026/")})
+	if err != nil {
+		t.Fatalf("the demo user lists s3://demo-exports/2026/: %v", err)
+	}
+	if len(out.Contents) == 0 || aws.ToString(out.Contents[0].Key) != "2026/hello.txt" {
+		t.Errorf("s3://demo-exports/2026/ lists %d objects, want 2026/hello.txt", len(out.Contents))
+	}
+
+	u, err := cip.NewFromConfig(cfg).AdminGetUser(ctx, &cip.AdminGetUserInput{UserPoolId: aws.String(st.Info.UserPoolID), Username: aws.String(st.Demo.Contractor)})
+	if err != nil {
+		t.Fatalf("user %s: %v", st.Demo.Contractor, err)
+	}
+	var sub string
+	for _, attr := range u.UserAttributes {
+		if aws.ToString(attr.Name) == "sub" {
+			sub = aws.ToString(attr.Value)
+		}
+	}
+	c.put(t, map[string]types.AttributeValue{"pk": s("USER#" + sub), "sk": s("PROJECT#" + st.Demo.Genomics), "role": s("write")})
+	until(t, st, signIn(t, st, st.Demo.Contractor, st.Demo.Password), func(a answer) bool {
+		return slices.Equal(a.places(), []string{"genomics-raw/runs/2026/:write"})
+	})
 }
 
 // What a newcomer meets around the endpoint: other routes and methods, and

@@ -14,7 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
 // auditPattern matches every event of the broker's sources.
@@ -43,7 +43,7 @@ type provisionOptions struct {
 // provision creates the resources of template.yaml in moto, from the
 // template's own definitions where moto needs them (table schemas, the base
 // role's ceiling and boundary, the app client's auth flows).
-func provision(ctx context.Context, n names, tpl *stackdef.Template, cfg aws.Config, o provisionOptions, info *Info, streamARN *string) error {
+func provision(ctx context.Context, n names, tpl *samtemplate.Template, cfg aws.Config, o provisionOptions, info *Info, streamARN *string) error {
 	ddb := dynamodb.NewFromConfig(cfg)
 	for _, t := range []struct{ logical, name string }{{"MembershipTable", n.membership()}, {"PolicyTable", n.policy()}} {
 		def, err := tpl.Table(t.logical)

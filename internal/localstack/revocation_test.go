@@ -21,10 +21,10 @@ import (
 
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
@@ -74,7 +74,7 @@ func sessionOf(t *testing.T, st *localstack.Stack, token, user, bucket string) s
 			if err != nil {
 				t.Fatalf("session policy of %s: %v", set.AccessKeyID, err)
 			}
-			return session{user: user, issued: exp.Add(-endpoint.DefaultSessionDuration), policy: pol, tag: broker.CutoffTag(user, cutoff)}
+			return session{user: user, issued: exp.Add(-credentials.DefaultSessionDuration), policy: pol, tag: broker.CutoffTag(user, cutoff)}
 		}
 	}
 	t.Fatalf("no set of %s holds %s: %+v", user, bucket, a.body)
@@ -132,7 +132,7 @@ func (s session) reaches(role iameval.Role, bucket string) bool {
 		}
 		ctx := map[string]string{
 			"aws:SourceIdentity": s.user, "aws:TokenIssueTime": s.issued.UTC().Truncate(time.Second).Format(time.RFC3339),
-			"aws:SecureTransport": "true", "s3:ResourceAccount": stackdef.LocalAccountID, "s3:prefix": "team-a/",
+			"aws:SecureTransport": "true", "s3:ResourceAccount": samtemplate.LocalAccountID, "s3:prefix": "team-a/",
 			"aws:CurrentTime": cmp.Or(s.at, time.Now()).UTC().Format(time.RFC3339),
 		}
 		if s.tag != "" {
@@ -242,7 +242,7 @@ func TestANarrowingRevokesTheUsersEarlierSessionsOnly(t *testing.T) {
 
 // BenchmarkRevocation measures, on the local stack, the time from deleting
 // a membership to the deny being in the base role's policies, over b.N
-// users (README "Revocation", BENCHMARKS.md).
+// users (docs/benchmarks.md "Revocation (issue 11)").
 func BenchmarkRevocation(b *testing.B) {
 	st := start(b, true)
 	c := newClient(st)

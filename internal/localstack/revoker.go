@@ -25,7 +25,7 @@ import (
 // MaxReceives. Events the bus accepted go on to the revoker's own handler,
 // the code the function runs. moto could deliver them through a rule to a
 // queue, but it spends about 150 ms of its single process on each event a
-// rule delivers (BENCHMARKS.md), which every narrowing of a busy local
+// rule delivers (docs/benchmarks.md "What limits the local stack"), which every narrowing of a busy local
 // stack would pay.
 type busRule struct {
 	next    broker.Auditor

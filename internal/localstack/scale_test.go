@@ -39,8 +39,8 @@ import (
 	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
 
-// The shapes of issue 21's local-stack run (BENCHMARKS.md, "Revocation at
-// organisation scale").
+// The shapes of issue 21's local-stack run (docs/benchmarks.md
+// "Revocation at organisation scale (issue 21)").
 const (
 	scaleSolo  = 45  // users narrowed one a second, each leaving their own project
 	scaleBulk  = 200 // members of the project that loses a bucket

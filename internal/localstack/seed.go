@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	cip "github.com/aws/aws-sdk-go-v2/service/cognitoidentityprovider"
@@ -14,6 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/ddbstore"
 )
 
 // Demo is what the demo seed created.
@@ -24,28 +29,57 @@ type Demo struct {
 	// place is "bucket/" or "bucket/folder/".
 	Project, ReadOnlyProject string
 	Places, ReadOnlyPlaces   []string
+	// Contractor is a second user, in no project, for the README's
+	// time-bounded example (`admin member put --username contractor
+	// --project genomics ...`); project Genomics owns GenomicsPlaces. The
+	// contractor's password is Password too.
+	Contractor, Genomics string
+	GenomicsPlaces       []string
 	// Buckets are every bucket the seed created, each with objects in it.
 	Buckets []string
 }
 
+// demoBuckets are the buckets the seed creates, with their objects: the
+// demo user's three, and every other bucket a documented example names, so
+// that no example meets NoSuchBucket on the local stack: demo-exports (the
+// worked example grants project demo its folder 2026/), genomics-raw (the
+// time-bounded example, through project genomics) and shared-exports (the
+// clients' examples).
+var demoBuckets = []struct {
+	name    string
+	objects []string
+}{
+	{"demo-raw", []string{"team-a/hello.txt", "team-b/secret.txt"}},
+	{"demo-curated", []string{"team-a/hello.txt", "team-b/secret.txt"}},
+	{"demo-archive", []string{"2025/summary.txt"}},
+	{"demo-exports", []string{"2026/hello.txt"}},
+	{"genomics-raw", []string{"runs/2026/hello.txt"}},
+	{"shared-exports", []string{"genomics/results/hello.txt"}},
+}
+
 // seed creates a user; a project "demo" the user writes to, with one whole
 // bucket and one folder of another; a project "archive" the user may only
-// read, with one bucket (so the demo page can show a refusal); the buckets
-// themselves in moto's S3 with objects; and the memberships. With a demo
-// page, each bucket also gets the CORS rule the page needs on AWS (web/
-// README.md), so that its browser requests meet the same checks here.
+// read, with one bucket (so the demo page can show a refusal); a second
+// user in no project and a project "genomics" with one folder, for the
+// README's time-bounded example; the buckets of demoBuckets in moto's S3
+// with objects; and the memberships. With a demo
+// page, each bucket also gets the CORS rule the page needs on AWS (web/README.md
+// "Demo page"), so that its browser requests meet the same checks here.
 func seed(ctx context.Context, cfg aws.Config, info Info) (*Demo, error) {
 	d := &Demo{
 		Username: "demo", Password: "Demo-Passw0rd!",
 		Project: "demo", Places: []string{"demo-raw/", "demo-curated/team-a/"},
 		ReadOnlyProject: "archive", ReadOnlyPlaces: []string{"demo-archive/"},
+		Contractor: "contractor", Genomics: "genomics", GenomicsPlaces: []string{"genomics-raw/runs/2026/"},
 	}
 	idp := cip.NewFromConfig(cfg)
-	if _, err := idp.AdminCreateUser(ctx, &cip.AdminCreateUserInput{UserPoolId: aws.String(info.UserPoolID), Username: aws.String(d.Username), MessageAction: "SUPPRESS"}); err != nil {
-		return nil, err
-	}
-	if _, err := idp.AdminSetUserPassword(ctx, &cip.AdminSetUserPasswordInput{UserPoolId: aws.String(info.UserPoolID), Username: aws.String(d.Username), Password: aws.String(d.Password), Permanent: true}); err != nil {
-		return nil, err
+	for _, name := range []string{d.Username, d.Contractor} {
+		if _, err := idp.AdminCreateUser(ctx, &cip.AdminCreateUserInput{UserPoolId: aws.String(info.UserPoolID), Username: aws.String(name), MessageAction: "SUPPRESS"}); err != nil {
+			return nil, err
+		}
+		if _, err := idp.AdminSetUserPassword(ctx, &cip.AdminSetUserPasswordInput{UserPoolId: aws.String(info.UserPoolID), Username: aws.String(name), Password: aws.String(d.Password), Permanent: true}); err != nil {
+			return nil, err
+		}
 	}
 	u, err := idp.AdminGetUser(ctx, &cip.AdminGetUserInput{UserPoolId: aws.String(info.UserPoolID), Username: aws.String(d.Username)})
 	if err != nil {
@@ -61,17 +95,13 @@ func seed(ctx context.Context, cfg aws.Config, info Info) (*Demo, error) {
 	}
 
 	s3c := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
-	objects := map[string][]string{
-		"demo-raw":     {"team-a/hello.txt", "team-b/secret.txt"},
-		"demo-curated": {"team-a/hello.txt", "team-b/secret.txt"},
-		"demo-archive": {"2025/summary.txt"},
-	}
-	d.Buckets = []string{"demo-raw", "demo-curated", "demo-archive"}
-	for _, b := range d.Buckets {
+	for _, db := range demoBuckets {
+		b := db.name
+		d.Buckets = append(d.Buckets, b)
 		if _, err := s3c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(b)}); err != nil {
 			return nil, err
 		}
-		for _, key := range objects[b] {
+		for _, key := range db.objects {
 			if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(b), Key: aws.String(key), Body: strings.NewReader("hello from " + b + "\n")}); err != nil {
 				return nil, err
 			}
@@ -89,6 +119,7 @@ func seed(ctx context.Context, cfg aws.Config, info Info) (*Demo, error) {
 		{"pk": s("PROJECT#" + d.Project), "sk": s("BUCKET#demo-raw")},
 		{"pk": s("PROJECT#" + d.Project), "sk": s("BUCKET#demo-curated"), "prefix": s("team-a")},
 		{"pk": s("PROJECT#" + d.ReadOnlyProject), "sk": s("BUCKET#demo-archive")},
+		{"pk": s("PROJECT#" + d.Genomics), "sk": s("BUCKET#genomics-raw"), "prefix": s("runs/2026")},
 		{"pk": s("USER#" + d.UserID), "sk": s("PROJECT#" + d.Project), "role": s("write")},
 		{"pk": s("USER#" + d.UserID), "sk": s("PROJECT#" + d.ReadOnlyProject), "role": s("read")},
 	}
@@ -128,4 +159,26 @@ func allowOrigin(ctx context.Context, s3c *s3.Client, bucket, origin string) err
 	_, err = s3c.PutBucketCors(ctx, &s3.PutBucketCorsInput{Bucket: aws.String(bucket),
 		CORSConfiguration: &s3types.CORSConfiguration{CORSRules: []s3types.CORSRule{rule}}})
 	return err
+}
+
+// projected waits until the policy table serves the demo user every
+// seeded grant. Start writes stack.json after it, so that once the file
+// exists (what `make run`'s users, and tests of the documented commands,
+// wait for) the examples run as written instead of meeting a 403 for the
+// half second the projection takes.
+func (d *Demo) projected(ctx context.Context, store *ddbstore.Store, limit time.Duration) error {
+	want := map[string]int{d.Project: len(d.Places), d.ReadOnlyProject: len(d.ReadOnlyPlaces)}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		p, err := store.GetPolicy(ctx, d.UserID)
+		if err == nil && maps.EqualFunc(p.ByProject, want, func(places []broker.Place, n int) bool { return len(places) == n }) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the demo user's grants were not projected within %s (last read: %v, %d projects)", limit, err, len(p.ByProject))
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
 }

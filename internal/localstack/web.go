@@ -12,14 +12,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
-// The demo page (web/dist/demo, README "Local stack") is served on its own
+// The demo page (web/dist/demo, docs/operations.md "Local stack") is served on its own
 // origin, as a page on AWS would be, so that the browser applies CORS to its
 // calls to the credential endpoint exactly as it would there.
 
-// webConfig is the page's config.json (web/README.md, "Demo page").
+// webConfig is the page's config.json (web/README.md "Demo page").
 type webConfig struct {
 	APIURL           string `json:"apiUrl"`
 	Region           string `json:"region"`
@@ -155,7 +155,7 @@ func (h *webHandler) open(name string) (*os.File, bool) {
 // before any route (the function itself serves only GET), and the allow and
 // expose headers on every answer to an allowed origin, errors included.
 // Other origins get no CORS headers, so their browsers refuse the answers.
-func withCORS(c stackdef.Cors, next http.Handler) http.Handler {
+func withCORS(c samtemplate.Cors, next http.Handler) http.Handler {
 	allow := make(map[string]bool, len(c.AllowOrigins))
 	for _, o := range c.AllowOrigins {
 		allow[o] = true

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
 // demoDir is a built page as `make web` leaves it, with a secret beside it
@@ -212,10 +212,10 @@ func TestAFolderWithoutAPageIsRefused(t *testing.T) {
 
 func TestCorsAnswersThePagesOriginOnly(t *testing.T) {
 	const page = "http://127.0.0.1:8081"
-	cors := stackdef.Cors{AllowOrigins: []string{page}, AllowMethods: []string{"GET"},
+	cors := samtemplate.Cors{AllowOrigins: []string{page}, AllowMethods: []string{"GET"},
 		AllowHeaders: []string{"Authorization", "Cache-Control"}, ExposeHeaders: []string{"Retry-After", "WWW-Authenticate"}, MaxAge: 600}
-	// The function: 405 for anything but GET (README "Credential
-	// endpoint"), 401 with a challenge for a GET without a token.
+	// The function: 405 for anything but GET (docs/contract.md
+	// "Credential endpoint"), 401 with a challenge for a GET without a token.
 	var reached []string
 	fn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		reached = append(reached, r.Method)

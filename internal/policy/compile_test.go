@@ -277,7 +277,8 @@ func assertPartition(t testing.TB, res Result) {
 	}
 }
 
-// Capacity is documented in the README; this keeps the numbers true.
+// Capacity is documented in docs/benchmarks.md "Policy compiler (issue 2)";
+// this keeps the numbers true.
 func TestCapacityPerSet(t *testing.T) {
 	for _, tt := range []struct {
 		nameLen           int
@@ -311,7 +312,7 @@ func TestCapacityPerSet(t *testing.T) {
 		}
 		want := []int{tt.read, tt.write, tt.pref}
 		if diff := cmp.Diff(want, got); diff != "" {
-			t.Errorf("%d-character names: grants per set [read write prefix] (-README +actual):\n%s", tt.nameLen, diff)
+			t.Errorf("%d-character names: grants per set [read write prefix] (-docs +actual):\n%s", tt.nameLen, diff)
 		}
 	}
 }

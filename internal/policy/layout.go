@@ -8,7 +8,7 @@ import (
 
 // A session policy is laid out as at most four kinds of statement, so that
 // every grant in a set shares statements with the others. The actions of
-// each access level (README "Access levels") appear in the statement
+// each access level (docs/contract.md "Access levels") appear in the statement
 // openings below and nowhere else:
 //
 //	read objects   {"Effect":"Allow","Action":"s3:GetObject","Resource":[...]}
@@ -22,7 +22,7 @@ import (
 // by buckets whose grants differ, since that would let one bucket be listed
 // under another's prefixes.
 //
-// Time-bounded grants (README "Source records", expiresAt) get the same four
+// Time-bounded grants (docs/contract.md "Source records", expiresAt) get the same four
 // kinds of statement once per expiry, each with the bound as a condition, so
 // every grant ending at the same instant shares them:
 //

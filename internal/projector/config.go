@@ -13,7 +13,10 @@ type Config struct {
 	AuditBusName    string
 	Partition       string
 	Concurrency     int
-	LogLevel        slog.Level
+	// FanoutQueueURL is the queue of fan-out pages; "" runs every fan-out
+	// in the stream's invocation.
+	FanoutQueueURL string
+	LogLevel       slog.Level
 	// Expiry is where membership expiry timers are armed.
 	Expiry envconf.Expiry
 }
@@ -27,6 +30,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		AuditBusName:    r.Required("AUDIT_BUS_NAME"),
 		Partition:       r.String("ARN_PARTITION", "aws"),
 		Concurrency:     r.Int("FANOUT_CONCURRENCY", 16, 1, 256),
+		FanoutQueueURL:  r.String("FANOUT_QUEUE_URL", ""),
 		LogLevel:        r.LogLevel(),
 		Expiry:          r.Expiry(),
 	}

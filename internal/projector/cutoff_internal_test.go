@@ -13,8 +13,8 @@ import (
 // Every narrowing gives the user a cutoff later than any the deny list may
 // hold for that user, so that the sessions tagged with that one are denied:
 // just after the item's cutoff when it is known, and past what any
-// projector's clock could have set when the item was corrupt (README
-// "Revocation").
+// projector's clock could have set when the item was corrupt (docs/security.md
+// "The cutoff").
 func TestANarrowingsCutoffIsLaterThanAnyTheUserMayHave(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 250e6, time.UTC)
 	p := &Projector{Now: func() time.Time { return now }}

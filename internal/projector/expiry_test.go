@@ -22,7 +22,7 @@ func (f *fixture) memberUntil(user, project, role, expiresAt string) {
 
 // Giving a live membership an expiry, or an earlier one, narrows and
 // revokes; lengthening or removing one widens and revokes nothing
-// (README "Source records", expiresAt).
+// (docs/contract.md "Source records", expiresAt).
 func TestAnExpiryGivenOrShortenedRevokesAndOneLengthenedOrRemovedDoesNot(t *testing.T) {
 	f := newFixture(t)
 	now := time.Date(2026, 11, 30, 12, 0, 0, 300_000_000, time.UTC)

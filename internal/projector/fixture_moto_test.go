@@ -19,38 +19,11 @@ import (
 // through ddbstore.
 func newTables(t testing.TB) (sourceTable, storetest.Store) {
 	tables := mototest.NewTables(t)
-	return motoTable{tables}, &ddbstore.Store{Client: tables.DDB, MembershipTable: tables.Membership, PolicyTable: tables.Policy}
+	return motoTable{mototest.Source{Tables: tables}}, &ddbstore.Store{Client: tables.DDB, MembershipTable: tables.Membership, PolicyTable: tables.Policy}
 }
 
 // motoTable is the membership table in moto.
-type motoTable struct{ mototest.Tables }
-
-func (m motoTable) Put(tb testing.TB, item map[string]types.AttributeValue) {
-	tb.Helper()
-	m.Tables.Put(tb, m.Membership, item)
-}
-
-func (m motoTable) Delete(tb testing.TB, pk, sk string) {
-	tb.Helper()
-	m.Tables.Delete(tb, m.Membership, pk, sk)
-}
-
-func (m motoTable) Scan(tb testing.TB) []map[string]types.AttributeValue {
-	tb.Helper()
-	var out []map[string]types.AttributeValue
-	in := &dynamodb.ScanInput{TableName: aws.String(m.Membership), ConsistentRead: aws.Bool(true)}
-	for {
-		page, err := m.DDB.Scan(context.Background(), in)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		out = append(out, page.Items...)
-		if len(page.LastEvaluatedKey) == 0 {
-			return out
-		}
-		in.ExclusiveStartKey = page.LastEvaluatedKey
-	}
-}
+type motoTable struct{ mototest.Source }
 
 // motoTables returns the fixture's tables in moto, for tests that reach
 // past the adapters (DynamoDB's own limits, items edited by hand).

@@ -11,7 +11,6 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstore"
-	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
@@ -105,7 +104,7 @@ func (f *fixture) streamRecords() []events.DynamoDBEventRecord {
 // deliver runs records through the Lambda handler as one batch.
 func (f *fixture) deliver(records []events.DynamoDBEventRecord) events.DynamoDBEventResponse {
 	f.t.Helper()
-	payload, err := ddbstream.Payload(records)
+	payload, err := projector.Payload(records)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -212,7 +211,7 @@ func seqs(resp events.DynamoDBEventResponse) []string {
 }
 
 func jsonRecords(recs []events.DynamoDBEventRecord) (string, error) {
-	b, err := ddbstream.Payload(recs)
+	b, err := projector.Payload(recs)
 	return string(b), err
 }
 

@@ -13,7 +13,9 @@ import (
 )
 
 // Handler serves the projector as a Lambda function on the membership
-// table's stream, reporting partial batch failures by sequence number.
+// table's stream, reporting partial batch failures by sequence number. The
+// same function is the fan-out worker on the page queue (an SQS event,
+// failures by message id) and the target of expiry timers.
 type Handler struct {
 	Projector *Projector
 	Metrics   *emf.Writer
@@ -33,6 +35,9 @@ func (h *Handler) Handle(ctx context.Context, payload json.RawMessage) (events.D
 	p.Logger = p.logger().With("requestId", requestID)
 	if at, ok := decodeExpiry(payload); ok {
 		return events.DynamoDBEventResponse{}, h.expire(ctx, &p, at)
+	}
+	if isQueueEvent(payload) {
+		return h.pages(ctx, &p, payload)
 	}
 	changes, err := DecodeEvent(payload)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/endpoint"
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/testkit/storetest"
@@ -278,13 +278,13 @@ func TestCorruptClaimIsReset(t *testing.T) {
 // service is the credential endpoint on the store, with a verifier that
 // accepts alice and an issuer that counts AssumeRole calls.
 type service struct {
-	svc    *endpoint.Service
+	svc    *credentials.Service
 	issued atomic.Int64
 }
 
 func newService(store broker.PolicyReader) *service {
 	e := &service{}
-	e.svc = &endpoint.Service{
+	e.svc = &credentials.Service{
 		Verifier: verifierFunc(func(context.Context, string) (broker.Principal, error) {
 			return broker.Principal{UserID: "alice", ClientID: "c"}, nil
 		}),
@@ -301,7 +301,7 @@ func newService(store broker.PolicyReader) *service {
 
 func (e *service) ask(t *testing.T) int {
 	t.Helper()
-	ev := events.APIGatewayV2HTTPRequest{RawPath: endpoint.Path, Headers: map[string]string{"authorization": "Bearer x"}}
+	ev := events.APIGatewayV2HTTPRequest{RawPath: credentials.Path, Headers: map[string]string{"authorization": "Bearer x"}}
 	ev.RequestContext.HTTP.Method = "GET"
 	resp, err := e.svc.Handle(context.Background(), ev)
 	if err != nil {

@@ -61,6 +61,11 @@ type Projector struct {
 	// DeadlineMargin is how long before the invocation's deadline a fan-out
 	// stops starting pages and saves its place (default 20s).
 	DeadlineMargin time.Duration
+	// Pages, when set, takes the fan-outs of more than one page: the
+	// stream's invocation only reads the member index and sends its pages
+	// to workers (ProcessPage), so that the shard moves on. Without it, a
+	// fan-out runs in the invocation, page after page.
+	Pages Queue
 	// MaxOutbox bounds the PolicyChanged events an item keeps while the bus
 	// is unreachable (default 50; at most 96 KiB of them whatever the
 	// count); older ones are dropped with an error log.
@@ -105,6 +110,8 @@ type batch struct {
 	sem  chan struct{}
 	mu   sync.Mutex
 	jobs map[string]*job
+	// delta counts the members fan-outs reached on the delta path.
+	delta deltaCounts
 }
 
 // Process projects one batch of changes. It never fails as a whole: each
@@ -185,6 +192,8 @@ func (p *Projector) Process(ctx context.Context, changes []Change) Outcome {
 			out.Changed++
 		}
 	}
+	out.Recomputed += int(b.delta.recomputed.Load())
+	out.Changed += int(b.delta.changed.Load())
 	for i, f := range failed {
 		if f {
 			out.Failed = append(out.Failed, changes[i].SequenceNumber)
@@ -218,19 +227,35 @@ func (b *batch) run(ctx context.Context, j *job) {
 	}
 }
 
-// memberJob returns the user's job for a fan-out, starting it if it is new.
-// A user already recomputed in this batch is not recomputed again: every
-// change of the batch had committed before the batch began.
-func (b *batch) memberJob(ctx context.Context, m broker.Member, projectID, cause string) *job {
+// apply brings a page of the project's members in line with its buckets
+// and returns each member's error. A user that a membership change of
+// this batch recomputes in full is not reached again: every change of the
+// batch had committed before the batch began, so that recompute reads this
+// one too. The others take the delta path.
+func (b *batch) apply(ctx context.Context, projectID string, members []broker.Member, cause string) []error {
+	errs := make([]error, len(members))
+	var own []broker.Member
+	var at []int
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if j := b.jobs[m.UserID]; j != nil {
-		return j
+	direct := make([]*job, len(members))
+	for i, m := range members {
+		if j := b.jobs[m.UserID]; j != nil {
+			direct[i] = j
+		} else {
+			own, at = append(own, m), append(at, i)
+		}
 	}
-	j := &job{userID: m.UserID, prune: map[string]int64{projectID: m.Token}, causes: []string{cause}, done: make(chan struct{})}
-	b.jobs[m.UserID] = j
-	go b.run(ctx, j)
-	return j
+	b.mu.Unlock()
+	for i, err := range b.p.applyMembers(ctx, b.sem, projectID, own, []string{cause}, &b.delta) {
+		errs[at[i]] = err
+	}
+	for i, j := range direct {
+		if j != nil {
+			<-j.done
+			errs[i] = j.err
+		}
+	}
+	return errs
 }
 
 // fanoutState is what a fan-out keeps across deliveries of its change, as
@@ -274,18 +299,13 @@ func (b *batch) fanout(ctx context.Context, c Change, projectID string) (int, er
 	var failures []error
 	n := 0
 	recompute := func(members []broker.Member) {
-		jobs := make([]*job, len(members))
-		for i, m := range members {
-			jobs[i] = b.memberJob(ctx, m, projectID, c.EventID)
-		}
-		for i, j := range jobs {
-			<-j.done
-			if j.err != nil {
+		for i, err := range b.apply(ctx, projectID, members, c.EventID) {
+			if err != nil {
 				failed = append(failed, members[i])
-				failures = append(failures, fmt.Errorf("%s: %w", members[i].UserID, j.err))
+				failures = append(failures, fmt.Errorf("%s: %w", members[i].UserID, err))
 			}
 		}
-		n += len(jobs)
+		n += len(members)
 	}
 	// handBack saves what is left and fails the change, so that Lambda
 	// delivers it again. If the save fails too, the next delivery repeats
@@ -312,6 +332,9 @@ func (b *batch) fanout(ctx context.Context, c Change, projectID string) (int, er
 		st.Retry = st.Retry[k:]
 		recompute(members)
 	}
+	// A fan-out of more than one page goes to the workers, page by page;
+	// one that fits a page is done here, sooner than a queue would.
+	queued := p.Pages != nil && st.Cursor != ""
 	for !st.Done {
 		if p.nearDeadline(ctx, margin) {
 			return handBack(fmt.Errorf("deadline near: fan-out saved at %q after %d members", st.Cursor, n))
@@ -320,7 +343,15 @@ func (b *batch) fanout(ctx context.Context, c Change, projectID string) (int, er
 		if err != nil {
 			return handBack(err)
 		}
-		recompute(page.Members)
+		queued = queued || p.Pages != nil && page.Next != ""
+		if queued {
+			if err := p.sendPage(ctx, Page{Project: projectID, EventID: c.EventID, Members: page.Members}, 0); err != nil {
+				return handBack(err)
+			}
+			n += len(page.Members)
+		} else {
+			recompute(page.Members)
+		}
 		if page.Next == "" {
 			st.Done = true
 		} else {
@@ -419,8 +450,8 @@ func (p *Projector) plan(c Change) plan {
 	return plan{ref: ref}
 }
 
-// Validate applies the rules of the membership table (README "Source
-// records") to one item exactly as the projector does before it projects
+// Validate applies the rules of the membership table (docs/contract.md
+// "Source records") to one item exactly as the projector does before it projects
 // the item: its keys, its attributes, and, for a bucket record, whether one
 // grant of its folder fits in a session policy. An invalid item gives an
 // Invalid error whose safe message (broker.MessageOf) is the reason the

@@ -69,9 +69,17 @@ func (p *Projector) recomputeOnce(ctx context.Context, userID string, h Hint, ca
 	if err != nil {
 		return false, err
 	}
+	return p.recomputeClaimed(ctx, claim, h, causes)
+}
+
+// recomputeClaimed is a recompute under a claim already taken: it reads
+// the user's memberships and their projects' buckets and commits.
+func (p *Projector) recomputeClaimed(ctx context.Context, claim broker.Claim, h Hint, causes []string) (bool, error) {
+	userID := claim.UserID
 	if claim.Corrupt != "" {
 		p.logger().Error("policy item unreadable; it grants nothing until this recompute replaces it (its pending events are lost)", "userId", userID, "reason", claim.Corrupt)
 	}
+	var err error
 	// Tokens are read before the memberships, so that a removal below can
 	// only delete an entry that no recompute has rewritten since.
 	touched := sortedKeys(h.Touched)
@@ -215,6 +223,11 @@ func (p *Projector) compile(ctx context.Context, userID string, memberships map[
 			expires[project] = m.ExpiresAt
 		}
 	}
+	return p.compilePlaces(userID, byProject, expires)
+}
+
+// compilePlaces compiles the places and expiries of the user's projects.
+func (p *Projector) compilePlaces(userID string, byProject map[string][]broker.Place, expires map[string]time.Time) (broker.UserPolicy, error) {
 	res, err := p.Compiler.CompileBounded(byProject, expires)
 	if err != nil {
 		return broker.UserPolicy{}, err
@@ -259,14 +272,7 @@ func (p *Projector) readBuckets(ctx context.Context, memberships map[string]brok
 			if err != nil {
 				return err
 			}
-			var places []broker.Place
-			for _, it := range items {
-				parsed, err := it.Parse()
-				if err != nil || parsed.Kind != broker.BucketRecord || parsed.Bucket.ProjectID != project {
-					continue // rejected when its own change was projected
-				}
-				places = append(places, broker.Place{Bucket: parsed.Bucket.Bucket, Prefix: parsed.Bucket.Prefix, Access: access})
-			}
+			places := placesOf(project, items, access)
 			mu.Lock()
 			out[project] = places
 			mu.Unlock()
@@ -277,6 +283,19 @@ func (p *Projector) readBuckets(ctx context.Context, memberships map[string]brok
 		return nil, err
 	}
 	return out, nil
+}
+
+// placesOf returns the places a project's bucket items give at access.
+func placesOf(project string, items []broker.SourceItem, access broker.Access) []broker.Place {
+	var places []broker.Place
+	for _, it := range items {
+		parsed, err := it.Parse()
+		if err != nil || parsed.Kind != broker.BucketRecord || parsed.Bucket.ProjectID != project {
+			continue // rejected when its own change was projected
+		}
+		places = append(places, broker.Place{Bucket: parsed.Bucket.Bucket, Prefix: parsed.Bucket.Prefix, Access: access})
+	}
+	return places
 }
 
 // write commits the new policy if it differs from what the claim saw, and
@@ -335,7 +354,7 @@ func (p *Projector) write(ctx context.Context, claim broker.Claim, next broker.U
 // commit writes next. When next narrows the user's grants (started is not
 // zero), its cutoff (new, or an earlier one of the same second or an
 // operator's later one) counts on the write landing within
-// broker.CommitWindow of started (README "Revocation"), so the write gets
+// broker.CommitWindow of started (docs/security.md "The cutoff"), so the write gets
 // that deadline; one that misses it fails as transient and the record's
 // retry computes a new cutoff.
 func (p *Projector) commit(ctx context.Context, claim broker.Claim, next broker.UserPolicy, outbox []broker.PolicyChangedDetail, started time.Time) error {
@@ -385,7 +404,7 @@ func (p *Projector) deliver(ctx context.Context, events []broker.AuditEvent) err
 // narrowing gives the user a new cutoff, RevokeBefore(now) or just after
 // the previous one: the sessions minted from the old item stop working,
 // and those the endpoint mints from the new one carry the new cutoff's tag,
-// which the deny spares (README "Revocation").
+// which the deny spares (docs/security.md "How").
 //
 // A grant of the claimed item whose expiry has passed is no loss: the
 // credentials issued with it stopped reaching it at the expiry (the
@@ -436,7 +455,7 @@ func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, narr
 	if d.RevokeBefore != nil && claim.Corrupt == "" {
 		// The claim read the item this commit replaces: the sessions
 		// minted from it carry its cutoff's tag, and no session minted
-		// from next does (README "Revocation").
+		// from next does (docs/security.md "How").
 		d.RevokedCutoffTags = []string{broker.CutoffTag(claim.UserID, prev.RevokedBefore)}
 		if !prev.RevokedBefore.IsZero() {
 			t := prev.RevokedBefore.UTC()

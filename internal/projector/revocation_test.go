@@ -13,7 +13,7 @@ import (
 // RevokeBefore of the projector's clock and says so in its event, with the
 // tag and the time of the cutoff it replaced (the revoker denies the
 // sessions of that tag); one that only adds keeps the cutoff and revokes
-// nothing (README "Revocation").
+// nothing (docs/security.md "Revocation").
 func TestANarrowingMovesTheCutoffAndAnAdditionDoesNot(t *testing.T) {
 	f := newFixture(t)
 	now := time.Date(2026, 11, 30, 12, 0, 0, 300_000_000, time.UTC)

@@ -28,7 +28,7 @@ import (
 //
 // The revoker's clock sets every cutoff it makes (an operator's revocation,
 // a narrowing it had to clamp) and every prune: the operator's machine never
-// enters one (README "Revocation").
+// enters one (docs/security.md "Revocation").
 //
 // Invoke is what the function runs. A failure of the work returns the
 // error, so that Lambda's retries (and then the dead-letter queue) take

@@ -1,6 +1,6 @@
 // Package revoke keeps the deny list that cuts off credentials issued before
 // a user's grants narrowed, and renders it into the IAM policies attached to
-// the base role (README "Revocation"). It is pure Go: the durable list and
+// the base role (docs/security.md "Revocation"). It is pure Go: the durable list and
 // the role's policies are adapters' business.
 //
 // AWS evaluates the base role's policies on every request a session makes.
@@ -227,7 +227,8 @@ type Limits struct {
 }
 
 // Capacity is how many revoked tags (one per narrowing) fit pages of the
-// budgets, besides the fallback: the figure README "Revocation" quotes.
+// budgets, besides the fallback: the figure docs/security.md "Size, pages
+// and capacity" quotes.
 func Capacity(budgets []int) int {
 	n := 0
 	for i, b := range budgets {

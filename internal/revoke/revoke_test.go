@@ -207,8 +207,9 @@ func TestAnEntryOutlivesAShorterConfiguredSession(t *testing.T) {
 
 func user(i int) string { return fmt.Sprintf("3f8e2a5c-0b6d-4c1e-9a7f-%012d", i) }
 
-// The figures README "Revocation" quotes: how many narrowings the role's
-// pages hold at AWS's default quotas and with 20 managed policies a role.
+// The figures docs/security.md "Size, pages and capacity" quotes: how many
+// narrowings the role's pages hold at AWS's default quotas and with 20
+// managed policies a role.
 func TestTheDocumentedCapacityHolds(t *testing.T) {
 	for _, c := range []struct {
 		name    string

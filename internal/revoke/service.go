@@ -74,7 +74,7 @@ type Request struct {
 // stored list lacks a live entry the policy holds (the item was deleted,
 // cannot be read, or was restored from an old backup), it puts the entry
 // back before anything else, logs an error and counts
-// MetricDenyListRecovered (README "Revocation", recovering the deny list).
+// MetricDenyListRecovered (docs/security.md "If the deny-list item is lost").
 type Service struct {
 	Store   Store
 	Cutoffs Cutoffs
@@ -161,9 +161,9 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 	lim := Limits{MaxSession: s.MaxSession, Margin: cmp.Or(s.Margin, time.Minute), Budgets: budgets}
 	cur, saved, docs, err := s.save(ctx, entries, role, lim)
 	if errors.Is(err, broker.ErrItemTooLarge) {
-		// More entries than the store's item holds (README "Revocation"):
-		// fall back to the fallbacks, which always fit, rather than leave
-		// the revocation unapplied.
+		// More entries than the store's item holds (docs/security.md
+		// "Size, pages and capacity"): fall back to the fallbacks, which
+		// always fit, rather than leave the revocation unapplied.
 		s.logger().Error("the deny list is too large to store; falling back to revoking every session before a time", "entries", len(entries), "err", err)
 		lim.Budgets = make([]int, len(budgets))
 		cur, saved, docs, err = s.save(ctx, entries, role, lim)
@@ -226,7 +226,7 @@ func (s *Service) read(ctx context.Context, r *roleView, pages ...int) error {
 	e, err := ParseEnforced(known)
 	if err != nil {
 		// Not ours (edited by hand?): replacing it could lift denies.
-		return broker.Errorf(broker.Internal, "revoke", "%v: restore the policy the revoker wrote or remove it (README \"Revocation\")", err)
+		return broker.Errorf(broker.Internal, "revoke", "%v: restore the policy the revoker wrote or remove it (docs/security.md \"If the deny-list item is lost\")", err)
 	}
 	r.enforced = e
 	return nil
@@ -327,7 +327,7 @@ func (s *Service) restore(ctx context.Context, l List, gap Gap, corrupt bool, lo
 		return l, nil // the list was newer than the role: nothing lost
 	}
 	s.count(MetricDenyListRecovered)
-	s.logger().Error("the deny-list item was lost, unreadable or older than the role's policies: putting back what the role's policies still deny (README \"Revocation\")",
+	s.logger().Error("the deny-list item was lost, unreadable or older than the role's policies: putting back what the role's policies still deny (docs/security.md \"If the deny-list item is lost\")",
 		"unreadable", corrupt, "loadError", loadErr, "tagsRestored", len(gap.Revoked), "usersRestored", len(gap.Missing)+len(gap.Differ), "allRestored", !gap.All.Before.IsZero())
 	return restored, nil
 }

@@ -418,7 +418,7 @@ func TestAnIdlePruneWritesNothing(t *testing.T) {
 
 // An entry stays until every session it can match has expired, for the
 // session duration the revoker is deployed with: the operator's call
-// carries no duration (README "Revocation"), and a prune at any moment of
+// carries no duration (docs/security.md "Revocation"), and a prune at any moment of
 // a stolen session's life leaves it denied.
 func TestTheRevokersEntriesOutliveTheDeployedSessions(t *testing.T) {
 	for _, session := range []time.Duration{15 * time.Minute, time.Hour} {

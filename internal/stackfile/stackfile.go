@@ -1,5 +1,5 @@
 // Package stackfile is .local/stack.json, the file the local stack writes
-// when it is ready (README "Local stack"): what a tester, the operator
+// when it is ready (docs/operations.md "Local stack"): what a tester, the operator
 // tools and the clients need to reach it. The local stack writes it; every
 // tool reads it with Load.
 package stackfile

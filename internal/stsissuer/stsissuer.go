@@ -58,42 +58,10 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.Client == nil {
 		return nil, broker.Errorf(broker.Internal, op, "STS client is required")
 	}
-	if err := CheckRoleARN(cfg.RoleARN); err != nil {
+	if err := broker.CheckRoleARN(cfg.RoleARN); err != nil {
 		return nil, err
 	}
 	return &Issuer{client: cfg.Client, roleARN: cfg.RoleARN}, nil
-}
-
-// CheckRoleARN accepts arn:<partition>:iam::<12 digits>:role/<path/name>.
-func CheckRoleARN(arn string) error {
-	const op = "role arn"
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" || parts[1] == "" || parts[2] != "iam" || parts[3] != "" ||
-		!isAccountID(parts[4]) || !strings.HasPrefix(parts[5], "role/") || len(parts[5]) == len("role/") {
-		return broker.Errorf(broker.Internal, op, "%q is not an IAM role ARN (arn:<partition>:iam::<account>:role/<name>)", arn)
-	}
-	return nil
-}
-
-// Partition returns the partition of an ARN ("aws", "aws-cn", ...), or "".
-func Partition(arn string) string {
-	parts := strings.SplitN(arn, ":", 3)
-	if len(parts) < 3 || parts[0] != "arn" {
-		return ""
-	}
-	return parts[1]
-}
-
-func isAccountID(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for i := range len(s) {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 const op = "assume role"

@@ -327,7 +327,7 @@ func ExampleIssuer_Issue() {
 }
 
 // Every session carries the user's tag and the cutoff's: the deny list
-// finds a revoked user's sessions by them (README "Revocation").
+// finds a revoked user's sessions by them (docs/security.md "Revocation").
 func TestIssueTagsEverySessionWithItsUserAndCutoff(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	rec := &recordingSTS{next: assumeRoleFunc(func(context.Context, *sts.AssumeRoleInput, ...func(*sts.Options)) (*sts.AssumeRoleOutput, error) {

@@ -25,7 +25,7 @@ import (
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/revoke"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/wire"
@@ -43,7 +43,7 @@ func TestConcurrentRevocationsAllLand(t *testing.T) {
 	const users = 200
 	ctx := t.Context()
 	cfg := mototest.Config(t)
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,10 +147,10 @@ func addUsers(seen map[string]bool, ev mototest.ReceivedEvent) {
 // whether a session of user tagged with the cutoff tag may read a bucket
 // its session policy grants, under the base role as IAM holds it.
 func reaches(role iameval.Role, user, tag string) bool {
-	session, _ := iameval.Parse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::` + stackdef.LocalAccountID + `-lake/*"}]}`)
-	return role.Allows(session, iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::" + stackdef.LocalAccountID + "-lake/k", Context: map[string]string{
+	session, _ := iameval.Parse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::` + samtemplate.LocalAccountID + `-lake/*"}]}`)
+	return role.Allows(session, iameval.Request{Action: "s3:GetObject", Resource: "arn:aws:s3:::" + samtemplate.LocalAccountID + "-lake/k", Context: map[string]string{
 		"aws:SourceIdentity": user, "aws:TokenIssueTime": time.Now().UTC().Format(time.RFC3339), "aws:SecureTransport": "true",
-		"s3:ResourceAccount": stackdef.LocalAccountID, "aws:PrincipalTag/" + broker.UserTagKey: broker.UserTag(user), "aws:PrincipalTag/" + broker.CutoffTagKey: tag,
+		"s3:ResourceAccount": samtemplate.LocalAccountID, "aws:PrincipalTag/" + broker.UserTagKey: broker.UserTag(user), "aws:PrincipalTag/" + broker.CutoffTagKey: tag,
 	}})
 }
 

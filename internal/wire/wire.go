@@ -6,7 +6,7 @@ package wire
 import (
 	"io"
 	"log/slog"
-	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -14,40 +14,55 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/scheduler"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
 	"github.com/credbroker/credbroker/internal/auditqueue"
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/ddbstream"
 	"github.com/credbroker/credbroker/internal/ebaudit"
 	"github.com/credbroker/credbroker/internal/ebscheduler"
 	"github.com/credbroker/credbroker/internal/emf"
-	"github.com/credbroker/credbroker/internal/endpoint"
 	"github.com/credbroker/credbroker/internal/envconf"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/jwtauth"
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
-	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/sqsqueue"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
 
 // Projector builds the stream handler.
 func Projector(cfg projector.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) *projector.Handler {
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
-	return &projector.Handler{
-		Projector: &projector.Projector{
-			Source: store, Store: store, Index: store, Checkpoints: store,
-			Auditor:     ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
-			Compiler:    policy.Compiler{Partition: cfg.Partition},
-			Expiries:    expiryTimer(cfg.Expiry, awsCfg),
-			Logger:      log,
-			Concurrency: cfg.Concurrency,
-		},
-		Metrics: &emf.Writer{W: metrics},
+	p := newProjector(store, auditor(awsCfg, cfg.AuditBusName, log), cfg.Partition, expiryTimer(cfg.Expiry, awsCfg), log)
+	p.Concurrency = cfg.Concurrency
+	if cfg.FanoutQueueURL != "" {
+		p.Pages = &sqsqueue.Queue{Client: sqs.NewFromConfig(awsCfg), URL: cfg.FanoutQueueURL}
 	}
+	return &projector.Handler{Projector: p, Metrics: &emf.Writer{W: metrics}}
+}
+
+// newProjector is the one place a projector is built: the function's,
+// the one rebuild and replay recompute with, and the operators' (which
+// only computes).
+func newProjector(store *ddbstore.Store, auditor broker.Auditor, partition string, expiries broker.ExpiryTimer, log *slog.Logger) *projector.Projector {
+	return &projector.Projector{
+		Source: store, Store: store, Index: store, Checkpoints: store,
+		Auditor:  auditor,
+		Compiler: policy.Compiler{Partition: partition},
+		Expiries: expiries,
+		Logger:   log,
+	}
+}
+
+// auditor is the audit emitter on the bus named busName.
+func auditor(awsCfg aws.Config, busName string, log *slog.Logger) *ebaudit.Emitter {
+	return ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: busName, Logger: log})
 }
 
 // expiryTimer is the EventBridge Scheduler timer of e, or nil when e
@@ -65,15 +80,15 @@ func expiryTimer(e envconf.Expiry, awsCfg aws.Config) broker.ExpiryTimer {
 // queue: a server with Queue.Run, the Lambda function after each
 // invocation (internal/lambdaext).
 type Endpoint struct {
-	Service *endpoint.Service
+	Service *credentials.Service
 	Queue   *auditqueue.Queue
 }
 
 // Credentials builds the credential endpoint's service.
-func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (Endpoint, error) {
+func Credentials(cfg credentials.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (Endpoint, error) {
 	// Every line logged during a request, the verifier's and the audit
 	// emitter's included, carries the request id.
-	log = slog.New(endpoint.LogHandler(log.Handler()))
+	log = slog.New(credentials.LogHandler(log.Handler()))
 	verifier, err := jwtauth.New(jwtauth.Config{Issuer: cfg.Issuer, JWKSURL: cfg.JWKSURL, ClientIDs: cfg.ClientIDs, Logger: log})
 	if err != nil {
 		return Endpoint{}, err
@@ -82,18 +97,18 @@ func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metri
 	if err != nil {
 		return Endpoint{}, err
 	}
-	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
-	queue := &auditqueue.Queue{Next: auditor, Logger: log}
+	audit := auditor(awsCfg, cfg.AuditBusName, log)
+	queue := &auditqueue.Queue{Next: audit, Logger: log}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
-	svc := &endpoint.Service{
+	svc := &credentials.Service{
 		Verifier:        verifier,
 		Policies:        store,
-		Fallback:        &endpoint.Fallback{Read: store.FallbackCutoff, Logger: log},
+		Fallback:        &credentials.Fallback{Read: store.FallbackCutoff, Logger: log},
 		Issuer:          issuer,
-		Auditor:         auditor,
+		Auditor:         audit,
 		Background:      queue,
 		Compiler:        policy.Compiler{Partition: cfg.Partition},
-		Cache:           endpoint.NewCache(cfg.CacheSize, nil),
+		Cache:           credentials.NewCache(cfg.CacheSize, nil),
 		AuditMode:       cfg.AuditMode,
 		SessionDuration: cfg.SessionDuration,
 		RequestTimeout:  cfg.RequestTimeout,
@@ -108,20 +123,16 @@ func Credentials(cfg endpoint.Config, awsCfg aws.Config, log *slog.Logger, metri
 
 // Rebuild builds the rebuild, verify and replay service on the real
 // adapters, with a projector wired like functions/projector's.
-func Rebuild(cfg recovery.Config, awsCfg aws.Config, log *slog.Logger) *recovery.Service {
+func Rebuild(cfg replay.Config, awsCfg aws.Config, log *slog.Logger) *replay.Service {
 	ddb := dynamodb.NewFromConfig(awsCfg)
 	store := &ddbstore.Store{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable}
-	auditor := ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log})
-	proj := &projector.Projector{
-		Source: store, Store: store, Index: store, Checkpoints: store,
-		Auditor: auditor, Compiler: policy.Compiler{Partition: cfg.Partition}, Logger: log,
-		Expiries: expiryTimer(cfg.Expiry, awsCfg),
-	}
-	return &recovery.Service{
+	audit := auditor(awsCfg, cfg.AuditBusName, log)
+	proj := newProjector(store, audit, cfg.Partition, expiryTimer(cfg.Expiry, awsCfg), log)
+	return &replay.Service{
 		Memberships: store, Policies: store, Store: store, Projector: proj,
 		Stream:  &ddbstream.Reader{Client: dynamodbstreams.NewFromConfig(awsCfg), StreamARN: cfg.StreamARN, Logger: log},
 		Handler: &projector.Handler{Projector: proj},
-		Auditor: auditor,
+		Auditor: audit,
 		Sizes:   ddbstore.Tables{Client: ddb, MembershipTable: cfg.MembershipTable, PolicyTable: cfg.PolicyTable},
 		Logger:  log,
 	}
@@ -140,12 +151,20 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 		}
 	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
-	return &revoke.Handler{Logger: log, Metric: count, Partition: strings.SplitN(cfg.BaseRoleARN, ":", 3)[1], Service: &revoke.Service{
+	return &revoke.Handler{Logger: log, Metric: count, Partition: broker.Partition(cfg.BaseRoleARN, ""), Service: &revoke.Service{
 		Store: store, Cutoffs: store,
 		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), ARN: cfg.BaseRoleARN, Pages: cfg.Pages, Quota: cfg.ManagedPolicyQuota},
-		Auditor:    ebaudit.New(ebaudit.Config{Client: eventbridge.NewFromConfig(awsCfg), BusName: cfg.AuditBusName, Logger: log}),
+		Auditor:    auditor(awsCfg, cfg.AuditBusName, log),
 		Logger:     log,
 		Metric:     count,
 		MaxSession: cfg.MaxSession,
 	}}, nil
+}
+
+// Replay builds the replay function's handler: the rebuild, verify and
+// replay service, its progress logged every 30 s.
+func Replay(cfg replay.Config, awsCfg aws.Config, log *slog.Logger) *replay.Function {
+	svc := Rebuild(cfg, awsCfg, log)
+	svc.Progress, svc.ProgressEvery = replay.LogProgress(log), 30*time.Second
+	return &replay.Function{Service: svc, StreamARN: cfg.StreamARN, Logger: log}
 }

@@ -1,17 +1,19 @@
 // The demo page: sign in, see your grants, browse a place, upload to it.
 // Plain DOM, no framework. Its configuration comes from config.json next to
-// the page (README: "Demo page").
+// the page (web/README.md "Demo page").
 
 import { ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   AuthError,
   CognitoAuth,
+  CredbrokerError,
   CredentialBroker,
   NoAccessError,
   ReadOnlyError,
   expiresIn,
-  isAccessDenied,
+  explainS3Error,
 } from '../src/index.js';
+import { grantsSummary, setNames, signInWords } from './words.js';
 
 /**
  * @typedef {object} Config
@@ -23,7 +25,7 @@ import {
  * @property {string} [awsEndpoint] one endpoint for Cognito and S3 (the local stack's moto); S3 then uses path-style URLs
  *
  * @typedef {import('../src/answer.js').Grant & {setIndex: number}} ShownGrant
- * @typedef {{bucket: string, root: string, prefix: string, access: 'read' | 'write'}} Location
+ * @typedef {{bucket: string, root: string, prefix: string, access: 'read' | 'write', projects: string[]}} Location
  */
 
 /** @param {string} id */
@@ -54,11 +56,38 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * An inline SVG icon (no emoji: without an emoji font those render as an
+ * empty box). 16x16 paths drawn in currentColor.
+ * @param {'folder' | 'file'} kind
+ */
+function icon(kind) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('class', `icon ${kind}`);
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('data-testid', `${kind}-icon`);
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('fill', 'currentColor');
+  path.setAttribute(
+    'd',
+    kind === 'folder'
+      ? 'M1 3.5A1.5 1.5 0 0 1 2.5 2h3.6l1.5 1.5h5.9A1.5 1.5 0 0 1 15 5v7.5a1.5 1.5 0 0 1-1.5 1.5h-11A1.5 1.5 0 0 1 1 12.5z'
+      : 'M3.5 1h6L13 4.5v9a1.5 1.5 0 0 1-1.5 1.5h-8A1.5 1.5 0 0 1 2 13.5v-11A1.5 1.5 0 0 1 3.5 1zm5.5 1v3h3z',
+  );
+  svg.append(path);
+  return svg;
+}
+
 /** @param {number} n */
 const size = (n) =>
   n < 1024 ? `${n} B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1024 ** 2).toFixed(1)} MiB`;
 /** @param {Date} d */
 const time = (d) => d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+/** @param {Date} d */
+const dateTime = (d) =>
+  d.toLocaleString([], { weekday: 'short', day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' });
 
 /** @returns {Promise<Config>} */
 async function loadConfig() {
@@ -97,6 +126,21 @@ function s3For(loc, key = loc.prefix, access = /** @type {'read' | 'write' | und
   });
   client.middlewareStack.use(broker.s3Plugin());
   return client;
+}
+
+/**
+ * Where an S3 request went, for explainS3Error's words.
+ * @param {Location} loc
+ * @param {string} key
+ */
+function s3Place(loc, key) {
+  return {
+    bucket: loc.bucket,
+    key,
+    projects: loc.projects,
+    endpoint: config.awsEndpoint,
+    origin: window.location.origin,
+  };
 }
 
 function showSignedOut() {
@@ -141,20 +185,17 @@ async function showGrants() {
     const answer = await /** @type {CredentialBroker} */ (broker).resources();
     const grants = /** @type {ShownGrant[]} */ (await /** @type {CredentialBroker} */ (broker).grants());
     const sets = answer.credentialSets;
-    say(
-      'grants-summary',
-      `${grants.length} place${grants.length === 1 ? '' : 's'} in ${sets.length} credential set${sets.length === 1 ? '' : 's'}` +
-        (sets.length > 1
-          ? ' (too many grants for one session policy: each S3 call uses the set that holds its place)'
-          : '') +
-        `; credentials until ${time(answer.expiration)}.`,
-    );
+    const names = setNames(sets);
+    say('grants-summary', grantsSummary(grants.length, sets.length, time(answer.expiration)));
+    // One set is all an end user needs to know nothing about.
+    const setColumn = sets.length > 1;
+    $('grants-set-column').hidden = !setColumn;
     body.replaceChildren(
       ...grants.map((g) => {
         const set = sets[g.setIndex];
-        const browse = h('button', { type: 'button', 'data-testid': 'browse' }, 'Browse');
+        const browse = h('button', { type: 'button', class: 'small', 'data-testid': 'browse' }, 'Browse');
         browse.addEventListener('click', () =>
-          browseTo({ bucket: g.bucket, root: g.prefix, prefix: g.prefix, access: g.access }),
+          browseTo({ bucket: g.bucket, root: g.prefix, prefix: g.prefix, access: g.access, projects: g.projects }),
         );
         return h(
           'tr',
@@ -164,6 +205,7 @@ async function showGrants() {
             'data-prefix': g.prefix,
             'data-access': g.access,
             'data-set': String(g.setIndex),
+            'data-set-name': names[g.setIndex],
             'data-expires-at': g.expiresAt ? g.expiresAt.toISOString() : '',
           },
           h('td', {}, h('code', {}, g.bucket)),
@@ -173,15 +215,23 @@ async function showGrants() {
           g.expiresAt
             ? h(
                 'td',
-                { 'data-testid': 'grant-expiry', title: `until ${g.expiresAt.toISOString()}` },
-                expiresIn(g.expiresAt),
+                { class: 'ends', 'data-testid': 'grant-expiry', title: `until ${g.expiresAt.toISOString()}` },
+                h('span', { class: 'soon', 'data-testid': 'grant-expires-in' }, expiresIn(g.expiresAt)),
+                h('time', { datetime: g.expiresAt.toISOString() }, `on ${dateTime(g.expiresAt)}`),
               )
-            : h('td', { 'data-testid': 'grant-expiry' }, 'no end'),
-          h(
-            'td',
-            { title: `access key ${set.accessKeyId}, expires ${set.expiration.toISOString()}` },
-            `#${g.setIndex + 1}`,
-          ),
+            : h('td', { class: 'ends', 'data-testid': 'grant-expiry' }, 'no end'),
+          ...(setColumn
+            ? [
+                h(
+                  'td',
+                  {
+                    'data-testid': 'grant-set',
+                    title: `access key ${set.accessKeyId}, valid until ${set.expiration.toISOString()}`,
+                  },
+                  names[g.setIndex],
+                ),
+              ]
+            : []),
           h('td', {}, browse),
         );
       }),
@@ -227,7 +277,7 @@ async function browseTo(loc) {
     for (const f of folders) {
       const open = h('button', { type: 'button' }, `${f.slice(loc.prefix.length)}`);
       open.addEventListener('click', () => browseTo({ ...loc, prefix: f }));
-      list.append(h('li', { class: 'folder', 'data-testid': 'folder', 'data-prefix': f }, '📁 ', open));
+      list.append(h('li', { class: 'folder', 'data-testid': 'folder', 'data-prefix': f }, icon('folder'), open));
     }
     for (const o of objects) {
       const key = String(o.Key);
@@ -235,6 +285,7 @@ async function browseTo(loc) {
         h(
           'li',
           { 'data-testid': 'object', 'data-key': key },
+          icon('file'),
           key.slice(loc.prefix.length),
           h('span', { class: 'size' }, size(o.Size ?? 0)),
         ),
@@ -244,13 +295,14 @@ async function browseTo(loc) {
     if (out.IsTruncated) list.append(h('li', { class: 'more' }, '… and more (the demo shows the first 200)'));
   } catch (err) {
     if (here !== loc) return;
-    $('browse-error').dataset.code = /** @type {any} */ (err)?.code ?? /** @type {any} */ (err)?.name ?? 'error';
-    say(
-      'browse-error',
-      isAccessDenied(err)
-        ? `S3 refused to list s3://${loc.bucket}/${loc.prefix}: these credentials may not read it.`
-        : explain(err),
-    );
+    if (err instanceof CredbrokerError) {
+      $('browse-error').dataset.code = err.code;
+      say('browse-error', explain(err));
+    } else {
+      const problem = explainS3Error(err, { ...s3Place(loc, loc.prefix), action: 'list' });
+      $('browse-error').dataset.code = problem.code;
+      say('browse-error', problem.message);
+    }
   } finally {
     if (here === loc) list.dataset.loaded = 'true';
   }
@@ -296,16 +348,13 @@ async function upload() {
   } catch (err) {
     if (err instanceof ReadOnlyError) {
       setUpload('refused', `Not uploaded. ${err.message} Nothing was sent to S3.`);
-    } else if (isAccessDenied(err)) {
-      setUpload(
-        'refused',
-        `Not uploaded: S3 refused to store s3://${loc.bucket}/${key}. Your credentials do not allow writing there, ` +
-          'perhaps because your access changed a moment ago; fetch your access again to see what you may do now.',
-      );
     } else if (err instanceof NoAccessError) {
       setUpload('refused', `Not uploaded. ${err.message}`);
-    } else {
+    } else if (err instanceof CredbrokerError) {
       setUpload('error', `Not uploaded: ${explain(err)}`);
+    } else {
+      const problem = explainS3Error(err, { ...s3Place(loc, key), action: 'upload' });
+      setUpload(problem.code === 'access_denied' ? 'refused' : 'error', `Not uploaded. ${problem.message}`);
     }
   }
 }
@@ -364,10 +413,15 @@ async function main() {
     return;
   }
   const flow = /** @type {HTMLSelectElement} */ ($('signin-flow'));
-  if (!config.userPoolId) {
-    /** @type {HTMLOptionElement} */ (flow.options[0]).disabled = true;
-  }
+  const words = signInWords(config);
+  const [srp, password] = /** @type {HTMLOptionElement[]} */ ([...flow.options]);
+  srp.textContent = words.srp;
+  password.textContent = words.password;
+  if (!config.userPoolId) srp.disabled = true;
   flow.value = config.signInFlow ?? (config.userPoolId ? 'USER_SRP_AUTH' : 'USER_PASSWORD_AUTH');
+  const note = () => say('signin-flow-note', words.notes[/** @type {keyof typeof words.notes} */ (flow.value)]);
+  flow.addEventListener('change', note);
+  note();
   $('signin-form').addEventListener('submit', (e) => {
     e.preventDefault();
     void signIn();

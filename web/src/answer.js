@@ -1,4 +1,4 @@
-// The endpoint's answer (README, "Credential endpoint"): parsing that fails
+// The endpoint's answer (docs/contract.md "Credential endpoint"): parsing that fails
 // closed, and routing a bucket (and key) to the one credential set whose
 // grants cover it.
 

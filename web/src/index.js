@@ -5,6 +5,7 @@
 export { CredentialBroker, isAccessDenied, retryAfterMs } from './broker.js';
 export { CognitoAuth, CognitoSession, decodeJwt } from './cognito.js';
 export { expiresIn, grantsOf, parseAnswer, route } from './answer.js';
+export { explainS3Error } from './s3errors.js';
 export {
   AuthError,
   CredbrokerError,

@@ -57,6 +57,7 @@ test('the bundled module exports the API and routes like the sources', async (t)
     'RoutingError',
     'SignInError',
     'CredbrokerError',
+    'explainS3Error',
   ]) {
     assert.equal(typeof m[name], 'function', name);
   }

@@ -41,7 +41,7 @@ import (
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/policy"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
 
@@ -237,7 +237,7 @@ func setUp(ctx context.Context, endpoint string) (stack, error) {
 	suffix := strconv.FormatInt(time.Now().UnixNano(), 36)
 	st := stack{policyTable: "coldstart-policy-" + suffix, bus: "coldstart-audit-" + suffix}
 
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		return st, err
 	}

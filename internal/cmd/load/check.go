@@ -211,7 +211,7 @@ func requests(places []broker.Place) []iameval.Request {
 	return out
 }
 
-// allows is what the contract lets grants do (README, access levels):
+// allows is what the contract lets grants do (docs/contract.md "Access levels"):
 // read is GetObject and ListBucket, write adds PutObject, DeleteObject and
 // AbortMultipartUpload; with a folder, objects under it and listings
 // within it only.

@@ -17,7 +17,7 @@
 // reported. By default it starts its own moto and local stack in process,
 // with a proxy between the stack and moto that counts the stack's calls and
 // can inject faults (-faults); -stack runs against a stack started by
-// `make run` instead (no call counts, no faults). README, "Load".
+// `make run` instead (no call counts, no faults). docs/benchmarks.md "Load".
 package main
 
 import (
@@ -35,7 +35,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/exitcode"
-	"github.com/credbroker/credbroker/internal/recovery"
+	"github.com/credbroker/credbroker/internal/replay"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
@@ -291,14 +291,14 @@ func (c *Calls) perAnswer(answers int) {
 // verify runs the rebuild package's Verify on the stack's tables, straight
 // against moto: a clean result means no change was lost.
 func verify(ctx context.Context, t *target) *VerifyResult {
-	cfg := recovery.Config{
+	cfg := replay.Config{
 		MembershipTable: t.info.MembershipTable, PolicyTable: t.info.PolicyTable, AuditBusName: t.info.EventBusName,
 		Partition: "aws", Region: t.info.Region, Endpoint: t.info.AWSEndpoint,
 	}
 	svc := wire.Rebuild(cfg, t.aws, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	rep, err := svc.Verify(ctx)
 	v := &VerifyResult{Users: rep.Users, Drift: rep.Drift(), Clean: err == nil}
-	var drift *recovery.DriftError
+	var drift *replay.DriftError
 	if err != nil && !errors.As(err, &drift) {
 		v.Error = err.Error()
 	}

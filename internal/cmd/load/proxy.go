@@ -55,7 +55,7 @@ type proxy struct {
 }
 
 // mint is what an AssumeRole was asked for: the user (SourceIdentity), the
-// session policy and the revocation cutoff tag (README "Revocation"). With
+// session policy and the revocation cutoff tag (docs/security.md "Revocation"). With
 // the policy compiled deterministically from a set's grants, one mint is
 // one (user, policyVersion, set) under one cutoff; after a revocation the
 // endpoint must mint again under the new one, which is no duplicate.
@@ -350,7 +350,7 @@ func allowAll() iameval.Policy {
 }
 
 // observeDenyPolicy keeps the revocation pages written on the base role
-// (README "Revocation"), page by page; an empty doc (the policy deleted)
+// (docs/security.md "Revocation"), page by page; an empty doc (the policy deleted)
 // denies nothing.
 func (p *proxy) observeDenyPolicy(page, doc string) {
 	p.mu.Lock()

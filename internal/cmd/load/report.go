@@ -84,7 +84,7 @@ type Calls struct {
 	DuplicateAssumeRoles int `json:"duplicateAssumeRoles"`
 	// DeniedOnArrival are 200 answers with credentials that the base
 	// role's revocation policy, as the revoker last wrote it, denied when
-	// the answer arrived (README "Revocation", "Known limits").
+	// the answer arrived (docs/security.md "Known limits").
 	DeniedOnArrival int `json:"deniedOnArrival"`
 	// ReauditedIssuances are CredentialsIssued events for keys already
 	// audited: PutEvents on cache hits.

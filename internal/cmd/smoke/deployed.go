@@ -20,7 +20,7 @@ type describeStacks interface {
 
 // openDeployed reads the stack's outputs; the operator's AWS
 // configuration makes the admin calls and real S3 serves the user's.
-// Not run against AWS by the project's tests (README "Smoke check").
+// Not run against AWS by the project's tests (docs/operations.md "Smoke check").
 func openDeployed(ctx context.Context, o options) (*target, error) {
 	var opts []func(*config.LoadOptions) error
 	if o.Region != "" {

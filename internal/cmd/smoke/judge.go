@@ -17,7 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 	"github.com/credbroker/credbroker/internal/testkit/rolesession"
 )
@@ -166,7 +166,7 @@ func (j *judge) allows(ctx context.Context, s rolesession.Session, req iameval.R
 	// What S3 adds to every request on AWS: the smoke check's calls would
 	// go over TLS, to buckets of the stack's own account.
 	ctxKeys["aws:SecureTransport"] = "true"
-	ctxKeys["s3:ResourceAccount"] = stackdef.LocalAccountID
+	ctxKeys["s3:ResourceAccount"] = samtemplate.LocalAccountID
 	req.Context = ctxKeys
 	if !role.Allows(session, req) {
 		return false, fmt.Sprintf("%s on %s is not allowed to %s (judged by the smoke check's IAM evaluator)", req.Action, req.Resource, s.User)

@@ -1,4 +1,4 @@
-// Command smoke is `make smoke`: the post-deployment smoke check (README
+// Command smoke is `make smoke`: the post-deployment smoke check (docs/operations.md
 // "Smoke check"). It creates a throwaway Cognito user, gives it write
 // access to one bucket through a membership of its own, signs it in,
 // fetches its credentials with the Go client, writes and reads an object

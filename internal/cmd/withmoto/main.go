@@ -1,6 +1,11 @@
 // Command withmoto runs a command with a fresh moto_server on a free loopback
 // port, exported to it as MOTO_ENDPOINT, and stops the server afterwards.
 // `make test` runs the test suite through it.
+//
+// Its exit status is the command's own, or one of internal/exitcode's for
+// what stopped it from running the command: Usage (no command given),
+// Environment (moto_server not installed or not starting, the command not
+// found, no log file), Failure (moto_server died during the run).
 package main
 
 import (
@@ -13,6 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
 )
 
@@ -23,7 +29,7 @@ func main() {
 	}
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "usage: withmoto -- command [args...]")
-		os.Exit(2)
+		os.Exit(exitcode.Usage)
 	}
 	os.Exit(run(args))
 }
@@ -33,17 +39,15 @@ func run(args []string) int {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "withmoto:", err)
-		return 1
+		return exitcode.Environment
 	}
 	defer logf.Close()
 
 	srv, err := motoserver.Start(context.Background(), 0, logf)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "withmoto:", err)
-		if errors.Is(err, motoserver.ErrNotInstalled) {
-			return 127
-		}
-		return 1
+		// Not installed, or not starting: this machine is not ready.
+		fmt.Fprintf(os.Stderr, "withmoto: %v (log %s)\n", err, logPath)
+		return exitcode.Environment
 	}
 	defer srv.Stop()
 	fmt.Fprintf(os.Stderr, "withmoto: moto_server at %s (log %s)\n", srv.URL, logPath)
@@ -53,7 +57,7 @@ func run(args []string) int {
 	cmd.Env = append(os.Environ(), "MOTO_ENDPOINT="+srv.URL)
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "withmoto:", err)
-		return 1
+		return exitcode.Environment
 	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -66,7 +70,7 @@ func run(args []string) int {
 	select {
 	case <-srv.Done():
 		fmt.Fprintf(os.Stderr, "withmoto: moto_server died during the run; see %s\n", logPath)
-		return 1
+		return exitcode.Failure
 	default:
 	}
 	var exit *exec.ExitError
@@ -75,7 +79,7 @@ func run(args []string) int {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "withmoto:", err)
-		return 1
+		return exitcode.Failure
 	}
-	return 0
+	return exitcode.OK
 }

@@ -27,6 +27,7 @@ type Store struct {
 	source          map[string]map[string]broker.SourceItem // pk -> sk -> item
 	policies        map[string]*row
 	index           map[string]map[string]int64 // project -> user -> token
+	sorted          map[string][]string         // project -> its members in order, until the index changes
 	checkpoints     map[string]string
 	denyList        revoke.List
 	denyListCorrupt bool
@@ -39,7 +40,10 @@ type row struct {
 	claim int64
 	// corrupt is the claim counter as a hand edit or a bug left it, when it
 	// is not a whole int64 (ddbstore's item holds any attribute value).
-	corrupt   string
+	corrupt string
+	// badDoc is why the document cannot be decoded, when a hand edit broke
+	// it; the claim counter still works, as with ddbstore's items.
+	badDoc    error
 	checkedAt time.Time
 	written   bool
 	policy    broker.UserPolicy
@@ -59,6 +63,7 @@ func New() *Store {
 		source:      map[string]map[string]broker.SourceItem{},
 		policies:    map[string]*row{},
 		index:       map[string]map[string]int64{},
+		sorted:      map[string][]string{},
 		checkpoints: map[string]string{},
 	}
 }
@@ -92,6 +97,23 @@ func (s *Store) UserMemberships(_ context.Context, userID string) ([]broker.Sour
 // ProjectBuckets implements broker.SourceReader.
 func (s *Store) ProjectBuckets(_ context.Context, projectID string) ([]broker.SourceItem, error) {
 	return s.query(broker.ProjectKeyPrefix+projectID, broker.BucketKeyPrefix), nil
+}
+
+// ProjectMemberships implements broker.SourceReader, counting one call per
+// 100 users as DynamoDB's batch reads do.
+func (s *Store) ProjectMemberships(_ context.Context, projectID string, userIDs []string) (map[string]broker.SourceItem, error) {
+	out := make(map[string]broker.SourceItem, len(userIDs))
+	for chunk := range slices.Chunk(userIDs, 100) {
+		func() {
+			defer s.lock()()
+			for _, u := range chunk {
+				if it, ok := s.source[broker.UserKeyPrefix+u][broker.ProjectKeyPrefix+projectID]; ok {
+					out[u] = it
+				}
+			}
+		}()
+	}
+	return out, nil
 }
 
 // MembershipExists reads one membership item.
@@ -135,6 +157,9 @@ func (s *Store) GetPolicy(_ context.Context, userID string) (broker.UserPolicy, 
 	if r.corrupt != "" {
 		return broker.UserPolicy{}, broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: claim counter %q", broker.ErrCorruptItem, r.corrupt))
 	}
+	if r.badDoc != nil {
+		return broker.UserPolicy{}, r.badDoc
+	}
 	return r.policy, nil
 }
 
@@ -153,6 +178,10 @@ func (s *Store) Claim(_ context.Context, userID string, now time.Time) (broker.C
 		return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Corrupt: why}, nil
 	}
 	r.claim++
+	if r.badDoc != nil {
+		// The claim stands: the recompute will overwrite the item.
+		return broker.Claim{UserID: userID, Ticket: r.claim, Prev: broker.UserPolicy{UserID: userID}, Corrupt: r.badDoc.Error()}, nil
+	}
 	return broker.Claim{UserID: userID, Ticket: r.claim, Prev: r.policy, Outbox: slices.Clone(r.outbox)}, nil
 }
 
@@ -191,7 +220,7 @@ func (s *Store) Commit(_ context.Context, c broker.Claim, p broker.UserPolicy, o
 	if len(p.Grants) == 0 {
 		p.Grants, p.Sets, p.ByProject, p.Expires = nil, nil, nil, nil
 	}
-	r.policy, r.outbox, r.written, r.checkedAt = p, slices.Clone(outbox), true, p.UpdatedAt
+	r.policy, r.outbox, r.written, r.checkedAt, r.badDoc = p, slices.Clone(outbox), true, p.UpdatedAt, nil
 	return nil
 }
 
@@ -203,6 +232,68 @@ func (s *Store) ClearOutbox(_ context.Context, c broker.Claim) error {
 		return broker.Errorf(broker.Conflict, "clear outbox", "claim %d superseded", c.Ticket)
 	}
 	r.outbox = nil
+	return nil
+}
+
+// Hand edits of the policy table, as an operator or a bug could make them
+// with PutItem, UpdateItem or DeleteItem on ddbstore's items, for the tests
+// of the tools that find and repair them (replay's Verify and Rebuild).
+
+// PutPolicyItem replaces the user's item (p.UserID) with one that holds p,
+// the claim counter claim and the stamp checkedAt, and no outbox.
+func (s *Store) PutPolicyItem(p broker.UserPolicy, claim int64, checkedAt time.Time) {
+	defer s.lock()()
+	s.policies[p.UserID] = &row{claim: claim, checkedAt: checkedAt, written: true, policy: p}
+}
+
+// EditPolicy changes what the user's item holds, keeping its claim counter,
+// stamp and outbox; the document is replaced, so one that could not be
+// decoded can be again.
+func (s *Store) EditPolicy(userID string, edit func(*broker.UserPolicy)) {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		r = &row{policy: broker.UserPolicy{UserID: userID}}
+		s.policies[userID] = r
+	}
+	edit(&r.policy)
+	r.badDoc = nil
+}
+
+// CorruptDocument makes the user's document undecodable, cause saying why,
+// as ddbstore reads an item whose JSON a hand edit broke: GetPolicy fails
+// with an error wrapping broker.ErrCorruptItem and cause, Claim hands out
+// the next ticket with an empty Prev and the reason in Corrupt, and the
+// next commit replaces the document.
+func (s *Store) CorruptDocument(userID string, cause error) {
+	defer s.lock()()
+	r := s.policies[userID]
+	if r == nil {
+		r = &row{policy: broker.UserPolicy{UserID: userID}}
+		s.policies[userID] = r
+	}
+	r.badDoc = broker.Wrap(broker.Internal, "decode policy item", fmt.Errorf("%w: %w", broker.ErrCorruptItem, cause))
+}
+
+// DeletePolicyItem deletes the user's item.
+func (s *Store) DeletePolicyItem(userID string) {
+	defer s.lock()()
+	delete(s.policies, userID)
+}
+
+// ClearOutboxes implements broker.PolicyStore, counting one call per 100
+// claims as DynamoDB's transactions do. A voided claim's outbox is left.
+func (s *Store) ClearOutboxes(_ context.Context, claims []broker.Claim) error {
+	for chunk := range slices.Chunk(claims, 100) {
+		func() {
+			defer s.lock()()
+			for _, c := range chunk {
+				if r := s.policies[c.UserID]; r != nil && r.corrupt == "" && r.claim == c.Ticket {
+					r.outbox = nil
+				}
+			}
+		}()
+	}
 	return nil
 }
 
@@ -225,7 +316,30 @@ func (s *Store) PutMembers(_ context.Context, userID string, projects []string, 
 		if s.index[p] == nil {
 			s.index[p] = map[string]int64{}
 		}
+		if _, ok := s.index[p][userID]; !ok {
+			delete(s.sorted, p)
+		}
 		s.index[p][userID] = token
+	}
+	return nil
+}
+
+// PutProjectMembers implements broker.MemberIndex, counting one call per
+// 25 entries as DynamoDB's batch writes do.
+func (s *Store) PutProjectMembers(_ context.Context, projectID string, members []broker.Member) error {
+	for chunk := range slices.Chunk(members, 25) {
+		func() {
+			defer s.lock()()
+			if s.index[projectID] == nil {
+				s.index[projectID] = map[string]int64{}
+			}
+			for _, m := range chunk {
+				if _, ok := s.index[projectID][m.UserID]; !ok {
+					delete(s.sorted, projectID)
+				}
+				s.index[projectID][m.UserID] = m.Token
+			}
+		}()
 	}
 	return nil
 }
@@ -237,20 +351,26 @@ func (s *Store) RemoveMember(_ context.Context, projectID, userID string, token 
 		return false, nil
 	}
 	delete(s.index[projectID], userID)
+	delete(s.sorted, projectID)
 	return true, nil
 }
 
 // ProjectMembers implements broker.MemberIndex, in user id order like a
-// DynamoDB query on the sort key.
+// DynamoDB query on the sort key. The project's sorted members are kept
+// until its index changes, so that paging through 100,000 members costs
+// what DynamoDB's pages do rather than a sort per page.
 func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limit int) (broker.MemberPage, error) {
 	defer s.lock()()
-	users := make([]string, 0, len(s.index[projectID]))
-	for u := range s.index[projectID] {
-		if u > cursor {
-			users = append(users, u)
-		}
+	sorted, ok := s.sorted[projectID]
+	if !ok {
+		sorted = slices.Sorted(maps.Keys(s.index[projectID]))
+		s.sorted[projectID] = sorted
 	}
-	slices.Sort(users)
+	start, found := slices.BinarySearch(sorted, cursor)
+	if found {
+		start++
+	}
+	users := sorted[start:]
 	var page broker.MemberPage
 	if limit > 0 && len(users) > limit {
 		users = users[:limit]

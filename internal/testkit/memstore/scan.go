@@ -127,7 +127,9 @@ func (s *Store) policyRow(userID string) (grants bool, checkedAt time.Time, ok b
 	if r == nil {
 		return false, time.Time{}, false
 	}
-	return len(r.policy.Grants) > 0, r.checkedAt, true
+	// ddbstore reports an item as granting when it has a document, even
+	// one that cannot be decoded.
+	return len(r.policy.Grants) > 0 || r.badDoc != nil, r.checkedAt, true
 }
 
 func (s *Store) entries(projectID string) []broker.Member {

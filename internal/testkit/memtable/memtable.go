@@ -4,10 +4,12 @@
 // order), and each write is mirrored into a memstore so that the projector
 // reads what the stream reports. It is a hand-written fake of what moto
 // serves in the moto tier (mototest.Tables); unlike moto it never emits
-// the two INSERT records of an UpdateItem that creates an item.
+// the two INSERT records of an UpdateItem that creates an item. Stream
+// reads the stream as a reader from TRIM_HORIZON does (ddbstream.Reader).
 package memtable
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,7 +26,7 @@ import (
 
 // Table is the membership table. The zero value is not usable; call New.
 type Table struct {
-	store *memstore.Store
+	stores []*memstore.Store
 
 	mu      sync.Mutex
 	items   map[[2]string]map[string]types.AttributeValue
@@ -33,7 +35,18 @@ type Table struct {
 
 // New returns an empty table whose items the store serves.
 func New(store *memstore.Store) *Table {
-	return &Table{store: store, items: map[[2]string]map[string]types.AttributeValue{}}
+	return &Table{stores: []*memstore.Store{store}, items: map[[2]string]map[string]types.AttributeValue{}}
+}
+
+// Mirror copies the table's items into store and mirrors every later write
+// there too: a further policy table (store's) on the same membership table.
+func (t *Table) Mirror(store *memstore.Store) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, item := range t.items {
+		store.PutSource(ddbstore.SourceItem(item))
+	}
+	t.stores = append(t.stores, store)
 }
 
 // Put writes an item, replacing any with its keys.
@@ -48,7 +61,9 @@ func (t *Table) Put(tb testing.TB, item map[string]types.AttributeValue) {
 	key := [2]string{pk, sk}
 	old, existed := t.items[key]
 	t.items[key] = item
-	t.store.PutSource(ddbstore.SourceItem(item))
+	for _, s := range t.stores {
+		s.PutSource(ddbstore.SourceItem(item))
+	}
 	name := "INSERT"
 	if existed {
 		name = "MODIFY"
@@ -67,7 +82,9 @@ func (t *Table) Delete(tb testing.TB, pk, sk string) {
 		return
 	}
 	delete(t.items, key)
-	t.store.DeleteSource(pk, sk)
+	for _, s := range t.stores {
+		s.DeleteSource(pk, sk)
+	}
 	t.record("REMOVE", pk, sk, nil, old)
 }
 
@@ -94,6 +111,40 @@ func (t *Table) StreamRecords(testing.TB) []events.DynamoDBEventRecord {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.records)
+}
+
+// Stream is the table's stream as read from TRIM_HORIZON: one shard,
+// served in pages of at most PageSize records (default 1,000, GetRecords'
+// most).
+type Stream struct {
+	table    *Table
+	PageSize int
+}
+
+// ShardID names the stream's one shard.
+const ShardID = "shardId-mem-0"
+
+// Stream returns a reader of the table's stream.
+func (t *Table) Stream() *Stream { return &Stream{table: t} }
+
+// ReadAll calls fn with each page of the records written so far, in
+// order, as ddbstream.Reader.ReadAll does once the shard is caught up
+// (idleReads has no use here: there is nothing more to wait for). An error
+// from fn stops the read and is returned.
+func (s *Stream) ReadAll(ctx context.Context, _ int, fn func(ctx context.Context, shardID string, recs []events.DynamoDBEventRecord) error) error {
+	size := s.PageSize
+	if size < 1 {
+		size = 1000
+	}
+	for page := range slices.Chunk(s.table.StreamRecords(nil), size) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(ctx, ShardID, page); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Scan returns every item, in key order.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstream"
-	"github.com/credbroker/credbroker/internal/stackdef"
+	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
 // Tables are a membership table and a policy table created in moto from
@@ -29,7 +29,7 @@ type Tables struct {
 func NewTables(tb testing.TB) Tables {
 	tb.Helper()
 	ctx := context.Background()
-	tpl, err := stackdef.LoadDefault()
+	tpl, err := samtemplate.LoadDefault()
 	if err != nil {
 		tb.Fatalf("load template: %v", err)
 	}
@@ -140,4 +140,38 @@ func (t Tables) StreamRecords(tb testing.TB) []events.DynamoDBEventRecord {
 		tb.Fatalf("read the membership stream: %v", err)
 	}
 	return out
+}
+
+// Source is the membership table of Tables with memtable.Table's methods,
+// so that a test fixture can run on either tier's table.
+type Source struct{ Tables }
+
+// Put writes an item into the membership table.
+func (s Source) Put(tb testing.TB, item map[string]types.AttributeValue) {
+	tb.Helper()
+	s.Tables.Put(tb, s.Membership, item)
+}
+
+// Delete deletes the item (pk, sk) of the membership table.
+func (s Source) Delete(tb testing.TB, pk, sk string) {
+	tb.Helper()
+	s.Tables.Delete(tb, s.Membership, pk, sk)
+}
+
+// Scan returns every item of the membership table, read consistently.
+func (s Source) Scan(tb testing.TB) []map[string]types.AttributeValue {
+	tb.Helper()
+	var out []map[string]types.AttributeValue
+	in := &dynamodb.ScanInput{TableName: aws.String(s.Membership), ConsistentRead: aws.Bool(true)}
+	for {
+		page, err := s.DDB.Scan(context.Background(), in)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, page.Items...)
+		if len(page.LastEvaluatedKey) == 0 {
+			return out
+		}
+		in.ExclusiveStartKey = page.LastEvaluatedKey
+	}
 }

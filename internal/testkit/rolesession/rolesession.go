@@ -2,7 +2,7 @@
 // credential endpoint mints, where moto enforces no IAM: it reads each
 // session's user, cutoff tag and issue time from the AssumeRole calls a
 // proxy sees, and judges the session against the base role's revocation
-// policy (README "Revocation") with iameval. The load generator and the
+// policy (docs/security.md "Revocation") with iameval. The load generator and the
 // client recovery test share it; the smoke check (internal/cmd/smoke)
 // judges S3 calls with it, the base role read with ReadRole.
 package rolesession

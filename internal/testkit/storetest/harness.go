@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -25,6 +26,9 @@ func Memory(t *testing.T) Harness {
 	s := memstore.New()
 	return Harness{Store: s, PutSource: s.PutSource, DeleteSource: s.DeleteSource, Scanner: s,
 		CorruptClaim: func(_ *testing.T, user string, how Corruption) { s.CorruptClaim(user, string(how)) },
+		CorruptDocument: func(_ *testing.T, user string) {
+			s.CorruptDocument(user, errors.New("unexpected end of JSON input"))
+		},
 		CheckedAt: func(t *testing.T, user string) time.Time {
 			t.Helper()
 			var at time.Time

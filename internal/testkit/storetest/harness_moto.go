@@ -66,6 +66,16 @@ func Moto(t *testing.T) Harness {
 			t.Fatal(err)
 		}
 	}
+	corruptDoc := func(t *testing.T, user string) {
+		t.Helper()
+		_, err := tables.DDB.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(tables.Policy), Key: policyKey(user),
+			UpdateExpression: aws.String("SET doc = :v"), ExpressionAttributeValues: map[string]types.AttributeValue{":v": str(`{"grants":[`)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	checkedAt := func(t *testing.T, user string) time.Time {
 		t.Helper()
 		out, err := tables.DDB.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tables.Policy), Key: policyKey(user), ConsistentRead: aws.Bool(true)})
@@ -85,7 +95,7 @@ func Moto(t *testing.T) Harness {
 	return Harness{Store: s, PutSource: put, DeleteSource: del, Scanner: s,
 		PageSize:     func(n int) { client.limit.Store(int32(n)) },
 		ScanPages:    func() int { return int(client.pages.Load()) },
-		CorruptClaim: corrupt, CheckedAt: checkedAt}
+		CorruptClaim: corrupt, CorruptDocument: corruptDoc, CheckedAt: checkedAt}
 }
 
 // pagedScans passes every call to moto, limiting Scan pages to limit items

@@ -50,6 +50,9 @@ type Harness struct {
 	// CorruptClaim damages the user's claim counter the given way, as a
 	// hand edit or a bug could.
 	CorruptClaim func(t *testing.T, userID string, how Corruption)
+	// CorruptDocument breaks the JSON of the user's document, as a hand
+	// edit could.
+	CorruptDocument func(t *testing.T, userID string)
 	// CheckedAt returns the stamp the scans report for the user's item.
 	CheckedAt func(t *testing.T, userID string) time.Time
 }
@@ -236,6 +239,60 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
+	t.Run("outboxes cleared together are gone, except those of voided claims", func(t *testing.T) {
+		h := newHarness(t)
+		// More users than one call takes, so that the calls' split is tested.
+		var claims []broker.Claim
+		for i := range 130 {
+			u := fmt.Sprintf("user-%03d", i)
+			c, _ := h.Store.Claim(ctx, u, now)
+			if err := h.Store.Commit(ctx, c, samplePolicy(u, now), []broker.PolicyChangedDetail{{ChangeID: u}}); err != nil {
+				t.Fatal(err)
+			}
+			claims = append(claims, c)
+		}
+		// user-007's and user-120's claims are voided: their outboxes belong to the newer holders.
+		for _, u := range []string{"user-007", "user-120"} {
+			if _, err := h.Store.Claim(ctx, u, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := h.Store.ClearOutboxes(ctx, claims); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range claims {
+			next, _ := h.Store.Claim(ctx, c.UserID, now)
+			kept := c.UserID == "user-007" || c.UserID == "user-120"
+			if got := len(next.Outbox) == 1; got != kept {
+				t.Errorf("%s: outbox %+v, want kept=%v", c.UserID, next.Outbox, kept)
+			}
+		}
+	})
+
+	t.Run("a project's memberships are read for many users at once", func(t *testing.T) {
+		h := newHarness(t)
+		var users []string
+		want := map[string]broker.SourceItem{}
+		for i := range 130 {
+			u := fmt.Sprintf("user-%03d", i)
+			users = append(users, u)
+			if i%3 == 0 {
+				continue // not a member
+			}
+			it := broker.SourceItem{PK: "USER#" + u, SK: "PROJECT#p1", Role: broker.StringAttr("write"), ExpiresAt: broker.StringAttr("2027-01-01T00:00:00Z")}
+			h.PutSource(it)
+			want[u] = it
+		}
+		h.PutSource(broker.SourceItem{PK: "USER#user-000", SK: "PROJECT#p2"})
+		got, err := h.Store.ProjectMemberships(ctx, "p1", users)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("memberships (-want +got):\n%s", diff)
+		}
+	})
+
 	for _, how := range Corruptions {
 		t.Run("a corrupt claim counter ("+string(how)+") is refused to readers and reset by the next claim", func(t *testing.T) {
 			h := newHarness(t)
@@ -273,6 +330,38 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 			}
 		})
 	}
+
+	t.Run("an undecodable document is refused to readers and replaced under the next claim", func(t *testing.T) {
+		h := newHarness(t)
+		old, _ := h.Store.Claim(ctx, "alice", now)
+		if err := h.Store.Commit(ctx, old, samplePolicy("alice", now), nil); err != nil {
+			t.Fatal(err)
+		}
+		h.CorruptDocument(t, "alice")
+		if _, err := h.Store.GetPolicy(ctx, "alice"); !errors.Is(err, broker.ErrCorruptItem) {
+			t.Fatalf("read of an item with an undecodable document: %v, want ErrCorruptItem", err)
+		}
+		if h.Scanner != nil {
+			var grants bool
+			err := h.Scanner.ScanPolicyTable(ctx, 0, 1,
+				func(u string, g bool, _ time.Time) error { grants = grants || (u == "alice" && g); return nil },
+				func(string, broker.Member) error { return nil })
+			if err != nil || !grants {
+				t.Errorf("scan: alice's item grants %v (err %v), want true: its document is there", grants, err)
+			}
+		}
+		c, err := h.Store.Claim(ctx, "alice", now)
+		if err != nil || c.Corrupt == "" || !c.Prev.Empty() || c.Ticket <= old.Ticket {
+			t.Fatalf("claim of an undecodable item = ticket %d (old %d), corrupt %q, prev %d grants, err %v",
+				c.Ticket, old.Ticket, c.Corrupt, len(c.Prev.Grants), err)
+		}
+		if err := h.Store.Commit(ctx, c, samplePolicy("alice", now), nil); err != nil {
+			t.Fatalf("commit over the undecodable document: %v", err)
+		}
+		if got, err := h.Store.GetPolicy(ctx, "alice"); err != nil || got.Version != "v1.sample" {
+			t.Errorf("after the commit: version %q, err %v", got.Version, err)
+		}
+	})
 
 	t.Run("only commits and touches stamp checkedAt, claims do not", func(t *testing.T) {
 		h := newHarness(t)

@@ -1,0 +1,43 @@
+package replay
+
+import (
+	"log/slog"
+
+	"github.com/credbroker/credbroker/internal/envconf"
+)
+
+// Config names the resources an operation works on.
+type Config struct {
+	MembershipTable string
+	PolicyTable     string
+	// StreamARN is the membership table's stream (replay only): the
+	// function refuses replay without it; credbroker admin replay reads it
+	// from DescribeTable.
+	StreamARN    string
+	AuditBusName string
+	Partition    string
+	LogLevel     slog.Level
+	// Region and Endpoint name a local stack; wire.Rebuild does not read
+	// them (the caller's SDK configuration does).
+	Region   string
+	Endpoint string
+	// Expiry is where the recomputes of a rebuild or a replay arm the
+	// membership expiry timers (the projector's).
+	Expiry envconf.Expiry
+}
+
+// ConfigFromEnv reads the function's environment (template.yaml,
+// ReplayFunction), reporting every problem at once.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	r := envconf.New(getenv)
+	c := Config{
+		MembershipTable: r.Required("MEMBERSHIP_TABLE"),
+		PolicyTable:     r.Required("POLICY_TABLE"),
+		StreamARN:       r.String("MEMBERSHIP_STREAM_ARN", ""),
+		AuditBusName:    r.Required("AUDIT_BUS_NAME"),
+		Partition:       r.String("ARN_PARTITION", "aws"),
+		LogLevel:        r.LogLevel(),
+		Expiry:          r.Expiry(),
+	}
+	return c, r.Err("replay")
+}
