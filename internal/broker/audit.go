@@ -107,10 +107,23 @@ type PolicyChangedDetail struct {
 	// be read (corrupt document or bookkeeping): Removed cannot list what it
 	// granted, so consumers must treat the change as narrowing.
 	PreviousUnreadable bool `json:"previousUnreadable,omitempty"`
-	// RevokeBefore is set on a change that narrows: the user's sessions
-	// issued before it must be denied (broker.RevokeBefore of the time the
-	// write started).
+	// RevokeBefore is set on a change that narrows: the user's new cutoff
+	// (broker.RevokeBefore of the time the write started, or just after the
+	// previous cutoff). Every session the change revokes was issued before
+	// it; those minted from the new item carry its tag.
 	RevokeBefore *time.Time `json:"revokeBefore,omitempty"`
+	// RevokedCutoffTags, on a change that narrows an item that could be
+	// read, are the broker.CutoffTagKey tags of the sessions it revokes:
+	// the tag of the cutoff the item had (and, should the outbox have
+	// dropped earlier narrowings, theirs). Absent on a narrowing whose
+	// previous cutoff is unknown: then every session of the user issued
+	// before RevokeBefore is revoked but those tagged with its own tag.
+	RevokedCutoffTags []string `json:"revokedCutoffTags,omitempty"`
+	// PreviousRevokeBefore is the earliest cutoff whose tag
+	// RevokedCutoffTags lists, absent when that is none (a user never
+	// revoked): sessions minted under still earlier cutoffs were issued
+	// before it.
+	PreviousRevokeBefore *time.Time `json:"previousRevokeBefore,omitempty"`
 }
 
 // Narrows reports whether the change may have taken something away.

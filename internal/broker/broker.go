@@ -152,9 +152,10 @@ type UserPolicy struct {
 	Expires   map[string]time.Time
 	UpdatedAt time.Time
 	// RevokedBefore, when not zero, is the user's latest revocation cutoff
-	// (docs/security.md "Revocation"): the base role denies the user's sessions
-	// issued before it, except those tagged with its CutoffTag, which the
-	// endpoint gives every session it mints from this item.
+	// (docs/security.md "Revocation"): the endpoint tags every session it
+	// mints from this item with its CutoffTag, which the next narrowing of
+	// the user revokes; every session of an earlier cutoff was issued
+	// before it.
 	RevokedBefore time.Time
 }
 

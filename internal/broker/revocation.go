@@ -17,9 +17,12 @@ import (
 // start of its read and the issue time STS gives the session (it discards
 // credentials issued later), so such sessions were issued before
 // S + CommitWindow + IssueWindow, by clocks that differ by at most
-// ClockMargin. Sessions issued before RevokeBefore(S) are therefore denied,
-// unless they carry the cutoff's tag (CutoffTag): only sessions minted from
-// the narrowed item do, so the user's next credentials work at once.
+// ClockMargin: before RevokeBefore(S). The deny itself needs no time: it
+// names the cutoff tag (CutoffTag) of the item the narrowing replaced,
+// which every such session carries and no session minted from the
+// narrowed item does, so the user's next credentials work at once. The
+// time bounds what the tag cannot: a fallback, and a revocation whose
+// previous cutoff is unknown.
 const (
 	// CommitWindow bounds the time from the projector's clock reading to
 	// its write of the narrowed item landing.
@@ -52,13 +55,14 @@ func NextCutoff(prev, want time.Time) time.Time {
 	return prev.UTC().Truncate(time.Millisecond).Add(time.Millisecond)
 }
 
-// The session tags the endpoint sets on every session it mints (docs/security.md
-// "How"). UserTagKey names the user, CutoffTagKey the revocation
-// cutoff of the policy item the session was minted from. The deny list
-// denies, for each revoked user, the sessions that carry the user's tag
-// but not the tag of the user's current cutoff: every session minted before
-// the revocation, and none minted after it. Both are short digests, so
-// that a deny entry costs IAM's policy budget as little as possible.
+// The session tags the endpoint sets on every session it mints
+// (docs/security.md "How"). UserTagKey names the user, CutoffTagKey the
+// revocation cutoff of the policy item the session was minted from. A
+// narrowing from cutoff C to C' revokes the sessions tagged with C's tag:
+// every session minted from the item before it, and none minted from the
+// new one, whose tag no deny names until a later narrowing revokes it.
+// Both are short digests, so that a deny entry costs IAM's policy budget
+// as little as possible.
 const (
 	UserTagKey   = "credbroker:user"
 	CutoffTagKey = "credbroker:cutoff"
@@ -85,4 +89,18 @@ func CutoffTag(userID string, cutoff time.Time) string {
 	}
 	sum := sha256.Sum256([]byte(userID + "\x00" + ms))
 	return hex.EncodeToString(sum[:6])
+}
+
+// IsCutoffTag reports whether s has the shape of a CutoffTag: 12
+// lower-case hex digits.
+func IsCutoffTag(s string) bool {
+	if len(s) != 12 {
+		return false
+	}
+	for i := range len(s) {
+		if !('0' <= s[i] && s[i] <= '9' || 'a' <= s[i] && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -77,11 +77,14 @@ func TestPropertyARemovalRacingARequestLeavesNoSessionWithTheOldPolicy(t *testin
 			commit := started.Add(ms("write latency", 0, broker.CommitWindow))
 			read := commit.Add(-ms("read before the write landed", 1, broker.IssueWindow))
 			stale := read.Add(ms("issue latency", 0, broker.IssueWindow)).Add(stsOff)
-			staleTag := broker.CutoffTag("alice", cutoff)
+			prev, staleTag := cutoff, broker.CutoffTag("alice", cutoff)
 			cutoff = broker.NextCutoff(cutoff, broker.RevokeBefore(started.Add(projectorOff)))
 
+			// The narrowing's event names the cutoff it replaced, as the
+			// projector read it under its claim.
 			var deny []string
-			list, deny, _ = revoke.Apply(list, []revoke.Entry{{UserID: "alice", Before: cutoff}}, commit, revoke.Limits{MaxSession: time.Hour, Budgets: []int{10000}})
+			list, deny, _ = revoke.Apply(list, []revoke.Entry{{UserID: "alice", Before: cutoff, Revoked: []string{staleTag}, Previous: prev}},
+				commit, revoke.Limits{MaxSession: time.Hour, Budgets: []int{10000}})
 			if works(t, deny, "alice", stale, staleTag) {
 				t.Fatalf("narrowing %d: the racing session stamped %v survives the cutoff %v (commit %v)", n+1, stale, cutoff, commit)
 			}

@@ -1,9 +1,12 @@
 package ddbstore
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,10 +19,14 @@ import (
 
 // The deny list is one item of the policy table, beside the policy items:
 //
-//	REVOCATIONS  DENYLIST  version (N), list (S, JSON of revoke.List)
+//	REVOCATIONS  DENYLIST  version (N), listGz (B, gzipped JSON of revoke.List)
 //
-// Scans of the policy table (rebuild, verify) skip it: it has neither of
-// their key shapes.
+// Its JSON takes about 290 bytes an entry, so that DynamoDB's 400 KB item
+// would hold fewer entries than the role's pages; gzipped, an entry takes
+// about 57 (docs/security.md "Size, pages and capacity"). The previous
+// revoker wrote the JSON as is (list, S), which LoadDenyList still reads.
+// Scans of the policy table (rebuild, verify) skip the item: it has
+// neither of their key shapes.
 const (
 	denyListPK = "REVOCATIONS"
 	denyListSK = "DENYLIST"
@@ -46,8 +53,18 @@ func (s *Store) LoadDenyList(ctx context.Context) (revoke.List, error) {
 	if verr != nil || version < 0 {
 		return revoke.List{}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: version attribute %v is not a version", broker.ErrCorruptItem, out.Item["version"]))
 	}
+	doc := []byte(getS(out.Item, "list"))
+	if z, ok := out.Item[listGzAttr].(*types.AttributeValueMemberB); ok {
+		r, err := gzip.NewReader(bytes.NewReader(z.Value))
+		if err == nil {
+			doc, err = io.ReadAll(r)
+		}
+		if err != nil {
+			return revoke.List{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %s: %w", broker.ErrCorruptItem, listGzAttr, err))
+		}
+	}
 	var l revoke.List
-	if err := json.Unmarshal([]byte(getS(out.Item, "list")), &l); err != nil {
+	if err := json.Unmarshal(doc, &l); err != nil {
 		return revoke.List{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %w", broker.ErrCorruptItem, err))
 	}
 	if version != l.Version {
@@ -56,16 +73,26 @@ func (s *Store) LoadDenyList(ctx context.Context) (revoke.List, error) {
 	return l, nil
 }
 
+// listGzAttr holds the gzipped JSON of the list.
+const listGzAttr = "listGz"
+
 // SaveDenyList writes next on condition that the stored version is prev;
-// prev 0 also replaces an item whose version is no number (unreadable).
+// prev 0 also replaces an item whose version is no number (unreadable). A
+// list too large for an item is refused with broker.ErrItemTooLarge in the
+// error's chain, before anything is written.
 func (s *Store) SaveDenyList(ctx context.Context, prev int64, next revoke.List) error {
-	b, err := json.Marshal(next)
-	if err != nil {
+	const op = "save deny list"
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	if err := json.NewEncoder(w).Encode(next); err != nil {
+		return broker.Wrap(broker.Internal, "encode deny list", err)
+	}
+	if err := w.Close(); err != nil {
 		return broker.Wrap(broker.Internal, "encode deny list", err)
 	}
 	item := key(denyListPK, denyListSK)
 	item["version"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(next.Version, 10)}
-	item["list"] = str(string(b))
+	item[listGzAttr] = &types.AttributeValueMemberB{Value: z.Bytes()}
 	if at := next.Fallback(); !at.IsZero() {
 		// The fallbacks' cutoff on its own, for the endpoint's cheap read
 		// (fallback.go): a resources' fallback counts too, since the
@@ -80,6 +107,12 @@ func (s *Store) SaveDenyList(ctx context.Context, prev int64, next revoke.List) 
 		in.ConditionExpression = aws.String("version = :v")
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(prev, 10)}}
 	}
-	_, err = s.Client.PutItem(ctx, in)
-	return classify("save deny list", err)
+	if n := itemSize(item); n > maxItemBytes {
+		return broker.Wrap(broker.Invalid, op, fmt.Errorf("%w: %d bytes", broker.ErrItemTooLarge, n))
+	}
+	_, err := s.Client.PutItem(ctx, in)
+	if isItemSizeError(err) {
+		return broker.Wrap(broker.Invalid, op, fmt.Errorf("%w: %w", broker.ErrItemTooLarge, err))
+	}
+	return classify(op, err)
 }

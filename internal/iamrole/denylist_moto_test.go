@@ -76,7 +76,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 					t.Fatal(err)
 				}
 				cuts[u] = cut
-				if _, err := svc.Revoke(ctx, revoke.Request{Entries: []revoke.Entry{{UserID: u, Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{u + "-change"}}); err != nil {
+				if _, err := svc.Revoke(ctx, revoke.Request{Entries: []revoke.Entry{{UserID: u, Before: cut, Revoked: []string{broker.CutoffTag(u, time.Time{})}}}, Reason: broker.ReasonNarrowed, Causes: []string{u + "-change"}}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -86,7 +86,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 			}
 
 			carol := broker.RevokeBefore(now.Add(3 * time.Second))
-			if _, err := svc.Revoke(ctx, revoke.Request{Entries: []revoke.Entry{{UserID: "carol", Before: carol}}, Reason: broker.ReasonNarrowed, Causes: []string{"carol-change"}}); err != nil {
+			if _, err := svc.Revoke(ctx, revoke.Request{Entries: []revoke.Entry{{UserID: "carol", Before: carol, Revoked: []string{broker.CutoffTag("carol", time.Time{})}}}, Reason: broker.ReasonNarrowed, Causes: []string{"carol-change"}}); err != nil {
 				t.Fatal(err)
 			}
 			doc, err := role.Current(ctx, 0)
@@ -111,8 +111,8 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 				}
 			}
 			l, err := store.LoadDenyList(ctx)
-			if err != nil || len(l.Users) != 3 {
-				t.Errorf("stored list after the recovery: %d users (%v)", len(l.Users), err)
+			if err != nil || len(l.Revoked) != 3 {
+				t.Errorf("stored list after the recovery: %d revoked tags (%v)", len(l.Revoked), err)
 			}
 			out, err := tables.DDB.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(tables.Policy), Key: denyKey})
 			if err != nil || out.Item["version"] == nil {

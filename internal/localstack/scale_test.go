@@ -284,8 +284,8 @@ func TestRevocationAtOrganisationScale(t *testing.T) {
 
 	// Figures.
 	inline, managed := revocationPages(t, st)
-	t.Logf("deny list: %d users, version %d, generation %d; pages on the base role: inline (%d characters), managed %d",
-		len(list.Users), list.Version, list.Generation, inline, managed)
+	t.Logf("deny list: %d users (%d revoked tags, %d entries by time), version %d, generation %d; pages on the base role: inline (%d characters), managed %d",
+		list.UsersListed(), len(list.Revoked), len(list.Users), list.Version, list.Generation, inline, managed)
 	t.Logf("revoker runs (reads of page 0) %d; IAM writes %d: %v", calls.runs()-runsBefore, sumCounts(calls.writes())-sumCounts(writesBefore), diffCounts(calls.writes(), writesBefore))
 	t.Logf("CredentialsRevoked events %d", announced.count())
 	t.Logf("polls %d, mean poll %v", polls, (pollTime / time.Duration(max(polls, 1))).Round(time.Millisecond))

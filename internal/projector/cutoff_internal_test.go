@@ -1,8 +1,11 @@
 package projector
 
 import (
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
 )
@@ -42,4 +45,68 @@ func TestANarrowingsCutoffIsLaterThanAnyTheUserMayHave(t *testing.T) {
 func withCutoff(p broker.UserPolicy, c time.Time) broker.UserPolicy {
 	p.RevokedBefore = c
 	return p
+}
+
+// A narrowing dropped from a full outbox hands what it revoked to the
+// newest event kept: every tag, the latest cutoff and the earliest
+// previous one; should one of them not know its previous cutoff, the
+// merged event knows none, and the revoker denies by time.
+func TestTheNewestEventKeptCarriesWhatTheDroppedNarrowingsRevoked(t *testing.T) {
+	c1 := time.Date(2026, 11, 30, 12, 0, 4, 0, time.UTC)
+	c2, c3 := c1.Add(time.Minute), c1.Add(2*time.Minute)
+	tag := func(c time.Time) string { return broker.CutoffTag("alice", c) }
+	narrowing := func(prev, next time.Time, known bool) broker.PolicyChangedDetail {
+		d := broker.PolicyChangedDetail{UserID: "alice", RevokeBefore: &next}
+		if known {
+			d.RevokedCutoffTags = []string{tag(prev)}
+			if !prev.IsZero() {
+				d.PreviousRevokeBefore = &prev
+			}
+		}
+		return d
+	}
+	addition := broker.PolicyChangedDetail{UserID: "alice"}
+	for _, tc := range []struct {
+		name     string
+		kept     broker.PolicyChangedDetail
+		dropped  []broker.PolicyChangedDetail
+		wantTags []string
+		wantPrev time.Time
+	}{
+		{"an addition kept carries the narrowings dropped, back to none", addition,
+			[]broker.PolicyChangedDetail{narrowing(time.Time{}, c1, true), narrowing(c1, c2, true)}, sortedTags(tag(time.Time{}), tag(c1)), time.Time{}},
+		{"a narrowing kept adds the dropped ones' tags and their earliest previous cutoff", narrowing(c2, c3, true),
+			[]broker.PolicyChangedDetail{narrowing(c1, c2, true)}, sortedTags(tag(c1), tag(c2)), c1},
+		{"a dropped narrowing of unknown previous cutoff makes the merged one unknown", narrowing(c2, c3, true),
+			[]broker.PolicyChangedDetail{narrowing(c1, c2, false)}, nil, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := carryNarrowings(tc.kept, tc.dropped)
+			if got.RevokeBefore == nil || !got.RevokeBefore.Equal(latestOf(tc.kept, tc.dropped)) {
+				t.Errorf("revokeBefore %v", got.RevokeBefore)
+			}
+			var prev time.Time
+			if got.PreviousRevokeBefore != nil {
+				prev = *got.PreviousRevokeBefore
+			}
+			if diff := cmp.Diff(tc.wantTags, got.RevokedCutoffTags); diff != "" || !prev.Equal(tc.wantPrev) {
+				t.Errorf("tags (-want +got):\n%s\nprevious %v, want %v", diff, prev, tc.wantPrev)
+			}
+		})
+	}
+}
+
+func sortedTags(tags ...string) []string {
+	slices.Sort(tags)
+	return tags
+}
+
+func latestOf(kept broker.PolicyChangedDetail, dropped []broker.PolicyChangedDetail) time.Time {
+	var at time.Time
+	for _, d := range append([]broker.PolicyChangedDetail{kept}, dropped...) {
+		if d.RevokeBefore != nil && d.RevokeBefore.After(at) {
+			at = *d.RevokeBefore
+		}
+	}
+	return at
 }

@@ -436,7 +436,7 @@ func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, narr
 		return broker.PolicyChangedDetail{}, false
 	}
 	added, removed := diff(prev.Grants, next.Grants)
-	return broker.PolicyChangedDetail{
+	d := broker.PolicyChangedDetail{
 		SchemaVersion:      broker.AuditSchemaVersion,
 		ChangeID:           fmt.Sprintf("%s/%s/%d", claim.UserID, next.Version, claim.Ticket),
 		UserID:             claim.UserID,
@@ -451,7 +451,18 @@ func (p *Projector) changeEvent(claim broker.Claim, next broker.UserPolicy, narr
 		ChangedAt:          next.UpdatedAt,
 		PreviousUnreadable: claim.Corrupt != "",
 		RevokeBefore:       narrowingCutoff(next, narrowing),
-	}, true
+	}
+	if d.RevokeBefore != nil && claim.Corrupt == "" {
+		// The claim read the item this commit replaces: the sessions
+		// minted from it carry its cutoff's tag, and no session minted
+		// from next does (docs/security.md "How").
+		d.RevokedCutoffTags = []string{broker.CutoffTag(claim.UserID, prev.RevokedBefore)}
+		if !prev.RevokedBefore.IsZero() {
+			t := prev.RevokedBefore.UTC()
+			d.PreviousRevokeBefore = &t
+		}
+	}
+	return d, true
 }
 
 // Bounds of the outbox kept in a policy item while the bus is unreachable:
@@ -475,21 +486,54 @@ func (p *Projector) boundOutbox(userID string, outbox []broker.PolicyChangedDeta
 		total += n
 		keep--
 	}
-	var revoke *time.Time
+	var dropped []broker.PolicyChangedDetail
 	for _, d := range outbox[:keep] {
 		p.logger().Error("audit bus unreachable too long: PolicyChanged dropped from outbox",
 			"userId", userID, "changeId", d.ChangeID, "policyVersion", d.PolicyVersion, "added", d.AddedCount, "removed", d.RemovedCount)
-		if d.RevokeBefore != nil && (revoke == nil || d.RevokeBefore.After(*revoke)) {
-			revoke = d.RevokeBefore
+		if d.RevokeBefore != nil {
+			dropped = append(dropped, d)
 		}
 	}
 	kept := slices.Clone(outbox[keep:])
 	// A dropped narrowing must still reach the revoker: the newest event
-	// kept carries its cutoff (the item's cutoff is at least as late).
-	if newest := &kept[len(kept)-1]; revoke != nil && (newest.RevokeBefore == nil || newest.RevokeBefore.Before(*revoke)) {
-		newest.RevokeBefore = revoke
+	// kept carries its cutoff (the item's cutoff is at least as late) and
+	// the tags it revoked.
+	if len(dropped) > 0 {
+		kept[len(kept)-1] = carryNarrowings(kept[len(kept)-1], dropped)
 	}
 	return kept
+}
+
+// carryNarrowings makes d revoke what the narrowings dropped revoked too:
+// the latest cutoff, every tag, and the earliest previous cutoff. Should
+// any of them not know its previous cutoff, d does not either: the revoker
+// then revokes every session of the user issued before the cutoff.
+func carryNarrowings(d broker.PolicyChangedDetail, dropped []broker.PolicyChangedDetail) broker.PolicyChangedDetail {
+	known := d.RevokeBefore == nil || len(d.RevokedCutoffTags) > 0
+	tags := slices.Clone(d.RevokedCutoffTags)
+	previous, none := d.PreviousRevokeBefore, d.RevokeBefore != nil && d.PreviousRevokeBefore == nil
+	for _, n := range dropped {
+		if d.RevokeBefore == nil || d.RevokeBefore.Before(*n.RevokeBefore) {
+			d.RevokeBefore = n.RevokeBefore
+		}
+		known = known && len(n.RevokedCutoffTags) > 0
+		tags = append(tags, n.RevokedCutoffTags...)
+		switch {
+		case n.PreviousRevokeBefore == nil:
+			none = true
+		case previous == nil || n.PreviousRevokeBefore.Before(*previous):
+			previous = n.PreviousRevokeBefore
+		}
+	}
+	d.RevokedCutoffTags, d.PreviousRevokeBefore = nil, nil
+	if known {
+		slices.Sort(tags)
+		d.RevokedCutoffTags = slices.Compact(tags)
+		if !none {
+			d.PreviousRevokeBefore = previous
+		}
+	}
+	return d
 }
 
 // shrinkEvent cuts an event's lists (the longest first) until its JSON is

@@ -2,6 +2,7 @@ package projector_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,8 +10,10 @@ import (
 )
 
 // A change that takes something away moves the user's cutoff to
-// RevokeBefore of the projector's clock and says so in its event; one that
-// only adds keeps the cutoff and revokes nothing (docs/security.md "Revocation").
+// RevokeBefore of the projector's clock and says so in its event, with the
+// tag and the time of the cutoff it replaced (the revoker denies the
+// sessions of that tag); one that only adds keeps the cutoff and revokes
+// nothing (docs/security.md "Revocation").
 func TestANarrowingMovesTheCutoffAndAnAdditionDoesNot(t *testing.T) {
 	f := newFixture(t)
 	now := time.Date(2026, 11, 30, 12, 0, 0, 300_000_000, time.UTC)
@@ -42,6 +45,7 @@ func TestANarrowingMovesTheCutoffAndAnAdditionDoesNot(t *testing.T) {
 		if resp := f.deliver(f.streamRecords()[n:]); len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("%s: batch failures %v", step.name, seqs(resp))
 		}
+		prev := want
 		if step.narrow {
 			want = broker.RevokeBefore(now)
 		}
@@ -52,12 +56,25 @@ func TestANarrowingMovesTheCutoffAndAnAdditionDoesNot(t *testing.T) {
 		if len(changes) != 1 {
 			t.Fatalf("%s: %d PolicyChanged events, want 1", step.name, len(changes))
 		}
-		got := changes[0].Detail.(broker.PolicyChangedDetail).RevokeBefore
+		d := changes[0].Detail.(broker.PolicyChangedDetail)
+		got := d.RevokeBefore
 		switch {
 		case step.narrow && (got == nil || !got.Equal(want)):
 			t.Errorf("%s: event revokeBefore %v, want %v", step.name, got, want)
 		case !step.narrow && got != nil:
 			t.Errorf("%s: event revokeBefore %v, want none", step.name, *got)
+		}
+		var wantTags []string
+		var wantPrev *time.Time
+		if step.narrow {
+			wantTags = []string{broker.CutoffTag("alice", prev)}
+			if !prev.IsZero() {
+				wantPrev = &prev
+			}
+		}
+		if !slices.Equal(d.RevokedCutoffTags, wantTags) || (d.PreviousRevokeBefore == nil) != (wantPrev == nil) ||
+			(wantPrev != nil && !d.PreviousRevokeBefore.Equal(*wantPrev)) {
+			t.Errorf("%s: event revokes tags %v after %v, want %v after %v", step.name, d.RevokedCutoffTags, d.PreviousRevokeBefore, wantTags, wantPrev)
 		}
 	}
 }
@@ -185,7 +202,7 @@ func TestAWideningRevokesNothing(t *testing.T) {
 
 // While the bus is down the outbox keeps only the newest events. A
 // narrowing pushed out by later additions must still reach the revoker:
-// the newest kept event carries its cutoff.
+// the newest kept event carries its cutoff and the tag it revoked.
 func TestANarrowingDroppedFromAFullOutboxStillRevokes(t *testing.T) {
 	f := newFixture(t)
 	f.proj.MaxOutbox = 2
@@ -214,12 +231,16 @@ func TestANarrowingDroppedFromAFullOutboxStillRevokes(t *testing.T) {
 	f.audit.Fail = nil
 	f.deliver(f.streamRecords()[n:])
 	var got *time.Time
+	var tags []string
 	for _, ev := range f.audit.Of(broker.DetailPolicyChanged) {
 		if d := ev.Detail.(broker.PolicyChangedDetail); d.RevokeBefore != nil {
-			got = d.RevokeBefore
+			got, tags = d.RevokeBefore, d.RevokedCutoffTags
 		}
 	}
 	if got == nil || !got.Equal(cutoff) {
 		t.Errorf("revokeBefore sent to the bus: %v, want the narrowing's %v", got, cutoff)
+	}
+	if want := []string{broker.CutoffTag("alice", time.Time{})}; !slices.Equal(tags, want) {
+		t.Errorf("revoked tags sent to the bus: %v, want the narrowing's %v", tags, want)
 	}
 }

@@ -30,7 +30,9 @@ func simulate(lim revoke.Limits, seconds int, arrivals func(second int) []string
 		now := t0.Add(time.Duration(s) * time.Second)
 		var add []revoke.Entry
 		for _, u := range arrivals(s) {
-			add = append(add, revoke.Entry{UserID: u, Before: now.Add(4 * time.Second), Reason: "narrowed", Causes: []string{u}})
+			e := narrowed(u, time.Time{}, now.Add(4*time.Second))
+			e.Reason = "narrowed"
+			add = append(add, e)
 		}
 		if len(add) == 0 && s%300 != 0 {
 			continue
@@ -44,7 +46,7 @@ func simulate(lim revoke.Limits, seconds int, arrivals func(second int) []string
 		if ch.FellBack {
 			r.fallbacks++
 		}
-		r.peakEntries = max(r.peakEntries, len(l.Users))
+		r.peakEntries = max(r.peakEntries, len(l.Revoked)+len(l.Users))
 		used := 0
 		for _, p := range pages {
 			if p != "" {
@@ -132,5 +134,18 @@ func TestScaleTargetsHold(t *testing.T) {
 	})
 	if bulk.fallbacks != 0 || bulk.pageWrites > bulk.peakPages || bulk.batches != 1 {
 		t.Errorf("1,000 members narrowed at once: %+v; want no fallback and each page written once", bulk)
+	}
+	// Both at once: the bulk change lands on a list at its steady size.
+	both := simulate(revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 18*60, func(s int) []string {
+		users := []string{fmt.Sprintf("churn-%06d", s)}
+		if s == 17*60 {
+			for i := range 1000 {
+				users = append(users, user(i))
+			}
+		}
+		return users
+	})
+	if both.fallbacks != 0 || both.peakEntries < 1960 {
+		t.Errorf("1,000 members narrowed at once during the churn: %+v; want ~1,960 entries and no fallback", both)
 	}
 }

@@ -52,6 +52,12 @@ func TestTheRevokersSampleEventsAreUnderstood(t *testing.T) {
 		if len(ev) != 1 || ev[0].UserIDs[0] != "3f8e2a5c-0b6d-4c1e-9a7f-2b8c4d6e8f01" || ev[0].Reason != broker.ReasonNarrowed {
 			t.Errorf("announced %+v", ev)
 		}
+		// The sample user was never revoked before: the sessions of "no
+		// cutoff" are the ones revoked.
+		l, _ := w.store.LoadDenyList(context.Background())
+		if _, ok := l.Revoked[broker.CutoffTag("3f8e2a5c-0b6d-4c1e-9a7f-2b8c4d6e8f01", time.Time{})]; !ok || len(l.Users) != 0 {
+			t.Errorf("deny list %+v, want the user's first cutoff's tag revoked", l)
+		}
 	})
 	for name, want := range map[string]string{"revoke.json": broker.ReasonOperator, "prune.json": broker.ReasonOperator} {
 		t.Run(name+" is an operator's or the schedule's call", func(t *testing.T) {

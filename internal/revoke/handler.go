@@ -20,7 +20,8 @@ import (
 // Handler serves the revoker function. Its payload is one of:
 //
 //   - an EventBridge event from the audit bus's rule: a PolicyChanged whose
-//     change narrows (it carries revokeBefore); other events are ignored;
+//     change narrows (it carries revokeBefore, and, when the projector read
+//     the item it replaced, revokedCutoffTags); other events are ignored;
 //   - {"action":"revoke","userId":"<sub>","requestId":"<id>"}: an operator
 //     revokes every current session of one user;
 //   - {"action":"prune"}: the schedule's call, which removes expired entries.
@@ -234,13 +235,24 @@ func (h *Handler) decodeBusEvent(payload json.RawMessage) (*Request, error) {
 		return nil, broker.Errorf(broker.Invalid, op, "PolicyChanged of an invalid user: %s", broker.MessageOf(err))
 	}
 	entry := Entry{UserID: d.UserID, Before: *d.RevokeBefore, Resources: h.removed(d)}
+	if !slices.ContainsFunc(d.RevokedCutoffTags, func(tag string) bool { return !broker.IsCutoffTag(tag) }) {
+		entry.Revoked = slices.Clone(d.RevokedCutoffTags)
+		if d.PreviousRevokeBefore != nil {
+			entry.Previous = *d.PreviousRevokeBefore
+		}
+	} else {
+		// Not what the projector sends: deny as for a narrowing whose
+		// previous cutoff is unknown, which spares only the new cutoff.
+		h.logger().Error("narrowing names revoked cutoff tags of the wrong shape: revoking every session of the user issued before its cutoff",
+			"userId", d.UserID, "changeId", d.ChangeID, "revokedCutoffTags", d.RevokedCutoffTags)
+	}
 	if now := h.now(); d.RevokeBefore.After(now.Add(MaxAhead)) {
 		// The projector's clock ran ahead (or the event is forged: the
 		// template lets only the projector put it). Refusing would leave
-		// the user's old sessions alive. The deny needs the cutoff only
-		// for its tag, which the sessions minted from the narrowed item
-		// carry; Apply keeps the entry, and any fallback it joins, to our
-		// own clock (Clamp), so that neither outlives what it must stop.
+		// the user's old sessions alive. The deny of the revoked tags
+		// needs no time; Apply keeps the entry, any time it denies by,
+		// and any fallback it joins, to our own clock (clamp), so that
+		// none outlives what it must stop.
 		h.count(MetricClamped)
 		h.logger().Error("narrowing's cutoff lies too far ahead of the revoker's clock (is the projector's clock off?): its entry is kept to the revoker's clock",
 			"userId", d.UserID, "changeId", d.ChangeID, "revokeBefore", d.RevokeBefore.UTC(), "maxAhead", MaxAhead)

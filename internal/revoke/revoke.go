@@ -6,22 +6,25 @@
 // AWS evaluates the base role's policies on every request a session makes.
 // Every session carries two tags (broker.UserTagKey, broker.CutoffTagKey):
 // its user's, and the cutoff of the policy item it was minted from. A
-// revocation gives the user a new cutoff, so a Deny of the sessions that
-// carry the user's tag but not the new cutoff's stops exactly the user's
-// sessions minted before it, for every action, within IAM's propagation
-// delay; the sessions minted after it carry the new tag and work at once.
-// No time enters that deny: an entry costs two short tags. Entries leave
-// once no session they can match is alive. The list spreads over pages:
-// page 0 is the role's inline policy, the others customer managed policies
-// attached to the role (Limits.Budgets). When it no longer fits them all,
-// it falls back to one cutoff for everyone: all sessions issued before it
-// are denied and every client fetches again.
+// narrowing moves the user's item from cutoff C to C', so a Deny of the
+// sessions tagged with C's tag stops exactly the sessions minted from the
+// item before it, for every action, within IAM's propagation delay; the
+// sessions minted from the new item carry C”s tag, which no entry names
+// until a later narrowing revokes it, so they work at once, whenever the
+// revoker gets to the narrowing. No time enters that deny: an entry costs
+// one short tag. A revocation whose previous cutoff is unknown (an
+// operator's, a narrowing of an unreadable item) denies instead the user's
+// sessions issued before a time but those tagged with the user's latest
+// cutoff. Entries leave once no session they can match is alive. The list
+// spreads over pages: page 0 is the role's inline policy, the others
+// customer managed policies attached to the role (Limits.Budgets). When it
+// no longer fits them all, it falls back to denying every session issued
+// before a time, what the revocations took away or everything.
 package revoke
 
 import (
 	"cmp"
 	"encoding/json"
-	"fmt"
 	"hash/fnv"
 	"maps"
 	"slices"
@@ -40,14 +43,22 @@ type List struct {
 	// inline page carries it, so that a run can tell from that page alone
 	// that the list it loaded is older than what the role enforces.
 	Generation int64 `json:"generation,omitempty"`
-	// Users maps a user to the cutoff of that user's sessions.
+	// Revoked maps a revoked cutoff tag (broker.CutoffTag) to its entry:
+	// every session that carries the tag is denied, whenever issued.
+	Revoked map[string]Cutoff `json:"revoked,omitempty"`
+	// Users maps a user to an entry that denies the user's sessions issued
+	// before its IssuedBefore, but those tagged with its Before's tag (the
+	// user's latest cutoff known): for revocations whose previous cutoff
+	// is unknown, and for the sessions of cutoffs older than a narrowing's
+	// previous one while the list has not seen them revoked (Apply). A key
+	// "#" and a user's tag is an entry put back from the role's pages.
 	Users map[string]Cutoff `json:"users,omitempty"`
 	// All, when its Before is not zero, denies every session issued before
-	// it, whoever its user: the fallback for users that do not fit and
+	// it, whoever its user: the fallback for entries that do not fit and
 	// whose revocations name no resources.
 	All Cutoff `json:"all,omitzero"`
 	// Resource maps an S3 resource (an ARN pattern) to a cutoff that
-	// denies it to every session issued before: the fallback for users
+	// denies it to every session issued before: the fallback for entries
 	// that do not fit and whose revocations name what they took away.
 	Resource map[string]Cutoff `json:"resource,omitempty"`
 	// Unannounced are the revocations saved but not yet announced by a
@@ -59,10 +70,14 @@ type List struct {
 
 // Notice is a revocation to announce.
 type Notice struct {
-	UserID string    `json:"userId"`
+	UserID string `json:"userId"`
+	// Before bounds the issue times of the sessions it revokes.
 	Before time.Time `json:"before"`
 	Reason string    `json:"reason"`
 	Causes []string  `json:"causes,omitempty"`
+	// Tags are the cutoff tags it revoked; none for a revocation whose
+	// previous cutoff was unknown (an entry of List.Users).
+	Tags []string `json:"tags,omitempty"`
 	// Resources are what the revocation took away, when it can name it.
 	Resources []string `json:"resources,omitempty"`
 	// Version is the version of the list that first held it: it is
@@ -77,15 +92,25 @@ type Notice struct {
 // stops a revoker run after 60 s) before any run announces it.
 const OrphanAge = 2 * time.Minute
 
-// Cutoff is a user's entry: it denies the user's sessions not tagged with
-// the broker.CutoffTag of Before (Before in milliseconds). The fallback's
-// (List.All) denies every session issued before Before, rounded up to the
-// second. Either may go after Until, when every session it can match has
-// expired by the session duration of whoever added it (so that a revoker
-// configured with shorter sessions cannot prune it early).
+// Cutoff is an entry of the list. Any may go after Until, when every
+// session it can match has expired by the session duration of whoever
+// added it (so that a revoker configured with shorter sessions cannot
+// prune it early).
 type Cutoff struct {
+	// Before is, for an entry of List.Revoked, the cutoff of the narrowing
+	// that revoked the tag (zero when put back from the role's pages):
+	// every session that carries the tag was issued before it. For an
+	// entry of List.Users, the user's latest cutoff known, to the
+	// millisecond: the entry spares the sessions tagged with it. For a
+	// fallback, the time before which sessions are denied, rounded up to
+	// the second.
 	Before time.Time `json:"before"`
-	Until  time.Time `json:"until"`
+	// IssuedBefore is, for an entry of List.Users, the time before which
+	// the user's sessions are denied, rounded up to the second. An entry
+	// of the revoker before the revoked tags has none: it denied every
+	// session of the user not tagged with Before's tag (Apply bounds it).
+	IssuedBefore time.Time `json:"issuedBefore,omitzero"`
+	Until        time.Time `json:"until"`
 	// Causes name the revocations it enforces (changeIds, operators'
 	// request ids): a request delivered again whose causes are all here
 	// was noted already, and is not announced twice.
@@ -94,12 +119,15 @@ type Cutoff struct {
 	// the fallback). An entry stays on its page, so that a change rewrites
 	// only the pages it touches.
 	Page int `json:"page,omitempty"`
-	// Tag, when set, is the cutoff tag the entry spares: for an entry put
-	// back from the role's policy whose user is unknown (its key is then
-	// "#" and the user's tag).
+	// User is, for an entry of List.Revoked, the user whose tag it is (""
+	// when put back from the role's pages).
+	User string `json:"user,omitempty"`
+	// Tag, when set, is the cutoff tag an entry of List.Users spares: for
+	// an entry put back from the role's pages whose user is unknown (its
+	// key is then "#" and the user's tag).
 	Tag string `json:"tag,omitempty"`
-	// Resources are what the user's revocations took away (S3 ARN
-	// patterns), unless Unnamed: one of them could not name it.
+	// Resources are what the revocations took away (S3 ARN patterns),
+	// unless Unnamed: one of them could not name it.
 	Resources []string `json:"resources,omitempty"`
 	Unnamed   bool     `json:"unnamed,omitempty"`
 }
@@ -109,8 +137,8 @@ type Cutoff struct {
 func (c Cutoff) widen(d Cutoff) Cutoff {
 	causes := slices.Concat(c.Causes, d.Causes)
 	slices.Sort(causes)
-	w := Cutoff{Before: latest(c.Before, d.Before), Until: latest(c.Until, d.Until), Causes: slices.Clip(slices.Compact(causes)), Page: c.Page, Tag: c.Tag,
-		Unnamed: c.Unnamed || d.Unnamed}
+	w := Cutoff{Before: latest(c.Before, d.Before), IssuedBefore: laterBound(c.IssuedBefore, d.IssuedBefore), Until: latest(c.Until, d.Until),
+		Causes: slices.Clip(slices.Compact(causes)), Page: c.Page, User: cmp.Or(c.User, d.User), Tag: c.Tag, Unnamed: c.Unnamed || d.Unnamed}
 	if d.Before.After(c.Before) {
 		w.Tag = d.Tag
 	}
@@ -122,10 +150,20 @@ func (c Cutoff) widen(d Cutoff) Cutoff {
 	return w
 }
 
+// laterBound is the later of two IssuedBefore bounds; zero (an entry of
+// the previous format, unbounded) is later than any.
+func laterBound(a, b time.Time) time.Time {
+	if a.IsZero() || b.IsZero() {
+		return time.Time{}
+	}
+	return latest(a, b)
+}
+
 // rawPrefix marks the key of an entry whose user is known only by tag.
 const rawPrefix = "#"
 
-// tags returns the user's tag and the cutoff tag an entry spares.
+// tags returns the user's tag and the cutoff tag an entry of List.Users
+// spares.
 func tags(key string, c Cutoff) (user, cutoff string) {
 	if u, raw := strings.CutPrefix(key, rawPrefix); raw {
 		return u, c.Tag
@@ -143,16 +181,35 @@ func (c Cutoff) enforces(causes []string) bool {
 	return len(causes) > 0
 }
 
-// Entry asks that the user's sessions minted before Before be denied.
-// Reason and Causes are what its announcement says; Resources, when the
-// revocation can name them, what it took away (S3 ARN patterns): should
-// the list overflow, those resources alone are denied to everyone.
+// Entry asks that sessions of the user minted before Before, the user's
+// new cutoff, be denied. Reason and Causes are what its announcement says;
+// Resources, when the revocation can name them, what it took away (S3 ARN
+// patterns): should the list overflow, those resources alone are denied
+// to everyone.
 type Entry struct {
-	UserID    string
-	Before    time.Time
-	Reason    string
-	Causes    []string
-	Resources []string
+	UserID string
+	Before time.Time
+	// Revoked, when the revocation knows them, are the cutoff tags of the
+	// sessions it revokes (a narrowing: the tag of the cutoff the item
+	// had), and Previous the earliest of those cutoffs (zero for none):
+	// every session of an earlier cutoff was issued before it. Without
+	// Revoked, every session of the user issued before IssuedBefore (or
+	// Before, if later) is denied but those tagged with Before's tag.
+	Revoked      []string
+	Previous     time.Time
+	IssuedBefore time.Time
+	Reason       string
+	Causes       []string
+	Resources    []string
+}
+
+// bound is the time before which every session the entry revokes was
+// issued.
+func (e Entry) bound() time.Time {
+	if len(e.Revoked) > 0 {
+		return e.Before
+	}
+	return latest(e.Before, e.IssuedBefore)
 }
 
 // Limits bound the list.
@@ -169,25 +226,23 @@ type Limits struct {
 	Budgets []int
 }
 
-// Capacity is how many entries fit pages of the budgets, besides the
-// fallback: the figure docs/security.md "Size, pages and capacity" quotes.
+// Capacity is how many revoked tags (one per narrowing) fit pages of the
+// budgets, besides the fallback: the figure docs/security.md "Size, pages
+// and capacity" quotes.
 func Capacity(budgets []int) int {
 	n := 0
 	for i, b := range budgets {
-		if i == 0 {
-			b -= fallbackReserve
-		}
-		n += max(b-pageBase(i), 0) / entryCost
+		n += max(b-pageBase(i)-revokedStmtCost, 0) / tagCost
 	}
 	return n
 }
 
 // Change is what Apply did.
 type Change struct {
-	// Added are the entries now in force, by cutoff.
+	// Added are the entries now in force that were not before.
 	Added []Entry
-	// FellBack is set when some users did not fit and All took their
-	// place.
+	// FellBack is set when some entries did not fit and a fallback took
+	// their place.
 	FellBack bool
 	// Pages lists the pages whose document changed.
 	Pages []int
@@ -195,54 +250,107 @@ type Change struct {
 	Pruned int
 	// Noted counts the notices added.
 	Noted int
+	// Covered counts the narrowings whose previous cutoff the list did not
+	// know, for which it denies the user's sessions issued before it.
+	Covered int
 }
 
-// Apply adds entries to l (a later cutoff for a user replaces an earlier
-// one, never the reverse), prunes the expired ones at now, puts each new
-// entry on the first page with room, and falls back to All for those that
-// fit none. It returns the new list (its version one higher), its pages'
+// ref names an entry: of List.Users when user is set, else of List.Revoked.
+type ref struct {
+	user bool
+	key  string
+}
+
+func (l *List) entry(r ref) Cutoff {
+	if r.user {
+		return l.Users[r.key]
+	}
+	return l.Revoked[r.key]
+}
+
+func (l *List) set(r ref, c Cutoff) {
+	if r.user {
+		l.Users[r.key] = c
+	} else {
+		l.Revoked[r.key] = c
+	}
+}
+
+func (l *List) remove(r ref) {
+	if r.user {
+		delete(l.Users, r.key)
+	} else {
+		delete(l.Revoked, r.key)
+	}
+}
+
+// refs lists every entry.
+func (l *List) refs() []ref {
+	out := make([]ref, 0, len(l.Revoked)+len(l.Users))
+	for k := range l.Revoked {
+		out = append(out, ref{key: k})
+	}
+	for k := range l.Users {
+		out = append(out, ref{user: true, key: k})
+	}
+	return out
+}
+
+// empty reports whether the list denies nothing.
+func (l List) empty() bool {
+	return len(l.Revoked) == 0 && len(l.Users) == 0 && l.All.Before.IsZero() && len(l.Resource) == 0
+}
+
+// Apply adds entries to l, prunes the expired ones at now, puts each new
+// entry on the first page with room, and falls back for those that fit
+// none. It returns the new list (its version one higher), its pages'
 // documents (len(lim.Budgets) of them; "" for a page that denies nothing),
 // and what changed.
+//
+// A narrowing's entry revokes the tags it names. The sessions of still
+// earlier cutoffs were revoked by the user's earlier narrowings, which the
+// list knows when one of them brought the user to the narrowing's previous
+// cutoff; when none did (it is delayed, or was lost), the user's entry in
+// List.Users denies them by issue time until those narrowings arrive. That
+// entry, like every entry of List.Users, spares the latest cutoff the list
+// knows of the user, so that it denies no session minted from a newer item.
 func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Change) {
 	pages := max(len(lim.Budgets), 1)
 	before := l.fingerprints(pages)
-	next := List{Version: l.Version + 1, Generation: l.Generation, Users: maps.Clone(l.Users), All: l.All, Resource: maps.Clone(l.Resource), Unannounced: slices.Clone(l.Unannounced)}
+	next := List{Version: l.Version + 1, Generation: l.Generation, Revoked: maps.Clone(l.Revoked), Users: maps.Clone(l.Users),
+		All: l.All, Resource: maps.Clone(l.Resource), Unannounced: slices.Clone(l.Unannounced)}
+	if next.Revoked == nil {
+		next.Revoked = map[string]Cutoff{}
+	}
 	if next.Users == nil {
 		next.Users = map[string]Cutoff{}
 	}
-	life := lim.MaxSession + lim.Margin // of the entries this call adds
-	var ch Change
-	placed := map[string]bool{}
-	for u := range next.Users {
-		placed[u] = next.Users[u].Page < pages
-	}
-	for _, e := range add {
-		e.Before = e.Before.UTC().Truncate(time.Millisecond) // as the policy item keeps it
-		c := Cutoff{Before: e.Before, Until: clamp(e.Before, now).Add(life), Causes: e.Causes, Resources: e.Resources, Unnamed: len(e.Resources) == 0}
-		cur, listed := next.Users[e.UserID]
-		var noted bool
-		switch {
-		case listed && !c.Before.After(cur.Before):
-			noted = cur.enforces(e.Causes)
-			next.Users[e.UserID] = cur.widen(c)
-		case !c.Before.After(next.All.Before) && !listed:
-			// The fallback covers every session the entry would deny that
-			// can still be alive; it must last as long.
-			noted = next.All.enforces(e.Causes)
-			next.All = next.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
-		default:
-			next.Users[e.UserID] = cur.widen(c)
-			placed[e.UserID] = listed && placed[e.UserID]
-			ch.Added = append(ch.Added, e)
-		}
-		if !noted {
-			next.Unannounced = append(next.Unannounced, Notice{UserID: e.UserID, Before: e.Before, Reason: e.Reason, Causes: e.Causes, Resources: e.Resources, Version: next.Version, Noted: now})
-			ch.Noted++
+	for k, c := range next.Users {
+		if c.IssuedBefore.IsZero() {
+			// An entry of the previous format denied the sessions not
+			// tagged with its cutoff, whenever issued. Every session it
+			// must deny was minted from an item read before the list was
+			// saved, so before now: the bound of a revocation now holds.
+			c.IssuedBefore = broker.RevokeBefore(now)
+			next.Users[k] = c
 		}
 	}
-	for u, c := range next.Users {
-		if now.After(c.Until) {
-			delete(next.Users, u)
+	a := applier{l: &next, now: now, life: lim.MaxSession + lim.Margin, placed: map[ref]bool{}, latest: next.latestCutoffs()}
+	for _, r := range next.refs() {
+		a.placed[r] = next.entry(r).Page < pages
+	}
+	// In the order of their cutoffs, so that a batch that holds two
+	// narrowings of a user knows the first's cutoff when it reads the
+	// second's previous one.
+	sorted := slices.Clone(add)
+	slices.SortStableFunc(sorted, func(x, y Entry) int { return x.Before.Compare(y.Before) })
+	for _, e := range sorted {
+		a.add(e)
+	}
+	ch := a.ch
+	for _, r := range next.refs() {
+		if now.After(next.entry(r).Until) {
+			next.remove(r)
 			ch.Pruned++
 		}
 	}
@@ -256,7 +364,7 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Chan
 			ch.Pruned++
 		}
 	}
-	ch.FellBack = next.place(placed, lim.Budgets, now)
+	ch.FellBack = next.place(a.placed, lim.Budgets, now)
 	after := next.fingerprints(pages)
 	for i := range after {
 		if after[i] != before[i] {
@@ -273,6 +381,172 @@ func Apply(l List, add []Entry, now time.Time, lim Limits) (List, []string, Chan
 	return next, Render(next, pages), ch
 }
 
+// applier adds entries to a list.
+type applier struct {
+	l      *List
+	now    time.Time
+	life   time.Duration
+	placed map[ref]bool
+	latest map[string]time.Time // each user's latest cutoff the list knows
+	ch     Change
+}
+
+func (a *applier) add(e Entry) {
+	e.Before = e.Before.UTC().Truncate(time.Millisecond) // as the policy item keeps it
+	e.Previous = e.Previous.UTC().Truncate(time.Millisecond)
+	noted, added := true, false
+	if len(e.Revoked) > 0 {
+		c := Cutoff{Before: e.Before, Until: clamp(e.Before, a.now).Add(a.life), Causes: e.Causes, Resources: e.Resources,
+			Unnamed: len(e.Resources) == 0, User: e.UserID}
+		for _, tag := range e.Revoked {
+			n, ad := a.revoke(tag, c)
+			noted, added = noted && n, added || ad
+		}
+		if a.unknown(e.UserID, e.Previous) {
+			// The narrowings that revoked the cutoffs before the previous
+			// one are not in the list: deny the sessions they revoke, all
+			// issued before the previous cutoff, until they arrive. What
+			// they took away is unknown: should the entry overflow, its
+			// fallback is everything.
+			prev := clamp(e.Previous, a.now)
+			a.deny(e.UserID, Cutoff{Before: e.Before, IssuedBefore: prev, Until: prev.Add(a.life), Causes: e.Causes, Unnamed: true})
+			a.ch.Covered++
+		}
+	} else {
+		at := clamp(e.bound(), a.now)
+		noted, added = a.deny(e.UserID, Cutoff{Before: e.Before, IssuedBefore: at, Until: at.Add(a.life), Causes: e.Causes,
+			Resources: e.Resources, Unnamed: len(e.Resources) == 0})
+	}
+	a.know(e.UserID, e.Before)
+	if added {
+		a.ch.Added = append(a.ch.Added, e)
+	}
+	if !noted {
+		a.l.Unannounced = append(a.l.Unannounced, Notice{UserID: e.UserID, Before: e.bound(), Reason: e.Reason, Causes: e.Causes,
+			Tags: e.Revoked, Resources: e.Resources, Version: a.l.Version, Noted: a.now})
+		a.ch.Noted++
+	}
+}
+
+// revoke lists a revoked tag; it reports whether the tag's entry already
+// enforced the causes, and whether the list denies more than before.
+func (a *applier) revoke(tag string, c Cutoff) (noted, added bool) {
+	l := a.l
+	cur, listed := l.Revoked[tag]
+	switch {
+	case listed:
+		l.Revoked[tag] = cur.widen(c)
+		return cur.enforces(c.Causes), false
+	case !c.Before.After(l.All.Before):
+		// The fallback covers every session the entry would deny that
+		// can still be alive; it must last as long.
+		noted = l.All.enforces(c.Causes)
+		l.All = l.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
+		return noted, false
+	default:
+		l.Revoked[tag] = c
+		a.placed[ref{key: tag}] = false
+		return false, true
+	}
+}
+
+// deny gives the user an entry of List.Users that denies at least what c
+// does, sparing the user's latest cutoff known.
+func (a *applier) deny(user string, c Cutoff) (noted, added bool) {
+	l := a.l
+	c.Before = latest(c.Before, a.latest[user])
+	cur, listed := l.Users[user]
+	switch {
+	case listed && !c.IssuedBefore.After(cur.IssuedBefore):
+		l.Users[user] = cur.widen(c)
+		return cur.enforces(c.Causes), false
+	case !listed && !c.IssuedBefore.After(l.All.Before):
+		noted = l.All.enforces(c.Causes)
+		l.All = l.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
+		return noted, false
+	default:
+		if listed {
+			c = cur.widen(c)
+		}
+		l.Users[user] = c
+		a.placed[ref{user: true, key: user}] = listed && a.placed[ref{user: true, key: user}]
+		return false, true
+	}
+}
+
+// unknown reports whether the list may lack the revocations of the user's
+// cutoffs before prev: none of its entries brought the user to prev, none
+// denies the user's sessions issued before prev, and such sessions may
+// still be alive. A prev of zero (none) has nothing before it.
+func (a *applier) unknown(user string, prev time.Time) bool {
+	if prev.IsZero() || a.now.After(clamp(prev, a.now).Add(a.life)) || !prev.After(a.l.All.Before) {
+		return false
+	}
+	if u, ok := a.l.Users[user]; ok && !u.IssuedBefore.Before(prev) {
+		return false
+	}
+	for _, c := range a.l.Revoked {
+		if c.User == user && c.Before.Equal(prev) {
+			return false
+		}
+	}
+	return true
+}
+
+// know records that cutoff is one of the user's: the user's entry of
+// List.Users spares the latest.
+func (a *applier) know(user string, cutoff time.Time) {
+	if !cutoff.After(a.latest[user]) {
+		return
+	}
+	a.latest[user] = cutoff
+	if u, ok := a.l.Users[user]; ok && cutoff.After(u.Before) {
+		u.Before = cutoff
+		a.l.Users[user] = u
+	}
+}
+
+// latestCutoffs returns each user's latest cutoff the list knows: what
+// its narrowings brought the user to, and what its entry spares.
+func (l List) latestCutoffs() map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, c := range l.Revoked {
+		if c.User != "" {
+			out[c.User] = latest(out[c.User], c.Before)
+		}
+	}
+	for u, c := range l.Users {
+		if !strings.HasPrefix(u, rawPrefix) {
+			out[u] = latest(out[u], c.Before)
+		}
+	}
+	return out
+}
+
+// LatestCutoff is the user's latest cutoff the list knows (zero when none).
+func (l List) LatestCutoff(user string) time.Time {
+	at := l.Users[user].Before
+	for _, c := range l.Revoked {
+		if c.User == user {
+			at = latest(at, c.Before)
+		}
+	}
+	return at
+}
+
+// UsersListed counts the users the entries name (an entry put back from
+// the role's pages counts as one of its own).
+func (l List) UsersListed() int {
+	seen := map[string]bool{}
+	for k, c := range l.Revoked {
+		seen[cmp.Or(c.User, rawPrefix+k)] = true
+	}
+	for k := range l.Users {
+		seen[k] = true
+	}
+	return len(seen)
+}
+
 // fingerprints sums, page by page, a digest of everything that page
 // renders but the generation: a page whose sum is unchanged renders the
 // same, and Apply need not render a list twice to tell which pages changed.
@@ -286,92 +560,143 @@ func (l List) fingerprints(pages int) []uint64 {
 		}
 		return h.Sum64()
 	}
-	for k, c := range l.Users {
-		p := min(c.Page, len(out)-1)
-		out[p] += digest(k, strconv.FormatInt(c.Before.UnixMilli(), 10), strconv.FormatInt(c.Until.Unix(), 10), c.Tag)
+	unix := func(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
+	for _, st := range l.statements(len(out)) {
+		out[st.page] += digest("statement", st.kind, unix(st.issuedBefore), unix(st.until))
+		for _, k := range st.keys {
+			if st.kind == kindRevoked {
+				out[st.page] += digest(k)
+			} else {
+				u, c := tags(k, l.Users[k])
+				out[st.page] += digest(u, c)
+			}
+		}
 	}
-	if !l.All.Before.IsZero() || len(l.Users) > 0 || len(l.Resource) > 0 {
-		out[0] += digest("all", strconv.FormatInt(ceilSecond(l.All.Before).Unix(), 10), strconv.FormatInt(l.All.Until.Unix(), 10))
+	if !l.empty() {
+		out[0] += digest("all", unix(ceilSecond(l.All.Before)), unix(l.All.Until))
 	}
 	for r, c := range l.Resource {
-		out[0] += digest("resource", r, strconv.FormatInt(ceilSecond(c.Before).Unix(), 10), strconv.FormatInt(c.Until.Unix(), 10))
+		out[0] += digest("resource", r, unix(ceilSecond(c.Before)), unix(c.Until))
 	}
 	return out
 }
 
-// place puts the entries not placed yet on the first page with room,
-// in the order of their cutoffs; entries on a page over its budget (the
+// placement tracks what the entries placed so far take of each page.
+type placement struct {
+	budgets []int
+	used    []int
+	tags    []bool               // a page has the statement of revoked tags
+	groups  []map[time.Time]bool // the issue times of a page's users' statements
+	count   []int                // entries placed on a page
+}
+
+func newPlacement(budgets []int) *placement {
+	p := &placement{budgets: budgets, used: make([]int, len(budgets)), tags: make([]bool, len(budgets)),
+		groups: make([]map[time.Time]bool, len(budgets)), count: make([]int, len(budgets))}
+	for i := range budgets {
+		p.reset(i)
+	}
+	return p
+}
+
+// reset empties page i but for its statements without entries; page 0
+// keeps room for the fallbacks' statements, so that a fallback always fits.
+func (p *placement) reset(i int) {
+	p.used[i], p.tags[i], p.groups[i], p.count[i] = pageBase(i), false, map[time.Time]bool{}, 0
+}
+
+// cost is what an entry adds to page i: its tags, and its statement if
+// the page has none for it yet.
+func (p *placement) cost(i int, r ref, c Cutoff) int {
+	if !r.user {
+		if p.tags[i] {
+			return tagCost
+		}
+		return tagCost + revokedStmtCost
+	}
+	if p.groups[i][ceilSecond(c.IssuedBefore)] {
+		return userCost
+	}
+	return userCost + usersStmtCost
+}
+
+func (p *placement) put(i int, r ref, c Cutoff) {
+	p.used[i] += p.cost(i, r, c)
+	p.count[i]++
+	if r.user {
+		p.groups[i][ceilSecond(c.IssuedBefore)] = true
+	} else {
+		p.tags[i] = true
+	}
+}
+
+// place puts the entries not placed yet on the first page with room, in
+// the order of their cutoffs; entries on a page over its budget (the
 // budgets shrank) are placed again. Those that fit no page go to the
 // fallback. It reports whether any did.
-func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool {
+func (l *List) place(placed map[ref]bool, budgets []int, now time.Time) bool {
 	if len(budgets) == 0 {
 		budgets = []int{0}
 	}
-	used := make([]int, len(budgets))
-	count := make([]int, len(budgets))
-	for u, c := range l.Users {
-		if placed[u] {
-			count[c.Page]++
+	p := newPlacement(budgets)
+	all := l.refs()
+	for _, r := range all {
+		if placed[r] {
+			c := l.entry(r)
+			p.put(c.Page, r, c)
 		}
 	}
 	for i := range budgets {
-		used[i] = pageBase(i) + count[i]*entryCost
-		if i == 0 {
-			used[i] += fallbackReserve
-		}
-		if used[i] > budgets[i] && count[i] > 0 {
-			for u, c := range l.Users {
-				if placed[u] && c.Page == i {
-					placed[u] = false
+		if p.used[i] > budgets[i] && p.count[i] > 0 {
+			for _, r := range all {
+				if placed[r] && l.entry(r).Page == i {
+					placed[r] = false
 				}
 			}
-			used[i] = pageBase(i)
-			if i == 0 {
-				// Page 0 keeps room for the fallbacks' statements, so that
-				// a fallback always fits.
-				used[i] += fallbackReserve
-			}
+			p.reset(i)
 		}
 	}
-	waiting := slices.SortedFunc(func(yield func(string) bool) {
-		for u := range l.Users {
-			if !placed[u] && !yield(u) {
-				return
-			}
+	var waiting []ref
+	for _, r := range all {
+		if !placed[r] {
+			waiting = append(waiting, r)
 		}
-	}, func(a, b string) int { return cmp.Or(l.Users[a].Before.Compare(l.Users[b].Before), cmp.Compare(a, b)) })
+	}
+	slices.SortFunc(waiting, func(a, b ref) int {
+		return cmp.Or(l.bound(a, now).Compare(l.bound(b, now)), cmpBool(a.user, b.user), cmp.Compare(a.key, b.key))
+	})
 	fell := false
-	for _, u := range waiting {
-		c := l.Users[u]
+	for _, r := range waiting {
+		c := l.entry(r)
 		page := -1
 		for i, b := range budgets {
-			if used[i]+entryCost <= b {
+			if p.used[i]+p.cost(i, r, c) <= b {
 				page = i
 				break
 			}
 		}
 		if page < 0 {
-			// No room: every session issued before its cutoff is denied
+			// No room: every session issued before its bound is denied
 			// what the revocation took away, or, when it cannot name it,
 			// everything.
-			fallback := Cutoff{Before: clamp(c.Before, now), Until: c.Until, Causes: c.Causes}
+			fallback := Cutoff{Before: l.bound(r, now), Until: c.Until, Causes: c.Causes}
 			if c.Unnamed || len(c.Resources) == 0 {
 				l.All = l.All.widen(fallback)
 			} else {
 				if l.Resource == nil {
 					l.Resource = map[string]Cutoff{}
 				}
-				for _, r := range c.Resources {
-					l.Resource[r] = l.Resource[r].widen(fallback)
+				for _, res := range c.Resources {
+					l.Resource[res] = l.Resource[res].widen(fallback)
 				}
 			}
-			delete(l.Users, u)
+			l.remove(r)
 			fell = true
 			continue
 		}
 		c.Page = page
-		l.Users[u] = c
-		used[page] += entryCost
+		l.set(r, c)
+		p.put(page, r, c)
 	}
 	// The fallbacks share page 0's reserve; past it, the resources'
 	// cutoffs give way to one for everything.
@@ -382,6 +707,30 @@ func (l *List) place(placed map[string]bool, budgets []int, now time.Time) bool 
 		l.Resource = nil
 	}
 	return fell
+}
+
+// bound is the time before which every session an entry denies was
+// issued: for a revoked tag put back from the role's pages, whose
+// narrowing is unknown, any session was issued before now's revocation.
+func (l *List) bound(r ref, now time.Time) time.Time {
+	c := l.entry(r)
+	switch {
+	case r.user:
+		return c.IssuedBefore
+	case c.Before.IsZero():
+		return broker.RevokeBefore(now)
+	}
+	return clamp(c.Before, now)
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // clamp bounds a cutoff to the revoker's clock: no session of the grants
@@ -410,26 +759,27 @@ func latest(a, b time.Time) time.Time {
 }
 
 // The sizes IAM counts of the rendered pages, for placing entries without
-// rendering: entryCost is one entry's two tags, quoted, with their commas
-// (the last ones have none, so it never counts short); firstPageBase and
-// pageBase, page 0 and any other page with its statements but no entry.
+// rendering. tagCost is a revoked tag, quoted, with its comma; userCost an
+// entry of List.Users's two tags. revokedStmtCost and usersStmtCost are a
+// statement of each kind without entries, with its comma (the last ones
+// have none, so they never count short); pageBase, a page with none of
+// them (page 0 with the deny of untagged sessions and the fallbacks'
+// reserve).
 var (
-	entryCost     = len(broker.UserTag("u")) + len(broker.CutoffTag("u", time.Time{})) + 6
-	firstPageBase = emptyPageSize(0)
-	otherPageBase = emptyPageSize(1)
+	tagCost         = len(broker.CutoffTag("u", time.Time{})) + 3
+	userCost        = len(broker.UserTag("u")) + 3 + tagCost
+	farAhead        = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	revokedStmtCost = Size(string(mustJSON(revokedDeny([]string{}, farAhead)))) + 1
+	usersStmtCost   = Size(string(mustJSON(usersDeny(List{}, []string{}, farAhead, farAhead)))) + 1
+	firstPageBase   = Size(string(mustJSON(document{Version: policyVersion, Statement: []statement{untaggedDeny(1 << 40)}})))
+	otherPageBase   = Size(string(mustJSON(document{Version: policyVersion, Statement: []statement{}})))
 )
 
 func pageBase(i int) int {
 	if i == 0 {
-		return firstPageBase
+		return firstPageBase + fallbackReserve
 	}
 	return otherPageBase
-}
-
-// emptyPageSize renders page i with one entry and takes the entry away.
-func emptyPageSize(i int) int {
-	one := List{Users: map[string]Cutoff{"u": {Page: i, Until: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)}}, Generation: 1 << 40}
-	return Size(Render(one, i+1)[i]) - entryCost + 2
 }
 
 // legacyLife is how long a deny of the revoker before the tags may still
@@ -448,247 +798,6 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// Render writes the list's pages as policy documents without white space,
-// pages of them ("" for a page that denies nothing). Page 0 holds the
-// statement that denies sessions without the user's tag (minted before
-// the endpoint tagged every session, or by something else), stamped with
-// the list's generation, and the fallback's; each page one statement for
-// its entries, stamped with the latest time its entries stay.
-func Render(l List, pages int) []string {
-	out := make([]string, max(pages, 1))
-	byPage := make([][]string, len(out))
-	for u, c := range l.Users {
-		p := min(c.Page, len(out)-1)
-		byPage[p] = append(byPage[p], u)
-	}
-	for i, users := range byPage {
-		var sts []statement
-		if i == 0 && (len(l.Users) > 0 || !l.All.Before.IsZero() || len(l.Resource) > 0) {
-			sts = append(sts, untaggedDeny(l.Generation))
-			sts = append(sts, fallbackDenies(l)...)
-		}
-		if len(users) > 0 {
-			sts = append(sts, usersDeny(l, users))
-		}
-		if len(sts) > 0 {
-			out[i] = string(mustJSON(document{Version: "2012-10-17", Statement: sts}))
-		}
-	}
-	return out
-}
-
-type document struct {
-	Version   string      `json:"Version"`
-	Statement []statement `json:"Statement"`
-}
-
-type statement struct {
-	Sid       string                    `json:"Sid"`
-	Effect    string                    `json:"Effect"`
-	Action    string                    `json:"Action"`
-	Resource  any                       `json:"Resource"` // "*" or a list of ARNs
-	Condition map[string]map[string]any `json:"Condition"`
-}
-
-// The Sids of the statements: letters and digits only, as IAM wants.
-const (
-	untaggedSid = "Untagged"  // + the list's generation
-	allSid      = "All"       // + the Unix second the fallback stays until
-	usersSid    = "Users"     // + the Unix second its last entry stays until
-	resourceSid = "Resources" // + the Unix second its last resource stays until
-)
-
-// fallbackDenies are the fallbacks' statements: one for everything, one
-// per cutoff second of the named resources.
-func fallbackDenies(l List) []statement {
-	var sts []statement
-	if !l.All.Before.IsZero() {
-		sts = append(sts, allDeny(ceilSecond(l.All.Before), l.All.Until))
-	}
-	bySecond := map[time.Time][]string{}
-	until := map[time.Time]time.Time{}
-	for r, c := range l.Resource {
-		s := ceilSecond(c.Before)
-		bySecond[s] = append(bySecond[s], r)
-		until[s] = latest(until[s], c.Until)
-	}
-	for _, s := range slices.SortedFunc(maps.Keys(bySecond), func(a, b time.Time) int { return a.Compare(b) }) {
-		rs := bySecond[s]
-		slices.Sort(rs)
-		sts = append(sts, statement{Sid: resourceSid + strconv.FormatInt(until[s].Unix(), 10), Effect: "Deny", Action: "s3:*", Resource: rs,
-			Condition: map[string]map[string]any{"DateLessThan": {"aws:TokenIssueTime": s.Format(time.RFC3339)}}})
-	}
-	return sts
-}
-
-// untaggedDeny denies every session without the user's tag. IAM's Null
-// condition holds when the key is absent.
-func untaggedDeny(generation int64) statement {
-	return statement{Sid: untaggedSid + strconv.FormatInt(generation, 10), Effect: "Deny", Action: "*", Resource: "*",
-		Condition: map[string]map[string]any{"Null": {"aws:PrincipalTag/" + broker.UserTagKey: "true"}}}
-}
-
-// allDeny denies every session issued before the cutoff, a whole second.
-func allDeny(before, until time.Time) statement {
-	return statement{Sid: allSid + strconv.FormatInt(until.Unix(), 10), Effect: "Deny", Action: "*", Resource: "*",
-		Condition: map[string]map[string]any{"DateLessThan": {"aws:TokenIssueTime": before.UTC().Format(time.RFC3339)}}}
-}
-
-// usersDeny denies the sessions of the users (by their tags) that carry
-// none of their current cutoffs' tags. A user's cutoff tag names the user,
-// so one statement for many users spares each one's own sessions only.
-// IAM holds StringNotEquals true when the key is absent.
-func usersDeny(l List, keys []string) statement {
-	type pair struct{ user, cutoff string }
-	pairs := make([]pair, len(keys))
-	var until time.Time
-	for i, k := range keys {
-		pairs[i].user, pairs[i].cutoff = tags(k, l.Users[k])
-		until = latest(until, l.Users[k].Until)
-	}
-	// The i-th cutoff tag is the i-th user's: IAM reads both as sets, and
-	// a recovery reads them back in pairs.
-	slices.SortFunc(pairs, func(a, b pair) int { return cmp.Or(cmp.Compare(a.user, b.user), cmp.Compare(a.cutoff, b.cutoff)) })
-	users, cutoffs := make([]string, len(pairs)), make([]string, len(pairs))
-	for i, p := range pairs {
-		users[i], cutoffs[i] = p.user, p.cutoff
-	}
-	return statement{Sid: usersSid + strconv.FormatInt(until.Unix(), 10), Effect: "Deny", Action: "*", Resource: "*",
-		Condition: map[string]map[string]any{
-			"StringEquals":    {"aws:PrincipalTag/" + broker.UserTagKey: users},
-			"StringNotEquals": {"aws:PrincipalTag/" + broker.CutoffTagKey: cutoffs},
-		}}
-}
-
-// Size is the length IAM counts for a policy document: every character but
-// white space.
-func Size(doc string) int {
-	return len(strings.Join(strings.Fields(doc), ""))
-}
-
-// Enforced is what the role's pages deny, as far as it can be read back:
-// the generation stamped on page 0, each user tag with the cutoff tag it
-// spares and how long it stays, and the fallback.
-type Enforced struct {
-	Generation int64
-	Pairs      []Pair
-	All        Cutoff
-	Resource   map[string]Cutoff
-}
-
-// Pair is an entry as a page shows it: the user's tag, the cutoff tag it
-// spares, and (its statement's) the latest time it stays.
-type Pair struct {
-	User, Cutoff string
-	Until        time.Time
-}
-
-// ParseEnforced reads pages that Render wrote ("" is an empty one). A
-// document of any other shape is an error: the revoker cannot tell what
-// it denies, so it must not replace it.
-func ParseEnforced(pages []string) (Enforced, error) {
-	var e Enforced
-	for p, doc := range pages {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		if err := e.parse(doc); err != nil {
-			return Enforced{}, fmt.Errorf("page %d of the role's revocation policies: %w", p, err)
-		}
-	}
-	return e, nil
-}
-
-func (e *Enforced) parse(doc string) error {
-	var d struct {
-		Statement []struct {
-			Sid, Effect, Action string
-			Resource            json.RawMessage
-			Condition           map[string]map[string]json.RawMessage
-		}
-	}
-	if err := json.Unmarshal([]byte(doc), &d); err != nil {
-		return fmt.Errorf("not JSON: %w", err)
-	}
-	for i, st := range d.Statement {
-		stamp := func(prefix string) (int64, bool) {
-			rest, ok := strings.CutPrefix(st.Sid, prefix)
-			n, err := strconv.ParseInt(rest, 10, 64)
-			return n, ok && err == nil
-		}
-		if until, ok := stamp(resourceSid); ok && st.Effect == "Deny" && st.Action == "s3:*" {
-			var resources []string
-			var issued string
-			if json.Unmarshal(st.Resource, &resources) != nil || json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued) != nil {
-				return fmt.Errorf("statement %d: not the resources' deny the revoker wrote", i)
-			}
-			before, err := time.Parse(time.RFC3339, issued)
-			if err != nil {
-				return fmt.Errorf("statement %d: %w", i, err)
-			}
-			if e.Resource == nil {
-				e.Resource = map[string]Cutoff{}
-			}
-			for _, r := range resources {
-				e.Resource[r] = e.Resource[r].widen(Cutoff{Before: before.UTC(), Until: time.Unix(until, 0).UTC()})
-			}
-			continue
-		}
-		var resource string
-		if st.Effect != "Deny" || st.Action != "*" || json.Unmarshal(st.Resource, &resource) != nil || resource != "*" {
-			return fmt.Errorf("statement %d is not a deny the revoker wrote", i)
-		}
-		if g, ok := stamp(untaggedSid); ok {
-			e.Generation = max(e.Generation, g)
-			continue
-		}
-		if st.Sid == "" {
-			// The revoker before the tags wrote one statement per cutoff
-			// second, without a Sid. Every session it denied was minted
-			// before the endpoint tagged sessions with their user, so the
-			// deny of untagged sessions covers it while anything is listed;
-			// should the list be lost, it counts as everyone's, for as
-			// long as the longest session.
-			var issued string
-			if err := json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued); err != nil {
-				return fmt.Errorf("statement %d is not a deny the revoker wrote", i)
-			}
-			before, err := time.Parse(time.RFC3339, issued)
-			if err != nil {
-				return fmt.Errorf("statement %d: %w", i, err)
-			}
-			e.All = e.All.widen(Cutoff{Before: before.UTC(), Until: before.UTC().Add(legacyLife)})
-			continue
-		}
-		if until, ok := stamp(allSid); ok {
-			var issued string
-			if err := json.Unmarshal(st.Condition["DateLessThan"]["aws:TokenIssueTime"], &issued); err != nil {
-				return fmt.Errorf("statement %d: no issue time", i)
-			}
-			before, err := time.Parse(time.RFC3339, issued)
-			if err != nil {
-				return fmt.Errorf("statement %d: %w", i, err)
-			}
-			e.All = e.All.widen(Cutoff{Before: before.UTC(), Until: time.Unix(until, 0).UTC()})
-			continue
-		}
-		until, ok := stamp(usersSid)
-		if !ok {
-			return fmt.Errorf("statement %d (Sid %q) is not one the revoker wrote", i, st.Sid)
-		}
-		var users, cutoffs []string
-		if json.Unmarshal(st.Condition["StringEquals"]["aws:PrincipalTag/"+broker.UserTagKey], &users) != nil ||
-			json.Unmarshal(st.Condition["StringNotEquals"]["aws:PrincipalTag/"+broker.CutoffTagKey], &cutoffs) != nil ||
-			len(users) != len(cutoffs) {
-			return fmt.Errorf("statement %d does not pair user and cutoff tags", i)
-		}
-		for j, u := range users {
-			e.Pairs = append(e.Pairs, Pair{User: u, Cutoff: cutoffs[j], Until: time.Unix(until, 0).UTC()})
-		}
-	}
-	return nil
-}
-
 // Fallback is the latest cutoff of the list's fallbacks, for everything or
 // for named resources (zero when there is none): credentials issued before
 // it may be denied whatever their user, so caches must not serve them.
@@ -698,110 +807,4 @@ func (l List) Fallback() time.Time {
 		at = latest(at, c.Before)
 	}
 	return at
-}
-
-// Gap is what a list lacks of what the role's pages enforce.
-type Gap struct {
-	// Missing are the pairs whose user tag no entry of the list has.
-	Missing []Pair
-	// Differ are the users whose entry spares another cutoff tag than the
-	// role's pages do for their tag: the user's current cutoff decides.
-	Differ []string
-	// All is the role's fallback, when the list's is older.
-	All Cutoff
-	// Resource are the role's resource fallbacks the list lacks.
-	Resource map[string]Cutoff
-}
-
-// Empty reports whether nothing is lacking.
-func (g Gap) Empty() bool {
-	return len(g.Missing) == 0 && len(g.Differ) == 0 && g.All.Before.IsZero() && len(g.Resource) == 0
-}
-
-// Lost returns what e enforces and l lacks, of what can still match a live
-// session at now: what a lost, unreadable or restored-from-backup deny-list
-// item no longer holds.
-func (l List) Lost(e Enforced, now time.Time) Gap {
-	byTag := map[string][]string{}
-	for k, c := range l.Users {
-		u, _ := tags(k, c)
-		byTag[u] = append(byTag[u], k)
-	}
-	var g Gap
-	differ := map[string]bool{}
-	for _, p := range e.Pairs {
-		if now.After(p.Until) {
-			continue
-		}
-		keys := byTag[p.User]
-		if slices.ContainsFunc(keys, func(k string) bool { _, c := tags(k, l.Users[k]); return c == p.Cutoff }) {
-			continue
-		}
-		if len(keys) == 0 {
-			g.Missing = append(g.Missing, p)
-			continue
-		}
-		for _, k := range keys {
-			if !strings.HasPrefix(k, rawPrefix) {
-				differ[k] = true
-			}
-		}
-	}
-	g.Differ = slices.Sorted(maps.Keys(differ))
-	if !e.All.Before.IsZero() && !now.After(e.All.Until) && ceilSecond(l.All.Before).Before(e.All.Before) {
-		g.All = e.All
-	}
-	for r, c := range e.Resource {
-		if !now.After(c.Until) && ceilSecond(l.Resource[r].Before).Before(c.Before) && ceilSecond(l.All.Before).Before(c.Before) {
-			if g.Resource == nil {
-				g.Resource = map[string]Cutoff{}
-			}
-			g.Resource[r] = c
-		}
-	}
-	return g
-}
-
-// Restore puts back into l what g says it lost: the missing pairs as they
-// are (under "#" and the user tag), each differing user at its current
-// cutoff (cutoffs; the latest there is, so that the entry spares the
-// sessions minted under it and denies every other), and the fallback.
-func (l List) Restore(g Gap, cutoffs map[string]time.Time) List {
-	l.Users = maps.Clone(l.Users)
-	if l.Users == nil {
-		l.Users = map[string]Cutoff{}
-	}
-	for _, p := range g.Missing {
-		k := rawPrefix + p.User
-		c := l.Users[k]
-		c.Tag, c.Until, c.Unnamed = p.Cutoff, latest(c.Until, p.Until), true
-		l.Users[k] = c
-	}
-	for _, u := range g.Differ {
-		c := l.Users[u]
-		if cut := cutoffs[u]; cut.After(c.Before) {
-			c.Before = cut.UTC().Truncate(time.Millisecond)
-		}
-		l.Users[u] = c
-	}
-	if !g.All.Before.IsZero() {
-		l.All = l.All.widen(g.All)
-	}
-	if len(g.Resource) > 0 {
-		l.Resource = maps.Clone(l.Resource)
-		if l.Resource == nil {
-			l.Resource = map[string]Cutoff{}
-		}
-		for r, c := range g.Resource {
-			l.Resource[r] = l.Resource[r].widen(c)
-		}
-	}
-	return l
-}
-
-// RawOf returns the key of the entry put back for userID's tag, if any.
-func (l List) RawOf(userID string) (string, bool) {
-	k := rawPrefix + broker.UserTag(userID)
-	_, ok := l.Users[k]
-	return k, ok
 }

@@ -110,10 +110,11 @@ func (s *Service) count(metric string) {
 
 // Revoke applies the request and returns its entries as applied. For an
 // operator's request it first gives the users new cutoffs in their policy
-// items, and denies the sessions not minted under those: the sessions
-// minted under the users' earlier cutoffs included. (A narrowing's cutoff
-// is in the item already.) With no entries it prunes, and announces what
-// other runs left unannounced.
+// items, and denies every session of theirs issued before the new cutoff
+// took effect but those minted under it: the sessions minted under
+// whatever earlier cutoff included. (A narrowing's cutoff is in the item
+// already.) With no entries it prunes, and announces what other runs left
+// unannounced.
 func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 	budgets, err := s.Role.Budgets(ctx)
 	if err != nil {
@@ -144,15 +145,29 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 			return nil, err
 		}
 		for i, e := range entries {
-			before, err := s.Cutoffs.AdvanceCutoff(ctx, e.UserID, broker.NextCutoff(listed.Users[e.UserID].Before, e.Before))
+			want := latest(e.Before, broker.RevokeBefore(s.now()))
+			before, err := s.Cutoffs.AdvanceCutoff(ctx, e.UserID, broker.NextCutoff(listed.LatestCutoff(e.UserID), want))
 			if err != nil {
 				return nil, err
 			}
+			// A request that read the item before the new cutoff landed
+			// mints within the issue window of its read, by a clock within
+			// the margin of this one: now, once the write has returned,
+			// bounds them, however long the write took.
 			entries[i].Before = before
+			entries[i].IssuedBefore = latest(before, s.now().Add(broker.IssueWindow+broker.ClockMargin))
 		}
 	}
 	lim := Limits{MaxSession: s.MaxSession, Margin: cmp.Or(s.Margin, time.Minute), Budgets: budgets}
 	cur, saved, docs, err := s.save(ctx, entries, role, lim)
+	if errors.Is(err, broker.ErrItemTooLarge) {
+		// More entries than the store's item holds (docs/security.md
+		// "Size, pages and capacity"): fall back to the fallbacks, which
+		// always fit, rather than leave the revocation unapplied.
+		s.logger().Error("the deny list is too large to store; falling back to revoking every session before a time", "entries", len(entries), "err", err)
+		lim.Budgets = make([]int, len(budgets))
+		cur, saved, docs, err = s.save(ctx, entries, role, lim)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +252,7 @@ func (s *Service) save(ctx context.Context, entries []Entry, role *roleView, lim
 		}
 		now := s.now()
 		recovered := false
-		if corrupt || cur.Generation < role.enforced.Generation || (len(cur.Users) == 0 && cur.All.Before.IsZero() && role.pages[0] != "") {
+		if corrupt || cur.Generation < role.enforced.Generation || (cur.empty() && role.pages[0] != "") {
 			if !role.all() {
 				if err := s.read(ctx, role); err != nil {
 					return List{}, List{}, nil, err
@@ -251,15 +266,21 @@ func (s *Service) save(ctx context.Context, entries []Entry, role *roleView, lim
 			}
 		}
 		// An entry put back for a user's tag alone gives way to the user's
-		// own entry, at the user's current cutoff: the latest there is.
-		for i, e := range entries {
+		// own entry, which spares the user's current cutoff: the latest
+		// there is.
+		for _, e := range entries {
 			if k, ok := cur.RawOf(e.UserID); ok {
 				c, err := s.Cutoffs.Cutoff(ctx, e.UserID)
 				if err != nil {
 					return List{}, List{}, nil, err
 				}
-				entries[i].Before = latest(e.Before, c)
 				cur.Users = maps.Clone(cur.Users)
+				raw := cur.Users[k]
+				raw.Before, raw.Tag = latest(c, e.Before).UTC().Truncate(time.Millisecond), ""
+				if own, listed := cur.Users[e.UserID]; listed {
+					raw = own.widen(raw)
+				}
+				cur.Users[e.UserID] = raw
 				delete(cur.Users, k)
 				recovered = true
 			}
@@ -270,6 +291,10 @@ func (s *Service) save(ctx context.Context, entries []Entry, role *roleView, lim
 		}
 		err = s.Store.SaveDenyList(ctx, prev, next)
 		if err == nil {
+			if ch.Covered > 0 {
+				// Expected when a user's narrowings arrive out of order.
+				s.logger().Info("narrowings whose previous cutoff the deny list did not know: their users' sessions issued before it are denied by time", "narrowings", ch.Covered)
+			}
 			if ch.FellBack {
 				s.logger().Warn("deny list too large for the role's pages: every session issued before a time is revoked",
 					"issuedBefore", next.All.Before, "budgets", lim.Budgets)
@@ -290,7 +315,7 @@ func (s *Service) save(ctx context.Context, entries []Entry, role *roleView, lim
 // current cutoff, read from the user's policy item.
 func (s *Service) restore(ctx context.Context, l List, gap Gap, corrupt bool, loadErr error) (List, error) {
 	cutoffs := map[string]time.Time{}
-	for _, u := range gap.Differ {
+	for u := range gap.Differ {
 		c, err := s.Cutoffs.Cutoff(ctx, u)
 		if err != nil {
 			return List{}, err
@@ -303,7 +328,7 @@ func (s *Service) restore(ctx context.Context, l List, gap Gap, corrupt bool, lo
 	}
 	s.count(MetricDenyListRecovered)
 	s.logger().Error("the deny-list item was lost, unreadable or older than the role's policies: putting back what the role's policies still deny (docs/security.md \"If the deny-list item is lost\")",
-		"unreadable", corrupt, "loadError", loadErr, "usersRestored", len(gap.Missing)+len(gap.Differ), "allRestored", !gap.All.Before.IsZero())
+		"unreadable", corrupt, "loadError", loadErr, "tagsRestored", len(gap.Revoked), "usersRestored", len(gap.Missing)+len(gap.Differ), "allRestored", !gap.All.Before.IsZero())
 	return restored, nil
 }
 
@@ -317,6 +342,9 @@ func sameList(a, b List) bool {
 func normal(l List) List {
 	if len(l.Users) == 0 {
 		l.Users = nil
+	}
+	if len(l.Revoked) == 0 {
+		l.Revoked = nil
 	}
 	if len(l.Unannounced) == 0 {
 		l.Unannounced = nil
@@ -414,9 +442,8 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 		// Notices compare to the millisecond; the events say what IAM
 		// compares, whole seconds.
 		g := group{before: ceilSecond(n.Before), scope: broker.ScopeUser, reason: n.Reason}
-		switch u, ok := l.Users[n.UserID]; {
-		case ok && !u.Before.Before(n.Before):
-			g.before = ceilSecond(u.Before)
+		switch {
+		case l.lists(n):
 		case !l.All.Before.IsZero() && !l.All.Before.Before(n.Before):
 			g.before, g.scope = ceilSecond(l.All.Before), broker.ScopeAll
 		case len(n.Resources) > 0 && !slices.ContainsFunc(n.Resources, func(r string) bool { return l.Resource[r].Before.Before(n.Before) }):
@@ -450,7 +477,7 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 			d := broker.CredentialsRevokedDetail{
 				SchemaVersion: broker.AuditSchemaVersion, UserIDs: slices.Compact(ids), IssuedBefore: g.before,
 				Scope: g.scope, Reason: g.reason, Causes: slices.Compact(why),
-				DenyListUsers: len(l.Users), DenyListVersion: l.Version,
+				DenyListUsers: l.UsersListed(), DenyListVersion: l.Version,
 			}
 			if g.resources != "" {
 				d.Resources = strings.Split(g.resources, "\x00")
@@ -466,6 +493,16 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 		s.logger().Info("credentials revoked", "users", d.UserIDs, "issuedBefore", d.IssuedBefore, "scope", d.Scope, "reason", d.Reason)
 	}
 	return s.forget(ctx, sent)
+}
+
+// lists reports whether l holds the entries of n: every tag it revoked,
+// or, when it named none, the user's entry, at least as late.
+func (l List) lists(n Notice) bool {
+	if len(n.Tags) > 0 {
+		return !slices.ContainsFunc(n.Tags, func(tag string) bool { _, ok := l.Revoked[tag]; return !ok })
+	}
+	u, ok := l.Users[n.UserID]
+	return ok && !ceilSecond(u.IssuedBefore).Before(ceilSecond(n.Before))
 }
 
 // usersPerEvent bounds the users of one CredentialsRevoked event.

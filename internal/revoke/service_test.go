@@ -82,8 +82,15 @@ func (w *world) revoked() []broker.CredentialsRevokedDetail {
 	return out
 }
 
+// narrowing is the user's first narrowing, to the cutoff before.
 func narrowing(user string, before time.Time) revoke.Request {
-	return revoke.Request{Entries: []revoke.Entry{{UserID: user, Before: before}}, Reason: broker.ReasonNarrowed, Causes: []string{user + "/v2/7"}}
+	return narrowingFrom(user, time.Time{}, before)
+}
+
+// narrowingFrom is a narrowing of the user's item from cutoff prev (zero:
+// none) to cutoff before.
+func narrowingFrom(user string, prev, before time.Time) revoke.Request {
+	return revoke.Request{Entries: []revoke.Entry{narrowed(user, prev, before)}, Reason: broker.ReasonNarrowed, Causes: []string{user + "/v2/7"}}
 }
 
 func TestANarrowingDeniesTheUsersOlderSessionsAndIsAudited(t *testing.T) {
@@ -154,15 +161,15 @@ func TestConcurrentRevocationsNeverLoseAnEntry(t *testing.T) {
 	doc := w.role.current()
 	for i := range n {
 		u := fmt.Sprintf("user-%d", i)
-		if _, ok := l.Users[u]; !ok {
+		if c, ok := l.Revoked[broker.CutoffTag(u, time.Time{})]; !ok || c.User != u {
 			t.Errorf("%s lost from the deny list (version %d)", u, l.Version)
 		}
 		if works(t, doc, u, t0.Add(time.Duration(i)*time.Second-time.Second)) {
 			t.Errorf("%s's older session still works under the role's policy", u)
 		}
 	}
-	if len(l.Users) != n || len(l.Unannounced) != 0 {
-		t.Errorf("list holds %d users and %d unannounced revocations after %d revocations", len(l.Users), len(l.Unannounced), n)
+	if len(l.Revoked) != n || len(l.Unannounced) != 0 {
+		t.Errorf("list holds %d revoked tags and %d unannounced revocations after %d revocations", len(l.Revoked), len(l.Unannounced), n)
 	}
 	if got := w.revoked(); len(got) != n {
 		t.Errorf("%d CredentialsRevoked events for %d revocations", len(got), n)
@@ -264,7 +271,7 @@ func TestAnOperatorRevocationGoesPastTheListedCutoff(t *testing.T) {
 		t.Errorf("alice's item: cutoff %v (%v), want %v", item.RevokedBefore, err, want)
 	}
 	doc := w.role.current()
-	if worksTagged(t, doc, "alice", listed.Add(-time.Second), broker.CutoffTag("alice", listed)) {
+	if worksTagged(t, doc, "alice", t0.Add(time.Second), broker.CutoffTag("alice", listed)) {
 		t.Errorf("a session tagged with the listed cutoff survives the operator's revocation:\n%q", doc)
 	}
 	if !worksTagged(t, doc, "alice", t0, broker.CutoffTag("alice", want)) {
@@ -302,6 +309,13 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 	}{
 		{"a narrowing change is a revocation", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c1", RevokeBefore: &cut}),
 			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c1"}}, false},
+		{"a narrowing names the cutoff tag it revoked, and the cutoff it had", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c7", RevokeBefore: &cut,
+			RevokedCutoffTags: []string{broker.CutoffTag("alice", late)}, PreviousRevokeBefore: &late}),
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut, Revoked: []string{broker.CutoffTag("alice", late)}, Previous: late}},
+				Reason: broker.ReasonNarrowed, Causes: []string{"c7"}}, false},
+		{"revoked tags of another shape revoke by time instead", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c8", RevokeBefore: &cut,
+			RevokedCutoffTags: []string{"*"}}),
+			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c8"}}, false},
 		{"a narrowing names what it removed, for a fallback", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c5", RevokeBefore: &cut, RemovedCount: 2,
 			Removed: []broker.Grant{{Bucket: "lake", Prefix: "raw/"}, {Bucket: "sea"}}}),
 			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut, Resources: []string{"arn:aws:s3:::lake", "arn:aws:s3:::lake/raw/*", "arn:aws:s3:::sea", "arn:aws:s3:::sea/*"}}},
@@ -363,5 +377,54 @@ func TestAFailureOfTheWorkIsRetriedWhateverItsKind(t *testing.T) {
 	_, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice"}`))
 	if err == nil || errors.Is(err, revoke.ErrRefused) {
 		t.Errorf("Handle = %v, want an error to retry, not ErrRefused", err)
+	}
+}
+
+// slowCutoffs is a fault-injecting cutoff store (DynamoDB cannot be made
+// slow on demand): the operator's write of the new cutoff lands three
+// seconds after the revoker asked for it.
+type slowCutoffs struct {
+	*memstore.Store
+	w *world
+}
+
+func (s slowCutoffs) AdvanceCutoff(ctx context.Context, userID string, want time.Time) (time.Time, error) {
+	s.w.now = s.w.now.Add(3 * time.Second)
+	return s.Store.AdvanceCutoff(ctx, userID, want)
+}
+
+// An operator's revocation denies every session of the user minted before
+// the new cutoff took effect, whatever its cutoff (here one the deny list
+// never saw, as after a narrowing whose event was lost), even one that
+// read the item just before a slow write landed and was issued after the
+// cutoff's time; the sessions minted under the new cutoff work.
+func TestAnOperatorRevocationDeniesWhatWasMintedWhileItsWriteLanded(t *testing.T) {
+	w := newWorld()
+	w.svc.Cutoffs = slowCutoffs{w.store, w}
+	lost := t0.Add(-time.Minute) // a narrowing the revoker never heard of
+	if _, err := w.store.AdvanceCutoff(context.Background(), "alice", lost); err != nil {
+		t.Fatal(err)
+	}
+	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+	res, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	landed := t0.Add(3 * time.Second)
+	doc := w.role.current()
+	for _, c := range []struct {
+		name   string
+		tag    string
+		issued time.Time
+		works  bool
+	}{
+		{"a session of the lost narrowing's cutoff is denied", broker.CutoffTag("alice", lost), t0, false},
+		{"a session of no cutoff is denied", broker.CutoffTag("alice", time.Time{}), lost.Add(-time.Second), false},
+		{"a session that read the item as the write landed is denied", broker.CutoffTag("alice", lost), landed.Add(broker.IssueWindow - time.Millisecond), false},
+		{"a session of the operator's cutoff works", broker.CutoffTag("alice", res.IssuedBefore), landed.Add(time.Second), true},
+	} {
+		if got := worksTagged(t, doc, "alice", c.issued, c.tag); got != c.works {
+			t.Errorf("%s: works %v\n%q", c.name, got, doc)
+		}
 	}
 }

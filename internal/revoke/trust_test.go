@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
 
 // counter collects the revoker's metrics.
@@ -179,16 +179,61 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Entries put back from the role's pages alone are keyed by the
-			// user's tag: the pages do not name users.
-			if got := sortedKeys(l.Users); len(got) != 3 || !slices.Contains(got, "carol") {
-				t.Errorf("stored list holds %v, want alice's, bob's and carol's entries", got)
+			// Entries put back from the role's pages alone name no user:
+			// the pages do not.
+			var users []string
+			for _, c := range l.Revoked {
+				users = append(users, c.User)
+			}
+			slices.Sort(users)
+			if len(users) != 3 || !slices.Contains(users, "carol") {
+				t.Errorf("stored list revokes the tags of %q, want alice's, bob's and carol's", users)
 			}
 			if m.get(revoke.MetricDenyListRecovered) != 1 || !strings.Contains(logs.String(), "deny-list item") {
 				t.Errorf("recovery: %d %s metrics, log %q", m.get(revoke.MetricDenyListRecovered), revoke.MetricDenyListRecovered, logs.String())
 			}
 		})
 	}
+	t.Run("an operator's revocation put back from the role's pages gives way to the user's own entry", func(t *testing.T) {
+		w := newWorld()
+		ctx := context.Background()
+		h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+		res, err := h.Handle(ctx, json.RawMessage(`{"action":"revoke","userId":"dave","requestId":"op-1"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opCut := res.IssuedBefore
+		stolen := broker.CutoffTag("dave", time.Time{})
+		w.store.DeleteDenyList()
+		w.now = t0.Add(20 * time.Second)
+		if _, err := w.svc.Revoke(ctx, revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+			t.Fatal(err)
+		}
+		l, _ := w.store.LoadDenyList(ctx)
+		if _, raw := l.RawOf("dave"); !raw {
+			t.Fatalf("recovered list %+v, want dave's entry put back by tag", l)
+		}
+		// dave is narrowed later: the projector moves the item on, and the
+		// narrowing's run merges the entry put back into dave's own.
+		next := broker.RevokeBefore(w.now)
+		if _, err := w.store.AdvanceCutoff(ctx, "dave", next); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.svc.Revoke(ctx, narrowingFrom("dave", opCut, next)); err != nil {
+			t.Fatal(err)
+		}
+		l, _ = w.store.LoadDenyList(ctx)
+		if _, raw := l.RawOf("dave"); raw || l.Users["dave"].Before.IsZero() {
+			t.Errorf("list %+v, want dave's own entry in place of the one put back", l)
+		}
+		doc := w.role.current()
+		if worksTagged(t, doc, "dave", t0, stolen) || worksTagged(t, doc, "dave", t0.Add(10*time.Second), broker.CutoffTag("dave", opCut)) {
+			t.Errorf("a session of dave's earlier cutoffs works:\n%q", doc)
+		}
+		if !worksTagged(t, doc, "dave", w.now, broker.CutoffTag("dave", next)) {
+			t.Errorf("a session of dave's latest cutoff is denied:\n%q", doc)
+		}
+	})
 	t.Run("a prune alone rewrites a deleted item from the role's policy", func(t *testing.T) {
 		w := newWorld()
 		if _, err := w.svc.Revoke(context.Background(), narrowing("alice", t0)); err != nil {
@@ -198,7 +243,7 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 		if _, err := w.svc.Revoke(context.Background(), revoke.Request{Reason: broker.ReasonOperator}); err != nil {
 			t.Fatal(err)
 		}
-		if l, err := w.store.LoadDenyList(context.Background()); err != nil || len(l.Users) != 1 {
+		if l, err := w.store.LoadDenyList(context.Background()); err != nil || len(l.Revoked) != 1 {
 			t.Errorf("item after the prune: %+v, %v; want alice's entry back", l, err)
 		}
 	})
@@ -228,10 +273,6 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 			t.Errorf("%d recoveries, role %q", m.get(revoke.MetricDenyListRecovered), w.role.current())
 		}
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }
 
 // unreachableStore is a fault-injecting deny-list store: DynamoDB cannot
@@ -329,7 +370,7 @@ func TestEveryAppliedRevocationIsAnnouncedOnce(t *testing.T) {
 	})
 	t.Run("an older narrowing delivered after a newer one is announced too", func(t *testing.T) {
 		w := newWorld()
-		newer := narrowing("alice", t0.Add(8*time.Second))
+		newer := narrowingFrom("alice", t0.Add(4*time.Second), t0.Add(8*time.Second))
 		newer.Causes = []string{"alice/v3/9"}
 		if _, err := w.svc.Revoke(ctx, newer); err != nil {
 			t.Fatal(err)
@@ -470,5 +511,45 @@ func TestTheFirstRunAfterTheTagsReplacesTheOldPolicy(t *testing.T) {
 	}
 	if e, err := revoke.ParseEnforced([]string{old}); err != nil || e.All.Before.IsZero() {
 		t.Errorf("the old policy read back as %+v, %v; want a fallback for everyone", e, err)
+	}
+}
+
+// smallItemStore is a fault-injecting deny-list store (DynamoDB's 400 KB
+// item limit cannot be lowered): it refuses a list of more than max
+// entries as too large for an item.
+type smallItemStore struct {
+	*memstore.Store
+	max int
+}
+
+func (s smallItemStore) SaveDenyList(ctx context.Context, prev int64, next revoke.List) error {
+	if n := len(next.Revoked) + len(next.Users); n > s.max {
+		return broker.Wrap(broker.Invalid, "save deny list", fmt.Errorf("%w: %d entries", broker.ErrItemTooLarge, n))
+	}
+	return s.Store.SaveDenyList(ctx, prev, next)
+}
+
+// A list that the store cannot hold falls back, as one the role's pages
+// cannot: the revocation is applied, as everyone's, never left undone.
+func TestAListTooLargeToStoreFallsBackRatherThanStall(t *testing.T) {
+	w := newWorld()
+	w.svc.Store = smallItemStore{w.store, 3}
+	for i := range 5 {
+		if _, err := w.svc.Revoke(context.Background(), narrowing(user(i), t0.Add(time.Duration(i)*time.Second))); err != nil {
+			t.Fatalf("revocation %d: %v", i, err)
+		}
+	}
+	doc := w.role.current()
+	for i := range 5 {
+		if works(t, doc, user(i), t0.Add(time.Duration(i)*time.Second-time.Second)) {
+			t.Errorf("%s's old session works:\n%q", user(i), doc)
+		}
+	}
+	fellBack := false
+	for _, ev := range w.revoked() {
+		fellBack = fellBack || ev.Scope == broker.ScopeAll
+	}
+	if l, _ := w.store.LoadDenyList(context.Background()); !fellBack || l.All.Before.IsZero() {
+		t.Errorf("no fallback to revoking everyone: list %+v", l)
 	}
 }

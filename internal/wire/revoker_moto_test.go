@@ -84,7 +84,8 @@ func TestConcurrentRevocationsAllLand(t *testing.T) {
 				return
 			}
 			cutoffs[i] = cut
-			detail, _ := json.Marshal(broker.PolicyChangedDetail{SchemaVersion: "1", ChangeID: u + "/v1/v2", UserID: u, RemovedCount: 1, RevokeBefore: &cut})
+			detail, _ := json.Marshal(broker.PolicyChangedDetail{SchemaVersion: "1", ChangeID: u + "/v1/v2", UserID: u, RemovedCount: 1, RevokeBefore: &cut,
+				RevokedCutoffTags: []string{broker.CutoffTag(u, time.Time{})}})
 			body, _ := json.Marshal(events.EventBridgeEvent{Version: "0", ID: u, DetailType: broker.DetailPolicyChanged, Source: broker.SourceProjector,
 				Time: time.Now(), Region: mototest.Region, Resources: []string{}, Detail: detail})
 			if _, err := queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(narrowings.QueueURL), MessageBody: aws.String(string(body))}); err != nil {

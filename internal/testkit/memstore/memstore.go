@@ -398,6 +398,7 @@ func (s *Store) LoadDenyList(context.Context) (revoke.List, error) {
 		return revoke.List{Version: s.denyList.Version}, broker.Wrap(broker.Internal, "load deny list", fmt.Errorf("%w: made unreadable by the test", broker.ErrCorruptItem))
 	}
 	l := s.denyList
+	l.Revoked = maps.Clone(l.Revoked)
 	l.Users = maps.Clone(l.Users)
 	l.Unannounced = slices.Clone(l.Unannounced)
 	return l, nil
@@ -426,6 +427,7 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) er
 	if s.denyList.Version != prev {
 		return broker.Errorf(broker.Conflict, "save deny list", "version %d, not %d", s.denyList.Version, prev)
 	}
+	next.Revoked = maps.Clone(next.Revoked)
 	next.Users = maps.Clone(next.Users)
 	next.Unannounced = slices.Clone(next.Unannounced)
 	s.denyList, s.denyListCorrupt = next, false
