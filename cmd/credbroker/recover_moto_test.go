@@ -395,14 +395,14 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 		{`a fallback to "scope all"`, func(t *testing.T) func(answerSeen) bool {
 			// The revoker's own service, with a role that has room for no
 			// list: another user's revocation makes it fall back.
-			svc := &revoke.Service{Store: store, Cutoffs: store, Role: tinyBudget{role}, MaxSession: 15 * time.Minute,
+			svc := &revoke.Service{Store: revoke.RecordStore{Records: store}, Cutoffs: store, Role: tinyBudget{role}, MaxSession: 15 * time.Minute,
 				Auditor: broker.AuditorFunc(func(context.Context, ...broker.AuditEvent) error { return nil })}
 			_, err := svc.Revoke(ctx, revoke.Request{Reason: broker.ReasonNarrowed, Causes: []string{"test"},
 				Entries: []revoke.Entry{{UserID: "c0ffee00-0000-4000-8000-000000000000", Before: broker.RevokeBefore(time.Now())}}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			l, err := store.LoadDenyList(ctx)
+			l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
 			if err != nil || l.All.Before.IsZero() || len(l.Users) != 0 {
 				t.Fatalf("the deny list did not fall back: %+v, %v", l, err)
 			}

@@ -61,7 +61,7 @@ func TestOperatorRevokeUsesAWSClock(t *testing.T) {
 			}
 			low, high := broker.RevokeBefore(before), broker.RevokeBefore(after)
 
-			list, err := store.LoadDenyList(ctx)
+			list, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,7 +105,7 @@ func TestAdminRevokeOfAnInvalidUserWritesNothing(t *testing.T) {
 		t.Errorf("after a refused revocation the role's deny policy is %q (%v), want none", doc, err)
 	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(s.cfg), PolicyTable: s.st.Info.PolicyTable}
-	if list, err := store.LoadDenyList(context.Background()); err != nil || len(list.Users) != 0 {
+	if list, err := (revoke.RecordStore{Records: store}).LoadDenyList(context.Background()); err != nil || len(list.Users) != 0 {
 		t.Errorf("deny list %+v (%v), want empty", list, err)
 	}
 }
@@ -136,13 +136,13 @@ func TestRevokeOutlivesEverySession(t *testing.T) {
 	if code, _, errOut := s.cli(t, "admin", "revoke", "--user", user, "--session-duration", "15m"); code != exitcode.Usage {
 		t.Errorf("--session-duration 15m: exit %d (%s), want %d", code, errOut, exitcode.Usage)
 	}
-	if l, err := store.LoadDenyList(ctx); err != nil || len(l.Users) != 0 {
+	if l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx); err != nil || len(l.Users) != 0 {
 		t.Fatalf("a refused call wrote the deny list: %+v, %v", l, err)
 	}
 	if code, _, errOut := s.cli(t, "admin", "revoke", "--user", user); code != exitcode.OK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	l, err := store.LoadDenyList(ctx)
+	l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

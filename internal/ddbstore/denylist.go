@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -14,14 +13,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
 )
 
 // The deny list is one item of the policy table, beside the policy items:
 //
-//	REVOCATIONS  DENYLIST  version (N), listGz (B, gzipped JSON of revoke.List)
+//	REVOCATIONS  DENYLIST  version (N), listGz (B, the list gzipped), allBefore (N)
 //
-// Its JSON takes about 290 bytes an entry, so that DynamoDB's 400 KB item
+// The list is the revoker's JSON, which this adapter stores and never
+// reads. It takes about 290 bytes an entry, so that DynamoDB's 400 KB item
 // would hold fewer entries than the role's pages; gzipped, an entry takes
 // about 57 (docs/security.md "Size, pages and capacity"). The previous
 // revoker wrote the JSON as is (list, S), which LoadDenyList still reads.
@@ -32,26 +31,25 @@ const (
 	denyListSK = "DENYLIST"
 )
 
-var _ revoke.Store = (*Store)(nil)
-
-// LoadDenyList reads the deny list with a strongly consistent read. An item
-// it cannot read comes with an error wrapping broker.ErrCorruptItem and,
-// as the list's Version, the token SaveDenyList replaces it with: its
-// version attribute, or 0 when that is no number either.
-func (s *Store) LoadDenyList(ctx context.Context) (revoke.List, error) {
+// LoadDenyList reads the deny list's record with a strongly consistent
+// read: the zero record when there is none. An item it cannot read comes
+// with an error wrapping broker.ErrCorruptItem and, as the record's
+// Version, the token SaveDenyList replaces it with: its version attribute,
+// or 0 when that is no number either.
+func (s *Store) LoadDenyList(ctx context.Context) (broker.DenyListRecord, error) {
 	const op = "load deny list"
 	out, err := s.Client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.PolicyTable), Key: key(denyListPK, denyListSK), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return revoke.List{}, classify(op, err)
+		return broker.DenyListRecord{}, classify(op, err)
 	}
 	if len(out.Item) == 0 {
-		return revoke.List{}, nil
+		return broker.DenyListRecord{}, nil
 	}
 	version, verr := millisOf(out.Item["version"])
 	if verr != nil || version < 0 {
-		return revoke.List{}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: version attribute %v is not a version", broker.ErrCorruptItem, out.Item["version"]))
+		return broker.DenyListRecord{}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: version attribute %v is not a version", broker.ErrCorruptItem, out.Item["version"]))
 	}
 	doc := []byte(getS(out.Item, "list"))
 	if z, ok := out.Item[listGzAttr].(*types.AttributeValueMemberB); ok {
@@ -60,44 +58,36 @@ func (s *Store) LoadDenyList(ctx context.Context) (revoke.List, error) {
 			doc, err = io.ReadAll(r)
 		}
 		if err != nil {
-			return revoke.List{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %s: %w", broker.ErrCorruptItem, listGzAttr, err))
+			return broker.DenyListRecord{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %s: %w", broker.ErrCorruptItem, listGzAttr, err))
 		}
 	}
-	var l revoke.List
-	if err := json.Unmarshal(doc, &l); err != nil {
-		return revoke.List{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %w", broker.ErrCorruptItem, err))
-	}
-	if version != l.Version {
-		return revoke.List{Version: version}, broker.Wrap(broker.Internal, op, fmt.Errorf("%w: version attribute %d disagrees with the list's %d", broker.ErrCorruptItem, version, l.Version))
-	}
-	return l, nil
+	return broker.DenyListRecord{Version: version, List: doc}, nil
 }
 
-// listGzAttr holds the gzipped JSON of the list.
+// listGzAttr holds the gzipped list.
 const listGzAttr = "listGz"
 
 // SaveDenyList writes next on condition that the stored version is prev;
 // prev 0 also replaces an item whose version is no number (unreadable). A
 // list too large for an item is refused with broker.ErrItemTooLarge in the
 // error's chain, before anything is written.
-func (s *Store) SaveDenyList(ctx context.Context, prev int64, next revoke.List) error {
+func (s *Store) SaveDenyList(ctx context.Context, prev int64, next broker.DenyListRecord) error {
 	const op = "save deny list"
 	var z bytes.Buffer
 	w := gzip.NewWriter(&z)
-	if err := json.NewEncoder(w).Encode(next); err != nil {
-		return broker.Wrap(broker.Internal, "encode deny list", err)
+	if _, err := w.Write(next.List); err != nil {
+		return broker.Wrap(broker.Internal, "compress deny list", err)
 	}
 	if err := w.Close(); err != nil {
-		return broker.Wrap(broker.Internal, "encode deny list", err)
+		return broker.Wrap(broker.Internal, "compress deny list", err)
 	}
 	item := key(denyListPK, denyListSK)
 	item["version"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(next.Version, 10)}
 	item[listGzAttr] = &types.AttributeValueMemberB{Value: z.Bytes()}
-	if at := next.Fallback(); !at.IsZero() {
+	if !next.AllBefore.IsZero() {
 		// The fallbacks' cutoff on its own, for the endpoint's cheap read
-		// (fallback.go): a resources' fallback counts too, since the
-		// endpoint cannot tell which sets hold those resources.
-		item[allBeforeAttr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(at.UnixMilli(), 10)}
+		// (fallback.go).
+		item[allBeforeAttr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(next.AllBefore.UnixMilli(), 10)}
 	}
 	in := &dynamodb.PutItemInput{TableName: aws.String(s.PolicyTable), Item: item}
 	if prev == 0 {

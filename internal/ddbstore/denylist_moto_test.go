@@ -51,10 +51,10 @@ func TestTheDenyListItemHoldsWhatTheRolesPagesHold(t *testing.T) {
 	if b, _ := json.Marshal(full); len(b) < 400*1024 {
 		t.Fatalf("setup: the list's JSON takes %d bytes, which an item holds: the case tests nothing", len(b))
 	}
-	if err := store.SaveDenyList(ctx, 0, full); err != nil {
+	if err := (revoke.RecordStore{Records: store}).SaveDenyList(ctx, 0, full); err != nil {
 		t.Fatalf("a list of %d entries: %v", len(full.Revoked), err)
 	}
-	got, err := store.LoadDenyList(ctx)
+	got, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,10 +62,10 @@ func TestTheDenyListItemHoldsWhatTheRolesPagesHold(t *testing.T) {
 		t.Errorf("read back (-saved +read):\n%s", diff)
 	}
 
-	if err := store.SaveDenyList(ctx, full.Version, fullList(20000)); !errors.Is(err, broker.ErrItemTooLarge) {
+	if err := (revoke.RecordStore{Records: store}).SaveDenyList(ctx, full.Version, fullList(20000)); !errors.Is(err, broker.ErrItemTooLarge) {
 		t.Errorf("a list of 20,000 entries: %v, want ErrItemTooLarge", err)
 	}
-	if got, err := store.LoadDenyList(ctx); err != nil || got.Version != full.Version {
+	if got, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx); err != nil || got.Version != full.Version {
 		t.Errorf("after the refused save: version %d (%v), want %d", got.Version, err, full.Version)
 	}
 
@@ -75,7 +75,7 @@ func TestTheDenyListItemHoldsWhatTheRolesPagesHold(t *testing.T) {
 	item["version"] = &types.AttributeValueMemberN{Value: "3"}
 	item["list"] = mototest.S(string(b))
 	tables.Put(t, tables.Policy, item)
-	if got, err := store.LoadDenyList(ctx); err != nil || !cmp.Equal(old, got) {
+	if got, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx); err != nil || !cmp.Equal(old, got) {
 		t.Errorf("the previous revoker's item reads as %+v, %v; want %+v", got, err, old)
 	}
 }

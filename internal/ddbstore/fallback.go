@@ -12,7 +12,7 @@ import (
 )
 
 // allBeforeAttr is the deny-list item's copy of the fallback's cutoff
-// (revoke.List.All.Before, Unix milliseconds), absent when there is no
+// (DenyListRecord.AllBefore, Unix milliseconds), absent when there is no
 // fallback. IAM denies every session issued before it, rounded up to the
 // second, whatever its tag.
 const allBeforeAttr = "allBefore"

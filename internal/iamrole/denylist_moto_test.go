@@ -67,7 +67,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 			store := &ddbstore.Store{Client: tables.DDB, PolicyTable: tables.Policy}
 			role := &iamrole.Role{Client: client, ARN: base.ARN}
 			now := time.Now().UTC()
-			svc := &revoke.Service{Store: store, Cutoffs: store, Role: role, Auditor: &brokertest.Auditor{},
+			svc := &revoke.Service{Store: revoke.RecordStore{Records: store}, Cutoffs: store, Role: role, Auditor: &brokertest.Auditor{},
 				MaxSession: time.Hour, Now: func() time.Time { return now }}
 			cuts := map[string]time.Time{}
 			for i, u := range []string{"alice", "bob"} {
@@ -81,7 +81,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 				}
 			}
 			tc.lose(t, tables)
-			if _, err := store.LoadDenyList(ctx); tc.name != "an item deleted by mistake" && !errors.Is(err, broker.ErrCorruptItem) {
+			if _, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx); tc.name != "an item deleted by mistake" && !errors.Is(err, broker.ErrCorruptItem) {
 				t.Fatalf("load of the damaged item: %v, want ErrCorruptItem", err)
 			}
 
@@ -110,7 +110,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 					t.Errorf("%s's session minted under the cutoff is denied after the recovery:\n%s", u, doc)
 				}
 			}
-			l, err := store.LoadDenyList(ctx)
+			l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
 			if err != nil || len(l.Revoked) != 3 {
 				t.Errorf("stored list after the recovery: %d revoked tags (%v)", len(l.Revoked), err)
 			}

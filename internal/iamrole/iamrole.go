@@ -29,7 +29,6 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
 )
 
 // API is the part of the IAM client the role uses.
@@ -93,8 +92,6 @@ type Role struct {
 	budgets []int
 	readAt  time.Time
 }
-
-var _ revoke.Role = (*Role)(nil)
 
 // NameFromARN returns the role name of an IAM role ARN
 // (arn:aws:iam::123456789012:role/path/name).
@@ -160,7 +157,7 @@ func (r *Role) Budgets(ctx context.Context) ([]int, error) {
 			if err != nil {
 				return nil, classify("get role policy", err)
 			}
-			used += revoke.Size(decode(aws.ToString(out.PolicyDocument)))
+			used += broker.PolicySize(decode(aws.ToString(out.PolicyDocument)))
 		}
 	}
 	others := 0
@@ -336,7 +333,7 @@ func (r *Role) applyInline(ctx context.Context, doc string) error {
 // tooLarge makes the next Budgets measure the role again when IAM refused
 // a page as too large: the role's other policies grew.
 func (r *Role) tooLarge(err error) error {
-	if errors.Is(err, revoke.ErrTooLarge) {
+	if errors.Is(err, broker.ErrRolePolicyTooLarge) {
 		r.mu.Lock()
 		r.readAt = time.Time{}
 		r.mu.Unlock()
@@ -363,7 +360,7 @@ func classify(op string, err error) error {
 		case "LimitExceeded":
 			// The role's inline policies would pass IAM's size limit: the
 			// budget was reckoned wrong (another policy grew).
-			return broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %w", revoke.ErrTooLarge, err))
+			return broker.Wrap(broker.Internal, op, fmt.Errorf("%w: %w", broker.ErrRolePolicyTooLarge, err))
 		}
 		if apiErr.ErrorFault() == smithy.FaultServer {
 			return broker.Wrap(broker.Transient, op, err)

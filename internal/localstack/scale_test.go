@@ -186,7 +186,7 @@ func TestRevocationAtOrganisationScale(t *testing.T) {
 	)
 	for {
 		cycle := time.Now()
-		list, err := store.LoadDenyList(ctx)
+		list, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func TestRevocationAtOrganisationScale(t *testing.T) {
 	if len(noCutoff) > 0 {
 		t.Errorf("%d narrowed users' policy items never showed a new cutoff: %v", len(noCutoff), noCutoff)
 	}
-	list, err := store.LoadDenyList(ctx)
+	list, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

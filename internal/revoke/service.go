@@ -40,7 +40,7 @@ type Cutoffs interface {
 
 // ErrTooLarge is in the chain of a Role.Apply error when IAM refused the
 // policy as too large: the budget was reckoned wrong.
-var ErrTooLarge = errors.New("revocation policy too large for the role")
+var ErrTooLarge = broker.ErrRolePolicyTooLarge
 
 // Role is the base role's revocation policies: its pages.
 type Role interface {

@@ -152,7 +152,7 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
 	return &revoke.Handler{Logger: log, Metric: count, Partition: broker.Partition(cfg.BaseRoleARN, ""), Service: &revoke.Service{
-		Store: store, Cutoffs: store,
+		Store: revoke.RecordStore{Records: store}, Cutoffs: store,
 		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), ARN: cfg.BaseRoleARN, Pages: cfg.Pages, Quota: cfg.ManagedPolicyQuota},
 		Auditor:    auditor(awsCfg, cfg.AuditBusName, log),
 		Logger:     log,
