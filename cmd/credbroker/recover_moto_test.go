@@ -32,7 +32,7 @@ import (
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/testkit/rolesession"
@@ -395,14 +395,14 @@ func TestClientRecoversAfterRevocation(t *testing.T) {
 		{`a fallback to "scope all"`, func(t *testing.T) func(answerSeen) bool {
 			// The revoker's own service, with a role that has room for no
 			// list: another user's revocation makes it fall back.
-			svc := &revoke.Service{Store: revoke.RecordStore{Records: store}, Cutoffs: store, Role: tinyBudget{role}, MaxSession: 15 * time.Minute,
+			svc := &revoker.Service{Store: revoker.RecordStore{Records: store}, Cutoffs: store, Role: tinyBudget{role}, MaxSession: 15 * time.Minute,
 				Auditor: broker.AuditorFunc(func(context.Context, ...broker.AuditEvent) error { return nil })}
-			_, err := svc.Revoke(ctx, revoke.Request{Reason: broker.ReasonNarrowed, Causes: []string{"test"},
-				Entries: []revoke.Entry{{UserID: "c0ffee00-0000-4000-8000-000000000000", Before: broker.RevokeBefore(time.Now())}}})
+			_, err := svc.Revoke(ctx, revoker.Request{Reason: broker.ReasonNarrowed, Causes: []string{"test"},
+				Entries: []revoker.Entry{{UserID: "c0ffee00-0000-4000-8000-000000000000", Before: broker.RevokeBefore(time.Now())}}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
+			l, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx)
 			if err != nil || l.All.Before.IsZero() || len(l.Users) != 0 {
 				t.Fatalf("the deny list did not fall back: %+v, %v", l, err)
 			}

@@ -2,7 +2,7 @@
 // before a user's grants narrowed (docs/security.md "Revocation"). The audit bus's
 // rule invokes it with each narrowing PolicyChanged event, an operator with
 // {"action":"revoke","userId":"<sub>"}, and a schedule with
-// {"action":"prune"}. It only wires; internal/revoke does the work.
+// {"action":"prune"}. It only wires; internal/revoker does the work.
 package main
 
 import (
@@ -11,12 +11,12 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/wire"
 )
 
 func main() {
-	fn := wire.Open("revoker", revoke.ConfigFromEnv, func(c revoke.Config) slog.Level { return c.LogLevel })
+	fn := wire.Open("revoker", revoker.ConfigFromEnv, func(c revoker.Config) slog.Level { return c.LogLevel })
 	h, err := wire.Revoker(fn.Config, fn.AWS, fn.Log, os.Stdout)
 	fn.Check("cannot start", err)
 	lambda.Start(h.Invoke)

@@ -19,7 +19,7 @@ import (
 	"github.com/credbroker/credbroker/internal/awsconfig"
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/cli"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 )
 
 func init() {
@@ -59,7 +59,7 @@ func adminRevoke(ctx context.Context, env *cli.Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	payload, err := json.Marshal(revoke.Action{Action: "revoke", UserID: *user, RequestID: id})
+	payload, err := json.Marshal(revoker.Action{Action: "revoke", UserID: *user, RequestID: id})
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func adminRevoke(ctx context.Context, env *cli.Env, args []string) error {
 	if out.FunctionError != nil {
 		return revokerError(out.Payload)
 	}
-	var res revoke.Result
+	var res revoker.Result
 	if err := json.Unmarshal(out.Payload, &res); err != nil || res.UserID != *user || res.IssuedBefore.IsZero() {
 		return fmt.Errorf("the revoker answered %s, not the revocation of %s", cli.OneLine(string(out.Payload)), *user)
 	}
@@ -99,7 +99,7 @@ func revokerError(payload []byte) error {
 	if err := json.Unmarshal(payload, &fe); err != nil || fe.Message == "" {
 		return fmt.Errorf("the revoker failed: %s", cli.OneLine(string(payload)))
 	}
-	if strings.HasPrefix(fe.Message, revoke.ErrRefused.Error()) {
+	if strings.HasPrefix(fe.Message, revoker.ErrRefused.Error()) {
 		return cli.Usagef("the revoker refused the revocation: %s", fe.Message)
 	}
 	return fmt.Errorf("the revoker failed (%s): %s; run the command again", fe.Type, fe.Message)

@@ -19,7 +19,7 @@ import (
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 )
 
 // An operator whose machine's clock is hours off revokes a user on the
@@ -61,7 +61,7 @@ func TestOperatorRevokeUsesAWSClock(t *testing.T) {
 			}
 			low, high := broker.RevokeBefore(before), broker.RevokeBefore(after)
 
-			list, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
+			list, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -75,8 +75,8 @@ func TestOperatorRevokeUsesAWSClock(t *testing.T) {
 			if err != nil || !item.RevokedBefore.Equal(cutoff) {
 				t.Errorf("policy item cutoff %v (%v), want the deny list's %v", item.RevokedBefore, err, cutoff)
 			}
-			if doc, err := role.Current(ctx, 0); err != nil || doc != revoke.Render(list, 1)[0] {
-				t.Errorf("role's deny policy %q (%v), want the rendered list %q", doc, err, revoke.Render(list, 1)[0])
+			if doc, err := role.Current(ctx, 0); err != nil || doc != revoker.Render(list, 1)[0] {
+				t.Errorf("role's deny policy %q (%v), want the rendered list %q", doc, err, revoker.Render(list, 1)[0])
 			}
 			m := printed.FindStringSubmatch(out)
 			if m == nil {
@@ -105,7 +105,7 @@ func TestAdminRevokeOfAnInvalidUserWritesNothing(t *testing.T) {
 		t.Errorf("after a refused revocation the role's deny policy is %q (%v), want none", doc, err)
 	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(s.cfg), PolicyTable: s.st.Info.PolicyTable}
-	if list, err := (revoke.RecordStore{Records: store}).LoadDenyList(context.Background()); err != nil || len(list.Users) != 0 {
+	if list, err := (revoker.RecordStore{Records: store}).LoadDenyList(context.Background()); err != nil || len(list.Users) != 0 {
 		t.Errorf("deny list %+v (%v), want empty", list, err)
 	}
 }
@@ -136,13 +136,13 @@ func TestRevokeOutlivesEverySession(t *testing.T) {
 	if code, _, errOut := s.cli(t, "admin", "revoke", "--user", user, "--session-duration", "15m"); code != exitcode.Usage {
 		t.Errorf("--session-duration 15m: exit %d (%s), want %d", code, errOut, exitcode.Usage)
 	}
-	if l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx); err != nil || len(l.Users) != 0 {
+	if l, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx); err != nil || len(l.Users) != 0 {
 		t.Fatalf("a refused call wrote the deny list: %+v, %v", l, err)
 	}
 	if code, _, errOut := s.cli(t, "admin", "revoke", "--user", user); code != exitcode.OK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
+	l, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,14 +13,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/exitcode"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/stackfile"
 )
 
 // fakeLambda stands in for Lambda's Invoke API: answer decides the reply
 // to each invocation, whose function name and payload it records.
 type fakeLambda struct {
-	answer func(payload revoke.Action) (functionError string, body string)
+	answer func(payload revoker.Action) (functionError string, body string)
 
 	mu    sync.Mutex
 	calls []string // "<function> <action> <user>"
@@ -30,7 +30,7 @@ type fakeLambda struct {
 func (f *fakeLambda) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/2015-03-31/functions/"), "/invocations")
 	body, _ := io.ReadAll(r.Body)
-	var a revoke.Action
+	var a revoker.Action
 	_ = json.Unmarshal(body, &a)
 	f.mu.Lock()
 	f.calls = append(f.calls, name+" "+a.Action+" "+a.UserID)
@@ -62,13 +62,13 @@ func fakeStack(t *testing.T, f *fakeLambda) string {
 // a failure (exit 3). What the command itself can tell is wrong, it
 // refuses with exit 2 before invoking anything.
 func TestAdminRevokeReportsTheRevokersAnswer(t *testing.T) {
-	ok := func(a revoke.Action) (string, string) {
+	ok := func(a revoker.Action) (string, string) {
 		return "", `{"userId":"` + a.UserID + `","issuedBefore":"2026-12-06T22:00:05.123Z","scope":"user"}`
 	}
-	refused := func(revoke.Action) (string, string) {
+	refused := func(revoker.Action) (string, string) {
 		return "Unhandled", `{"errorMessage":"revoker payload refused: decode revoker event: user id must be 2-64 characters","errorType":"wrapErrors"}`
 	}
-	failed := func(revoke.Action) (string, string) {
+	failed := func(revoker.Action) (string, string) {
 		return "Unhandled", `{"errorMessage":"put role policy: throttled","errorType":"OperationError"}`
 	}
 	type outcome struct {
@@ -79,7 +79,7 @@ func TestAdminRevokeReportsTheRevokersAnswer(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		answer func(revoke.Action) (string, string)
+		answer func(revoker.Action) (string, string)
 		args   []string
 		want   outcome
 	}{
@@ -119,7 +119,7 @@ func TestAdminRevokeReportsTheRevokersAnswer(t *testing.T) {
 // Each invocation carries a request id of its own, so that the revoker's
 // log and CredentialsRevoked tell two revocations apart.
 func TestAdminRevokeNamesEachInvocationApart(t *testing.T) {
-	f := &fakeLambda{answer: func(a revoke.Action) (string, string) {
+	f := &fakeLambda{answer: func(a revoker.Action) (string, string) {
 		return "", `{"userId":"` + a.UserID + `","issuedBefore":"2026-12-06T22:00:05Z","scope":"user"}`
 	}}
 	stack := fakeStack(t, f)

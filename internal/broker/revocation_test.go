@@ -7,7 +7,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
 
@@ -63,7 +63,7 @@ func TestPropertyARemovalRacingARequestLeavesNoSessionWithTheOldPolicy(t *testin
 		projectorOff, stsOff := ms("projector", -half, half), ms("sts", -half, half)
 		base := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC).Add(ms("base", 0, time.Hour))
 
-		list := revoke.List{}
+		list := revoker.List{}
 		var cutoff time.Time // in alice's item
 		started := base
 		for n := range 2 {
@@ -83,8 +83,8 @@ func TestPropertyARemovalRacingARequestLeavesNoSessionWithTheOldPolicy(t *testin
 			// The narrowing's event names the cutoff it replaced, as the
 			// projector read it under its claim.
 			var deny []string
-			list, deny, _ = revoke.Apply(list, []revoke.Entry{{UserID: "alice", Before: cutoff, Revoked: []string{staleTag}, Previous: prev}},
-				commit, revoke.Limits{MaxSession: time.Hour, Budgets: []int{10000}})
+			list, deny, _ = revoker.Apply(list, []revoker.Entry{{UserID: "alice", Before: cutoff, Revoked: []string{staleTag}, Previous: prev}},
+				commit, revoker.Limits{MaxSession: time.Hour, Budgets: []int{10000}})
 			if works(t, deny, "alice", stale, staleTag) {
 				t.Fatalf("narrowing %d: the racing session stamped %v survives the cutoff %v (commit %v)", n+1, stale, cutoff, commit)
 			}

@@ -15,7 +15,7 @@ import (
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/iamrole"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
@@ -67,7 +67,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 			store := &ddbstore.Store{Client: tables.DDB, PolicyTable: tables.Policy}
 			role := &iamrole.Role{Client: client, ARN: base.ARN}
 			now := time.Now().UTC()
-			svc := &revoke.Service{Store: revoke.RecordStore{Records: store}, Cutoffs: store, Role: role, Auditor: &brokertest.Auditor{},
+			svc := &revoker.Service{Store: revoker.RecordStore{Records: store}, Cutoffs: store, Role: role, Auditor: &brokertest.Auditor{},
 				MaxSession: time.Hour, Now: func() time.Time { return now }}
 			cuts := map[string]time.Time{}
 			for i, u := range []string{"alice", "bob"} {
@@ -76,17 +76,17 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 					t.Fatal(err)
 				}
 				cuts[u] = cut
-				if _, err := svc.Revoke(ctx, revoke.Request{Entries: []revoke.Entry{{UserID: u, Before: cut, Revoked: []string{broker.CutoffTag(u, time.Time{})}}}, Reason: broker.ReasonNarrowed, Causes: []string{u + "-change"}}); err != nil {
+				if _, err := svc.Revoke(ctx, revoker.Request{Entries: []revoker.Entry{{UserID: u, Before: cut, Revoked: []string{broker.CutoffTag(u, time.Time{})}}}, Reason: broker.ReasonNarrowed, Causes: []string{u + "-change"}}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			tc.lose(t, tables)
-			if _, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx); tc.name != "an item deleted by mistake" && !errors.Is(err, broker.ErrCorruptItem) {
+			if _, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx); tc.name != "an item deleted by mistake" && !errors.Is(err, broker.ErrCorruptItem) {
 				t.Fatalf("load of the damaged item: %v, want ErrCorruptItem", err)
 			}
 
 			carol := broker.RevokeBefore(now.Add(3 * time.Second))
-			if _, err := svc.Revoke(ctx, revoke.Request{Entries: []revoke.Entry{{UserID: "carol", Before: carol, Revoked: []string{broker.CutoffTag("carol", time.Time{})}}}, Reason: broker.ReasonNarrowed, Causes: []string{"carol-change"}}); err != nil {
+			if _, err := svc.Revoke(ctx, revoker.Request{Entries: []revoker.Entry{{UserID: "carol", Before: carol, Revoked: []string{broker.CutoffTag("carol", time.Time{})}}}, Reason: broker.ReasonNarrowed, Causes: []string{"carol-change"}}); err != nil {
 				t.Fatal(err)
 			}
 			doc, err := role.Current(ctx, 0)
@@ -110,7 +110,7 @@ func TestLostDenyListKeepsRevocationsOnMoto(t *testing.T) {
 					t.Errorf("%s's session minted under the cutoff is denied after the recovery:\n%s", u, doc)
 				}
 			}
-			l, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
+			l, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx)
 			if err != nil || len(l.Revoked) != 3 {
 				t.Errorf("stored list after the recovery: %d revoked tags (%v)", len(l.Revoked), err)
 			}

@@ -1,4 +1,4 @@
-// Package iamrole keeps the base role's revocation policies (revoke.Role):
+// Package iamrole keeps the base role's revocation policies (revoker.Role):
 // page 0 is the role's inline policy credbroker-revocations, written and
 // removed with PutRolePolicy and DeleteRolePolicy; pages 1 to n are
 // customer managed policies that the revoker creates under the path
@@ -130,7 +130,7 @@ func (r *Role) now() time.Time {
 	return time.Now()
 }
 
-// Budgets implements revoke.Role: the inline limit less the role's other
+// Budgets implements revoker.Role: the inline limit less the role's other
 // inline policies and a margin, then a managed page's limit less a margin
 // for each managed policy the quota leaves beside the role's others (its
 // ceiling), up to Pages.
@@ -182,7 +182,7 @@ func (r *Role) Budgets(ctx context.Context) ([]int, error) {
 	return slices.Clone(r.budgets), nil
 }
 
-// Current implements revoke.Role: page i's document, "" when it denies
+// Current implements revoker.Role: page i's document, "" when it denies
 // nothing (or does not exist).
 func (r *Role) Current(ctx context.Context, page int) (string, error) {
 	if page == 0 {
@@ -228,7 +228,7 @@ func decode(doc string) string {
 	return doc
 }
 
-// Apply implements revoke.Role.
+// Apply implements revoker.Role.
 func (r *Role) Apply(ctx context.Context, page int, doc string) error {
 	if page == 0 {
 		return r.applyInline(ctx, doc)

@@ -35,7 +35,7 @@ import (
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/motoserver"
 	"github.com/credbroker/credbroker/internal/projector"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/wire"
@@ -259,7 +259,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	svc := ep.Service
 	// The revoker, fed as the audit bus's rule feeds it on AWS.
-	revoker, err := wire.Revoker(revoke.Config{PolicyTable: st.Info.PolicyTable, AuditBusName: st.Info.EventBusName,
+	revoker, err := wire.Revoker(revoker.Config{PolicyTable: st.Info.PolicyTable, AuditBusName: st.Info.EventBusName,
 		BaseRoleARN: st.Info.BaseRoleARN, MaxSession: ccfg.SessionDuration}, stackCfg, log.With("function", "revoker"), io.Discard)
 	if err != nil {
 		return nil, err

@@ -13,7 +13,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/backoff"
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 )
 
 // busRule stands in, on the local stack, for the audit bus's rule that
@@ -29,7 +29,7 @@ import (
 // stack would pay.
 type busRule struct {
 	next    broker.Auditor
-	handler *revoke.Handler
+	handler *revoker.Handler
 	log     *slog.Logger
 
 	mu      sync.Mutex
@@ -53,7 +53,7 @@ type message struct {
 	notUntil time.Time
 }
 
-func newBusRule(next broker.Auditor, h *revoke.Handler, log *slog.Logger) *busRule {
+func newBusRule(next broker.Auditor, h *revoker.Handler, log *slog.Logger) *busRule {
 	return &busRule{next: next, handler: h, log: log, wake: make(chan struct{}, 1)}
 }
 
@@ -189,7 +189,7 @@ func (r *busRule) deliver(ctx context.Context, batch []message) {
 func (r *busRule) invoke(ctx context.Context, payload json.RawMessage) {
 	for attempt := 1; ; attempt++ {
 		_, err := r.handler.Invoke(ctx, payload)
-		if err == nil || ctx.Err() != nil || errors.Is(err, revoke.ErrRefused) {
+		if err == nil || ctx.Err() != nil || errors.Is(err, revoker.ErrRefused) {
 			return
 		}
 		r.log.Warn("retrying the revoker", "attempt", attempt)

@@ -33,7 +33,7 @@ import (
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/iamrole"
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/testkit/stacktest"
@@ -186,7 +186,7 @@ func TestRevocationAtOrganisationScale(t *testing.T) {
 	)
 	for {
 		cycle := time.Now()
-		list, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
+		list, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func TestRevocationAtOrganisationScale(t *testing.T) {
 	if len(noCutoff) > 0 {
 		t.Errorf("%d narrowed users' policy items never showed a new cutoff: %v", len(noCutoff), noCutoff)
 	}
-	list, err := (revoke.RecordStore{Records: store}).LoadDenyList(ctx)
+	list, err := (revoker.RecordStore{Records: store}).LoadDenyList(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +501,7 @@ func revocationPages(t *testing.T, st *localstack.Stack) (int, int) {
 			managed++
 		}
 	}
-	return revoke.Size(pol.Inline[iamrole.PolicyName]), managed
+	return revoker.Size(pol.Inline[iamrole.PolicyName]), managed
 }
 
 // pct is the p-th percentile of d (0 when d is empty), to the millisecond.

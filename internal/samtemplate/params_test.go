@@ -13,7 +13,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/credbroker/credbroker/internal/credentials"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
@@ -160,7 +160,7 @@ func TestEveryAcceptedBucketListFitsTheCeilingPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return revoke.Size(doc), nil
+		return revoker.Size(doc), nil
 	}
 	// The ceiling grows with the list's length and its number of entries
 	// alone: the most of both is the largest ceiling.

@@ -16,7 +16,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/emf"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
@@ -582,7 +582,7 @@ func requiredAlarms(t *samtemplate.Template, stack *samtemplate.Stack) []string 
 				// A revocation refused, clamped, failed, a prune failed, a
 				// deny list recovered: each is loud on its own (docs/operations.md
 				// "Alarms"), never only a log line.
-				for _, m := range []string{revoke.MetricRefused, revoke.MetricClamped, revoke.MetricFailed, revoke.MetricPruneFailed, revoke.MetricDenyListRecovered} {
+				for _, m := range []string{revoker.MetricRefused, revoker.MetricClamped, revoker.MetricFailed, revoker.MetricPruneFailed, revoker.MetricDenyListRecovered} {
 					want = append(want, emf.Namespace+" "+m+" revoker")
 				}
 			}

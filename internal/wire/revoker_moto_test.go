@@ -24,7 +24,7 @@ import (
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/ddbstore"
 	"github.com/credbroker/credbroker/internal/localstack"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
@@ -59,7 +59,7 @@ func TestConcurrentRevocationsAllLand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := wire.Revoker(revoke.Config{PolicyTable: tables.Policy, AuditBusName: announced.Name, BaseRoleARN: base.ARN, MaxSession: 15 * time.Minute},
+	h, err := wire.Revoker(revoker.Config{PolicyTable: tables.Policy, AuditBusName: announced.Name, BaseRoleARN: base.ARN, MaxSession: 15 * time.Minute},
 		cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,7 @@ import (
 	"github.com/credbroker/credbroker/internal/policy"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/replay"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/sqsqueue"
 	"github.com/credbroker/credbroker/internal/stsissuer"
 )
@@ -140,7 +140,7 @@ func Rebuild(cfg replay.Config, awsCfg aws.Config, log *slog.Logger) *replay.Ser
 
 // Revoker builds the revoker's handler; its alarming events go to metrics
 // as EMF lines (template.yaml's revoker alarms).
-func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (*revoke.Handler, error) {
+func Revoker(cfg revoker.Config, awsCfg aws.Config, log *slog.Logger, metrics io.Writer) (*revoker.Handler, error) {
 	if _, err := iamrole.NameFromARN(cfg.BaseRoleARN); err != nil {
 		return nil, err
 	}
@@ -151,8 +151,8 @@ func Revoker(cfg revoke.Config, awsCfg aws.Config, log *slog.Logger, metrics io.
 		}
 	}
 	store := &ddbstore.Store{Client: dynamodb.NewFromConfig(awsCfg), PolicyTable: cfg.PolicyTable}
-	return &revoke.Handler{Logger: log, Metric: count, Partition: broker.Partition(cfg.BaseRoleARN, ""), Service: &revoke.Service{
-		Store: revoke.RecordStore{Records: store}, Cutoffs: store,
+	return &revoker.Handler{Logger: log, Metric: count, Partition: broker.Partition(cfg.BaseRoleARN, ""), Service: &revoker.Service{
+		Store: revoker.RecordStore{Records: store}, Cutoffs: store,
 		Role:       &iamrole.Role{Client: iam.NewFromConfig(awsCfg), ARN: cfg.BaseRoleARN, Pages: cfg.Pages, Quota: cfg.ManagedPolicyQuota},
 		Auditor:    auditor(awsCfg, cfg.AuditBusName, log),
 		Logger:     log,

@@ -21,7 +21,7 @@ import (
 	"github.com/credbroker/credbroker/internal/localstack"
 	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/replay"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/docscheck"
 )
@@ -38,7 +38,7 @@ var functions = map[string]function{
 	"credentials": {"CredentialsFunction", func(g func(string) string) (any, error) { return credentials.ConfigFromEnv(g) }},
 	"projector":   {"ProjectorFunction", func(g func(string) string) (any, error) { return projector.ConfigFromEnv(g) }},
 	"replay":      {"ReplayFunction", func(g func(string) string) (any, error) { return replay.ConfigFromEnv(g) }},
-	"revoker":     {"RevokerFunction", func(g func(string) string) (any, error) { return revoke.ConfigFromEnv(g) }},
+	"revoker":     {"RevokerFunction", func(g func(string) string) (any, error) { return revoker.ConfigFromEnv(g) }},
 }
 
 // samples are valid values of the variables the docs call required.

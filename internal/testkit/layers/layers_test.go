@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -93,6 +94,26 @@ func TestLayerRules(t *testing.T) {
 	}
 }
 
+// Each function's main wires the logic package of its own name:
+// functions/<name> imports internal/<name>.
+func TestEachFunctionWiresItsNamesake(t *testing.T) {
+	root := moduleRoot(t)
+	n := 0
+	for _, p := range goList(t, root, "") {
+		name, ok := strings.CutPrefix(p.Path, module+"/functions/")
+		if !ok || strings.Contains(name, "/") {
+			continue
+		}
+		n++
+		if !slices.Contains(p.Imports, module+"/internal/"+name) {
+			t.Errorf("functions/%s does not import internal/%s", name, name)
+		}
+	}
+	if n < 4 {
+		t.Errorf("found %d functions, want the 4 of template.yaml", n)
+	}
+}
+
 // The checker itself must catch what the table forbids.
 func TestLayerRulesCatchForbiddenImports(t *testing.T) {
 	tab := table(t, moduleRoot(t))
@@ -102,8 +123,8 @@ func TestLayerRulesCatchForbiddenImports(t *testing.T) {
 		pkgs []layers.Package
 		want []string
 	}{
-		{"an adapter importing logic fails", []layers.Package{{Path: p("internal/ddbstore"), Imports: []string{p("internal/revoke"), p("internal/broker")}}},
-			[]string{"internal/ddbstore (adapters) imports internal/revoke (logic), which adapters may not import"}},
+		{"an adapter importing logic fails", []layers.Package{{Path: p("internal/ddbstore"), Imports: []string{p("internal/revoker"), p("internal/broker")}}},
+			[]string{"internal/ddbstore (adapters) imports internal/revoker (logic), which adapters may not import"}},
 		{"an adapter importing another adapter fails", []layers.Package{{Path: p("internal/iamrole"), Imports: []string{p("internal/ddbstore")}}},
 			[]string{"internal/iamrole (adapters) imports internal/ddbstore (adapters), which adapters may not import"}},
 		{"logic pulling in the SDK through a dependency fails", []layers.Package{{Path: p("internal/credentials"), Deps: []string{"github.com/aws/aws-sdk-go-v2/service/sts"}}},

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 )
 
 // Store holds both tables. The zero value is not usable; call New.
@@ -29,7 +29,7 @@ type Store struct {
 	index           map[string]map[string]int64 // project -> user -> token
 	sorted          map[string][]string         // project -> its members in order, until the index changes
 	checkpoints     map[string]string
-	denyList        revoke.List
+	denyList        revoker.List
 	denyListCorrupt bool
 
 	// Calls counts every store call, like DynamoDB calls.
@@ -382,7 +382,7 @@ func (s *Store) ProjectMembers(_ context.Context, projectID, cursor string, limi
 	return page, nil
 }
 
-// Cutoff implements revoke.Cutoffs.
+// Cutoff implements revoker.Cutoffs.
 func (s *Store) Cutoff(_ context.Context, userID string) (time.Time, error) {
 	defer s.lock()()
 	if r := s.policies[userID]; r != nil {
@@ -391,11 +391,11 @@ func (s *Store) Cutoff(_ context.Context, userID string) (time.Time, error) {
 	return time.Time{}, nil
 }
 
-// LoadDenyList implements revoke.Store.
-func (s *Store) LoadDenyList(context.Context) (revoke.List, error) {
+// LoadDenyList implements revoker.Store.
+func (s *Store) LoadDenyList(context.Context) (revoker.List, error) {
 	defer s.lock()()
 	if s.denyListCorrupt {
-		return revoke.List{Version: s.denyList.Version}, broker.Wrap(broker.Internal, "load deny list", fmt.Errorf("%w: made unreadable by the test", broker.ErrCorruptItem))
+		return revoker.List{Version: s.denyList.Version}, broker.Wrap(broker.Internal, "load deny list", fmt.Errorf("%w: made unreadable by the test", broker.ErrCorruptItem))
 	}
 	l := s.denyList
 	l.Revoked = maps.Clone(l.Revoked)
@@ -413,16 +413,16 @@ func (s *Store) CorruptDenyList() {
 
 // DeleteDenyList removes the stored deny list, as a mistaken clean-up
 // would; RestoreDenyList puts back an older copy, as a backup would.
-func (s *Store) DeleteDenyList() { s.RestoreDenyList(revoke.List{}) }
+func (s *Store) DeleteDenyList() { s.RestoreDenyList(revoker.List{}) }
 
 // RestoreDenyList replaces the stored deny list with l.
-func (s *Store) RestoreDenyList(l revoke.List) {
+func (s *Store) RestoreDenyList(l revoker.List) {
 	defer s.lock()()
 	s.denyList, s.denyListCorrupt = l, false
 }
 
-// SaveDenyList implements revoke.Store.
-func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) error {
+// SaveDenyList implements revoker.Store.
+func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoker.List) error {
 	defer s.lock()()
 	if s.denyList.Version != prev {
 		return broker.Errorf(broker.Conflict, "save deny list", "version %d, not %d", s.denyList.Version, prev)
@@ -435,7 +435,7 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoke.List) er
 }
 
 // FallbackCutoff is ddbstore's: the deny list's fallbacks' cutoff
-// (revoke.List.Fallback) to the millisecond, zero when there is none.
+// (revoker.List.Fallback) to the millisecond, zero when there is none.
 func (s *Store) FallbackCutoff(context.Context) (time.Time, error) {
 	defer s.lock()()
 	if at := s.denyList.Fallback(); !at.IsZero() {

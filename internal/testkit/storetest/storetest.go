@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 )
 
 // Store is everything the projector needs from the tables.
@@ -182,7 +182,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 	t.Run("the deny list's fallback cutoff reads back, and is zero without one", func(t *testing.T) {
 		h := newHarness(t)
 		st, ok := h.Store.(interface {
-			revoke.Store
+			revoker.Store
 			FallbackCutoff(ctx context.Context) (time.Time, error)
 		})
 		if !ok {
@@ -191,7 +191,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		if got, err := st.FallbackCutoff(ctx); err != nil || !got.IsZero() {
 			t.Errorf("no deny list: %v, %v; want the zero time", got, err)
 		}
-		users := revoke.List{Version: 1, Users: map[string]revoke.Cutoff{"alice": {Before: now, Until: now.Add(time.Hour)}}}
+		users := revoker.List{Version: 1, Users: map[string]revoker.Cutoff{"alice": {Before: now, Until: now.Add(time.Hour)}}}
 		if err := st.SaveDenyList(ctx, 0, users); err != nil {
 			t.Fatal(err)
 		}
@@ -199,14 +199,14 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 			t.Errorf("a list without a fallback: %v, %v; want the zero time", got, err)
 		}
 		before := now.Add(4*time.Second + 250*time.Millisecond)
-		all := revoke.List{Version: 2, All: revoke.Cutoff{Before: before, Until: now.Add(time.Hour)}}
+		all := revoker.List{Version: 2, All: revoker.Cutoff{Before: before, Until: now.Add(time.Hour)}}
 		if err := st.SaveDenyList(ctx, 1, all); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := st.FallbackCutoff(ctx); err != nil || !got.Equal(before) {
 			t.Errorf("a list that fell back: %v, %v; want %v", got, err, before)
 		}
-		if err := st.SaveDenyList(ctx, 2, revoke.List{Version: 3}); err != nil {
+		if err := st.SaveDenyList(ctx, 2, revoker.List{Version: 3}); err != nil {
 			t.Fatal(err)
 		}
 		if got, err := st.FallbackCutoff(ctx); err != nil || !got.IsZero() {

@@ -1,4 +1,4 @@
-package revoke_test
+package revoker_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/testkit/rolesession"
 )
 
@@ -56,7 +56,7 @@ func allowed(t *testing.T, pages []string, s rolesession.Session) bool {
 // answers.)
 func TestCredentialsMintedAfterASecondNarrowingWorkBeforeTheRevokerAppliesIt(t *testing.T) {
 	w := newWorld()
-	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+	h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
 	ctx := context.Background()
 	pages := func() []string { return w.role.current() }
 

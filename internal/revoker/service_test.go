@@ -1,4 +1,4 @@
-package revoke_test
+package revoker_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/testkit/brokertest"
 	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
@@ -63,13 +63,13 @@ type world struct {
 	store *memstore.Store
 	role  *role
 	audit *brokertest.Auditor
-	svc   *revoke.Service
+	svc   *revoker.Service
 	now   time.Time
 }
 
 func newWorld() *world {
 	w := &world{store: memstore.New(), role: &role{budgets: []int{9000, 2000, 2000}}, audit: &brokertest.Auditor{}, now: t0}
-	w.svc = &revoke.Service{Store: w.store, Cutoffs: w.store, Role: w.role, Auditor: w.audit,
+	w.svc = &revoker.Service{Store: w.store, Cutoffs: w.store, Role: w.role, Auditor: w.audit,
 		MaxSession: 15 * time.Minute, Now: func() time.Time { return w.now }}
 	return w
 }
@@ -83,14 +83,14 @@ func (w *world) revoked() []broker.CredentialsRevokedDetail {
 }
 
 // narrowing is the user's first narrowing, to the cutoff before.
-func narrowing(user string, before time.Time) revoke.Request {
+func narrowing(user string, before time.Time) revoker.Request {
 	return narrowingFrom(user, time.Time{}, before)
 }
 
 // narrowingFrom is a narrowing of the user's item from cutoff prev (zero:
 // none) to cutoff before.
-func narrowingFrom(user string, prev, before time.Time) revoke.Request {
-	return revoke.Request{Entries: []revoke.Entry{narrowed(user, prev, before)}, Reason: broker.ReasonNarrowed, Causes: []string{user + "/v2/7"}}
+func narrowingFrom(user string, prev, before time.Time) revoker.Request {
+	return revoker.Request{Entries: []revoker.Entry{narrowed(user, prev, before)}, Reason: broker.ReasonNarrowed, Causes: []string{user + "/v2/7"}}
 }
 
 func TestANarrowingDeniesTheUsersOlderSessionsAndIsAudited(t *testing.T) {
@@ -130,7 +130,7 @@ type barrierStore struct {
 	once  sync.Map
 }
 
-func (b *barrierStore) LoadDenyList(ctx context.Context) (revoke.List, error) {
+func (b *barrierStore) LoadDenyList(ctx context.Context) (revoker.List, error) {
 	l, err := b.Store.LoadDenyList(ctx)
 	if _, loaded := b.once.LoadOrStore(ctx.Value(callerKey{}), true); !loaded {
 		b.loads.Done()
@@ -224,8 +224,8 @@ func TestAListTooLargeForTheRoleRevokesEveryoneBeforeATime(t *testing.T) {
 		t.Fatal("no CredentialsRevoked event with scope all: the list never fell back")
 	}
 	doc := w.role.current()
-	if revoke.Size(doc[0]) > w.role.budgets[0] {
-		t.Errorf("role policy of %d characters over a budget of %d", revoke.Size(doc[0]), w.role.budgets[0])
+	if revoker.Size(doc[0]) > w.role.budgets[0] {
+		t.Errorf("role policy of %d characters over a budget of %d", revoker.Size(doc[0]), w.role.budgets[0])
 	}
 	for i, u := range users {
 		if works(t, doc, u, t0.Add(time.Duration(i)*time.Second-time.Second)) {
@@ -239,7 +239,7 @@ func TestAListTooLargeForTheRoleRevokesEveryoneBeforeATime(t *testing.T) {
 
 func TestAnOperatorRevocationAlsoMovesTheUsersCutoff(t *testing.T) {
 	w := newWorld()
-	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+	h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
 	if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestAnOperatorRevocationGoesPastTheListedCutoff(t *testing.T) {
 	if _, err := w.svc.Revoke(context.Background(), narrowing("alice", listed)); err != nil {
 		t.Fatal(err)
 	}
-	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+	h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
 	if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestAnOperatorRevocationGoesPastTheListedCutoff(t *testing.T) {
 
 func TestThePruneActionRemovesExpiredEntries(t *testing.T) {
 	w := newWorld()
-	h := &revoke.Handler{Service: w.svc}
+	h := &revoker.Handler{Service: w.svc}
 	_, _ = w.svc.Revoke(context.Background(), narrowing("alice", t0))
 	w.now = t0.Add(17 * time.Minute)
 	if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"prune"}`)); err != nil {
@@ -299,43 +299,43 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 		return fmt.Sprintf(`{"version":"0","id":"e1","detail-type":"PolicyChanged","source":%q,"account":"1","time":"2026-11-30T12:00:00Z","region":"us-east-1","resources":[],"detail":%s}`, source, b)
 	}
 	detail := func(d broker.PolicyChangedDetail) string { return from(broker.SourceProjector, d) }
-	farAhead, late := t0.Add(revoke.MaxAhead+time.Second), t0.Add(-time.Hour)
-	h := &revoke.Handler{Now: func() time.Time { return t0 }}
+	farAhead, late := t0.Add(revoker.MaxAhead+time.Second), t0.Add(-time.Hour)
+	h := &revoker.Handler{Now: func() time.Time { return t0 }}
 	for _, tc := range []struct {
 		name    string
 		payload string
-		want    *revoke.Request
+		want    *revoker.Request
 		invalid bool
 	}{
 		{"a narrowing change is a revocation", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c1", RevokeBefore: &cut}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c1"}}, false},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c1"}}, false},
 		{"a narrowing names the cutoff tag it revoked, and the cutoff it had", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c7", RevokeBefore: &cut,
 			RevokedCutoffTags: []string{broker.CutoffTag("alice", late)}, PreviousRevokeBefore: &late}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut, Revoked: []string{broker.CutoffTag("alice", late)}, Previous: late}},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "alice", Before: cut, Revoked: []string{broker.CutoffTag("alice", late)}, Previous: late}},
 				Reason: broker.ReasonNarrowed, Causes: []string{"c7"}}, false},
 		{"revoked tags of another shape revoke by time instead", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c8", RevokeBefore: &cut,
 			RevokedCutoffTags: []string{"*"}}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c8"}}, false},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c8"}}, false},
 		{"a narrowing names what it removed, for a fallback", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c5", RevokeBefore: &cut, RemovedCount: 2,
 			Removed: []broker.Grant{{Bucket: "lake", Prefix: "raw/"}, {Bucket: "sea"}}}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut, Resources: []string{"arn:aws:s3:::lake", "arn:aws:s3:::lake/raw/*", "arn:aws:s3:::sea", "arn:aws:s3:::sea/*"}}},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "alice", Before: cut, Resources: []string{"arn:aws:s3:::lake", "arn:aws:s3:::lake/raw/*", "arn:aws:s3:::sea", "arn:aws:s3:::sea/*"}}},
 				Reason: broker.ReasonNarrowed, Causes: []string{"c5"}}, false},
 		{"a narrowing cut to fit the bus names nothing", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c6", RevokeBefore: &cut, RemovedCount: 9, Truncated: true,
 			Removed: []broker.Grant{{Bucket: "lake"}}}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c6"}}, false},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "alice", Before: cut}}, Reason: broker.ReasonNarrowed, Causes: []string{"c6"}}, false},
 		{"an addition is nothing to do", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c2"}), nil, false},
 		{"another detail type is nothing to do", `{"detail-type":"CredentialsIssued","detail":{}}`, nil, false},
 		{"an operator's revocation", `{"action":"revoke","userId":"bob"}`,
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "bob", Before: broker.RevokeBefore(t0)}}, Reason: broker.ReasonOperator, Causes: []string{}}, false},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "bob", Before: broker.RevokeBefore(t0)}}, Reason: broker.ReasonOperator, Causes: []string{}}, false},
 		{"an invalid user is refused", `{"action":"revoke","userId":"a*"}`, nil, true},
 		{"an unknown action is refused", `{"action":"revoke-all"}`, nil, true},
 		{"an unknown field is refused", `{"action":"prune","force":true}`, nil, true},
 		{"a narrowing of an invalid user is refused", detail(broker.PolicyChangedDetail{UserID: "*", RevokeBefore: &cut}), nil, true},
 		{"a narrowing from another source is refused", from("credbroker.credentials", broker.PolicyChangedDetail{UserID: "alice", RevokeBefore: &cut}), nil, true},
 		{"a cutoff far ahead still revokes", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c4", RevokeBefore: &farAhead}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: farAhead}}, Reason: broker.ReasonNarrowed, Causes: []string{"c4"}}, false},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "alice", Before: farAhead}}, Reason: broker.ReasonNarrowed, Causes: []string{"c4"}}, false},
 		{"a narrowing delivered late still revokes", detail(broker.PolicyChangedDetail{UserID: "alice", ChangeID: "c3", RevokeBefore: &late}),
-			&revoke.Request{Entries: []revoke.Entry{{UserID: "alice", Before: late}}, Reason: broker.ReasonNarrowed, Causes: []string{"c3"}}, false},
+			&revoker.Request{Entries: []revoker.Entry{{UserID: "alice", Before: late}}, Reason: broker.ReasonNarrowed, Causes: []string{"c3"}}, false},
 		{"garbage is refused", `[`, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -344,7 +344,7 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 				if broker.KindOf(err) != broker.Invalid {
 					t.Fatalf("err %v, want Invalid", err)
 				}
-				if _, herr := h.Handle(context.Background(), json.RawMessage(tc.payload)); !errors.Is(herr, revoke.ErrRefused) {
+				if _, herr := h.Handle(context.Background(), json.RawMessage(tc.payload)); !errors.Is(herr, revoker.ErrRefused) {
 					t.Errorf("Handle: %v, want ErrRefused (logged, not retried)", herr)
 				}
 				return
@@ -361,9 +361,9 @@ func TestTheHandlerTakesOnlyWhatItUnderstands(t *testing.T) {
 
 // invalidStore is a fault-injecting deny-list store: DynamoDB answers a
 // ValidationException (kind Invalid) to every write.
-type invalidStore struct{ revoke.Store }
+type invalidStore struct{ revoker.Store }
 
-func (invalidStore) SaveDenyList(context.Context, int64, revoke.List) error {
+func (invalidStore) SaveDenyList(context.Context, int64, revoker.List) error {
 	return broker.Errorf(broker.Invalid, "save deny list", "ValidationException")
 }
 
@@ -373,9 +373,9 @@ func (invalidStore) SaveDenyList(context.Context, int64, revoke.List) error {
 func TestAFailureOfTheWorkIsRetriedWhateverItsKind(t *testing.T) {
 	w := newWorld()
 	w.svc.Store = invalidStore{w.store}
-	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return t0 }}
+	h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return t0 }}
 	_, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice"}`))
-	if err == nil || errors.Is(err, revoke.ErrRefused) {
+	if err == nil || errors.Is(err, revoker.ErrRefused) {
 		t.Errorf("Handle = %v, want an error to retry, not ErrRefused", err)
 	}
 }
@@ -405,7 +405,7 @@ func TestAnOperatorRevocationDeniesWhatWasMintedWhileItsWriteLanded(t *testing.T
 	if _, err := w.store.AdvanceCutoff(context.Background(), "alice", lost); err != nil {
 		t.Fatal(err)
 	}
-	h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+	h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
 	res, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`))
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@
 // customer managed policies attached to the role (Limits.Budgets). When it
 // no longer fits them all, it falls back to denying every session issued
 // before a time, what the revocations took away or everything.
-package revoke
+package revoker
 
 import (
 	"cmp"

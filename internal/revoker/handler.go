@@ -1,4 +1,4 @@
-package revoke
+package revoker
 
 import (
 	"bytes"
@@ -227,7 +227,7 @@ func (h *Handler) decodeBusEvent(payload json.RawMessage) (*Request, error) {
 	}
 	// Anyone allowed to put events on the bus could name any source; the
 	// template lets each function put only its own, and only the
-	// projector's changes revoke.
+	// projector's changes revoker.
 	if ev.Source != broker.SourceProjector {
 		return nil, broker.Errorf(broker.Invalid, op, "PolicyChanged from source %q: only %s's narrowings revoke", ev.Source, broker.SourceProjector)
 	}

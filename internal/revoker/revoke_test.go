@@ -1,4 +1,4 @@
-package revoke_test
+package revoker_test
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/testkit/iameval"
 )
 
@@ -23,7 +23,7 @@ var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 // policy a role may have is its ceiling).
 var defaultBudgets = append([]int{10240 - 256}, repeat(6144-128, 9)...)
 
-var limits = revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}
+var limits = revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}
 
 func repeat(n, times int) []int {
 	out := make([]int, times)
@@ -65,8 +65,8 @@ func worksTagged(t fataler, pages []string, user string, issued time.Time, tag s
 		if doc == "" {
 			continue
 		}
-		if revoke.Size(doc) > 10240 {
-			t.Fatalf("a page of %d characters", revoke.Size(doc))
+		if revoker.Size(doc) > 10240 {
+			t.Fatalf("a page of %d characters", revoker.Size(doc))
 		}
 		p, err := iameval.Parse(doc)
 		if err != nil {
@@ -90,14 +90,14 @@ func empty(pages []string) bool { return strings.Join(pages, "") == "" }
 
 // narrowed is a narrowing of user's item from cutoff prev (zero: none) to
 // cutoff, as the projector's event gives it.
-func narrowed(user string, prev, cutoff time.Time) revoke.Entry {
-	return revoke.Entry{UserID: user, Before: cutoff, Revoked: []string{broker.CutoffTag(user, prev)}, Previous: prev,
+func narrowed(user string, prev, cutoff time.Time) revoker.Entry {
+	return revoker.Entry{UserID: user, Before: cutoff, Revoked: []string{broker.CutoffTag(user, prev)}, Previous: prev,
 		Causes: []string{user + "@" + cutoff.Format(time.RFC3339Nano)}}
 }
 
 func TestARevokedUsersOlderSessionsStopAndNothingElseDoes(t *testing.T) {
 	prev, cut := t0.Add(-time.Minute), t0.Add(3*time.Second)
-	_, pages, ch := revoke.Apply(revoke.List{}, []revoke.Entry{narrowed("alice", prev, cut)}, t0, limits)
+	_, pages, ch := revoker.Apply(revoker.List{}, []revoker.Entry{narrowed("alice", prev, cut)}, t0, limits)
 	if len(ch.Added) != 1 || ch.FellBack {
 		t.Fatalf("change %+v", ch)
 	}
@@ -131,17 +131,17 @@ func TestEachNarrowingRevokesWhatItReplacedInAnyOrder(t *testing.T) {
 	now := t0.Add(70 * time.Second)
 	for _, tc := range []struct {
 		name  string
-		order []revoke.Entry
+		order []revoker.Entry
 	}{
-		{"in order", []revoke.Entry{first, second}},
-		{"the second first", []revoke.Entry{second, first}},
-		{"with a duplicate between", []revoke.Entry{second, second, first}},
+		{"in order", []revoker.Entry{first, second}},
+		{"the second first", []revoker.Entry{second, first}},
+		{"with a duplicate between", []revoker.Entry{second, second, first}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var l revoke.List
+			var l revoker.List
 			var pages []string
 			for _, e := range tc.order {
-				l, pages, _ = revoke.Apply(l, []revoke.Entry{e}, now, limits)
+				l, pages, _ = revoker.Apply(l, []revoker.Entry{e}, now, limits)
 			}
 			if worksTagged(t, pages, "alice", t0.Add(-time.Minute), broker.CutoffTag("alice", time.Time{})) ||
 				worksTagged(t, pages, "alice", t0.Add(time.Minute), broker.CutoffTag("alice", c1)) {
@@ -150,7 +150,7 @@ func TestEachNarrowingRevokesWhatItReplacedInAnyOrder(t *testing.T) {
 			if !worksTagged(t, pages, "alice", t0.Add(62*time.Second), broker.CutoffTag("alice", c2)) {
 				t.Errorf("a session of the latest cutoff is denied:\n%q", pages)
 			}
-			again, _, ch := revoke.Apply(l, tc.order, now, limits)
+			again, _, ch := revoker.Apply(l, tc.order, now, limits)
 			if len(ch.Pages) != 0 || ch.Noted != 0 || again.Generation != l.Generation {
 				t.Errorf("delivered again: %+v", ch)
 			}
@@ -158,22 +158,22 @@ func TestEachNarrowingRevokesWhatItReplacedInAnyOrder(t *testing.T) {
 	}
 	// The list's version counts every application, its generation those
 	// that changed a page.
-	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{first}, now, limits)
-	l, _, _ = revoke.Apply(l, []revoke.Entry{first}, now, limits)
-	l, _, _ = revoke.Apply(l, []revoke.Entry{second}, now, limits)
+	l, _, _ := revoker.Apply(revoker.List{}, []revoker.Entry{first}, now, limits)
+	l, _, _ = revoker.Apply(l, []revoker.Entry{first}, now, limits)
+	l, _, _ = revoker.Apply(l, []revoker.Entry{second}, now, limits)
 	if l.Version != 3 || l.Generation != 2 {
 		t.Errorf("version %d, generation %d after three applications of which two changed the pages; want 3 and 2", l.Version, l.Generation)
 	}
 }
 
 func TestEntriesLeaveOnceEverySessionTheyMatchHasExpired(t *testing.T) {
-	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{narrowed("alice", time.Time{}, t0)}, t0, limits)
+	l, _, _ := revoker.Apply(revoker.List{}, []revoker.Entry{narrowed("alice", time.Time{}, t0)}, t0, limits)
 	expiry := limits.MaxSession + limits.Margin
-	l, pages, ch := revoke.Apply(l, nil, t0.Add(expiry), limits)
+	l, pages, ch := revoker.Apply(l, nil, t0.Add(expiry), limits)
 	if ch.Pruned != 0 || empty(pages) {
 		t.Fatalf("entry pruned while a session could still match: %+v", l)
 	}
-	l, pages, ch = revoke.Apply(l, nil, t0.Add(expiry+time.Second), limits)
+	l, pages, ch = revoker.Apply(l, nil, t0.Add(expiry+time.Second), limits)
 	if ch.Pruned != 1 || !empty(pages) || len(l.Revoked) != 0 {
 		t.Errorf("expired entry kept: %+v, pages %q", l, pages)
 	}
@@ -183,23 +183,23 @@ func TestEntriesLeaveOnceEverySessionTheyMatchHasExpired(t *testing.T) {
 // configured with shorter sessions does not prune it early, nor does the
 // fallback that absorbs it.
 func TestAnEntryOutlivesAShorterConfiguredSession(t *testing.T) {
-	hour := revoke.Limits{MaxSession: time.Hour, Margin: time.Minute, Budgets: defaultBudgets}
-	l, _, _ := revoke.Apply(revoke.List{}, []revoke.Entry{narrowed("alice", time.Time{}, t0)}, t0, hour)
-	l, pages, ch := revoke.Apply(l, nil, t0.Add(30*time.Minute), limits)
+	hour := revoker.Limits{MaxSession: time.Hour, Margin: time.Minute, Budgets: defaultBudgets}
+	l, _, _ := revoker.Apply(revoker.List{}, []revoker.Entry{narrowed("alice", time.Time{}, t0)}, t0, hour)
+	l, pages, ch := revoker.Apply(l, nil, t0.Add(30*time.Minute), limits)
 	if ch.Pruned != 0 || !works(t, pages, "bob", t0) || works(t, pages, "alice", t0.Add(-time.Second)) {
 		t.Fatalf("a one-hour entry was pruned by a 15-minute pruner: %+v", l)
 	}
 	tiny := limits
 	tiny.Budgets = []int{10}
-	l, pages, ch = revoke.Apply(l, []revoke.Entry{narrowed("bob", time.Time{}, t0.Add(30*time.Minute))}, t0.Add(30*time.Minute), tiny)
+	l, pages, ch = revoker.Apply(l, []revoker.Entry{narrowed("bob", time.Time{}, t0.Add(30*time.Minute))}, t0.Add(30*time.Minute), tiny)
 	if !ch.FellBack || works(t, pages, "alice", t0.Add(-time.Second)) {
 		t.Fatalf("setup: no fallback, or one that lets alice's old session through: %+v", l)
 	}
-	l, pages, _ = revoke.Apply(l, nil, t0.Add(50*time.Minute), limits)
+	l, pages, _ = revoker.Apply(l, nil, t0.Add(50*time.Minute), limits)
 	if works(t, pages, "alice", t0.Add(-time.Second)) {
 		t.Errorf("the fallback that absorbed the one-hour entry was pruned at its own 15 minutes: %+v", l)
 	}
-	l, pages, _ = revoke.Apply(l, nil, t0.Add(time.Hour+time.Minute+time.Second), limits)
+	l, pages, _ = revoker.Apply(l, nil, t0.Add(time.Hour+time.Minute+time.Second), limits)
 	if !empty(pages) {
 		t.Errorf("the fallback outlived every session it can match: %+v", l)
 	}
@@ -221,24 +221,24 @@ func TestTheDocumentedCapacityHolds(t *testing.T) {
 		{"inline and 19 managed pages (20 managed policies a role)", append([]int{10240 - 256}, repeat(6144-128, 19)...), 7949},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := revoke.Capacity(c.budgets); got != c.want {
+			if got := revoker.Capacity(c.budgets); got != c.want {
 				t.Fatalf("capacity %d, the documents say %d: update them", got, c.want)
 			}
-			lim := revoke.Limits{MaxSession: time.Hour, Margin: time.Minute, Budgets: c.budgets}
-			var batch []revoke.Entry
+			lim := revoker.Limits{MaxSession: time.Hour, Margin: time.Minute, Budgets: c.budgets}
+			var batch []revoker.Entry
 			for i := range c.want + 1 {
 				batch = append(batch, narrowed(user(i), time.Time{}, t0))
 			}
-			_, pages, ch := revoke.Apply(revoke.List{}, batch[:c.want], t0, lim)
+			_, pages, ch := revoker.Apply(revoker.List{}, batch[:c.want], t0, lim)
 			if ch.FellBack {
 				t.Errorf("%d entries fell back", c.want)
 			}
 			for i, doc := range pages {
-				if revoke.Size(doc) > c.budgets[i] {
-					t.Errorf("page %d takes %d characters of %d", i, revoke.Size(doc), c.budgets[i])
+				if revoker.Size(doc) > c.budgets[i] {
+					t.Errorf("page %d takes %d characters of %d", i, revoker.Size(doc), c.budgets[i])
 				}
 			}
-			if _, _, ch = revoke.Apply(revoke.List{}, batch, t0, lim); !ch.FellBack {
+			if _, _, ch = revoker.Apply(revoker.List{}, batch, t0, lim); !ch.FellBack {
 				t.Errorf("%d entries fit: the capacity is larger than reckoned", c.want+1)
 			}
 		})
@@ -249,18 +249,18 @@ func TestTheDocumentedCapacityHolds(t *testing.T) {
 // one cutoff for everyone, at the latest of theirs: no listed user's old
 // session survives, and the users still listed keep their exact entries.
 func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {
-	lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: []int{1400, 300}}
-	var l revoke.List
+	lim := revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: []int{1400, 300}}
+	var l revoker.List
 	var pages []string
-	var ch revoke.Change
+	var ch revoker.Change
 	n := 0
 	for !ch.FellBack {
 		n++
 		at := t0.Add(time.Duration(n) * time.Second)
-		l, pages, ch = revoke.Apply(l, []revoke.Entry{narrowed(user(n), time.Time{}, at)}, at, lim)
+		l, pages, ch = revoker.Apply(l, []revoker.Entry{narrowed(user(n), time.Time{}, at)}, at, lim)
 		for i, doc := range pages {
-			if revoke.Size(doc) > lim.Budgets[i] {
-				t.Fatalf("after %d users page %d takes %d characters, over its budget of %d", n, i, revoke.Size(doc), lim.Budgets[i])
+			if revoker.Size(doc) > lim.Budgets[i] {
+				t.Fatalf("after %d users page %d takes %d characters, over its budget of %d", n, i, revoker.Size(doc), lim.Budgets[i])
 			}
 		}
 	}
@@ -305,7 +305,7 @@ type step struct {
 // a change rewrites only the pages it must.
 func TestPropertyASessionIsDeniedExactlyWhenAnAppliedNarrowingRevokesIt(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute,
+		lim := revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute,
 			Budgets: []int{rapid.IntRange(1100, 2500).Draw(t, "inline"), rapid.IntRange(0, 800).Draw(t, "managed")}}
 		ms := func(label string, lo, hi time.Duration) time.Duration {
 			return time.Duration(rapid.Int64Range(int64(lo/time.Millisecond), int64(hi/time.Millisecond)).Draw(t, label)) * time.Millisecond
@@ -352,13 +352,13 @@ func TestPropertyASessionIsDeniedExactlyWhenAnAppliedNarrowingRevokesIt(t *testi
 			}
 		}
 		name := func(u int) string { return fmt.Sprintf("user-%d", u) }
-		entry := func(n step) revoke.Entry {
+		entry := func(n step) revoker.Entry {
 			e := narrowed(name(n.user), n.prev, n.after)
 			e.Causes = []string{fmt.Sprintf("%s/%d", name(n.user), n.index)}
 			return e
 		}
 
-		var l revoke.List
+		var l revoker.List
 		var pages []string
 		applied := map[[2]int]bool{}   // user, narrowing index
 		inOrder := make([]bool, users) // each narrowing arrived after the one before it
@@ -373,7 +373,7 @@ func TestPropertyASessionIsDeniedExactlyWhenAnAppliedNarrowingRevokesIt(t *testi
 			}
 			// A batch: narrowings whose write landed, in any order, some
 			// again.
-			var batch []revoke.Entry
+			var batch []revoker.Entry
 			var first []step
 			for _, i := range rapid.SliceOfN(rapid.IntRange(0, len(all)-1), 0, 6).Draw(t, "batch") {
 				n := all[i]
@@ -394,14 +394,14 @@ func TestPropertyASessionIsDeniedExactlyWhenAnAppliedNarrowingRevokesIt(t *testi
 				applied[[2]int{n.user, n.index}] = true
 			}
 			was := l
-			var ch revoke.Change
-			l, pages, ch = revoke.Apply(l, batch, now, lim)
+			var ch revoker.Change
+			l, pages, ch = revoker.Apply(l, batch, now, lim)
 			for i, doc := range pages {
-				if revoke.Size(doc) > lim.Budgets[i] {
-					t.Fatalf("delivery %d: page %d takes %d characters over a budget of %d", delivery, i, revoke.Size(doc), lim.Budgets[i])
+				if revoker.Size(doc) > lim.Budgets[i] {
+					t.Fatalf("delivery %d: page %d takes %d characters over a budget of %d", delivery, i, revoker.Size(doc), lim.Budgets[i])
 				}
 			}
-			for i, doc := range revoke.Render(was, len(lim.Budgets)) {
+			for i, doc := range revoker.Render(was, len(lim.Budgets)) {
 				if changed := doc != pages[i]; changed != slices.Contains(ch.Pages, i) {
 					t.Fatalf("delivery %d: page %d changed %v, reported %v", delivery, i, changed, ch.Pages)
 				}
@@ -452,9 +452,9 @@ func TestRenderIsStableAndCompact(t *testing.T) {
 	alice, bob := t0, t0.Add(-400*time.Millisecond)
 	until := t0.Add(16 * time.Minute)
 	revoked := broker.CutoffTag("carol", time.Time{})
-	l := revoke.List{Generation: 7,
-		Revoked: map[string]revoke.Cutoff{revoked: {Before: t0, Until: until, User: "carol"}},
-		Users: map[string]revoke.Cutoff{
+	l := revoker.List{Generation: 7,
+		Revoked: map[string]revoker.Cutoff{revoked: {Before: t0, Until: until, User: "carol"}},
+		Users: map[string]revoker.Cutoff{
 			"alice": {Before: alice, IssuedBefore: alice.Add(1500 * time.Millisecond), Until: until},
 			"bob":   {Before: bob, IssuedBefore: bob, Until: until, Page: 1},
 		}}
@@ -476,18 +476,18 @@ func TestRenderIsStableAndCompact(t *testing.T) {
 		`{"Version":"2012-10-17","Statement":[` + users(bu, bc, t0) + `]}`,
 		"",
 	}
-	if diff := cmp.Diff(want, revoke.Render(l, 3)); diff != "" {
+	if diff := cmp.Diff(want, revoker.Render(l, 3)); diff != "" {
 		t.Errorf("render (-want +got):\n%s", diff)
 	}
-	if !empty(revoke.Render(revoke.List{}, 3)) {
+	if !empty(revoker.Render(revoker.List{}, 3)) {
 		t.Error("an empty list renders a policy")
 	}
-	got, err := revoke.ParseEnforced(revoke.Render(l, 3))
+	got, err := revoker.ParseEnforced(revoker.Render(l, 3))
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantEnforced := revoke.Enforced{Generation: 7, Revoked: []revoke.Revocation{{Tag: revoked, Until: until}},
-		Pairs: []revoke.Pair{{User: au, Cutoff: ac, IssuedBefore: t0.Add(2 * time.Second), Until: until}, {User: bu, Cutoff: bc, IssuedBefore: t0, Until: until}}}
+	wantEnforced := revoker.Enforced{Generation: 7, Revoked: []revoker.Revocation{{Tag: revoked, Until: until}},
+		Pairs: []revoker.Pair{{User: au, Cutoff: ac, IssuedBefore: t0.Add(2 * time.Second), Until: until}, {User: bu, Cutoff: bc, IssuedBefore: t0, Until: until}}}
 	if diff := cmp.Diff(wantEnforced, got); diff != "" {
 		t.Errorf("parsed back (-want +got):\n%s", diff)
 	}
@@ -502,7 +502,7 @@ func TestRenderIsStableAndCompact(t *testing.T) {
 // cutoff known: the new one, and then any the user is narrowed to later.
 func TestARevocationOfUnknownPreviousCutoffDeniesByTimeAndSparesTheLatestCutoff(t *testing.T) {
 	cut := broker.RevokeBefore(t0)
-	l, pages, _ := revoke.Apply(revoke.List{}, []revoke.Entry{{UserID: "alice", Before: cut}}, t0, limits)
+	l, pages, _ := revoker.Apply(revoker.List{}, []revoker.Entry{{UserID: "alice", Before: cut}}, t0, limits)
 	for _, c := range []struct {
 		name   string
 		tag    string
@@ -520,7 +520,7 @@ func TestARevocationOfUnknownPreviousCutoffDeniesByTimeAndSparesTheLatestCutoff(
 	// Narrowed again two seconds later: the entry now spares the newer
 	// cutoff, and the narrowing revokes the older one.
 	next := broker.RevokeBefore(t0.Add(2 * time.Second))
-	_, pages, _ = revoke.Apply(l, []revoke.Entry{narrowed("alice", cut, next)}, t0.Add(3*time.Second), limits)
+	_, pages, _ = revoker.Apply(l, []revoker.Entry{narrowed("alice", cut, next)}, t0.Add(3*time.Second), limits)
 	if !worksTagged(t, pages, "alice", t0.Add(2500*time.Millisecond), broker.CutoffTag("alice", next)) {
 		t.Errorf("a session of the newer cutoff issued before the entry's time is denied:\n%q", pages)
 	}
@@ -536,26 +536,26 @@ func TestARevocationOfUnknownPreviousCutoffDeniesByTimeAndSparesTheLatestCutoff(
 // later cutoff works.
 func TestAListOfThePreviousFormatIsBoundedNotLifted(t *testing.T) {
 	cut := t0.Add(4 * time.Second)
-	old := revoke.List{Version: 3, Generation: 2, Users: map[string]revoke.Cutoff{"alice": {Before: cut, Until: t0.Add(16 * time.Minute)}}}
+	old := revoker.List{Version: 3, Generation: 2, Users: map[string]revoker.Cutoff{"alice": {Before: cut, Until: t0.Add(16 * time.Minute)}}}
 	oldPage := `{"Version":"2012-10-17","Statement":[` +
 		`{"Sid":"Untagged2","Effect":"Deny","Action":"*","Resource":"*","Condition":{"Null":{"aws:PrincipalTag/credbroker:user":"true"}}},` +
 		`{"Sid":"Users` + fmt.Sprint(t0.Add(16*time.Minute).Unix()) + `","Effect":"Deny","Action":"*","Resource":"*","Condition":{` +
 		`"StringEquals":{"aws:PrincipalTag/credbroker:user":["` + broker.UserTag("alice") + `"]},` +
 		`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":["` + broker.CutoffTag("alice", cut) + `"]}}}]}`
-	e, err := revoke.ParseEnforced([]string{oldPage})
+	e, err := revoker.ParseEnforced([]string{oldPage})
 	if err != nil || len(e.Pairs) != 1 || !e.Pairs[0].IssuedBefore.IsZero() {
 		t.Fatalf("the previous revoker's page reads as %+v, %v", e, err)
 	}
 	now := t0.Add(time.Minute)
 	for _, tc := range []struct {
 		name string
-		list revoke.List
+		list revoker.List
 	}{
 		{"from its list", old},
-		{"from its page, the list lost", revoke.List{}.Restore(revoke.List{}.Lost(e, now), nil)},
+		{"from its page, the list lost", revoker.List{}.Restore(revoker.List{}.Lost(e, now), nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, pages, ch := revoke.Apply(tc.list, nil, now, limits)
+			_, pages, ch := revoker.Apply(tc.list, nil, now, limits)
 			if len(ch.Pages) == 0 {
 				t.Fatal("the previous format was not rewritten")
 			}
@@ -579,7 +579,7 @@ func TestAListOfThePreviousFormatIsBoundedNotLifted(t *testing.T) {
 // (scope resource), and one that cannot name it to denying everything
 // (scope all): other buckets stay reachable in the first case.
 func TestAFallbackDeniesOnlyWhatTheChangeTookAwayWhenItCanNameIt(t *testing.T) {
-	lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: []int{1200}} // the fallbacks' reserve and a few entries
+	lim := revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: []int{1200}} // the fallbacks' reserve and a few entries
 	lake := []string{"arn:aws:s3:::lake", "arn:aws:s3:::lake/raw/*"}
 	reaches := func(pages []string, u, object string, issued time.Time) bool {
 		role := []iameval.Policy{mustParse(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}`)}
@@ -602,18 +602,18 @@ func TestAFallbackDeniesOnlyWhatTheChangeTookAwayWhenItCanNameIt(t *testing.T) {
 		{"a change that names nothing denies everything", nil, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			var batch []revoke.Entry
+			var batch []revoker.Entry
 			for i := range 40 {
 				e := narrowed(user(i), time.Time{}, t0.Add(4*time.Second))
 				e.Resources = c.resources
 				batch = append(batch, e)
 			}
-			l, pages, ch := revoke.Apply(revoke.List{}, batch, t0, lim)
+			l, pages, ch := revoker.Apply(revoker.List{}, batch, t0, lim)
 			if !ch.FellBack {
 				t.Fatalf("40 users fit %d characters", lim.Budgets[0])
 			}
-			if revoke.Size(pages[0]) > lim.Budgets[0] {
-				t.Fatalf("page 0 takes %d characters of %d", revoke.Size(pages[0]), lim.Budgets[0])
+			if revoker.Size(pages[0]) > lim.Budgets[0] {
+				t.Fatalf("page 0 takes %d characters of %d", revoker.Size(pages[0]), lim.Budgets[0])
 			}
 			before, after := t0.Add(3*time.Second), t0.Add(5*time.Second)
 			if reaches(pages, user(39), "arn:aws:s3:::lake/raw/k", before) || reaches(pages, "bystander", "arn:aws:s3:::lake/raw/k", before) {
@@ -628,7 +628,7 @@ func TestAFallbackDeniesOnlyWhatTheChangeTookAwayWhenItCanNameIt(t *testing.T) {
 			if c.resources != nil && (len(l.Resource) != 2 || !l.All.Before.IsZero()) {
 				t.Errorf("fallback: resources %v, all %v; want the two resources only", l.Resource, l.All)
 			}
-			e, err := revoke.ParseEnforced(pages)
+			e, err := revoker.ParseEnforced(pages)
 			if err != nil {
 				t.Fatal(err)
 			}

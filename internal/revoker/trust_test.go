@@ -1,4 +1,4 @@
-package revoke_test
+package revoker_test
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
 
@@ -42,12 +42,12 @@ func (c *counter) get(name string) int {
 }
 
 // loudHandler is a handler whose metrics and ERROR lines the test reads.
-func loudHandler(w *world) (*revoke.Handler, *counter, *bytes.Buffer) {
+func loudHandler(w *world) (*revoker.Handler, *counter, *bytes.Buffer) {
 	var logs bytes.Buffer
 	m := &counter{}
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
 	w.svc.Metric, w.svc.Logger = m.count, log
-	return &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }, Logger: log, Metric: m.count}, m, &logs
+	return &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }, Logger: log, Metric: m.count}, m, &logs
 }
 
 func busEvent(source string, d broker.PolicyChangedDetail) json.RawMessage {
@@ -68,18 +68,18 @@ func TestRefusedNarrowingIsLoud(t *testing.T) {
 		if err != nil || res != nil {
 			t.Errorf("Invoke = %v, %v; want success (retrying cannot help)", res, err)
 		}
-		if m.get(revoke.MetricRefused) != 1 || !strings.Contains(logs.String(), `"level":"ERROR"`) || !strings.Contains(logs.String(), "credbroker.credentials") {
-			t.Errorf("refusal: %d %s metrics, log %q", m.get(revoke.MetricRefused), revoke.MetricRefused, logs.String())
+		if m.get(revoker.MetricRefused) != 1 || !strings.Contains(logs.String(), `"level":"ERROR"`) || !strings.Contains(logs.String(), "credbroker.credentials") {
+			t.Errorf("refusal: %d %s metrics, log %q", m.get(revoker.MetricRefused), revoker.MetricRefused, logs.String())
 		}
 	})
 	t.Run("an operator's refused call returns the error to the operator", func(t *testing.T) {
 		w := newWorld()
 		h, m, _ := loudHandler(w)
-		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"revoke","userId":"a*"}`)); !errors.Is(err, revoke.ErrRefused) {
+		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"revoke","userId":"a*"}`)); !errors.Is(err, revoker.ErrRefused) {
 			t.Errorf("Invoke = %v, want ErrRefused", err)
 		}
-		if m.get(revoke.MetricRefused) != 1 {
-			t.Errorf("%d refusals counted", m.get(revoke.MetricRefused))
+		if m.get(revoker.MetricRefused) != 1 {
+			t.Errorf("%d refusals counted", m.get(revoker.MetricRefused))
 		}
 	})
 	t.Run("a narrowing too far ahead still ends the user's old sessions, at the revoker's clock, loudly", func(t *testing.T) {
@@ -101,8 +101,8 @@ func TestRefusedNarrowingIsLoud(t *testing.T) {
 		if !worksTagged(t, doc, "alice", t0, broker.CutoffTag("alice", ahead)) || !works(t, doc, "bob", t0.Add(-time.Second)) {
 			t.Errorf("the deny reaches alice's sessions minted from the narrowed item, or beyond alice:\n%q", doc)
 		}
-		if m.get(revoke.MetricClamped) != 1 || !strings.Contains(logs.String(), "too far ahead") {
-			t.Errorf("clamp: %d %s metrics, log %q", m.get(revoke.MetricClamped), revoke.MetricClamped, logs.String())
+		if m.get(revoker.MetricClamped) != 1 || !strings.Contains(logs.String(), "too far ahead") {
+			t.Errorf("clamp: %d %s metrics, log %q", m.get(revoker.MetricClamped), revoker.MetricClamped, logs.String())
 		}
 		// The entry is kept to the revoker's clock, not to the far cutoff.
 		l, _ := w.store.LoadDenyList(context.Background())
@@ -114,13 +114,13 @@ func TestRefusedNarrowingIsLoud(t *testing.T) {
 		w := newWorld()
 		w.svc.Store = unreachableStore{w.store}
 		h, m, logs := loudHandler(w)
-		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice"}`)); err == nil || errors.Is(err, revoke.ErrRefused) {
+		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice"}`)); err == nil || errors.Is(err, revoker.ErrRefused) {
 			t.Errorf("Invoke = %v, want an error to retry", err)
 		}
 		if _, err := h.Invoke(context.Background(), json.RawMessage(`{"action":"prune"}`)); err == nil {
 			t.Error("a failed prune returned no error")
 		}
-		if m.get(revoke.MetricFailed) != 1 || m.get(revoke.MetricPruneFailed) != 1 || strings.Count(logs.String(), `"level":"ERROR"`) < 2 {
+		if m.get(revoker.MetricFailed) != 1 || m.get(revoker.MetricPruneFailed) != 1 || strings.Count(logs.String(), `"level":"ERROR"`) < 2 {
 			t.Errorf("failures: %v, log %q", m.n, logs.String())
 		}
 	})
@@ -133,17 +133,17 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 	cuts := map[string]time.Time{"alice": t0.Add(4 * time.Second), "bob": t0.Add(9500 * time.Millisecond)}
 	for _, tc := range []struct {
 		name string
-		lose func(w *world, backup revoke.List)
+		lose func(w *world, backup revoker.List)
 	}{
-		{"an item deleted by mistake", func(w *world, _ revoke.List) { w.store.DeleteDenyList() }},
-		{"an item that cannot be read", func(w *world, _ revoke.List) { w.store.CorruptDenyList() }},
-		{"an item restored from an older backup", func(w *world, backup revoke.List) { w.store.RestoreDenyList(backup) }},
+		{"an item deleted by mistake", func(w *world, _ revoker.List) { w.store.DeleteDenyList() }},
+		{"an item that cannot be read", func(w *world, _ revoker.List) { w.store.CorruptDenyList() }},
+		{"an item restored from an older backup", func(w *world, backup revoker.List) { w.store.RestoreDenyList(backup) }},
 	} {
 		t.Run(tc.name+" loses none of the role's revocations", func(t *testing.T) {
 			w := newWorld()
 			_, m, logs := loudHandler(w)
 			ctx := context.Background()
-			var backup revoke.List
+			var backup revoker.List
 			for _, u := range []string{"alice", "bob"} {
 				// The projector writes the cutoff to the item first.
 				if _, err := w.store.AdvanceCutoff(ctx, u, cuts[u]); err != nil {
@@ -189,15 +189,15 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 			if len(users) != 3 || !slices.Contains(users, "carol") {
 				t.Errorf("stored list revokes the tags of %q, want alice's, bob's and carol's", users)
 			}
-			if m.get(revoke.MetricDenyListRecovered) != 1 || !strings.Contains(logs.String(), "deny-list item") {
-				t.Errorf("recovery: %d %s metrics, log %q", m.get(revoke.MetricDenyListRecovered), revoke.MetricDenyListRecovered, logs.String())
+			if m.get(revoker.MetricDenyListRecovered) != 1 || !strings.Contains(logs.String(), "deny-list item") {
+				t.Errorf("recovery: %d %s metrics, log %q", m.get(revoker.MetricDenyListRecovered), revoker.MetricDenyListRecovered, logs.String())
 			}
 		})
 	}
 	t.Run("an operator's revocation put back from the role's pages gives way to the user's own entry", func(t *testing.T) {
 		w := newWorld()
 		ctx := context.Background()
-		h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+		h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
 		res, err := h.Handle(ctx, json.RawMessage(`{"action":"revoke","userId":"dave","requestId":"op-1"}`))
 		if err != nil {
 			t.Fatal(err)
@@ -206,7 +206,7 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 		stolen := broker.CutoffTag("dave", time.Time{})
 		w.store.DeleteDenyList()
 		w.now = t0.Add(20 * time.Second)
-		if _, err := w.svc.Revoke(ctx, revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+		if _, err := w.svc.Revoke(ctx, revoker.Request{Reason: broker.ReasonOperator}); err != nil {
 			t.Fatal(err)
 		}
 		l, _ := w.store.LoadDenyList(ctx)
@@ -240,7 +240,7 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.store.DeleteDenyList()
-		if _, err := w.svc.Revoke(context.Background(), revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+		if _, err := w.svc.Revoke(context.Background(), revoker.Request{Reason: broker.ReasonOperator}); err != nil {
 			t.Fatal(err)
 		}
 		if l, err := w.store.LoadDenyList(context.Background()); err != nil || len(l.Revoked) != 1 {
@@ -266,21 +266,21 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 		}
 		// Past alice's entry: the role still holds it, the list may drop it.
 		w.now = t0.Add(17 * time.Minute)
-		if _, err := w.svc.Revoke(context.Background(), revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+		if _, err := w.svc.Revoke(context.Background(), revoker.Request{Reason: broker.ReasonOperator}); err != nil {
 			t.Fatal(err)
 		}
-		if m.get(revoke.MetricDenyListRecovered) != 0 || !empty(w.role.current()) {
-			t.Errorf("%d recoveries, role %q", m.get(revoke.MetricDenyListRecovered), w.role.current())
+		if m.get(revoker.MetricDenyListRecovered) != 0 || !empty(w.role.current()) {
+			t.Errorf("%d recoveries, role %q", m.get(revoker.MetricDenyListRecovered), w.role.current())
 		}
 	})
 }
 
 // unreachableStore is a fault-injecting deny-list store: DynamoDB cannot
 // be reached.
-type unreachableStore struct{ revoke.Store }
+type unreachableStore struct{ revoker.Store }
 
-func (unreachableStore) LoadDenyList(context.Context) (revoke.List, error) {
-	return revoke.List{}, broker.Errorf(broker.Transient, "load deny list", "connection refused")
+func (unreachableStore) LoadDenyList(context.Context) (revoker.List, error) {
+	return revoker.List{}, broker.Errorf(broker.Transient, "load deny list", "connection refused")
 }
 
 // failingRole is a fault-injecting role: its puts fail while fail is set.
@@ -326,8 +326,8 @@ func TestEveryAppliedRevocationIsAnnouncedOnce(t *testing.T) {
 		}
 		// Every retry of alice's run failed (its event is in the dead-letter
 		// queue): the next prune announces what bob's run applied.
-		w.now = t0.Add(revoke.OrphanAge + time.Second)
-		if _, err := w.svc.Revoke(ctx, revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+		w.now = t0.Add(revoker.OrphanAge + time.Second)
+		if _, err := w.svc.Revoke(ctx, revoker.Request{Reason: broker.ReasonOperator}); err != nil {
 			t.Fatal(err)
 		}
 		if got := announcedUsers(w); !cmp.Equal(got, []string{"bob", "alice"}) {
@@ -406,7 +406,7 @@ func TestAnIdlePruneWritesNothing(t *testing.T) {
 	puts := w.role.puts
 	w.now = t0.Add(time.Minute)
 	for range 3 {
-		if _, err := w.svc.Revoke(context.Background(), revoke.Request{Reason: broker.ReasonOperator}); err != nil {
+		if _, err := w.svc.Revoke(context.Background(), revoker.Request{Reason: broker.ReasonOperator}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -425,7 +425,7 @@ func TestTheRevokersEntriesOutliveTheDeployedSessions(t *testing.T) {
 		t.Run(fmt.Sprintf("with %v sessions", session), func(t *testing.T) {
 			w := newWorld()
 			w.svc.MaxSession = session
-			h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+			h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
 			res, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","requestId":"op-1"}`))
 			if err != nil {
 				t.Fatal(err)
@@ -453,8 +453,8 @@ func TestTheRevokersEntriesOutliveTheDeployedSessions(t *testing.T) {
 	}
 	t.Run("an operator's call that names a duration is refused", func(t *testing.T) {
 		w := newWorld()
-		h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
-		if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","sessionDuration":"0s"}`)); !errors.Is(err, revoke.ErrRefused) {
+		h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+		if _, err := h.Handle(context.Background(), json.RawMessage(`{"action":"revoke","userId":"alice","sessionDuration":"0s"}`)); !errors.Is(err, revoker.ErrRefused) {
 			t.Errorf("Handle = %v, want ErrRefused", err)
 		}
 	})
@@ -498,7 +498,7 @@ func TestTheFirstRunAfterTheTagsReplacesTheOldPolicy(t *testing.T) {
 		`"DateLessThan":{"aws:TokenIssueTime":"2026-11-30T12:00:04Z"},"StringEquals":{"aws:SourceIdentity":["alice"]},` +
 		`"StringNotEquals":{"aws:PrincipalTag/credbroker:cutoff":["9c41e0d27a5b8f13"]}}}]}`
 	w.role.pages = []string{old}
-	w.store.RestoreDenyList(revoke.List{Version: 3, Users: map[string]revoke.Cutoff{"alice": {Before: t0.Add(4 * time.Second), Until: t0.Add(16 * time.Minute)}}})
+	w.store.RestoreDenyList(revoker.List{Version: 3, Users: map[string]revoker.Cutoff{"alice": {Before: t0.Add(4 * time.Second), Until: t0.Add(16 * time.Minute)}}})
 	if _, err := w.svc.Revoke(context.Background(), narrowing("bob", t0.Add(5*time.Second))); err != nil {
 		t.Fatalf("the first run after the upgrade: %v", err)
 	}
@@ -509,7 +509,7 @@ func TestTheFirstRunAfterTheTagsReplacesTheOldPolicy(t *testing.T) {
 	if works(t, doc, "bob", t0) || !works(t, doc, "carol", t0) {
 		t.Errorf("the new revocation is not exactly bob's:\n%q", doc)
 	}
-	if e, err := revoke.ParseEnforced([]string{old}); err != nil || e.All.Before.IsZero() {
+	if e, err := revoker.ParseEnforced([]string{old}); err != nil || e.All.Before.IsZero() {
 		t.Errorf("the old policy read back as %+v, %v; want a fallback for everyone", e, err)
 	}
 }
@@ -522,7 +522,7 @@ type smallItemStore struct {
 	max int
 }
 
-func (s smallItemStore) SaveDenyList(ctx context.Context, prev int64, next revoke.List) error {
+func (s smallItemStore) SaveDenyList(ctx context.Context, prev int64, next revoker.List) error {
 	if n := len(next.Revoked) + len(next.Users); n > s.max {
 		return broker.Wrap(broker.Invalid, "save deny list", fmt.Errorf("%w: %d entries", broker.ErrItemTooLarge, n))
 	}

@@ -1,11 +1,11 @@
-package revoke_test
+package revoker_test
 
 import (
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 )
 
 // scaleRun is what a run of the revoker's list through a stream of
@@ -23,12 +23,12 @@ type scaleRun struct {
 // simulate feeds the list batches of narrowings: every second, the users
 // whose narrowings arrived in it (as the revocation queue hands them to the
 // revoker), and a prune every 5 minutes, as the schedule runs it.
-func simulate(lim revoke.Limits, seconds int, arrivals func(second int) []string) scaleRun {
-	var l revoke.List
+func simulate(lim revoker.Limits, seconds int, arrivals func(second int) []string) scaleRun {
+	var l revoker.List
 	var r scaleRun
 	for s := range seconds {
 		now := t0.Add(time.Duration(s) * time.Second)
-		var add []revoke.Entry
+		var add []revoker.Entry
 		for _, u := range arrivals(s) {
 			e := narrowed(u, time.Time{}, now.Add(4*time.Second))
 			e.Reason = "narrowed"
@@ -38,8 +38,8 @@ func simulate(lim revoke.Limits, seconds int, arrivals func(second int) []string
 			continue
 		}
 		var pages []string
-		var ch revoke.Change
-		l, pages, ch = revoke.Apply(l, add, now, lim)
+		var ch revoker.Change
+		l, pages, ch = revoker.Apply(l, add, now, lim)
 		r.batches++
 		r.largestBatch = max(r.largestBatch, len(add))
 		r.pageWrites += len(ch.Pages)
@@ -51,7 +51,7 @@ func simulate(lim revoke.Limits, seconds int, arrivals func(second int) []string
 		for _, p := range pages {
 			if p != "" {
 				used++
-				r.peakLargest = max(r.peakLargest, revoke.Size(p))
+				r.peakLargest = max(r.peakLargest, revoker.Size(p))
 			}
 		}
 		r.peakPages = max(r.peakPages, used)
@@ -84,7 +84,7 @@ func BenchmarkSustainedChurn(b *testing.B) {
 		{"1h-sessions/quota-20", time.Hour, append([]int{10240 - 256}, repeat(6144-128, 19)...)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			lim := revoke.Limits{MaxSession: c.session, Margin: time.Minute, Budgets: c.budgets}
+			lim := revoker.Limits{MaxSession: c.session, Margin: time.Minute, Budgets: c.budgets}
 			var r scaleRun
 			for b.Loop() {
 				r = simulate(lim, 2*3600, func(s int) []string { return []string{fmt.Sprintf("churn-%06d", s)} })
@@ -100,7 +100,7 @@ func BenchmarkSustainedChurn(b *testing.B) {
 func BenchmarkBulkNarrowing(b *testing.B) {
 	for _, perBatch := range []int{1000, 100} {
 		b.Run(fmt.Sprintf("1000-members/batches-of-%d", perBatch), func(b *testing.B) {
-			lim := revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}
+			lim := revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}
 			var r scaleRun
 			for b.Loop() {
 				r = simulate(lim, 30, func(s int) []string {
@@ -120,12 +120,12 @@ func BenchmarkBulkNarrowing(b *testing.B) {
 // as it takes the list to reach its steady size): no fallback, the pages
 // in IAM's limits, and page writes bounded by batches, not by members.
 func TestScaleTargetsHold(t *testing.T) {
-	churn := simulate(revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 20*60,
+	churn := simulate(revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 20*60,
 		func(s int) []string { return []string{fmt.Sprintf("churn-%06d", s)} })
 	if churn.fallbacks != 0 || churn.peakLargest > 10240 || churn.peakEntries < 960 {
 		t.Errorf("20 minutes of one narrowing a second: %+v; want ~960 entries and no fallback", churn)
 	}
-	bulk := simulate(revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 1, func(int) []string {
+	bulk := simulate(revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 1, func(int) []string {
 		var users []string
 		for i := range 1000 {
 			users = append(users, user(i))
@@ -136,7 +136,7 @@ func TestScaleTargetsHold(t *testing.T) {
 		t.Errorf("1,000 members narrowed at once: %+v; want no fallback and each page written once", bulk)
 	}
 	// Both at once: the bulk change lands on a list at its steady size.
-	both := simulate(revoke.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 18*60, func(s int) []string {
+	both := simulate(revoker.Limits{MaxSession: 15 * time.Minute, Margin: time.Minute, Budgets: defaultBudgets}, 18*60, func(s int) []string {
 		users := []string{fmt.Sprintf("churn-%06d", s)}
 		if s == 17*60 {
 			for i := range 1000 {

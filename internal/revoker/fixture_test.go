@@ -1,4 +1,4 @@
-package revoke_test
+package revoker_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/credbroker/credbroker/internal/broker"
-	"github.com/credbroker/credbroker/internal/revoke"
+	"github.com/credbroker/credbroker/internal/revoker"
 )
 
 // Every payload the revoker accepts has a sample in events/revoker, which
@@ -43,7 +43,7 @@ func TestTheRevokersSampleEventsAreUnderstood(t *testing.T) {
 		}
 		w := newWorld()
 		w.now = time.Date(2026, 11, 30, 12, 0, 1, 0, time.UTC)
-		h := &revoke.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
+		h := &revoker.Handler{Service: w.svc, Now: func() time.Time { return w.now }}
 		out, err := h.Invoke(context.Background(), raw)
 		if resp, ok := out.(events.SQSEventResponse); err != nil || !ok || len(resp.BatchItemFailures) != 0 {
 			t.Fatalf("Invoke = %+v, %v", out, err)
@@ -61,7 +61,7 @@ func TestTheRevokersSampleEventsAreUnderstood(t *testing.T) {
 	})
 	for name, want := range map[string]string{"revoke.json": broker.ReasonOperator, "prune.json": broker.ReasonOperator} {
 		t.Run(name+" is an operator's or the schedule's call", func(t *testing.T) {
-			req, err := (&revoke.Handler{Now: func() time.Time { return t0 }}).Decode(read(name))
+			req, err := (&revoker.Handler{Now: func() time.Time { return t0 }}).Decode(read(name))
 			if err != nil || req == nil || req.Reason != want {
 				t.Errorf("Decode = %+v, %v", req, err)
 			}
