@@ -19,7 +19,7 @@ type Config struct {
 	Partition  string
 	UserPoolID string
 	ClientIDs  []string
-	// Issuer is the iss of the pool's tokens: TOKEN_ISSUER, or derived from
+	// Issuer is the iss of the pool's tokens: CREDBROKER_TOKEN_ISSUER, or derived from
 	// the pool id, whose prefix is the pool's region (which may differ from
 	// the function's).
 	Issuer string
@@ -49,16 +49,16 @@ var userPoolIDPattern = regexp.MustCompile(`^([a-z]{2}(?:-[a-z]+)+-\d+)_[0-9a-zA
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	r := envconf.New(getenv)
 	c := Config{
-		PolicyTable:  r.Required("POLICY_TABLE"),
-		BaseRoleARN:  r.Required("BASE_ROLE_ARN"),
-		UserPoolID:   r.Required("USER_POOL_ID"),
-		AuditBusName: r.Required("AUDIT_BUS_NAME"),
-		JWKSURL:      r.String("JWKS_URL", ""),
-		Issuer:       r.String("TOKEN_ISSUER", ""),
+		PolicyTable:  r.Required("CREDBROKER_POLICY_TABLE"),
+		BaseRoleARN:  r.Required("CREDBROKER_BASE_ROLE_ARN"),
+		UserPoolID:   r.Required("CREDBROKER_USER_POOL_ID"),
+		AuditBusName: r.Required("CREDBROKER_EVENT_BUS"),
+		JWKSURL:      r.String("CREDBROKER_JWKS_URL", ""),
+		Issuer:       r.String("CREDBROKER_TOKEN_ISSUER", ""),
 	}
 	if c.BaseRoleARN != "" {
 		if err := broker.CheckRoleARN(c.BaseRoleARN); err != nil {
-			r.Bad("BASE_ROLE_ARN: %s", broker.MessageOf(err))
+			r.Bad("CREDBROKER_BASE_ROLE_ARN: %s", broker.MessageOf(err))
 		} else {
 			c.Partition = broker.Partition(c.BaseRoleARN, "")
 		}
@@ -67,24 +67,24 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		m := userPoolIDPattern.FindStringSubmatch(c.UserPoolID)
 		switch {
 		case m == nil:
-			r.Bad("USER_POOL_ID %q is not a user pool id (<region>_<id>)", c.UserPoolID)
+			r.Bad("CREDBROKER_USER_POOL_ID %q is not a user pool id (<region>_<id>)", c.UserPoolID)
 		case c.Issuer == "":
 			c.Issuer = "https://cognito-idp." + m[1] + ".amazonaws.com/" + c.UserPoolID
 		}
 	}
-	if c.ClientIDs = r.List("ALLOWED_CLIENT_IDS"); c.ClientIDs == nil {
-		r.Bad("ALLOWED_CLIENT_IDS is required")
+	if c.ClientIDs = r.List("CREDBROKER_ALLOWED_CLIENT_IDS"); c.ClientIDs == nil {
+		r.Bad("CREDBROKER_ALLOWED_CLIENT_IDS is required")
 	}
-	c.SessionDuration = r.Duration("SESSION_DURATION_SECONDS", time.Second, DefaultSessionDuration, MinSessionDuration, MaxSessionDuration)
-	c.CacheSize = r.Int("CREDENTIAL_CACHE_SIZE", DefaultCacheSize, 0, maxCacheSize)
-	c.RequestTimeout = r.Duration("REQUEST_TIMEOUT_MS", time.Millisecond, DefaultRequestTimeout, minTimeout, maxTimeout)
-	c.AuditMode, _ = ParseAuditMode(r.OneOf("AUDIT_MODE", FailClosed.String(), FailClosed.String(), BestEffort.String()))
+	c.SessionDuration = r.Duration("CREDBROKER_SESSION_DURATION_SECONDS", time.Second, DefaultSessionDuration, MinSessionDuration, MaxSessionDuration)
+	c.CacheSize = r.Int("CREDBROKER_CREDENTIAL_CACHE_SIZE", DefaultCacheSize, 0, maxCacheSize)
+	c.RequestTimeout = r.Duration("CREDBROKER_REQUEST_TIMEOUT_MS", time.Millisecond, DefaultRequestTimeout, minTimeout, maxTimeout)
+	c.AuditMode, _ = ParseAuditMode(r.OneOf("CREDBROKER_AUDIT_MODE", FailClosed.String(), FailClosed.String(), BestEffort.String()))
 	c.LogLevel = r.LogLevel()
 	if c.JWKSURL != "" && !strings.HasPrefix(c.JWKSURL, "https://") && !strings.HasPrefix(c.JWKSURL, "http://") {
-		r.Bad("JWKS_URL %q must be an http(s) URL", c.JWKSURL)
+		r.Bad("CREDBROKER_JWKS_URL %q must be an http(s) URL", c.JWKSURL)
 	}
 	if c.Issuer != "" && !strings.HasPrefix(c.Issuer, "https://") {
-		r.Bad("TOKEN_ISSUER %q must be an https URL", c.Issuer)
+		r.Bad("CREDBROKER_TOKEN_ISSUER %q must be an https URL", c.Issuer)
 	}
 	if err := r.Err("credentials"); err != nil {
 		return Config{}, err

@@ -14,11 +14,11 @@ import (
 
 func baseEnv() map[string]string {
 	return map[string]string{
-		"POLICY_TABLE":       "credbroker-policy",
-		"BASE_ROLE_ARN":      "arn:aws:iam::123456789012:role/credbroker-BaseRole-1A2B",
-		"USER_POOL_ID":       "eu-west-1_AbC123",
-		"ALLOWED_CLIENT_IDS": "client-a",
-		"AUDIT_BUS_NAME":     "credbroker-audit",
+		"CREDBROKER_POLICY_TABLE":       "credbroker-policy",
+		"CREDBROKER_BASE_ROLE_ARN":      "arn:aws:iam::123456789012:role/credbroker-BaseRole-1A2B",
+		"CREDBROKER_USER_POOL_ID":       "eu-west-1_AbC123",
+		"CREDBROKER_ALLOWED_CLIENT_IDS": "client-a",
+		"CREDBROKER_EVENT_BUS":     "credbroker-audit",
 	}
 }
 
@@ -44,14 +44,14 @@ func TestConfigFromEnv(t *testing.T) {
 	}{
 		{"required values alone give the defaults, issuer in the pool's region", nil, func(*credentials.Config) {}},
 		{"every optional value is read", map[string]string{
-			"ALLOWED_CLIENT_IDS":       " client-a , client-b ",
-			"SESSION_DURATION_SECONDS": "3600",
-			"CREDENTIAL_CACHE_SIZE":    "0",
-			"AUDIT_MODE":               "best-effort",
-			"LOG_LEVEL":                "debug",
-			"REQUEST_TIMEOUT_MS":       "2500",
-			"JWKS_URL":                 "http://127.0.0.1:4566/eu-west-1_AbC123/.well-known/jwks.json",
-			"TOKEN_ISSUER":             "https://cognito-idp.us-east-1.amazonaws.com/eu-west-1_AbC123",
+			"CREDBROKER_ALLOWED_CLIENT_IDS":       " client-a , client-b ",
+			"CREDBROKER_SESSION_DURATION_SECONDS": "3600",
+			"CREDBROKER_CREDENTIAL_CACHE_SIZE":    "0",
+			"CREDBROKER_AUDIT_MODE":               "best-effort",
+			"CREDBROKER_LOG_LEVEL":                "debug",
+			"CREDBROKER_REQUEST_TIMEOUT_MS":       "2500",
+			"CREDBROKER_JWKS_URL":                 "http://127.0.0.1:4566/eu-west-1_AbC123/.well-known/jwks.json",
+			"CREDBROKER_TOKEN_ISSUER":             "https://cognito-idp.us-east-1.amazonaws.com/eu-west-1_AbC123",
 		}, func(c *credentials.Config) {
 			c.ClientIDs = []string{"client-a", "client-b"}
 			c.SessionDuration = time.Hour
@@ -62,11 +62,11 @@ func TestConfigFromEnv(t *testing.T) {
 			c.JWKSURL = "http://127.0.0.1:4566/eu-west-1_AbC123/.well-known/jwks.json"
 			c.Issuer = "https://cognito-idp.us-east-1.amazonaws.com/eu-west-1_AbC123"
 		}},
-		{"China partition comes from the role ARN", map[string]string{"BASE_ROLE_ARN": "arn:aws-cn:iam::123456789012:role/base"},
+		{"China partition comes from the role ARN", map[string]string{"CREDBROKER_BASE_ROLE_ARN": "arn:aws-cn:iam::123456789012:role/base"},
 			func(c *credentials.Config) {
 				c.BaseRoleARN, c.Partition = "arn:aws-cn:iam::123456789012:role/base", "aws-cn"
 			}},
-		{"explicit fail-closed is read", map[string]string{"AUDIT_MODE": "fail-closed", "LOG_LEVEL": "WARN"},
+		{"explicit fail-closed is read", map[string]string{"CREDBROKER_AUDIT_MODE": "fail-closed", "CREDBROKER_LOG_LEVEL": "WARN"},
 			func(c *credentials.Config) { c.LogLevel = slog.LevelWarn }},
 	}
 	for _, tt := range tests {
@@ -96,20 +96,20 @@ func TestConfigFromEnvListsEveryProblem(t *testing.T) {
 		want []string
 	}{
 		{"empty environment names every required variable", map[string]string{
-			"POLICY_TABLE": "", "BASE_ROLE_ARN": "", "USER_POOL_ID": "", "ALLOWED_CLIENT_IDS": "", "AUDIT_BUS_NAME": "",
-		}, []string{"POLICY_TABLE is required", "BASE_ROLE_ARN is required", "USER_POOL_ID is required",
-			"AUDIT_BUS_NAME is required", "ALLOWED_CLIENT_IDS is required"}},
-		{"session duration beyond role chaining's hour is refused", map[string]string{"SESSION_DURATION_SECONDS": "3601"},
-			[]string{`SESSION_DURATION_SECONDS "3601" must be an integer in 900..3600`}},
-		{"session duration under 15 minutes is refused", map[string]string{"SESSION_DURATION_SECONDS": "899"},
-			[]string{`SESSION_DURATION_SECONDS "899" must be an integer in 900..3600`}},
+			"CREDBROKER_POLICY_TABLE": "", "CREDBROKER_BASE_ROLE_ARN": "", "CREDBROKER_USER_POOL_ID": "", "CREDBROKER_ALLOWED_CLIENT_IDS": "", "CREDBROKER_EVENT_BUS": "",
+		}, []string{"CREDBROKER_POLICY_TABLE is required", "CREDBROKER_BASE_ROLE_ARN is required", "CREDBROKER_USER_POOL_ID is required",
+			"CREDBROKER_EVENT_BUS is required", "CREDBROKER_ALLOWED_CLIENT_IDS is required"}},
+		{"session duration beyond role chaining's hour is refused", map[string]string{"CREDBROKER_SESSION_DURATION_SECONDS": "3601"},
+			[]string{`CREDBROKER_SESSION_DURATION_SECONDS "3601" must be an integer in 900..3600`}},
+		{"session duration under 15 minutes is refused", map[string]string{"CREDBROKER_SESSION_DURATION_SECONDS": "899"},
+			[]string{`CREDBROKER_SESSION_DURATION_SECONDS "899" must be an integer in 900..3600`}},
 		{"several bad values are all reported", map[string]string{
-			"CREDENTIAL_CACHE_SIZE": "-1", "AUDIT_MODE": "maybe", "LOG_LEVEL": "LOUD", "REQUEST_TIMEOUT_MS": "soon",
-			"BASE_ROLE_ARN": "arn:aws:iam::123456789012:user/bob", "USER_POOL_ID": "pool", "ALLOWED_CLIENT_IDS": "a,,b",
-		}, []string{`CREDENTIAL_CACHE_SIZE "-1" must be an integer`, `AUDIT_MODE "maybe"`, `LOG_LEVEL "LOUD"`,
-			`REQUEST_TIMEOUT_MS "soon"`, "BASE_ROLE_ARN: ", `USER_POOL_ID "pool" is not a user pool id`, "has an empty entry"}},
-		{"plain-http issuer is refused", map[string]string{"TOKEN_ISSUER": "http://issuer.example"}, []string{`TOKEN_ISSUER "http://issuer.example" must be an https URL`}},
-		{"JWKS URL that is not http is refused", map[string]string{"JWKS_URL": "file:///etc/jwks.json"}, []string{`JWKS_URL "file:///etc/jwks.json"`}},
+			"CREDBROKER_CREDENTIAL_CACHE_SIZE": "-1", "CREDBROKER_AUDIT_MODE": "maybe", "CREDBROKER_LOG_LEVEL": "LOUD", "CREDBROKER_REQUEST_TIMEOUT_MS": "soon",
+			"CREDBROKER_BASE_ROLE_ARN": "arn:aws:iam::123456789012:user/bob", "CREDBROKER_USER_POOL_ID": "pool", "CREDBROKER_ALLOWED_CLIENT_IDS": "a,,b",
+		}, []string{`CREDBROKER_CREDENTIAL_CACHE_SIZE "-1" must be an integer`, `CREDBROKER_AUDIT_MODE "maybe"`, `CREDBROKER_LOG_LEVEL "LOUD"`,
+			`CREDBROKER_REQUEST_TIMEOUT_MS "soon"`, "CREDBROKER_BASE_ROLE_ARN: ", `CREDBROKER_USER_POOL_ID "pool" is not a user pool id`, "has an empty entry"}},
+		{"plain-http issuer is refused", map[string]string{"CREDBROKER_TOKEN_ISSUER": "http://issuer.example"}, []string{`CREDBROKER_TOKEN_ISSUER "http://issuer.example" must be an https URL`}},
+		{"JWKS URL that is not http is refused", map[string]string{"CREDBROKER_JWKS_URL": "file:///etc/jwks.json"}, []string{`CREDBROKER_JWKS_URL "file:///etc/jwks.json"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

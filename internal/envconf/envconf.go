@@ -112,12 +112,12 @@ func (r *Reader) OneOf(name, def string, allowed ...string) string {
 	return v
 }
 
-// LogLevel reads LOG_LEVEL: DEBUG, INFO (the default), WARN or ERROR.
+// LogLevel reads CREDBROKER_LOG_LEVEL: DEBUG, INFO (the default), WARN or ERROR.
 func (r *Reader) LogLevel() slog.Level {
 	level := slog.LevelInfo
-	if raw := r.String("LOG_LEVEL", ""); raw != "" {
+	if raw := r.String("CREDBROKER_LOG_LEVEL", ""); raw != "" {
 		if err := level.UnmarshalText([]byte(raw)); err != nil {
-			r.Bad("LOG_LEVEL %q must be DEBUG, INFO, WARN or ERROR", raw)
+			r.Bad("CREDBROKER_LOG_LEVEL %q must be DEBUG, INFO, WARN or ERROR", raw)
 		}
 	}
 	return level
@@ -140,17 +140,17 @@ type Expiry struct {
 	Group, RoleARN, TargetARN, DeadLetterARN string
 }
 
-// Expiry reads EXPIRY_SCHEDULE_GROUP, EXPIRY_SCHEDULER_ROLE_ARN,
-// EXPIRY_TARGET_ARN and EXPIRY_DLQ_ARN.
+// Expiry reads CREDBROKER_EXPIRY_SCHEDULE_GROUP, CREDBROKER_EXPIRY_SCHEDULER_ROLE_ARN,
+// CREDBROKER_EXPIRY_TARGET_ARN and CREDBROKER_EXPIRY_DLQ_ARN.
 func (r *Reader) Expiry() Expiry {
 	e := Expiry{
-		Group:         r.String("EXPIRY_SCHEDULE_GROUP", ""),
-		RoleARN:       r.String("EXPIRY_SCHEDULER_ROLE_ARN", ""),
-		TargetARN:     r.String("EXPIRY_TARGET_ARN", ""),
-		DeadLetterARN: r.String("EXPIRY_DLQ_ARN", ""),
+		Group:         r.String("CREDBROKER_EXPIRY_SCHEDULE_GROUP", ""),
+		RoleARN:       r.String("CREDBROKER_EXPIRY_SCHEDULER_ROLE_ARN", ""),
+		TargetARN:     r.String("CREDBROKER_EXPIRY_TARGET_ARN", ""),
+		DeadLetterARN: r.String("CREDBROKER_EXPIRY_DLQ_ARN", ""),
 	}
 	if e.Group != "" && e.RoleARN == "" {
-		r.Bad("EXPIRY_SCHEDULER_ROLE_ARN is required with EXPIRY_SCHEDULE_GROUP")
+		r.Bad("CREDBROKER_EXPIRY_SCHEDULER_ROLE_ARN is required with CREDBROKER_EXPIRY_SCHEDULE_GROUP")
 	}
 	return e
 }

@@ -15,9 +15,9 @@ func TestExpiryNeedsTheSchedulersRoleWithAGroup(t *testing.T) {
 		bad  string
 	}{
 		{"no group arms nothing, and is fine", map[string]string{}, envconf.Expiry{}, ""},
-		{"a group with its role", map[string]string{"EXPIRY_SCHEDULE_GROUP": "g", "EXPIRY_SCHEDULER_ROLE_ARN": "arn:r", "EXPIRY_TARGET_ARN": "arn:f"},
+		{"a group with its role", map[string]string{"CREDBROKER_EXPIRY_SCHEDULE_GROUP": "g", "CREDBROKER_EXPIRY_SCHEDULER_ROLE_ARN": "arn:r", "CREDBROKER_EXPIRY_TARGET_ARN": "arn:f"},
 			envconf.Expiry{Group: "g", RoleARN: "arn:r", TargetARN: "arn:f"}, ""},
-		{"a group without its role is refused", map[string]string{"EXPIRY_SCHEDULE_GROUP": "g"}, envconf.Expiry{Group: "g"}, "EXPIRY_SCHEDULER_ROLE_ARN is required"},
+		{"a group without its role is refused", map[string]string{"CREDBROKER_EXPIRY_SCHEDULE_GROUP": "g"}, envconf.Expiry{Group: "g"}, "CREDBROKER_EXPIRY_SCHEDULER_ROLE_ARN is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := envconf.New(func(k string) string { return tc.env[k] })

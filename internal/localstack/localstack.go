@@ -234,14 +234,14 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	stackCfg := awsconfig.Local(o.Region, stackEndpoint)
 
 	env := map[string]string{
-		"MEMBERSHIP_TABLE": st.Info.MembershipTable, "POLICY_TABLE": st.Info.PolicyTable,
-		"AUDIT_BUS_NAME": st.Info.EventBusName, "ARN_PARTITION": "aws",
-		"BASE_ROLE_ARN": st.Info.BaseRoleARN, "USER_POOL_ID": st.Info.UserPoolID,
-		"ALLOWED_CLIENT_IDS": st.Info.UserPoolClientID, "AWS_REGION": o.Region,
-		"JWKS_URL": stackEndpoint + "/" + st.Info.UserPoolID + "/.well-known/jwks.json",
+		"CREDBROKER_MEMBERSHIP_TABLE": st.Info.MembershipTable, "CREDBROKER_POLICY_TABLE": st.Info.PolicyTable,
+		"CREDBROKER_EVENT_BUS": st.Info.EventBusName, "CREDBROKER_ARN_PARTITION": "aws",
+		"CREDBROKER_BASE_ROLE_ARN": st.Info.BaseRoleARN, "CREDBROKER_USER_POOL_ID": st.Info.UserPoolID,
+		"CREDBROKER_ALLOWED_CLIENT_IDS": st.Info.UserPoolClientID, "AWS_REGION": o.Region,
+		"CREDBROKER_JWKS_URL": stackEndpoint + "/" + st.Info.UserPoolID + "/.well-known/jwks.json",
 	}
 	if o.SessionDuration > 0 {
-		env["SESSION_DURATION_SECONDS"] = strconv.Itoa(int(o.SessionDuration / time.Second))
+		env["CREDBROKER_SESSION_DURATION_SECONDS"] = strconv.Itoa(int(o.SessionDuration / time.Second))
 	}
 	getenv := func(k string) string { return env[k] }
 	pcfg, err := projector.ConfigFromEnv(getenv)

@@ -5,7 +5,7 @@
 // ERROR) and "timestamp" in RFC 3339. A line without a timestamp it can
 // read is stamped with the arrival time and taken for INFO, so the logger
 // writes "timestamp" instead of slog's "time". The level filtering is the
-// logger's own (LOG_LEVEL): the template lets Lambda pass every line,
+// logger's own (CREDBROKER_LOG_LEVEL): the template lets Lambda pass every line,
 // because the metric lines (internal/emf) carry no level at all.
 package logging
 
@@ -18,7 +18,7 @@ import (
 // TimeKey is the key of each line's time, in RFC 3339 (UTC, nanoseconds).
 const TimeKey = "timestamp"
 
-// New returns a JSON logger at level (configurations read LOG_LEVEL with
+// New returns a JSON logger at level (configurations read CREDBROKER_LOG_LEVEL with
 // envconf) tagged with the function's name (untagged when function is "",
 // for a caller that tags per component).
 func New(w io.Writer, level slog.Level, function string) *slog.Logger {

@@ -25,12 +25,12 @@ type Config struct {
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	r := envconf.New(getenv)
 	c := Config{
-		MembershipTable: r.Required("MEMBERSHIP_TABLE"),
-		PolicyTable:     r.Required("POLICY_TABLE"),
-		AuditBusName:    r.Required("AUDIT_BUS_NAME"),
-		Partition:       r.String("ARN_PARTITION", "aws"),
-		Concurrency:     r.Int("FANOUT_CONCURRENCY", 16, 1, 256),
-		FanoutQueueURL:  r.String("FANOUT_QUEUE_URL", ""),
+		MembershipTable: r.Required("CREDBROKER_MEMBERSHIP_TABLE"),
+		PolicyTable:     r.Required("CREDBROKER_POLICY_TABLE"),
+		AuditBusName:    r.Required("CREDBROKER_EVENT_BUS"),
+		Partition:       r.String("CREDBROKER_ARN_PARTITION", "aws"),
+		Concurrency:     r.Int("CREDBROKER_FANOUT_CONCURRENCY", 16, 1, 256),
+		FanoutQueueURL:  r.String("CREDBROKER_FANOUT_QUEUE_URL", ""),
 		LogLevel:        r.LogLevel(),
 		Expiry:          r.Expiry(),
 	}

@@ -148,7 +148,7 @@ func (q *workerQueue) Send(_ context.Context, bodies []string, _ time.Duration) 
 
 // The deployed bounds the model runs at: ProjectorWorkerConcurrency (the
 // page queue's event source's MaximumConcurrency, default 4) times
-// FANOUT_CONCURRENCY (DynamoDB calls in flight per invocation, 16).
+// CREDBROKER_FANOUT_CONCURRENCY (DynamoDB calls in flight per invocation, 16).
 const (
 	modelWorkers     = 4
 	modelConcurrency = 16
@@ -198,7 +198,7 @@ func modelProjector(tb testing.TB, n int) (*memstore.Store, *modelStore, *projec
 // project on AWS: in process, on memstore behind modelStore (every
 // DynamoDB call counted and delayed 5 ms), the stream's invocation sending
 // the fan-out's pages to 4 workers (ProjectorWorkerConcurrency's default)
-// of 16 calls in flight each (FANOUT_CONCURRENCY): at most 64 DynamoDB
+// of 16 calls in flight each (CREDBROKER_FANOUT_CONCURRENCY): at most 64 DynamoDB
 // calls in flight, at most 12,800 a second at 5 ms. It reports the calls
 // per member; s/100k-members, the time for 100,000 members modelled from
 // the calls counted (calls × 5 ms over the 64 places in flight, scaled to

@@ -31,11 +31,11 @@ type Config struct {
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	r := envconf.New(getenv)
 	c := Config{
-		MembershipTable: r.Required("MEMBERSHIP_TABLE"),
-		PolicyTable:     r.Required("POLICY_TABLE"),
-		StreamARN:       r.String("MEMBERSHIP_STREAM_ARN", ""),
-		AuditBusName:    r.Required("AUDIT_BUS_NAME"),
-		Partition:       r.String("ARN_PARTITION", "aws"),
+		MembershipTable: r.Required("CREDBROKER_MEMBERSHIP_TABLE"),
+		PolicyTable:     r.Required("CREDBROKER_POLICY_TABLE"),
+		StreamARN:       r.String("CREDBROKER_MEMBERSHIP_STREAM_ARN", ""),
+		AuditBusName:    r.Required("CREDBROKER_EVENT_BUS"),
+		Partition:       r.String("CREDBROKER_ARN_PARTITION", "aws"),
 		LogLevel:        r.LogLevel(),
 		Expiry:          r.Expiry(),
 	}

@@ -27,7 +27,7 @@ func (h *Function) Invoke(ctx context.Context, payload json.RawMessage) (Report,
 		return Report{}, err
 	}
 	if req.Mode == ModeReplay && h.StreamARN == "" {
-		return Report{}, broker.Errorf(broker.Invalid, "replay", "MEMBERSHIP_STREAM_ARN is required for replay")
+		return Report{}, broker.Errorf(broker.Invalid, "replay", "CREDBROKER_MEMBERSHIP_STREAM_ARN is required for replay")
 	}
 	rep, err := h.Service.Run(ctx, req)
 	h.Logger.Info("report", "report", rep, "exitCode", ExitCode(err))

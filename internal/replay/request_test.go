@@ -150,20 +150,20 @@ func TestExitCodes(t *testing.T) {
 
 func TestConfigFromEnv(t *testing.T) {
 	env := map[string]string{
-		"MEMBERSHIP_TABLE": "m", "POLICY_TABLE": "p", "MEMBERSHIP_STREAM_ARN": "arn:aws:dynamodb:us-east-1:1:table/m/stream/x",
-		"AUDIT_BUS_NAME": "bus", "LOG_LEVEL": "DEBUG",
+		"CREDBROKER_MEMBERSHIP_TABLE": "m", "CREDBROKER_POLICY_TABLE": "p", "CREDBROKER_MEMBERSHIP_STREAM_ARN": "arn:aws:dynamodb:us-east-1:1:table/m/stream/x",
+		"CREDBROKER_EVENT_BUS": "bus", "CREDBROKER_LOG_LEVEL": "DEBUG",
 	}
 	c, err := replay.ConfigFromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := replay.Config{MembershipTable: "m", PolicyTable: "p", StreamARN: env["MEMBERSHIP_STREAM_ARN"],
+	want := replay.Config{MembershipTable: "m", PolicyTable: "p", StreamARN: env["CREDBROKER_MEMBERSHIP_STREAM_ARN"],
 		AuditBusName: "bus", Partition: "aws", LogLevel: slog.LevelDebug}
 	if diff := cmp.Diff(want, c); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
 	_, err = replay.ConfigFromEnv(func(string) string { return "" })
-	for _, name := range []string{"MEMBERSHIP_TABLE", "POLICY_TABLE", "AUDIT_BUS_NAME"} {
+	for _, name := range []string{"CREDBROKER_MEMBERSHIP_TABLE", "CREDBROKER_POLICY_TABLE", "CREDBROKER_EVENT_BUS"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("empty environment: error %v does not name %s", err, name)
 		}

@@ -28,12 +28,12 @@ type Config struct {
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	r := envconf.New(getenv)
 	c := Config{
-		PolicyTable:        r.Required("POLICY_TABLE"),
-		AuditBusName:       r.Required("AUDIT_BUS_NAME"),
-		BaseRoleARN:        r.Required("BASE_ROLE_ARN"),
-		MaxSession:         r.Duration("SESSION_DURATION_SECONDS", time.Second, time.Hour, 15*time.Minute, time.Hour),
-		Pages:              r.Int("REVOCATION_PAGES", 0, 0, 19),
-		ManagedPolicyQuota: r.Int("MANAGED_POLICY_QUOTA", 10, 10, 20),
+		PolicyTable:        r.Required("CREDBROKER_POLICY_TABLE"),
+		AuditBusName:       r.Required("CREDBROKER_EVENT_BUS"),
+		BaseRoleARN:        r.Required("CREDBROKER_BASE_ROLE_ARN"),
+		MaxSession:         r.Duration("CREDBROKER_SESSION_DURATION_SECONDS", time.Second, time.Hour, 15*time.Minute, time.Hour),
+		Pages:              r.Int("CREDBROKER_REVOCATION_PAGES", 0, 0, 19),
+		ManagedPolicyQuota: r.Int("CREDBROKER_MANAGED_POLICY_QUOTA", 10, 10, 20),
 		LogLevel:           r.LogLevel(),
 	}
 	return c, r.Err("revoker")

@@ -21,8 +21,8 @@ import (
 // variable replaced.
 func functionEnv(name, value string) func(string) string {
 	env := map[string]string{
-		"POLICY_TABLE": "p", "BASE_ROLE_ARN": "arn:aws:iam::123456789012:role/base", "USER_POOL_ID": "us-east-1_AbC",
-		"ALLOWED_CLIENT_IDS": "abc", "AUDIT_BUS_NAME": "bus", "AWS_REGION": "us-east-1",
+		"CREDBROKER_POLICY_TABLE": "p", "CREDBROKER_BASE_ROLE_ARN": "arn:aws:iam::123456789012:role/base", "CREDBROKER_USER_POOL_ID": "us-east-1_AbC",
+		"CREDBROKER_ALLOWED_CLIENT_IDS": "abc", "CREDBROKER_EVENT_BUS": "bus", "AWS_REGION": "us-east-1",
 	}
 	env[name] = value
 	return func(k string) string { return env[k] }
@@ -44,7 +44,7 @@ func TestTemplateRefusesThePoolIdsTheFunctionRefuses(t *testing.T) {
 		id := strings.Join(rapid.SliceOfN(rapid.SampledFrom(pieces), 1, 8).Draw(rt, "pieces"), "")
 		_, err := tpl.Stack(samtemplate.Env{Params: map[string]string{"ExistingUserPoolId": id, "ExistingUserPoolClientIds": "abc"}})
 		templateAccepts := err == nil
-		functionAccepts := !functionRefuses("USER_POOL_ID", id)
+		functionAccepts := !functionRefuses("CREDBROKER_USER_POOL_ID", id)
 		if templateAccepts && !functionAccepts {
 			rt.Fatalf("CloudFormation accepts ExistingUserPoolId %q, the function refuses it", id)
 		}
@@ -58,8 +58,8 @@ func TestTemplateRefusesThePoolIdsTheFunctionRefuses(t *testing.T) {
 func TestTemplateRefusesTheNumbersTheFunctionRefuses(t *testing.T) {
 	tpl := mustLoad(t)
 	for _, tc := range []struct{ param, variable string }{
-		{"CredentialCacheSize", "CREDENTIAL_CACHE_SIZE"},
-		{"SessionDurationSeconds", "SESSION_DURATION_SECONDS"},
+		{"CredentialCacheSize", "CREDBROKER_CREDENTIAL_CACHE_SIZE"},
+		{"SessionDurationSeconds", "CREDBROKER_SESSION_DURATION_SECONDS"},
 	} {
 		def := mapOf(tpl.Section("Parameters")[tc.param])
 		lo, _ := def["MinValue"].(int)

@@ -106,7 +106,7 @@ Globals:
     Runtime: provided.al2023
     Timeout: 30
     Layers: [a]
-    Environment: {Variables: {LOG_LEVEL: INFO, SHARED: g}}
+    Environment: {Variables: {CREDBROKER_LOG_LEVEL: INFO, SHARED: g}}
     LoggingConfig: {LogFormat: JSON, ApplicationLogLevel: !Ref LogLevel}
 Resources:
   Fn:
@@ -127,7 +127,7 @@ Resources:
 		"Runtime":     "provided.al2023",
 		"Timeout":     900,
 		"Layers":      []any{"a", "b"},
-		"Environment": map[string]any{"Variables": map[string]any{"LOG_LEVEL": "INFO", "SHARED": "local", "OWN": "x"}},
+		"Environment": map[string]any{"Variables": map[string]any{"CREDBROKER_LOG_LEVEL": "INFO", "SHARED": "local", "OWN": "x"}},
 		"LoggingConfig": map[string]any{
 			"LogFormat":           "JSON",
 			"ApplicationLogLevel": map[string]any{"Ref": "Other"},

@@ -113,7 +113,7 @@ func TestSecurityRulesCatchWeakenedTemplates(t *testing.T) {
 		},
 		{
 			name: "a revoker told of shorter sessions than the endpoint issues is rejected",
-			old:  "          SESSION_DURATION_SECONDS: !Ref SessionDurationSeconds\n          MANAGED_POLICY_QUOTA", new: "          SESSION_DURATION_SECONDS: 900\n          MANAGED_POLICY_QUOTA",
+			old:  "          CREDBROKER_SESSION_DURATION_SECONDS: !Ref SessionDurationSeconds\n          CREDBROKER_MANAGED_POLICY_QUOTA", new: "          CREDBROKER_SESSION_DURATION_SECONDS: 900\n          CREDBROKER_MANAGED_POLICY_QUOTA",
 			rule: "deny entries outlive the sessions the endpoint issues",
 		},
 		{

@@ -132,7 +132,7 @@ func checkRequiredPermissions(t *samtemplate.Template) []string {
 
 // Lambda drops JSON lines below ApplicationLogLevel and takes a line without
 // a "level" key (every EMF metric line) for INFO: only TRACE lets every line
-// through, and the functions filter their own logs at LOG_LEVEL.
+// through, and the functions filter their own logs at CREDBROKER_LOG_LEVEL.
 func checkLogging(t *samtemplate.Template) []string {
 	var problems []string
 	for _, id := range slices.Sorted(maps.Keys(functionDirs)) {
@@ -148,9 +148,9 @@ func checkLogging(t *samtemplate.Template) []string {
 				problems = append(problems, fmt.Sprintf("%s: LoggingConfig.%s is %v, want %v", id, k, lc[k], want[k]))
 			}
 		}
-		level := mapOf(mapOf(fn.Properties["Environment"])["Variables"])["LOG_LEVEL"]
+		level := mapOf(mapOf(fn.Properties["Environment"])["Variables"])["CREDBROKER_LOG_LEVEL"]
 		if ref(level) != "LogLevel" {
-			problems = append(problems, fmt.Sprintf("%s: LOG_LEVEL is %v, want the LogLevel parameter", id, level))
+			problems = append(problems, fmt.Sprintf("%s: CREDBROKER_LOG_LEVEL is %v, want the LogLevel parameter", id, level))
 		}
 	}
 	return problems
@@ -629,7 +629,7 @@ func checkRevokerSessionDuration(t *samtemplate.Template) []string {
 		if err != nil {
 			return nil, err
 		}
-		return mapOf(mapOf(r.Properties["Environment"])["Variables"])["SESSION_DURATION_SECONDS"], nil
+		return mapOf(mapOf(r.Properties["Environment"])["Variables"])["CREDBROKER_SESSION_DURATION_SECONDS"], nil
 	}
 	issued, err := durationOf("CredentialsFunction")
 	if err != nil {
@@ -640,7 +640,7 @@ func checkRevokerSessionDuration(t *samtemplate.Template) []string {
 		return []string{err.Error()}
 	}
 	if issued == nil || fmt.Sprint(issued) != fmt.Sprint(kept) {
-		return []string{fmt.Sprintf("the revoker's SESSION_DURATION_SECONDS is %v, the credential function's %v: they must be the same", kept, issued)}
+		return []string{fmt.Sprintf("the revoker's CREDBROKER_SESSION_DURATION_SECONDS is %v, the credential function's %v: they must be the same", kept, issued)}
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ import (
 
 // In Lambda, log lines and metric (EMF) lines share stdout. Metric lines
 // carry no "level", so only the logger may filter (template.yaml lets
-// Lambda pass every line): at every LOG_LEVEL the metrics are written, and
+// Lambda pass every line): at every CREDBROKER_LOG_LEVEL the metrics are written, and
 // the logger drops what is below its level.
 func TestMetricLinesAreWrittenAtEveryLogLevel(t *testing.T) {
 	for _, tc := range []struct {
@@ -51,10 +51,10 @@ func TestMetricLinesAreWrittenAtEveryLogLevel(t *testing.T) {
 				}
 			}
 			if metrics != 1 {
-				t.Errorf("%d metric lines at LOG_LEVEL %s, want 1:\n%s", metrics, tc.level, stdout.String())
+				t.Errorf("%d metric lines at CREDBROKER_LOG_LEVEL %s, want 1:\n%s", metrics, tc.level, stdout.String())
 			}
 			if (info > 0) != tc.infoLines {
-				t.Errorf("%d INFO lines at LOG_LEVEL %s:\n%s", info, tc.level, stdout.String())
+				t.Errorf("%d INFO lines at CREDBROKER_LOG_LEVEL %s:\n%s", info, tc.level, stdout.String())
 			}
 		})
 	}

@@ -211,13 +211,13 @@ func (s stack) env(endpoint string) []string {
 		"AWS_ACCESS_KEY_ID=testing",
 		"AWS_SECRET_ACCESS_KEY=testing",
 		"AWS_ENDPOINT_URL=" + endpoint,
-		"POLICY_TABLE=" + s.policyTable,
-		"BASE_ROLE_ARN=" + s.roleARN,
-		"USER_POOL_ID=" + s.poolID,
-		"ALLOWED_CLIENT_IDS=" + s.clientID,
-		"AUDIT_BUS_NAME=" + s.bus,
-		"JWKS_URL=" + s.jwksURL,
-		"LOG_LEVEL=WARN",
+		"CREDBROKER_POLICY_TABLE=" + s.policyTable,
+		"CREDBROKER_BASE_ROLE_ARN=" + s.roleARN,
+		"CREDBROKER_USER_POOL_ID=" + s.poolID,
+		"CREDBROKER_ALLOWED_CLIENT_IDS=" + s.clientID,
+		"CREDBROKER_EVENT_BUS=" + s.bus,
+		"CREDBROKER_JWKS_URL=" + s.jwksURL,
+		"CREDBROKER_LOG_LEVEL=WARN",
 	}
 }
 

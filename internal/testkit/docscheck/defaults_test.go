@@ -43,12 +43,12 @@ var functions = map[string]function{
 
 // samples are valid values of the variables the docs call required.
 var samples = map[string]string{
-	"POLICY_TABLE":       "policy",
-	"MEMBERSHIP_TABLE":   "membership",
-	"AUDIT_BUS_NAME":     "audit",
-	"BASE_ROLE_ARN":      "arn:aws:iam::123456789012:role/base",
-	"USER_POOL_ID":       "eu-west-1_AbC123",
-	"ALLOWED_CLIENT_IDS": "client1",
+	"CREDBROKER_POLICY_TABLE":       "policy",
+	"CREDBROKER_MEMBERSHIP_TABLE":   "membership",
+	"CREDBROKER_EVENT_BUS":     "audit",
+	"CREDBROKER_BASE_ROLE_ARN":      "arn:aws:iam::123456789012:role/base",
+	"CREDBROKER_USER_POOL_ID":       "eu-west-1_AbC123",
+	"CREDBROKER_ALLOWED_CLIENT_IDS": "client1",
 }
 
 // row is a row of a table of the docs: where it is, the names in its first
@@ -182,8 +182,8 @@ func testFunctionEnvironment(t *testing.T) {
 	}
 	// The stack's resources get values the functions accept.
 	stack, err := tpl.Stack(samtemplate.Env{
-		Refs:  map[string]string{"UserPool": samples["USER_POOL_ID"], "UserPoolClient": samples["ALLOWED_CLIENT_IDS"]},
-		Attrs: map[string]string{"BaseRole.Arn": samples["BASE_ROLE_ARN"]},
+		Refs:  map[string]string{"UserPool": samples["CREDBROKER_USER_POOL_ID"], "UserPoolClient": samples["CREDBROKER_ALLOWED_CLIENT_IDS"]},
+		Attrs: map[string]string{"BaseRole.Arn": samples["CREDBROKER_BASE_ROLE_ARN"]},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -279,12 +279,12 @@ func testLocalStackEnvironment(t *testing.T) {
 			if !ok || lit != strconv.Itoa(port) {
 				t.Errorf("%s: the docs say %s defaults to %s, the local stack uses %d", r.where, name, r.cell[1], port)
 			}
-		case name == "LOG_LEVEL":
+		case name == "CREDBROKER_LOG_LEVEL":
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(lit)); err != nil || !ok {
-				t.Errorf("%s: the default of LOG_LEVEL, %q, is not a level", r.where, r.cell[1])
+				t.Errorf("%s: the default of CREDBROKER_LOG_LEVEL, %q, is not a level", r.where, r.cell[1])
 			} else if got := envconf.New(func(string) string { return "" }).LogLevel(); got != level {
-				t.Errorf("%s: the docs say LOG_LEVEL defaults to %s, envconf to %s", r.where, level, got)
+				t.Errorf("%s: the docs say CREDBROKER_LOG_LEVEL defaults to %s, envconf to %s", r.where, level, got)
 			}
 		case ok:
 			t.Errorf("%s: %s quotes the default %q, which this test cannot check: add it here", r.where, name, lit)
