@@ -18,7 +18,7 @@ func baseEnv() map[string]string {
 		"CREDBROKER_BASE_ROLE_ARN":      "arn:aws:iam::123456789012:role/credbroker-BaseRole-1A2B",
 		"CREDBROKER_USER_POOL_ID":       "eu-west-1_AbC123",
 		"CREDBROKER_ALLOWED_CLIENT_IDS": "client-a",
-		"CREDBROKER_EVENT_BUS":     "credbroker-audit",
+		"CREDBROKER_EVENT_BUS":          "credbroker-audit",
 	}
 }
 

@@ -45,7 +45,7 @@ var functions = map[string]function{
 var samples = map[string]string{
 	"CREDBROKER_POLICY_TABLE":       "policy",
 	"CREDBROKER_MEMBERSHIP_TABLE":   "membership",
-	"CREDBROKER_EVENT_BUS":     "audit",
+	"CREDBROKER_EVENT_BUS":          "audit",
 	"CREDBROKER_BASE_ROLE_ARN":      "arn:aws:iam::123456789012:role/base",
 	"CREDBROKER_USER_POOL_ID":       "eu-west-1_AbC123",
 	"CREDBROKER_ALLOWED_CLIENT_IDS": "client1",
