@@ -234,10 +234,24 @@ func TestADeltaNarrowingCarriesItsCutoffAndEvent(t *testing.T) {
 	users := f.members("p1", 250) // three chunks of the delta path
 	f.unbucket("p1", "ref")
 	before := len(f.audit.Of(broker.DetailPolicyChanged))
-	out := f.proj.Process(context.Background(), []projector.Change{{EventID: "rm", EventName: "REMOVE", SequenceNumber: "9",
-		Keys: broker.SourceItem{PK: "PROJECT#p1", SK: "BUCKET#ref"}}})
-	if len(out.Failed) > 0 || out.Changed != len(users) {
-		t.Fatalf("removal = %+v, want %d changed", out, len(users))
+	// Delivered as Lambda would: again while members failed (on a busy
+	// moto a commit can miss a narrowing's window), each time for the
+	// failed members alone.
+	rm := []projector.Change{{EventID: "rm", EventName: "REMOVE", SequenceNumber: "9",
+		Keys: broker.SourceItem{PK: "PROJECT#p1", SK: "BUCKET#ref"}}}
+	changed := 0
+	for attempt := 1; ; attempt++ {
+		out := f.proj.Process(context.Background(), rm)
+		changed += out.Changed
+		if len(out.Failed) == 0 {
+			break
+		}
+		if attempt == 5 {
+			t.Fatalf("removal still failing after %d deliveries: %+v", attempt, out)
+		}
+	}
+	if changed != len(users) {
+		t.Fatalf("removal changed %d members over its deliveries, want %d", changed, len(users))
 	}
 	evs := f.audit.Of(broker.DetailPolicyChanged)[before:]
 	if len(evs) != len(users) {
