@@ -17,7 +17,9 @@ import (
 )
 
 func TestIssueAssumesTheRoleWithTheSessionPolicyInMoto(t *testing.T) {
-	rec := &recordingSTS{next: sts.NewFromConfig(mototest.Config(t))}
+	// A moto of its own: the check reads moto's whole state back.
+	moto := mototest.Private(t)
+	rec := &recordingSTS{next: sts.NewFromConfig(mototest.ConfigFor(moto))}
 	iss := newIssuer(t, rec)
 	req := validRequest()
 	req.CutoffTag = broker.CutoffTag(req.UserID, time.Date(2026, 11, 30, 12, 0, 5, 123e6, time.UTC))
@@ -34,7 +36,7 @@ func TestIssueAssumesTheRoleWithTheSessionPolicyInMoto(t *testing.T) {
 		t.Errorf("expiration %v, want about %v from now", creds.Expiration, req.Duration)
 	}
 
-	got := assumedRole(t, creds.AccessKeyID)
+	got := assumedRole(t, moto, creds.AccessKeyID)
 	want := motoAssumedRole{AccessKeyID: creds.AccessKeyID, SessionName: req.SessionName, RoleARN: roleARN, Policy: policy}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("AssumeRole as moto recorded it (-want +got):\n%s", diff)
@@ -57,10 +59,10 @@ type motoAssumedRole struct {
 	Policy      string `json:"policy"`
 }
 
-func assumedRole(t *testing.T, accessKeyID string) motoAssumedRole {
+func assumedRole(t *testing.T, moto, accessKeyID string) motoAssumedRole {
 	t.Helper()
 	var roles []motoAssumedRole
-	if err := json.Unmarshal(mototest.Data(t, "sts")["AssumedRole"], &roles); err != nil {
+	if err := json.Unmarshal(mototest.DataAt(t, moto, "sts")["AssumedRole"], &roles); err != nil {
 		t.Fatalf("decode moto sts.AssumedRole: %v", err)
 	}
 	for _, r := range roles {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/credbroker/credbroker/internal/motoserver"
 )
 
 // Region is the region every test uses.
@@ -61,6 +63,20 @@ func Name(tb testing.TB, prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b[:])
 }
 
+// Private starts a moto_server of the test's own, stopped when the test
+// ends, and returns its URL: for a check that reads moto's whole state
+// (Data), which the shared moto, holding every package's tables by the end
+// of a run, takes too long to dump.
+func Private(tb testing.TB) string {
+	tb.Helper()
+	srv, err := motoserver.Start(context.Background(), 0, io.Discard)
+	if err != nil {
+		tb.Fatalf("start a private moto_server: %v", err)
+	}
+	tb.Cleanup(srv.Stop)
+	return srv.URL
+}
+
 // Data returns moto's internal state for one service (GET /moto-api/data.json),
 // for checks that moto exposes no API for, such as the session policy STS got.
 // moto dumps every backend without a lock, so a dump taken while another
@@ -68,12 +84,18 @@ func Name(tb testing.TB, prefix string) string {
 // iteration", a 500 page): it is asked again, a few times.
 func Data(tb testing.TB, service string) map[string]json.RawMessage {
 	tb.Helper()
+	return DataAt(tb, Endpoint(tb), service)
+}
+
+// DataAt is Data of the moto at endpoint (Private's, say).
+func DataAt(tb testing.TB, endpoint, service string) map[string]json.RawMessage {
+	tb.Helper()
 	var last error
 	for attempt := range 5 {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
-		all, err := dump(Endpoint(tb))
+		all, err := dump(endpoint)
 		if err != nil {
 			last = err
 			continue
