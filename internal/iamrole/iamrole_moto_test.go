@@ -8,8 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/iamrole"
-	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 )
@@ -51,7 +51,7 @@ func TestTheBudgetIsTheInlineLimitLessTheOtherInlinePolicies(t *testing.T) {
 	if _, err := client.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(base.Name), PolicyName: aws.String("other"), PolicyDocument: aws.String(other)}); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := budget(), whole-revoker.Size(other); got != want {
-		t.Errorf("budget with another inline policy of %d characters: %d, want %d", revoker.Size(other), got, want)
+	if got, want := budget(), whole-broker.PolicySize(other); got != want {
+		t.Errorf("budget with another inline policy of %d characters: %d, want %d", broker.PolicySize(other), got, want)
 	}
 }

@@ -501,7 +501,7 @@ func revocationPages(t *testing.T, st *localstack.Stack) (int, int) {
 			managed++
 		}
 	}
-	return revoker.Size(pol.Inline[iamrole.PolicyName]), managed
+	return broker.PolicySize(pol.Inline[iamrole.PolicyName]), managed
 }
 
 // pct is the p-th percentile of d (0 when d is empty), to the millisecond.

@@ -17,10 +17,6 @@ type Config struct {
 	AuditBusName string
 	Partition    string
 	LogLevel     slog.Level
-	// Region and Endpoint name a local stack; wire.Rebuild does not read
-	// them (the caller's SDK configuration does).
-	Region   string
-	Endpoint string
 	// Expiry is where the recomputes of a rebuild or a replay arm the
 	// membership expiry timers (the projector's).
 	Expiry envconf.Expiry

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/revoker"
 )
 
@@ -51,7 +52,7 @@ func simulate(lim revoker.Limits, seconds int, arrivals func(second int) []strin
 		for _, p := range pages {
 			if p != "" {
 				used++
-				r.peakLargest = max(r.peakLargest, revoker.Size(p))
+				r.peakLargest = max(r.peakLargest, broker.PolicySize(p))
 			}
 		}
 		r.peakPages = max(r.peakPages, used)

@@ -164,7 +164,7 @@ func (l *List) place(placed map[ref]bool, budgets []int, now time.Time) bool {
 	}
 	// The fallbacks share page 0's reserve; past it, the resources'
 	// cutoffs give way to one for everything.
-	if len(l.Resource) > 0 && Size(string(mustJSON(fallbackDenies(*l)))) > fallbackReserve {
+	if len(l.Resource) > 0 && broker.PolicySize(string(mustJSON(fallbackDenies(*l)))) > fallbackReserve {
 		for _, c := range l.Resource {
 			l.All = l.All.widen(Cutoff{Before: c.Before, Until: c.Until, Causes: c.Causes})
 		}
@@ -233,10 +233,10 @@ var (
 	tagCost         = len(broker.CutoffTag("u", time.Time{})) + 3
 	userCost        = len(broker.UserTag("u")) + 3 + tagCost
 	farAhead        = time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
-	revokedStmtCost = Size(string(mustJSON(revokedDeny([]string{}, farAhead)))) + 1
-	usersStmtCost   = Size(string(mustJSON(usersDeny(List{}, []string{}, farAhead, farAhead)))) + 1
-	firstPageBase   = Size(string(mustJSON(document{Version: policyVersion, Statement: []statement{untaggedDeny(1 << 40)}})))
-	otherPageBase   = Size(string(mustJSON(document{Version: policyVersion, Statement: []statement{}})))
+	revokedStmtCost = broker.PolicySize(string(mustJSON(revokedDeny([]string{}, farAhead)))) + 1
+	usersStmtCost   = broker.PolicySize(string(mustJSON(usersDeny(List{}, []string{}, farAhead, farAhead)))) + 1
+	firstPageBase   = broker.PolicySize(string(mustJSON(document{Version: policyVersion, Statement: []statement{untaggedDeny(1 << 40)}})))
+	otherPageBase   = broker.PolicySize(string(mustJSON(document{Version: policyVersion, Statement: []statement{}})))
 )
 
 func pageBase(i int) int {

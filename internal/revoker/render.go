@@ -193,9 +193,6 @@ func usersDeny(l List, keys []string, issuedBefore, until time.Time) statement {
 		}}
 }
 
-// Size is the length IAM counts for a policy document (broker.PolicySize).
-func Size(doc string) int { return broker.PolicySize(doc) }
-
 // Enforced is what the role's pages deny, as far as it can be read back:
 // the generation stamped on page 0, the revoked tags, each user tag with
 // the cutoff tag it spares, and the fallbacks; each with how long it stays.

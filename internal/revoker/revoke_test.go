@@ -65,8 +65,8 @@ func worksTagged(t fataler, pages []string, user string, issued time.Time, tag s
 		if doc == "" {
 			continue
 		}
-		if revoker.Size(doc) > 10240 {
-			t.Fatalf("a page of %d characters", revoker.Size(doc))
+		if broker.PolicySize(doc) > 10240 {
+			t.Fatalf("a page of %d characters", broker.PolicySize(doc))
 		}
 		p, err := iameval.Parse(doc)
 		if err != nil {
@@ -234,8 +234,8 @@ func TestTheDocumentedCapacityHolds(t *testing.T) {
 				t.Errorf("%d entries fell back", c.want)
 			}
 			for i, doc := range pages {
-				if revoker.Size(doc) > c.budgets[i] {
-					t.Errorf("page %d takes %d characters of %d", i, revoker.Size(doc), c.budgets[i])
+				if broker.PolicySize(doc) > c.budgets[i] {
+					t.Errorf("page %d takes %d characters of %d", i, broker.PolicySize(doc), c.budgets[i])
 				}
 			}
 			if _, _, ch = revoker.Apply(revoker.List{}, batch, t0, lim); !ch.FellBack {
@@ -259,8 +259,8 @@ func TestAListTooLargeFallsBackToRevokingEverySessionBeforeATime(t *testing.T) {
 		at := t0.Add(time.Duration(n) * time.Second)
 		l, pages, ch = revoker.Apply(l, []revoker.Entry{narrowed(user(n), time.Time{}, at)}, at, lim)
 		for i, doc := range pages {
-			if revoker.Size(doc) > lim.Budgets[i] {
-				t.Fatalf("after %d users page %d takes %d characters, over its budget of %d", n, i, revoker.Size(doc), lim.Budgets[i])
+			if broker.PolicySize(doc) > lim.Budgets[i] {
+				t.Fatalf("after %d users page %d takes %d characters, over its budget of %d", n, i, broker.PolicySize(doc), lim.Budgets[i])
 			}
 		}
 	}
@@ -397,8 +397,8 @@ func TestPropertyASessionIsDeniedExactlyWhenAnAppliedNarrowingRevokesIt(t *testi
 			var ch revoker.Change
 			l, pages, ch = revoker.Apply(l, batch, now, lim)
 			for i, doc := range pages {
-				if revoker.Size(doc) > lim.Budgets[i] {
-					t.Fatalf("delivery %d: page %d takes %d characters over a budget of %d", delivery, i, revoker.Size(doc), lim.Budgets[i])
+				if broker.PolicySize(doc) > lim.Budgets[i] {
+					t.Fatalf("delivery %d: page %d takes %d characters over a budget of %d", delivery, i, broker.PolicySize(doc), lim.Budgets[i])
 				}
 			}
 			for i, doc := range revoker.Render(was, len(lim.Budgets)) {
@@ -612,8 +612,8 @@ func TestAFallbackDeniesOnlyWhatTheChangeTookAwayWhenItCanNameIt(t *testing.T) {
 			if !ch.FellBack {
 				t.Fatalf("40 users fit %d characters", lim.Budgets[0])
 			}
-			if revoker.Size(pages[0]) > lim.Budgets[0] {
-				t.Fatalf("page 0 takes %d characters of %d", revoker.Size(pages[0]), lim.Budgets[0])
+			if broker.PolicySize(pages[0]) > lim.Budgets[0] {
+				t.Fatalf("page 0 takes %d characters of %d", broker.PolicySize(pages[0]), lim.Budgets[0])
 			}
 			before, after := t0.Add(3*time.Second), t0.Add(5*time.Second)
 			if reaches(pages, user(39), "arn:aws:s3:::lake/raw/k", before) || reaches(pages, "bystander", "arn:aws:s3:::lake/raw/k", before) {

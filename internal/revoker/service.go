@@ -38,10 +38,6 @@ type Cutoffs interface {
 	Cutoff(ctx context.Context, userID string) (time.Time, error)
 }
 
-// ErrTooLarge is in the chain of a Role.Apply error when IAM refused the
-// policy as too large: the budget was reckoned wrong.
-var ErrTooLarge = broker.ErrRolePolicyTooLarge
-
 // Role is the base role's revocation policies: its pages.
 type Role interface {
 	// Budgets is how many characters each page may take: [0] the inline
@@ -172,7 +168,7 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 		return nil, err
 	}
 	saved, err = s.apply(ctx, cur, saved, docs, role)
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, broker.ErrRolePolicyTooLarge) {
 		// IAM counted more than a budget allowed: fall back now to one
 		// cutoff for everyone on page 0, which always fits, rather than
 		// leave the revocation unapplied.

@@ -224,8 +224,8 @@ func TestAListTooLargeForTheRoleRevokesEveryoneBeforeATime(t *testing.T) {
 		t.Fatal("no CredentialsRevoked event with scope all: the list never fell back")
 	}
 	doc := w.role.current()
-	if revoker.Size(doc[0]) > w.role.budgets[0] {
-		t.Errorf("role policy of %d characters over a budget of %d", revoker.Size(doc[0]), w.role.budgets[0])
+	if broker.PolicySize(doc[0]) > w.role.budgets[0] {
+		t.Errorf("role policy of %d characters over a budget of %d", broker.PolicySize(doc[0]), w.role.budgets[0])
 	}
 	for i, u := range users {
 		if works(t, doc, u, t0.Add(time.Duration(i)*time.Second-time.Second)) {

@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"pgregory.net/rapid"
 
+	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/credentials"
-	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 )
 
@@ -160,7 +160,7 @@ func TestEveryAcceptedBucketListFitsTheCeilingPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return revoker.Size(doc), nil
+		return broker.PolicySize(doc), nil
 	}
 	// The ceiling grows with the list's length and its number of entries
 	// alone: the most of both is the largest ceiling.

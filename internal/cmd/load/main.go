@@ -293,7 +293,7 @@ func (c *Calls) perAnswer(answers int) {
 func verify(ctx context.Context, t *target) *VerifyResult {
 	cfg := replay.Config{
 		MembershipTable: t.info.MembershipTable, PolicyTable: t.info.PolicyTable, AuditBusName: t.info.EventBusName,
-		Partition: "aws", Region: t.info.Region, Endpoint: t.info.AWSEndpoint,
+		Partition: "aws",
 	}
 	svc := wire.Rebuild(cfg, t.aws, slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	rep, err := svc.Verify(ctx)
