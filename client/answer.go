@@ -33,6 +33,11 @@ type Grant struct {
 	Prefix   string   `json:"prefix"`
 	Access   Access   `json:"access"`
 	Projects []string `json:"projects"`
+	// ExpiresAt, when set, is when the grant ends: every membership giving
+	// it is time-bounded, and the last of them ends then. From that
+	// instant AWS denies what only this grant reached, whatever the set's
+	// Expiration says. Zero means no end.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
 }
 
 // Covers reports whether g reaches key in bucket at level a; key "" means
@@ -101,6 +106,8 @@ type Answer struct {
 
 	// byBucket indexes the grants for routing.
 	byBucket map[string][]route
+	// grantsEnd is the earliest ExpiresAt of the grants, zero for none.
+	grantsEnd time.Time
 }
 
 // route is one grant of one bucket, and its set.
@@ -335,6 +342,9 @@ func (a *Answer) check() error {
 				return malformed("credential set %d, grant %d: access %q is neither read nor write", i, j, g.Access)
 			}
 			g.Prefix = folder(g.Prefix)
+			if !g.ExpiresAt.IsZero() && (a.grantsEnd.IsZero() || g.ExpiresAt.Before(a.grantsEnd)) {
+				a.grantsEnd = g.ExpiresAt
+			}
 			a.byBucket[g.Bucket] = append(a.byBucket[g.Bucket], route{set: i, prefix: g.Prefix, access: g.Access})
 		}
 	}

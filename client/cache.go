@@ -83,7 +83,7 @@ func (c *Client) loadLocked(ctx context.Context) {
 		if err != nil || a.PolicyVersion != f.PolicyVersion || ca.FetchedAt.IsZero() {
 			continue
 		}
-		c.entries[project] = &entry{answer: a, fetchedAt: ca.FetchedAt, checkedAt: ca.CheckedAt, staleAt: staleAt(a.Expiration, ca.FetchedAt, c.o.Margin)}
+		c.entries[project] = &entry{answer: a, fetchedAt: ca.FetchedAt, checkedAt: ca.CheckedAt, staleAt: a.staleAt(ca.FetchedAt, c.o.Margin)}
 		c.cutoffs.learn(a)
 	}
 	c.version = f.PolicyVersion

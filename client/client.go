@@ -425,7 +425,7 @@ func (c *Client) run(ctx context.Context, project string, e *entry, cl *call, ge
 			c.gen++
 		}
 		e.answer, e.fetchedAt, e.checkedAt, e.noCache = a, now, time.Time{}, false
-		e.staleAt = staleAt(a.Expiration, now, c.o.Margin)
+		e.staleAt = a.staleAt(now, c.o.Margin)
 		cl.answer = a
 	case transient(err) && e.answer != nil && !e.noCache && now.Before(e.answer.Expiration) && !c.cutoffs.denies(e.answer):
 		// The endpoint is down but the held answer has not expired:
@@ -449,9 +449,17 @@ func (c *Client) run(ctx context.Context, project string, e *entry, cl *call, ge
 }
 
 // staleAt is when an answer that arrived at now must be refetched: margin
-// before it expires, but no earlier than half its remaining lifetime.
-func staleAt(exp, now time.Time, margin time.Duration) time.Time {
-	return exp.Add(-min(margin, exp.Sub(now)/2))
+// before its credentials expire (at most half their life), or when one of
+// its grants ends, whichever comes first. At a grant's end AWS already
+// denies it, and only a new answer says so; an end already passed (the
+// endpoint's clock ahead of ours) is left to the endpoint, or every call
+// would refetch.
+func (a *Answer) staleAt(now time.Time, margin time.Duration) time.Time {
+	t := a.Expiration.Add(-min(margin, a.Expiration.Sub(now)/2))
+	if a.grantsEnd.After(now) && a.grantsEnd.Before(t) {
+		return a.grantsEnd
+	}
+	return t
 }
 
 // transient reports whether err may pass by itself: the endpoint or the

@@ -173,6 +173,24 @@ func TestUnknownFieldsAreIgnored(t *testing.T) {
 	}
 }
 
+func TestAGrantsEndIsDecodedAndAnOpenGrantHasNone(t *testing.T) {
+	clock := newFakeClock()
+	end := clock.Now().Add(40 * time.Minute)
+	b := body("v1", clock.Now().Add(time.Hour), set{"K1", []string{"ends@" + end.Format(time.RFC3339), "open"}})
+	f := newFakeEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) { writeJSON(w, 200, b) })
+	a, err := newClient(t, f, client.StaticToken("t"), clock).Answer(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]time.Time{}
+	for _, g := range a.CredentialSets[0].Grants {
+		got[g.Bucket] = g.ExpiresAt
+	}
+	if diff := cmp.Diff(map[string]time.Time{"ends": end, "open": {}}, got); diff != "" {
+		t.Errorf("grants' ends (-want +got):\n%s", diff)
+	}
+}
+
 func TestA401RefreshesTheTokenOnceAndRetriesOnce(t *testing.T) {
 	tests := []struct {
 		name          string
@@ -348,17 +366,26 @@ func TestAnAnswerIsReusedUntilTheMarginBeforeItExpires(t *testing.T) {
 		lifetime time.Duration
 		margin   time.Duration
 		reuseFor time.Duration // reused just before, refetched at
+		// grantEnds, when set, ends the grant this long after the first
+		// answer (the answer's expiresAt).
+		grantEnds time.Duration
 	}{
-		{"a 15-minute answer with the default margin", 15 * time.Minute, 0, 10 * time.Minute},
-		{"a 15-minute answer with a 1-minute margin", 15 * time.Minute, time.Minute, 14 * time.Minute},
-		{"an answer with 4 minutes left is kept half of them", 4 * time.Minute, 0, 2 * time.Minute},
-		{"a one-hour answer with the default margin", time.Hour, 0, 55 * time.Minute},
+		{"a 15-minute answer with the default margin", 15 * time.Minute, 0, 10 * time.Minute, 0},
+		{"a 15-minute answer with a 1-minute margin", 15 * time.Minute, time.Minute, 14 * time.Minute, 0},
+		{"an answer with 4 minutes left is kept half of them", 4 * time.Minute, 0, 2 * time.Minute, 0},
+		{"a one-hour answer with the default margin", time.Hour, 0, 55 * time.Minute, 0},
+		{"a grant that ends first is refetched at its end", time.Hour, 0, 20 * time.Minute, 20 * time.Minute},
+		{"a grant that ends after the margin changes nothing", 15 * time.Minute, 0, 10 * time.Minute, 14 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
+			grant := "b"
+			if tt.grantEnds > 0 {
+				grant += "@" + clock.Now().Add(tt.grantEnds).Format(time.RFC3339)
+			}
 			f := newFakeEndpoint(t, func(w http.ResponseWriter, r *http.Request, n int) {
-				writeJSON(w, 200, body("v1", clock.Now().Add(tt.lifetime), set{"K" + string(rune('A'+n)), []string{"b"}}))
+				writeJSON(w, 200, body("v1", clock.Now().Add(tt.lifetime), set{"K" + string(rune('A'+n)), []string{grant}}))
 			})
 			c := newClient(t, f, client.StaticToken("t"), clock, func(o *client.Options) { o.Margin = tt.margin })
 			p := c.CredentialsProvider("b")

@@ -53,7 +53,8 @@ func (f *fakeEndpoint) requests() []*http.Request {
 func (f *fakeEndpoint) count() int { return len(f.requests()) }
 
 // set is a credential set of a fixture: its key id and grants, as
-// "bucket", "bucket/folder/" or either with ":write".
+// "bucket", "bucket/folder/" or either with ":write", and then
+// "@<RFC 3339>" for a grant that ends.
 type set struct {
 	key    string
 	grants []string
@@ -62,10 +63,11 @@ type set struct {
 // body renders an answer of version whose sets expire at exp.
 func body(version string, exp time.Time, sets ...set) []byte {
 	type grant struct {
-		Bucket   string   `json:"bucket"`
-		Prefix   string   `json:"prefix"`
-		Access   string   `json:"access"`
-		Projects []string `json:"projects"`
+		Bucket    string   `json:"bucket"`
+		Prefix    string   `json:"prefix"`
+		Access    string   `json:"access"`
+		Projects  []string `json:"projects"`
+		ExpiresAt string   `json:"expiresAt,omitempty"`
 	}
 	type cset struct {
 		AccessKeyID     string  `json:"accessKeyId"`
@@ -85,6 +87,7 @@ func body(version string, exp time.Time, sets ...set) []byte {
 		cs := cset{AccessKeyID: s.key, SecretAccessKey: "secret-" + s.key, SessionToken: "token-" + s.key, Expiration: e}
 		for _, spec := range s.grants {
 			g := grant{Access: "read", Projects: []string{"p1"}}
+			spec, g.ExpiresAt, _ = strings.Cut(spec, "@")
 			if b, ok := strings.CutSuffix(spec, ":write"); ok {
 				spec, g.Access = b, "write"
 			}

@@ -26,6 +26,9 @@ type grantRow struct {
 	Prefix   string        `json:"prefix"`
 	Access   client.Access `json:"access"`
 	Projects []string      `json:"projects"`
+	// ExpiresAt is when the grant ends, when every membership giving it
+	// is time-bounded.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
 }
 
 // runGrants asks the endpoint (which answers from its cache unless the
@@ -35,7 +38,7 @@ func runGrants(ctx context.Context, env *cli.Env, args []string) error {
 	fs := cli.NewFlags(env, "grants")
 	tf := cli.AddTargetFlags(fs, userParts...)
 	project := fs.String("project", "", "a project: only the grants it gives")
-	asJSON := fs.Bool("json", false, `print [{"bucket","prefix","access","projects"}]`)
+	asJSON := fs.Bool("json", false, `print [{"bucket","prefix","access","projects","expiresAt"?}]`)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -62,18 +65,14 @@ func runGrants(ctx context.Context, env *cli.Env, args []string) error {
 		return s.userError(err)
 	}
 	format := map[bool]string{true: cli.FormatJSON, false: cli.FormatTable}[*asJSON]
-	out := cli.NewRows(env.Stdout, format, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS")
+	out := cli.NewRows(env.Stdout, format, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS", "UNTIL")
 	for _, set := range a.CredentialSets {
 		for _, g := range set.Grants {
-			r := grantRow{Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: g.Projects}
+			r := grantRow{Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: g.Projects, ExpiresAt: g.ExpiresAt}
 			if r.Projects == nil {
 				r.Projects = []string{}
 			}
-			folder := r.Prefix
-			if folder == "" {
-				folder = "(whole bucket)"
-			}
-			if err := out.Add(r, r.Bucket, folder, string(r.Access), strings.Join(r.Projects, " ")); err != nil {
+			if err := out.Add(r, r.Bucket, cli.Folder(r.Prefix), string(r.Access), strings.Join(r.Projects, " "), cli.Until(r.ExpiresAt)); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -69,14 +70,7 @@ func TestABucketNotGrantedNamesTheCommandThatListsTheGrants(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, out, errOut, exitcode.NoAccess, hint)
 	}
 	// The command it names lists them.
-	code, out, errOut = w.run(t, nil, "grants", "--stack", w.stackFile, "--json")
-	if code != exitcode.OK {
-		t.Fatalf("grants: exit %d, stderr %q", code, errOut)
-	}
-	var got []grantRow
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
-		t.Fatalf("grants --json printed %q: %v", out, err)
-	}
+	got, _ := w.grantsJSON(t)
 	want := []grantRow{
 		{Bucket: "raw-data", Access: "read", Projects: []string{"p1"}},
 		{Bucket: "shared", Prefix: "team-a/", Access: "write", Projects: []string{"p1"}},
@@ -88,6 +82,28 @@ func TestABucketNotGrantedNamesTheCommandThatListsTheGrants(t *testing.T) {
 	code, out, errOut = w.run(t, nil, "grants", "--stack", w.stackFile)
 	if code != exitcode.OK || !strings.HasPrefix(out, "BUCKET") || !strings.Contains(out, "team-a/") || !strings.Contains(errOut, "credbroker credential-process --stack "+w.stackFile+" --bucket B") {
 		t.Errorf("grants as a table: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+func TestGrantsSayWhenATimeBoundedGrantEnds(t *testing.T) {
+	w := newWorld(t, map[string][]fakeSet{})
+	end := w.clock.Now().Add(48 * time.Hour).UTC().Truncate(time.Second)
+	w.api.grants["alice"] = []fakeSet{{[]string{"visiting/lab-b/@" + end.Format(time.RFC3339), "raw-data"}}}
+	w.login(t, "alice", "Alice-Passw0rd!")
+	got, out := w.grantsJSON(t)
+	want := []grantRow{
+		{Bucket: "visiting", Prefix: "lab-b/", Access: "read", Projects: []string{"p1"}, ExpiresAt: end},
+		{Bucket: "raw-data", Access: "read", Projects: []string{"p1"}},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("grants (-want +got):\n%s", d)
+	}
+	if strings.Contains(out, `"expiresAt":"0001`) {
+		t.Errorf("an open grant printed a zero expiresAt: %s", out)
+	}
+	code, out, _ := w.run(t, nil, "grants", "--stack", w.stackFile)
+	if code != exitcode.OK || !strings.Contains(out, "UNTIL") || !strings.Contains(out, end.Format(time.RFC3339)) {
+		t.Errorf("grants as a table: exit %d, stdout %q: want an UNTIL column with %s", code, out, end.Format(time.RFC3339))
 	}
 }
 
@@ -181,4 +197,18 @@ func TestUserCommandsListNoOperatorFlags(t *testing.T) {
 			t.Errorf("login -h lists --api-url, which it does not use")
 		}
 	}
+}
+
+// grantsJSON runs `grants --json` and returns its rows and output.
+func (w *world) grantsJSON(t *testing.T) ([]grantRow, string) {
+	t.Helper()
+	code, out, errOut := w.run(t, nil, "grants", "--stack", w.stackFile, "--json")
+	if code != exitcode.OK {
+		t.Fatalf("grants: exit %d, stderr %q", code, errOut)
+	}
+	var rows []grantRow
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("grants --json printed %q: %v", out, err)
+	}
+	return rows, out
 }

@@ -130,7 +130,8 @@ func (f *fakeCognito) userOf(token string) (string, bool) {
 }
 
 // fakeSet is a credential set the fake endpoint hands out: its grants as
-// "bucket", "bucket/folder/", either with ":write".
+// "bucket", "bucket/folder/", either with ":write", then "@<RFC 3339>"
+// for a grant that ends.
 type fakeSet struct{ grants []string }
 
 // fakeEndpoint is a stand-in for the credential endpoint: it checks the
@@ -191,10 +192,11 @@ func (f *fakeEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	exp := f.clock.Now().Add(f.lifetime).UTC().Format(time.RFC3339)
 	type grant struct {
-		Bucket   string   `json:"bucket"`
-		Prefix   string   `json:"prefix"`
-		Access   string   `json:"access"`
-		Projects []string `json:"projects"`
+		Bucket    string   `json:"bucket"`
+		Prefix    string   `json:"prefix"`
+		Access    string   `json:"access"`
+		Projects  []string `json:"projects"`
+		ExpiresAt string   `json:"expiresAt,omitempty"`
 	}
 	type set struct {
 		AccessKeyID     string  `json:"accessKeyId"`
@@ -214,6 +216,7 @@ func (f *fakeEndpoint) serve(w http.ResponseWriter, r *http.Request) {
 		s := set{AccessKeyID: fmt.Sprintf("K%d", f.minted), SecretAccessKey: secretOf(f.minted), SessionToken: fmt.Sprintf("session-%d", f.minted), Expiration: exp}
 		for _, spec := range fs.grants {
 			g := grant{Access: "read", Projects: []string{"p1"}}
+			spec, g.ExpiresAt, _ = strings.Cut(spec, "@")
 			if b, ok := strings.CutSuffix(spec, ":write"); ok {
 				spec, g.Access = b, "write"
 			}

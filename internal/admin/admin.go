@@ -208,11 +208,3 @@ func place(bucket, prefix string) string {
 	}
 	return "folder " + prefix + " of bucket " + bucket
 }
-
-// folder is how tables show a grant's prefix.
-func folder(prefix string) string {
-	if prefix == "" {
-		return "(whole bucket)"
-	}
-	return prefix
-}

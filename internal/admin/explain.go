@@ -141,7 +141,7 @@ func printExplanation(env *cli.Env, x explanation) error {
 	} else {
 		out := cli.NewRows(w, cli.FormatTable, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS", "UNTIL")
 		for _, g := range x.Grants {
-			_ = out.Add(g, g.Bucket, folder(g.Prefix), string(g.Access), strings.Join(g.Projects, " "), until(g.ExpiresAt))
+			_ = out.Add(g, g.Bucket, cli.Folder(g.Prefix), string(g.Access), strings.Join(g.Projects, " "), cli.Until(g.ExpiresAt))
 		}
 		if err := out.Close(); err != nil {
 			return err
@@ -167,7 +167,7 @@ func printExplanation(env *cli.Env, x explanation) error {
 			if role == "" {
 				role = "-"
 			}
-			_ = out.Add(m, m.Project, role, until(m.ExpiresAt), status)
+			_ = out.Add(m, m.Project, role, cli.Until(m.ExpiresAt), status)
 		}
 		if err := out.Close(); err != nil {
 			return err
@@ -177,12 +177,4 @@ func printExplanation(env *cli.Env, x explanation) error {
 		fmt.Fprintln(w, "\nnote: the membership table grants something else right now: a change on its way (the projector applies it within about a second), or drift (run verify)")
 	}
 	return nil
-}
-
-// until shows an expiry in a table: "-" for none.
-func until(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
 }

@@ -84,7 +84,7 @@ func runWhoCan(ctx context.Context, env *cli.Env, args []string) error {
 			found = true
 			who := people[userID]
 			r := reach{UserID: userID, Username: who.Username, Email: who.Email, Access: g.Access, Prefix: g.Prefix, Projects: nonNil(g.Projects), ExpiresAt: g.ExpiresAt}
-			if err := out.Add(r, r.UserID, nameCell(who), string(r.Access), folder(r.Prefix), strings.Join(r.Projects, " "), until(r.ExpiresAt)); err != nil {
+			if err := out.Add(r, r.UserID, nameCell(who), string(r.Access), cli.Folder(r.Prefix), strings.Join(r.Projects, " "), cli.Until(r.ExpiresAt)); err != nil {
 				return err
 			}
 		}

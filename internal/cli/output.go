@@ -205,3 +205,19 @@ func (l *LockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.W.Write(p)
 }
+
+// Folder is a grant's prefix as a table cell: "(whole bucket)" for none.
+func Folder(prefix string) string {
+	if prefix == "" {
+		return "(whole bucket)"
+	}
+	return prefix
+}
+
+// Until is a grant's or membership's end as a table cell: "-" for none.
+func Until(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

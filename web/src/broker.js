@@ -306,7 +306,10 @@ export class CredentialBroker {
     const promise = this.#fetchAnswer(project, noCache).then((answer) => {
       const fetchedAt = this.now();
       const expires = answer.expiration.getTime();
-      const staleAt = Math.max(expires - this.refreshMarginMs, fetchedAt + this.minFreshMs);
+      // At a grant's end AWS starts refusing it and only a new answer says
+      // so; an end already past (the endpoint's clock ahead) is left alone.
+      const grantEnd = firstGrantEnd(answer, fetchedAt);
+      const staleAt = Math.min(Math.max(expires - this.refreshMarginMs, fetchedAt + this.minFreshMs), grantEnd);
       /** @type {Entry} */
       const entry = { answer, fetchedAt, staleAt };
       if (noCache) this.#noCacheDone.set(project, gen);
@@ -475,4 +478,20 @@ function replayable(body) {
   if (body == null || typeof body === 'string') return true;
   if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return true;
   return typeof Blob !== 'undefined' && body instanceof Blob;
+}
+
+/**
+ * The earliest end of a grant of answer after now, or Infinity.
+ * @param {Answer} answer
+ * @param {number} now
+ */
+function firstGrantEnd(answer, now) {
+  let end = Infinity;
+  for (const set of answer.credentialSets) {
+    for (const g of set.grants) {
+      const t = g.expiresAt?.getTime();
+      if (t !== undefined && t > now && t < end) end = t;
+    }
+  }
+  return end;
 }

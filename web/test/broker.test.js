@@ -107,6 +107,28 @@ test('the answer is kept until 5 minutes before its earliest expiry, then fetche
   assert.deepEqual(again.expiration, new Date(T0 + 10 * MINUTE + 25 * MINUTE), 'the new answer is used');
 });
 
+test("an answer is fetched again at a grant's end, when that comes before the margin", async (t) => {
+  const { broker, endpoint, clock } = await setup(t, () => ({
+    json: answer({
+      sets: [
+        {
+          name: 'A',
+          expiresAt: clock.now() + 60 * MINUTE,
+          grants: [{ bucket: 'visiting', expiresAt: T0 + 20 * MINUTE }, { bucket: 'raw' }],
+        },
+      ],
+    }),
+  }));
+  const raw = broker.credentialsFor('raw');
+  await raw();
+  clock.advance(20 * MINUTE - 1);
+  await raw();
+  assert.equal(endpoint.requests.length, 1, 'still fresh 1 ms before the grant ends');
+  clock.advance(1);
+  await raw();
+  assert.equal(endpoint.requests.length, 2, "fetched again at the grant's end");
+});
+
 test('an answer that arrives inside the margin is kept 10 s, not fetched on every call', async (t) => {
   const { broker, endpoint, clock } = await setup(t, () => ({ json: threeSets('v1', clock.now() + 2 * MINUTE) }));
   const alpha = broker.credentialsFor('alpha');

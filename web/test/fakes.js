@@ -82,7 +82,7 @@ export class FakeClock {
 export const MINUTE = 60_000;
 
 /**
- * @typedef {{bucket: string, prefix?: string, access?: 'read' | 'write', projects?: string[]}} G
+ * @typedef {{bucket: string, prefix?: string, access?: 'read' | 'write', projects?: string[], expiresAt?: number}} G
  */
 
 /**
@@ -100,6 +100,7 @@ export function answer(spec) {
       prefix: g.prefix ?? '',
       access: g.access ?? 'read',
       projects: g.projects ?? ['p1'],
+      ...(g.expiresAt === undefined ? {} : { expiresAt: new Date(g.expiresAt).toISOString() }),
     })),
   }));
   const earliest = Math.min(...spec.sets.map((s) => s.expiresAt));
