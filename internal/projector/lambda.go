@@ -72,6 +72,10 @@ func decodeExpiry(payload json.RawMessage) (broker.ExpiryEvent, bool) {
 	return *x.Expiry, true
 }
 
+// MetricExpiryLag is how long after a membership's expiry its recompute
+// committed (milliseconds), which ExpiryLagAlarm bounds.
+const MetricExpiryLag = "ExpiryLag"
+
 // expire runs one expiry timer's recompute. An error makes the scheduler
 // retry the invocation (its retry policy), and the recompute is idempotent.
 func (h *Handler) expire(ctx context.Context, p *Projector, ev broker.ExpiryEvent) error {
@@ -85,6 +89,6 @@ func (h *Handler) expire(ctx context.Context, p *Projector, ev broker.ExpiryEven
 	p.logger().Info("expiry recomputed", "userId", ev.UserID, "expiresAt", ev.At, "changed", changed,
 		"lagMs", lag.Milliseconds(), "ms", time.Since(start).Milliseconds())
 	_ = h.Metrics.Write(map[string]string{"Function": "projector"}, nil,
-		emf.Metric{Name: "ExpiryLag", Unit: emf.Milliseconds, Value: float64(lag.Milliseconds())})
+		emf.Metric{Name: MetricExpiryLag, Unit: emf.Milliseconds, Value: float64(lag.Milliseconds())})
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/credbroker/credbroker/internal/credentials"
 	"github.com/credbroker/credbroker/internal/emf"
+	"github.com/credbroker/credbroker/internal/projector"
 	"github.com/credbroker/credbroker/internal/revoker"
 	"github.com/credbroker/credbroker/internal/samtemplate"
 )
@@ -585,6 +586,11 @@ func requiredAlarms(t *samtemplate.Template, stack *samtemplate.Stack) []string 
 				for _, m := range []string{revoker.MetricRefused, revoker.MetricClamped, revoker.MetricFailed, revoker.MetricPruneFailed, revoker.MetricDenyListRecovered} {
 					want = append(want, emf.Namespace+" "+m+" revoker")
 				}
+			}
+			if r.LogicalID == "ProjectorFunction" {
+				// An expiry recomputed late leaves the item and the audit
+				// trail behind what AWS already enforces.
+				want = append(want, emf.Namespace+" "+projector.MetricExpiryLag+" projector")
 			}
 			for _, ev := range mapOf(p["Events"]) {
 				if dest := mapOf(mapOf(mapOf(mapOf(ev)["Properties"])["DestinationConfig"])["OnFailure"])["Destination"]; dest != nil {
