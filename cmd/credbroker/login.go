@@ -74,7 +74,7 @@ func runLogin(ctx context.Context, env *cli.Env, args []string) error {
 		}
 		var ue *url.Error
 		if errors.As(err, &ue) && !errors.Is(err, context.Canceled) {
-			return broker.Errorf(broker.Transient, "login", "cannot reach the user pool's sign-in (Cognito at %s): %s; %s", ue.URL, cause(ue), s.poolHint())
+			return broker.Errorf(broker.Transient, "login", "cannot reach the user pool's sign-in (Cognito at %s): %s; %s", ue.URL, cli.URLCause(ue), s.poolHint())
 		}
 		return broker.Errorf(broker.Transient, "login", "%s", trimPrefix(err))
 	}

@@ -9,7 +9,6 @@ import (
 	"flag"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -318,7 +317,7 @@ func (s *session) userError(err error) error {
 	case errors.Is(err, client.ErrBadRequest), errors.Is(err, client.ErrAmbiguousTarget):
 		return cli.Usagef("%s", trimPrefix(err))
 	case errors.As(err, &ue) && !errors.Is(err, context.Canceled):
-		return broker.Errorf(broker.Transient, op, "cannot reach the credential endpoint at %s: %s; %s", s.tgt.APIURL, cause(ue), s.reachHint())
+		return broker.Errorf(broker.Transient, op, "cannot reach the credential endpoint at %s: %s; %s", s.tgt.APIURL, cli.URLCause(ue), s.reachHint())
 	}
 	return broker.Errorf(broker.Transient, op, "%s", trimPrefix(err))
 }
@@ -326,7 +325,7 @@ func (s *session) userError(err error) error {
 // reachHint says what to check when the endpoint cannot be reached.
 func (s *session) reachHint() string {
 	if s.tgt.Local {
-		return "is the local stack running? Start it with `make run`"
+		return cli.LocalStackDown
 	}
 	return "check --api-url (or CREDBROKER_API_URL: the stack's ApiUrl output), and that the stack is deployed and running"
 }
@@ -335,19 +334,9 @@ func (s *session) reachHint() string {
 // reached.
 func (s *session) poolHint() string {
 	if s.tgt.Local {
-		return "is the local stack running? Start it with `make run`"
+		return cli.LocalStackDown
 	}
 	return "check --region and --user-pool-id (or CREDBROKER_REGION and CREDBROKER_USER_POOL_ID: the stack's UserPoolId output), and the network"
-}
-
-// cause is what went wrong under a URL error, without Go's wrapping:
-// "connect: connection refused", "lookup example.invalid: no such host".
-func cause(ue *url.Error) string {
-	var oe *net.OpError
-	if errors.As(ue.Err, &oe) && oe.Err != nil {
-		return oe.Err.Error()
-	}
-	return ue.Err.Error()
 }
 
 // trimPrefix drops the package prefix of the client packages' messages:

@@ -32,8 +32,12 @@ import (
 var commands []cli.Command
 
 // register adds a command; each file registers its own in init, so that
-// adding a command touches no other file.
-func register(c cli.Command) { commands = append(commands, c) }
+// adding a command touches no other file. AWS failing under any of them
+// names the next step (cli.ExplainAWS).
+func register(c cli.Command) {
+	c.Run = cli.ExplainAWS(c.Run)
+	commands = append(commands, c)
+}
 
 // Commands are the operators' commands.
 func Commands() []cli.Command { return append([]cli.Command(nil), commands...) }

@@ -27,6 +27,7 @@ import (
 	"github.com/credbroker/credbroker/internal/cli"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/localstack"
+	"github.com/credbroker/credbroker/internal/stackfile"
 	"github.com/credbroker/credbroker/internal/testkit/mototest"
 	"github.com/credbroker/credbroker/internal/testkit/stacktest"
 )
@@ -841,5 +842,24 @@ func TestAdminQuestionsRefuseWhatNoGrantCanName(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, tt.want)
 			}
 		})
+	}
+}
+
+// A stack file whose tables moto lacks (another run's, or an old one's):
+// the command names them and says where the running stack's file is, with
+// exit status 2, as for a flag that names nothing.
+func TestAdminNamesTheTablesMotoLacks(t *testing.T) {
+	missing := mototest.Name(t, "missing")
+	path := filepath.Join(t.TempDir(), "stack.json")
+	if err := stackfile.Write(path, stackfile.Stack{Region: mototest.Region, AWSEndpoint: mototest.Endpoint(t), APIURL: "http://127.0.0.1:1",
+		MembershipTable: missing + "-membership", PolicyTable: missing + "-policy", EventBusName: "b", UserPoolID: "us-east-1_x",
+		UserPoolClientID: "c", BaseRoleARN: "arn:aws:iam::123456789012:role/r"}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, nil, "admin", "explain", "--user", "alice-1", "--stack", path)
+	want := fmt.Sprintf("credbroker admin explain: DynamoDB has no membershipTable %q or policyTable %q (ResourceNotFoundException: Requested resource not found); "+
+		"is the stack file the running local stack's? `make run` writes it to .local/stack.json\n", missing+"-membership", missing+"-policy")
+	if code != exitcode.Usage || out != "" || errOut != want {
+		t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 2 and\n%s", code, out, errOut, want)
 	}
 }

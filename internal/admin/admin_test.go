@@ -23,7 +23,7 @@ func unreachableStack(t *testing.T) string {
 	b, _ := json.Marshal(map[string]string{
 		"region": "us-east-1", "awsEndpoint": "http://127.0.0.1:1", "apiUrl": "http://127.0.0.1:1",
 		"membershipTable": "m", "policyTable": "p", "eventBusName": "b", "userPoolId": "us-east-1_x",
-		"userPoolClientId": "c", "baseRoleArn": "arn:aws:iam::123456789012:role/r",
+		"userPoolClientId": "c", "baseRoleArn": "arn:aws:iam::123456789012:role/r", "revokerFunction": "r",
 	})
 	path := filepath.Join(t.TempDir(), "stack.json")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -85,6 +85,83 @@ func TestAnInvalidRecordIsRefusedBeforeAnyAWSCall(t *testing.T) {
 			t.Errorf("exit %d, stderr %q; want 3", code, errOut)
 		}
 	})
+}
+
+// Every admin command that calls AWS says what to do when the local stack
+// is not running, and a deployed stack's failures name its own settings;
+// both with exit status 3. (internal/cli's tests cover AWS's answers.)
+func TestAdminCommandsSayWhatToDoWhenAWSFails(t *testing.T) {
+	stack := unreachableStack(t)
+	csvFile := filepath.Join(t.TempDir(), "in.csv")
+	if err := os.WriteFile(csvFile, []byte("user,project,role\nalice-1,p1,read\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := map[string][]string{
+		"admin member put":      {"--user", "alice-1", "--project", "p1"},
+		"admin member delete":   {"--user", "alice-1", "--project", "p1"},
+		"admin bucket put":      {"--project", "p1", "--bucket", "lake-raw"},
+		"admin bucket delete":   {"--project", "p1", "--bucket", "lake-raw"},
+		"admin import":          {csvFile},
+		"admin explain":         {"--user", "alice-1"},
+		"admin who-can":         {"--bucket", "lake-raw", "--names=false"},
+		"admin rejected":        nil,
+		"admin rejected delete": {"--pk", "USER#alice-1", "--sk", "PROJECT#p1"},
+		"admin report":          {"--names=false"},
+		"admin verify":          nil,
+		"admin rebuild":         nil,
+		"admin replay":          nil,
+		"admin preflight":       nil,
+		"admin revoke":          {"--user", "alice-1"},
+	}
+	for _, c := range Commands() {
+		t.Run(c.Path+" on a local stack that is not running", func(t *testing.T) {
+			a, ok := args[c.Path]
+			if !ok {
+				t.Fatalf("no arguments for %s: add them here", c.Path)
+			}
+			code, _, errOut := runCLI(t, nil, append(append(strings.Fields(c.Path), a...), "--stack", stack)...)
+			lines := strings.Split(strings.TrimSuffix(errOut, "\n"), "\n")
+			last := lines[len(lines)-1]
+			if code != exitcode.Failure || !strings.HasPrefix(last, "credbroker "+c.Path+": cannot reach ") ||
+				!strings.HasSuffix(last, ": connect: connection refused; is the local stack running? Start it with `make run`") {
+				t.Errorf("exit %d, stderr %q; want exit 3 and a last line saying to start the local stack", code, errOut)
+			}
+		})
+	}
+
+	deployed := []string{"admin", "explain", "--user", "alice-1", "--region", "us-east-1", "--membership-table", "m", "--policy-table", "p"}
+	tests := []struct {
+		name string
+		env  map[string]string // the process's: the SDK reads it
+		want string
+	}{
+		{"a deployed stack out of reach names the region and the network",
+			map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-secret"},
+			"credbroker admin explain: cannot reach DynamoDB at http://127.0.0.1:1/: connect: connection refused; check --region (or CREDBROKER_REGION) and the network\n"},
+		{"a deployed stack without AWS credentials says how to provide them", nil,
+			"credbroker admin explain: found no AWS credentials to call DynamoDB with (no EC2 IMDS role found, operation error ec2imds: GetMetadata, " +
+				`access disabled to EC2 IMDS via client option, or "AWS_EC2_METADATA_DISABLED" environment variable); ` +
+				"provide them as the AWS CLI finds them (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) " +
+				"and check them with `aws sts get-caller-identity`, or use the local stack (--stack .local/stack.json)\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Nothing of the machine's AWS setup, and no instance role
+			// asked for: the calls go to 127.0.0.1 or nowhere.
+			none := filepath.Join(t.TempDir(), "none")
+			for _, k := range []string{"AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+				"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"} {
+				t.Setenv(k, tt.env[k])
+			}
+			t.Setenv("AWS_CONFIG_FILE", none)
+			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+			t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+			code, out, errOut := runCLI(t, nil, deployed...)
+			if code != exitcode.Failure || out != "" || errOut != tt.want {
+				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 3 and\n%s", code, out, errOut, tt.want)
+			}
+		})
+	}
 }
 
 func TestImportLinesAreNumberedAsInTheFile(t *testing.T) {

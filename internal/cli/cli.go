@@ -6,7 +6,8 @@
 //
 // Errors are one line on stderr and an exit status from exitcode.Of: a
 // mistake of the caller's is a broker.Invalid error (Usagef), a check that
-// found something a FoundError.
+// found something a FoundError. AWS failing under an operator's command
+// names the next step (ExplainAWS).
 package cli
 
 import (
@@ -35,6 +36,9 @@ type Env struct {
 	Clock func() time.Time
 	// ConfigDir overrides the user's configuration directory (tests).
 	ConfigDir string
+	// target is the stack the command resolved (TargetFlags.Resolve), for
+	// the next steps of its AWS errors (ExplainAWS).
+	target *Target
 }
 
 // Now is the command's time.

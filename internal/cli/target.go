@@ -116,7 +116,8 @@ func AddTargetFlags(fs *flag.FlagSet, uses ...Part) *TargetFlags {
 
 // Resolve returns the stack: from the stack file, or from the flags and
 // CREDBROKER_* variables; need names the parts the command cannot do
-// without.
+// without. env keeps it for the next steps of the command's AWS errors
+// (ExplainAWS).
 func (t *TargetFlags) Resolve(env *Env, need ...Part) (Target, error) {
 	if t.Stack != "" {
 		st, err := stackfile.Load(t.Stack)
@@ -127,7 +128,8 @@ func (t *TargetFlags) Resolve(env *Env, need ...Part) (Target, error) {
 		if missing := missingParts(st, need); len(missing) > 0 {
 			return Target{}, Usagef("%s lacks %s: restart the local stack (`make run`) to rewrite it", t.Stack, strings.Join(missing, ", "))
 		}
-		return Target{Stack: st, Local: true}, nil
+		env.target = &Target{Stack: st, Local: true}
+		return *env.target, nil
 	}
 	r := envconf.New(env.Getenv)
 	st := stackfile.Stack{Region: cmp.Or(t.region, r.String(RegionVariable, ""))}
@@ -141,7 +143,8 @@ func (t *TargetFlags) Resolve(env *Env, need ...Part) (Target, error) {
 	if missing := missingParts(st, need); len(missing) > 0 {
 		return Target{}, Usagef("no stack named: pass --stack .local/stack.json, or the flags or CREDBROKER_* variables for %s (see `credbroker help`)", strings.Join(missing, ", "))
 	}
-	return Target{Stack: st}, nil
+	env.target = &Target{Stack: st}
+	return *env.target, nil
 }
 
 // Where is how a command line names the target again: " --stack FILE"
