@@ -78,7 +78,8 @@ and cached credentials, readable by the user only, in the user's
 configuration directory (credbroker/ in $XDG_CONFIG_HOME or ~/.config on
 Linux), one set of files per user pool and app client. admin revoke uses
 --region and --revoker-function only: it invokes the revoker
-(lambda:InvokeFunction), whose clock sets the cutoff.
+(lambda:InvokeFunction), whose clock sets the cutoff. admin teardown uses
+--base-role-arn only: it calls IAM on the base role and its deny-list pages.
 `)
 	return b.String()
 }()

@@ -8,7 +8,9 @@
 // The revoker's execution role may do exactly that on those policies and
 // the base role and nothing else, and the role's permissions boundary (its
 // ceiling) keeps whatever they say from reaching beyond the ceiling
-// (template.yaml, enforced by internal/samtemplate).
+// (template.yaml, enforced by internal/samtemplate). RemovePages, for an
+// operator deleting the stack, removes the pages from the role, which the
+// revoker cannot.
 package iamrole
 
 import (
