@@ -112,6 +112,7 @@ func TestAdminCommandsSayWhatToDoWhenAWSFails(t *testing.T) {
 		"admin replay":          nil,
 		"admin preflight":       nil,
 		"admin revoke":          {"--user", "alice-1"},
+		"admin teardown":        {"--yes"},
 	}
 	for _, c := range Commands() {
 		t.Run(c.Path+" on a local stack that is not running", func(t *testing.T) {
