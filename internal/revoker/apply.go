@@ -150,7 +150,7 @@ func (a *applier) revoke(tag string, c Cutoff) (noted, added bool) {
 		// The fallback covers every session the entry would deny that
 		// can still be alive; it must last as long.
 		noted = l.All.enforces(c.Causes)
-		l.All = l.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
+		l.All = l.All.absorb(Cutoff{Until: c.Until, Causes: c.Causes})
 		return noted, false
 	default:
 		l.Revoked[tag] = c
@@ -171,7 +171,7 @@ func (a *applier) deny(user string, c Cutoff) (noted, added bool) {
 		return cur.enforces(c.Causes), false
 	case !listed && !c.IssuedBefore.After(l.All.Before):
 		noted = l.All.enforces(c.Causes)
-		l.All = l.All.widen(Cutoff{Until: c.Until, Causes: c.Causes})
+		l.All = l.All.absorb(Cutoff{Until: c.Until, Causes: c.Causes})
 		return noted, false
 	default:
 		if listed {

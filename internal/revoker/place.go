@@ -145,13 +145,13 @@ func (l *List) place(placed map[ref]bool, budgets []int, now time.Time) bool {
 			// everything.
 			fallback := Cutoff{Before: l.bound(r, now), Until: c.Until, Causes: c.Causes}
 			if c.Unnamed || len(c.Resources) == 0 {
-				l.All = l.All.widen(fallback)
+				l.All = l.All.absorb(fallback)
 			} else {
 				if l.Resource == nil {
 					l.Resource = map[string]Cutoff{}
 				}
 				for _, res := range c.Resources {
-					l.Resource[res] = l.Resource[res].widen(fallback)
+					l.Resource[res] = l.Resource[res].absorb(fallback)
 				}
 			}
 			l.remove(r)
@@ -166,7 +166,7 @@ func (l *List) place(placed map[ref]bool, budgets []int, now time.Time) bool {
 	// cutoffs give way to one for everything.
 	if len(l.Resource) > 0 && broker.PolicySize(string(mustJSON(fallbackDenies(*l)))) > fallbackReserve {
 		for _, c := range l.Resource {
-			l.All = l.All.widen(Cutoff{Before: c.Before, Until: c.Until, Causes: c.Causes})
+			l.All = l.All.absorb(Cutoff{Before: c.Before, Until: c.Until, Causes: c.Causes})
 		}
 		l.Resource = nil
 	}
@@ -251,7 +251,8 @@ func pageBase(i int) int {
 const legacyLife = time.Hour + time.Minute
 
 // fallbackReserve is the room page 0 keeps for the fallbacks: the one for
-// everything, and those for named resources, about a dozen buckets' worth.
+// everything, and those for named resources, a statement per cutoff
+// second: four buckets removed at seconds of their own, a dozen in one.
 const fallbackReserve = 1000
 
 func mustJSON(v any) []byte {

@@ -128,6 +128,23 @@ type Cutoff struct {
 	Unnamed   bool     `json:"unnamed,omitempty"`
 }
 
+// absorb is widen for a fallback, which may take in a hundred thousand
+// revocations: it keeps at most fallbackCauses of their causes, so that
+// the list stays within its item and a run's work within its batch's. A
+// revocation delivered again whose cause it did not keep is announced
+// again (delivery is at least once; consumers dedupe on causes).
+func (c Cutoff) absorb(d Cutoff) Cutoff {
+	if len(c.Causes) >= fallbackCauses {
+		d.Causes = nil
+	}
+	w := c.widen(d)
+	w.Causes = slices.Clip(w.Causes[:min(len(w.Causes), fallbackCauses)])
+	return w
+}
+
+// fallbackCauses bounds the causes a fallback keeps.
+const fallbackCauses = 64
+
 // widen returns a cutoff that denies at least what c and d deny, as long,
 // and enforces the causes of both; it stays on c's page.
 func (c Cutoff) widen(d Cutoff) Cutoff {

@@ -506,6 +506,12 @@ const usersPerEvent = 250
 
 // forget removes announced notices from the stored list.
 func (s *Service) forget(ctx context.Context, sent []Notice) error {
+	// By user first: a batch sends a thousand notices, and comparing each
+	// to each took most of a run.
+	byUser := map[string][]Notice{}
+	for _, m := range sent {
+		byUser[m.UserID] = append(byUser[m.UserID], normalNotice(m))
+	}
 	attempts := cmp.Or(s.Attempts, 8)
 	for attempt := 1; ; attempt++ {
 		cur, err := s.Store.LoadDenyList(ctx)
@@ -515,7 +521,8 @@ func (s *Service) forget(ctx context.Context, sent []Notice) error {
 		next := cur
 		next.Version++
 		next.Unannounced = slices.DeleteFunc(slices.Clone(cur.Unannounced), func(n Notice) bool {
-			return slices.ContainsFunc(sent, func(m Notice) bool { return reflect.DeepEqual(normalNotice(n), normalNotice(m)) })
+			n = normalNotice(n)
+			return slices.ContainsFunc(byUser[n.UserID], func(m Notice) bool { return reflect.DeepEqual(n, m) })
 		})
 		if len(next.Unannounced) == len(cur.Unannounced) {
 			return nil // another run removed them
