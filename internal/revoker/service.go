@@ -453,6 +453,13 @@ func (s *Service) announce(ctx context.Context, l List, entries []Entry) error {
 			// event still says that it was applied.
 		}
 		notices[g] = append(notices[g], n)
+		if g.scope != broker.ScopeAll && !l.All.Before.IsZero() && l.All.enforces(n.Causes) {
+			// Part of it fell back to everything (an entry by time
+			// covering an earlier narrowing the list cannot see, on full
+			// pages): the trail says so, or it would under-report.
+			all := group{before: ceilSecond(l.All.Before), scope: broker.ScopeAll, reason: n.Reason}
+			notices[all] = append(notices[all], n)
+		}
 	}
 	if len(sent) == 0 {
 		return nil
