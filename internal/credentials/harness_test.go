@@ -111,9 +111,8 @@ func (e *env) service(v broker.TokenVerifier, edit ...func(*credentials.Service)
 		Issuer:   e.issuing(),
 		Auditor:  e.auditing(),
 		Logger:   discard(),
-		// Generous: moto under a loaded CI machine with -race is slow (a
-		// PutEvents on the shared moto once took over 10 s), and tests
-		// about deadlines set their own.
+		// Generous: moto under a loaded CI machine with -race is slow, and
+		// tests about deadlines set their own.
 		RequestTimeout: 30 * time.Second,
 		AuditTimeout:   30 * time.Second,
 	}
