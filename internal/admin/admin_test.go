@@ -127,6 +127,10 @@ func TestAdminCommandsSayWhatToDoWhenAWSFails(t *testing.T) {
 				!strings.HasSuffix(last, ": connect: connection refused; is the local stack running? Start it with `make run`") {
 				t.Errorf("exit %d, stderr %q; want exit 3 and a last line saying to start the local stack", code, errOut)
 			}
+			// A scan that failed reports no count of what it found.
+			if strings.Contains(errOut, " read in ") && !strings.Contains(errOut, "the scan failed (below)") {
+				t.Errorf("stderr %q: a failed scan summarized as if it had finished", errOut)
+			}
 		})
 	}
 
@@ -134,12 +138,16 @@ func TestAdminCommandsSayWhatToDoWhenAWSFails(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string // the process's: the SDK reads it
+		code int
 		want string
 	}{
+		{"a profile the config files lack names the command that lists them", map[string]string{"AWS_PROFILE": "nope"}, exitcode.Usage,
+			"credbroker admin explain: load AWS configuration: failed to get shared config profile, nope; " +
+				"check AWS_PROFILE and the AWS config files (`aws configure list-profiles` lists the profiles)\n"},
 		{"a deployed stack out of reach names the region and the network",
-			map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-secret"},
+			map[string]string{"AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-secret"}, exitcode.Failure,
 			"credbroker admin explain: cannot reach DynamoDB at http://127.0.0.1:1/: connect: connection refused; check --region (or CREDBROKER_REGION) and the network\n"},
-		{"a deployed stack without AWS credentials says how to provide them", nil,
+		{"a deployed stack without AWS credentials says how to provide them", nil, exitcode.Failure,
 			"credbroker admin explain: found no AWS credentials to call DynamoDB with (no EC2 IMDS role found, operation error ec2imds: GetMetadata, " +
 				`access disabled to EC2 IMDS via client option, or "AWS_EC2_METADATA_DISABLED" environment variable); ` +
 				"provide them as the AWS CLI finds them (AWS_PROFILE, `aws sso login`, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) " +
@@ -158,8 +166,8 @@ func TestAdminCommandsSayWhatToDoWhenAWSFails(t *testing.T) {
 			t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
 			t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 			code, out, errOut := runCLI(t, nil, deployed...)
-			if code != exitcode.Failure || out != "" || errOut != tt.want {
-				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit 3 and\n%s", code, out, errOut, tt.want)
+			if code != tt.code || out != "" || errOut != tt.want {
+				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and\n%s", code, out, errOut, tt.code, tt.want)
 			}
 		})
 	}

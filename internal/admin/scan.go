@@ -97,7 +97,7 @@ func runWhoCan(ctx context.Context, env *cli.Env, args []string) error {
 	if folderOf != "" {
 		what = "folder " + folderOf + " of bucket " + *bucket
 	}
-	prog.Finish(fmt.Sprintf("%d grant(s) to %d user(s) reach %s", out.Count(), users.Load(), what))
+	prog.Finish(fmt.Sprintf("%d grant(s) to %d user(s) reach %s", out.Count(), users.Load(), what), err)
 	if err != nil {
 		return err
 	}
@@ -181,7 +181,7 @@ func runRejected(ctx context.Context, env *cli.Env, args []string) error {
 			return nil
 		})
 	})
-	prog.Finish(fmt.Sprintf("%d record(s) break the rules", out.Count()))
+	prog.Finish(fmt.Sprintf("%d record(s) break the rules", out.Count()), err)
 	if err != nil {
 		return err
 	}
@@ -249,7 +249,7 @@ func runReport(ctx context.Context, env *cli.Env, args []string) error {
 		}
 		return nil
 	})
-	prog.Finish(fmt.Sprintf("%d grant(s) of %d user(s)", out.Count(), users.Load()))
+	prog.Finish(fmt.Sprintf("%d grant(s) of %d user(s)", out.Count(), users.Load()), err)
 	if err != nil {
 		return err
 	}

@@ -184,13 +184,19 @@ func (p *Progress) elapsed() time.Duration {
 }
 
 // Finish stops the periodic lines and writes the summary: what was read,
-// and what the command found.
-func (p *Progress) Finish(found string) {
+// and what the command found; when the scan failed (err), that it stopped
+// there, since a count of what a partial scan found would mislead.
+func (p *Progress) Finish(found string, err error) {
 	close(p.stop)
 	<-p.done
-	if !p.quiet {
-		fmt.Fprintf(p.env.Stderr, "%s: %d %s read in %s: %s\n", p.label, p.Items.Load(), p.unit, p.elapsed(), found)
+	if p.quiet {
+		return
 	}
+	if err != nil {
+		fmt.Fprintf(p.env.Stderr, "%s: stopped after %d %s read in %s: the scan failed (below); nothing it found is complete\n", p.label, p.Items.Load(), p.unit, p.elapsed())
+		return
+	}
+	fmt.Fprintf(p.env.Stderr, "%s: %d %s read in %s: %s\n", p.label, p.Items.Load(), p.unit, p.elapsed(), found)
 }
 
 // LockedWriter serializes the writes of several goroutines to W: a log and

@@ -178,7 +178,7 @@ func (t Target) AWS(ctx context.Context) (aws.Config, error) {
 	}
 	cfg, err := awsconfig.Load(ctx)
 	if err != nil {
-		return aws.Config{}, err
+		return aws.Config{}, fmt.Errorf("%w; check AWS_PROFILE and the AWS config files (`aws configure list-profiles` lists the profiles)", err)
 	}
 	if t.Region != "" {
 		cfg.Region = t.Region
