@@ -37,19 +37,21 @@ const fanoutRate = 5000
 // 400 KB less its margin.
 const maxItemBytes = 400*1024 - 4*1024
 
-// removalMembers is the size of the project of the removal tests: well
-// past the 4,069 narrowings the pages hold at default quotas, and past the
-// 7,949 of 20 managed policies a role. CREDBROKER_REMOVAL_MEMBERS=100000
-// runs the size of the contract (BenchmarkRemovalFallback times it).
-func removalMembers(t testing.TB) int {
-	n := 10000
-	if s := os.Getenv("CREDBROKER_REMOVAL_MEMBERS"); s != "" {
-		var err error
-		if n, err = strconv.Atoi(s); err != nil || n < revocationBatch {
-			t.Fatalf("CREDBROKER_REMOVAL_MEMBERS=%q: want a number of members of at least %d", s, revocationBatch)
-		}
+// removalSize is the project of the main removal test and the role's
+// pages: in the unit tier 3,000 members on page 0 and one managed page
+// (965 narrowings), so that two thirds fall back in a few seconds under
+// -race; CREDBROKER_REMOVAL_MEMBERS=100000 runs the size of the contract
+// at default quotas (4,069 narrowings; BenchmarkRemovalFallback times it).
+func removalSize(t testing.TB) (members int, budgets []int) {
+	s := os.Getenv("CREDBROKER_REMOVAL_MEMBERS")
+	if s == "" {
+		return 3000, defaultBudgets[:2]
 	}
-	return n
+	n, err := strconv.Atoi(s)
+	if err != nil || n < revocationBatch {
+		t.Fatalf("CREDBROKER_REMOVAL_MEMBERS=%q: want a number of members of at least %d", s, revocationBatch)
+	}
+	return n, defaultBudgets
 }
 
 // removal is a bucket removed from a project through which every member
@@ -226,8 +228,9 @@ func arns(bucket string) []string {
 // bucket, every member is announced once, and the list stays within the
 // pages and the item whatever the number of members.
 func TestABucketRemovedFromAProjectPastCapacityIsDeniedAloneNotEveryone(t *testing.T) {
-	members := removalMembers(t)
+	members, budgets := removalSize(t)
 	w := removalWorld()
+	w.role.budgets = budgets
 	lake := removal{project: "atlas", bucket: "lake", version: "v2", started: t0}
 	prev := make([]time.Time, members)
 	for i := range prev {
@@ -245,7 +248,7 @@ func TestABucketRemovedFromAProjectPastCapacityIsDeniedAloneNotEveryone(t *testi
 	l := bounded(t, w, -1)
 	fitsTheItem(t, l, firstFallback)
 	listed, fell := fellBack(l, prev)
-	if want := revoker.Capacity(defaultBudgets); len(listed) != want || len(fell) != members-want {
+	if want := revoker.Capacity(budgets); len(listed) != want || len(fell) != members-want {
 		t.Fatalf("%d members listed by tag and %d fallen back; want the %d the pages hold and the rest", len(listed), len(fell), want)
 	}
 	var cutoff time.Time // the latest of the fallen-back narrowings'
@@ -329,7 +332,7 @@ func TestABucketRemovedFromAProjectPastCapacityIsDeniedAloneNotEveryone(t *testi
 // by time fall back to everything, before the first removal's cutoff:
 // sessions issued since it lose the second bucket alone.
 func TestWhatASecondBucketRemovedFromTheProjectFallsBackTo(t *testing.T) {
-	const members = 2000 // past the 965 narrowings of page 0 and one managed page
+	const members = 1500 // past the 965 narrowings of page 0 and one managed page
 	for _, c := range []struct {
 		name  string
 		after time.Duration // from the first removal to the second
