@@ -20,17 +20,6 @@ func init() {
 	})
 }
 
-// grantRow is one row of grants --json.
-type grantRow struct {
-	Bucket   string        `json:"bucket"`
-	Prefix   string        `json:"prefix"`
-	Access   client.Access `json:"access"`
-	Projects []string      `json:"projects"`
-	// ExpiresAt is when the grant ends, when every membership giving it
-	// is time-bounded.
-	ExpiresAt time.Time `json:"expiresAt,omitzero"`
-}
-
 // runGrants asks the endpoint (which answers from its cache unless the
 // grants changed) and lists the grants of the answer's sets: what
 // credential-process and env can hand out.
@@ -68,11 +57,11 @@ func runGrants(ctx context.Context, env *cli.Env, args []string) error {
 	out := cli.NewRows(env.Stdout, format, "BUCKET", "FOLDER", "ACCESS", "THROUGH PROJECTS", "UNTIL")
 	for _, set := range a.CredentialSets {
 		for _, g := range set.Grants {
-			r := grantRow{Bucket: g.Bucket, Prefix: g.Prefix, Access: g.Access, Projects: g.Projects, ExpiresAt: g.ExpiresAt}
-			if r.Projects == nil {
-				r.Projects = []string{}
+			// A row of --json is the answer's grant as it came.
+			if g.Projects == nil {
+				g.Projects = []string{}
 			}
-			if err := out.Add(r, r.Bucket, cli.Folder(r.Prefix), string(r.Access), strings.Join(r.Projects, " "), cli.Until(r.ExpiresAt)); err != nil {
+			if err := out.Add(g, g.Bucket, cli.Folder(g.Prefix), string(g.Access), strings.Join(g.Projects, " "), cli.Until(g.ExpiresAt)); err != nil {
 				return err
 			}
 		}

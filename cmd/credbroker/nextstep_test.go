@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/credbroker/credbroker/client"
 	"github.com/credbroker/credbroker/internal/exitcode"
 	"github.com/credbroker/credbroker/internal/stackfile"
 )
@@ -71,7 +72,7 @@ func TestABucketNotGrantedNamesTheCommandThatListsTheGrants(t *testing.T) {
 	}
 	// The command it names lists them.
 	got, _ := w.grantsJSON(t)
-	want := []grantRow{
+	want := []client.Grant{
 		{Bucket: "raw-data", Access: "read", Projects: []string{"p1"}},
 		{Bucket: "shared", Prefix: "team-a/", Access: "write", Projects: []string{"p1"}},
 		{Bucket: "exports", Access: "write", Projects: []string{"p1"}},
@@ -91,7 +92,7 @@ func TestGrantsSayWhenATimeBoundedGrantEnds(t *testing.T) {
 	w.api.grants["alice"] = []fakeSet{{[]string{"visiting/lab-b/@" + end.Format(time.RFC3339), "raw-data"}}}
 	w.login(t, "alice", "Alice-Passw0rd!")
 	got, out := w.grantsJSON(t)
-	want := []grantRow{
+	want := []client.Grant{
 		{Bucket: "visiting", Prefix: "lab-b/", Access: "read", Projects: []string{"p1"}, ExpiresAt: end},
 		{Bucket: "raw-data", Access: "read", Projects: []string{"p1"}},
 	}
@@ -200,13 +201,13 @@ func TestUserCommandsListNoOperatorFlags(t *testing.T) {
 }
 
 // grantsJSON runs `grants --json` and returns its rows and output.
-func (w *world) grantsJSON(t *testing.T) ([]grantRow, string) {
+func (w *world) grantsJSON(t *testing.T) ([]client.Grant, string) {
 	t.Helper()
 	code, out, errOut := w.run(t, nil, "grants", "--stack", w.stackFile, "--json")
 	if code != exitcode.OK {
 		t.Fatalf("grants: exit %d, stderr %q", code, errOut)
 	}
-	var rows []grantRow
+	var rows []client.Grant
 	if err := json.Unmarshal([]byte(out), &rows); err != nil {
 		t.Fatalf("grants --json printed %q: %v", out, err)
 	}

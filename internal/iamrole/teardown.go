@@ -3,6 +3,7 @@ package iamrole
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -119,10 +120,7 @@ func RemovePages(ctx context.Context, client TeardownAPI, roleARN string) (Teard
 			}
 		}
 	}
-	pages := map[string]bool{}
-	for arn := range attached {
-		pages[arn] = true
-	}
+	pages := maps.Clone(attached)
 	l := iam.NewListPoliciesPaginator(client, &iam.ListPoliciesInput{Scope: types.PolicyScopeTypeLocal, PathPrefix: aws.String(PagePath)})
 	for l.HasMorePages() {
 		page, err := l.NextPage(ctx)
@@ -257,10 +255,7 @@ func IsPage(roleARN, arn string) bool {
 
 // sortedPages orders page ARNs by page number.
 func sortedPages(pages map[string]bool) []string {
-	arns := make([]string, 0, len(pages))
-	for arn := range pages {
-		arns = append(arns, arn)
-	}
+	arns := slices.Collect(maps.Keys(pages))
 	number := func(arn string) int {
 		n, _ := strconv.Atoi(arn[strings.LastIndexByte(arn, '-')+1:])
 		return n
