@@ -30,6 +30,9 @@ func newEnv(testing.TB) *env {
 	}
 }
 
+// issueWindow is zero: the fast tier keeps broker.IssueWindow.
+func (tier) issueWindow() time.Duration { return 0 }
+
 // events returns the details recorded so far: in memory an event is there
 // as soon as Emit returned, so there is nothing to wait for.
 func (tr tier) events(t testing.TB, n int) []json.RawMessage {

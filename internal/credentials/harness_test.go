@@ -116,6 +116,9 @@ func (e *env) service(v broker.TokenVerifier, edit ...func(*credentials.Service)
 		RequestTimeout: 30 * time.Second,
 		AuditTimeout:   30 * time.Second,
 	}
+	if w := e.tier.issueWindow(); w > 0 {
+		credentials.SetIssueWindow(s, w)
+	}
 	for _, f := range edit {
 		f(s)
 	}

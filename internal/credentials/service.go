@@ -97,6 +97,12 @@ type Service struct {
 	// remembers the answers STS refused as too large once packed.
 	flights singleflight.Group
 	splits  splitMemory
+	// issueWindow replaces broker.IssueWindow in the moto tier's tests
+	// only (export_test.go): moto on a loaded machine is no real-time
+	// system. It is unexported because the revoker's cutoffs assume
+	// broker.IssueWindow; a longer window in production would let a
+	// credential outlive a revocation.
+	issueWindow time.Duration
 }
 
 // Validate reports every missing dependency and out-of-range setting.
@@ -259,7 +265,7 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 	}
 	// Credentials must be issued within broker.IssueWindow of the read, so
 	// that a revocation committed after the read covers them.
-	mctx, cancelMint := context.WithDeadline(rctx, readAt.Add(broker.IssueWindow))
+	mctx, cancelMint := context.WithDeadline(rctx, readAt.Add(s.window()))
 	defer cancelMint()
 	issued, err := s.obtain(ctx, mctx, answer, sets, record)
 	if errors.Is(err, broker.ErrPolicyTooLarge) && !answer.split {
@@ -286,6 +292,15 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 		}
 	}
 	return o
+}
+
+// window is the time allowed from the policy read to the issued
+// credentials: broker.IssueWindow outside tests.
+func (s *Service) window() time.Duration {
+	if s.issueWindow > 0 {
+		return s.issueWindow
+	}
+	return broker.IssueWindow
 }
 
 // readPolicy reads the user's item and returns it with the time the read
