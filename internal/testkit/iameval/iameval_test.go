@@ -3,6 +3,8 @@ package iameval
 import (
 	"strings"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 func TestGlob(t *testing.T) {
@@ -29,12 +31,31 @@ func TestGlob(t *testing.T) {
 		{"*a*b", "xaxxbc", false},
 		{"日*", "日本", true},
 		{"?", "日", true},
+		{"a*b", "a*xb", true}, // a '*' in the string is a character like any other
+		{"a?b", "a*b", true},
 	}
 	for _, tt := range tests {
 		if got := Glob(tt.pattern, tt.s); got != tt.want {
 			t.Errorf("Glob(%q, %q) = %v, want %v", tt.pattern, tt.s, got, tt.want)
 		}
 	}
+}
+
+// The byte matcher that ASCII input takes must agree with the rune matcher
+// the rest takes, with and without case folding.
+func TestGlobOnBytesAgreesWithRunes(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		str := rapid.StringOf(rapid.SampledFrom([]rune("aAbB*?/")))
+		pattern, s, fold := str.Draw(t, "pattern"), str.Draw(t, "s"), rapid.Bool().Draw(t, "fold")
+		p, q := pattern, s
+		if fold {
+			p, q = strings.ToLower(p), strings.ToLower(q)
+		}
+		want := globSeq([]rune(p), []rune(q), func(a, b rune) bool { return a == b })
+		if got := glob(pattern, s, fold); got != want {
+			t.Fatalf("glob(%q, %q, fold=%v) = %v, the rune matcher says %v", pattern, s, fold, got, want)
+		}
+	})
 }
 
 func TestAllows(t *testing.T) {
