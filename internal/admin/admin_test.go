@@ -3,6 +3,9 @@ package admin
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -170,6 +173,51 @@ func TestAdminCommandsSayWhatToDoWhenAWSFails(t *testing.T) {
 				t.Errorf("exit %d, stdout %q, stderr:\n%s\nwant exit %d and\n%s", code, out, errOut, tt.code, tt.want)
 			}
 		})
+	}
+}
+
+// A write AWS refuses is listed by its line with what to do about it, not
+// the SDK's words alone; the lines read before it are not lost.
+func TestImportSaysWhatToDoAboutEachWriteAWSRefused(t *testing.T) {
+	// A hand-written DynamoDB: moto cannot be told to deny one action.
+	// Reads find nothing; every write is denied, as to a role that may
+	// read the table but not write it.
+	ddb := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".GetItem") {
+			_, _ = io.WriteString(w, "{}")
+			return
+		}
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"__type":"com.amazonaws.dynamodb.v20120810#AccessDeniedException",`+
+			`"message":"User: arn:aws:sts::123456789012:assumed-role/ops/x is not authorized to perform: dynamodb:PutItem"}`)
+	}))
+	t.Cleanup(ddb.Close)
+	stack := unreachableStack(t)
+	b, err := os.ReadFile(stack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stack, bytes.ReplaceAll(b, []byte("http://127.0.0.1:1"), []byte(ddb.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	csvFile := filepath.Join(t.TempDir(), "in.csv")
+	if err := os.WriteFile(csvFile, []byte("user,project,role\nalice-1,p1,read\nbob-2,p1,write\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runCLI(t, nil, "admin", "import", csvFile, "--stack", stack)
+	if code != exitcode.Failure {
+		t.Errorf("exit %d, want 3", code)
+	}
+	for _, line := range []string{"2", "3"} {
+		want := "line " + line + ": not written: DynamoDB denied the call (AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/ops/x " +
+			"is not authorized to perform: dynamodb:PutItem); the command needs the permissions docs/operations.md \"Which stack\" lists"
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr does not say what to do about line %s:\n%s", line, errOut)
+		}
+	}
+	if !strings.Contains(errOut, "2 of 2 writes failed (listed above), the others are done; run the same import again") {
+		t.Errorf("stderr lacks the summary:\n%s", errOut)
 	}
 }
 

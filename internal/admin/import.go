@@ -143,7 +143,7 @@ func runImport(ctx context.Context, env *cli.Env, args []string) error {
 		return nil
 	case len(failed) > 0:
 		for _, c := range failed {
-			fmt.Fprintf(env.Stderr, "line %d: not written: %s\n", c.Line, cli.OneLine(cli.Message(c.err)))
+			fmt.Fprintf(env.Stderr, "line %d: not written: %s\n", c.Line, cli.OneLine(cli.Message(a.target.AWSError(c.err))))
 		}
 		return broker.Errorf(broker.Transient, "import", "%d of %d writes failed (listed above), the others are done; run the same import again: it writes only what is still missing",
 			len(failed), counts[actionCreate]+counts[actionUpdate]+counts[actionDelete])

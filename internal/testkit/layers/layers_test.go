@@ -42,10 +42,17 @@ func table(t *testing.T, root string) layers.Table {
 	return tab
 }
 
+// listed keeps goList's answers: each `go list` takes about a second, and
+// the tests ask for the same tags more than once.
+var listed = map[string][]layers.Package{}
+
 // goList runs `go list -deps -json` on every package of the module, with
 // the build tags given, and keeps the module's own packages.
 func goList(t *testing.T, root string, tags string) []layers.Package {
 	t.Helper()
+	if pkgs, ok := listed[root+"\x00"+tags]; ok {
+		return pkgs
+	}
 	args := []string{"list", "-deps", "-json=ImportPath,Imports,Deps"}
 	if tags != "" {
 		args = append(args, "-tags", tags)
@@ -77,6 +84,7 @@ func goList(t *testing.T, root string, tags string) []layers.Package {
 	if len(pkgs) < 20 {
 		t.Fatalf("go list found only %d packages of the module", len(pkgs))
 	}
+	listed[root+"\x00"+tags] = pkgs
 	return pkgs
 }
 
