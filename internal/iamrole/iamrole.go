@@ -210,6 +210,12 @@ func (r *Role) Current(ctx context.Context, page int) (string, error) {
 	if err != nil {
 		return "", classify("get revocation page", err)
 	}
+	if aws.ToInt32(pol.Policy.AttachmentCount) == 0 {
+		// Created but never attached (the run failed between the two
+		// calls): it denies nothing, so the revoker must write it again,
+		// which attaches it, even if it already says what it should.
+		return "", nil
+	}
 	v, err := r.Client.GetPolicyVersion(ctx, &iam.GetPolicyVersionInput{PolicyArn: aws.String(arn), VersionId: pol.Policy.DefaultVersionId})
 	if err != nil {
 		return "", classify("get revocation page version", err)
