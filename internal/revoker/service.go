@@ -260,6 +260,12 @@ func (s *Service) save(ctx context.Context, entries []Entry, role *roleView, lim
 				}
 				recovered = true
 			}
+			if cur.Generation < role.enforced.Generation {
+				// Carry on from the role's generation, not the lost or
+				// older item's: a backup restored later must still read as
+				// older than the role.
+				cur.Generation, recovered = role.enforced.Generation, true
+			}
 		}
 		// An entry put back for a user's tag alone gives way to the user's
 		// own entry, which spares the user's current cutoff: the latest

@@ -194,6 +194,32 @@ func TestLostDenyListKeepsRevocations(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a backup restored after a recovery still reads as older than the role", func(t *testing.T) {
+		w := newWorld()
+		ctx := context.Background()
+		var backup revoker.List
+		for i, u := range []string{"alice", "bob", "carol", "dave"} {
+			if _, err := w.svc.Revoke(ctx, narrowing(u, t0.Add(time.Duration(i+4)*time.Second))); err != nil {
+				t.Fatal(err)
+			}
+			if u == "carol" {
+				backup, _ = w.store.LoadDenyList(ctx) // a point-in-time backup without dave
+			}
+		}
+		w.store.DeleteDenyList()
+		w.now = t0.Add(20 * time.Second)
+		if _, err := w.svc.Revoke(ctx, revoker.Request{Reason: broker.ReasonOperator}); err != nil { // the prune recovers
+			t.Fatal(err)
+		}
+		w.store.RestoreDenyList(backup) // the operator answers the alarm with the backup
+		w.now = t0.Add(30 * time.Second)
+		if _, err := w.svc.Revoke(ctx, revoker.Request{Reason: broker.ReasonOperator}); err != nil {
+			t.Fatal(err)
+		}
+		if works(t, w.role.current(), "dave", t0.Add(6*time.Second)) {
+			t.Errorf("dave's revoked session works again after the backup was restored:\n%q", w.role.current())
+		}
+	})
 	t.Run("an operator's revocation put back from the role's pages gives way to the user's own entry", func(t *testing.T) {
 		w := newWorld()
 		ctx := context.Background()
