@@ -85,8 +85,8 @@ func DecodeEvent(payload []byte) ([]Change, error) {
 	}
 	changes := make([]Change, len(env.Records))
 	for i, raw := range env.Records {
-		var r events.DynamoDBEventRecord
-		if err := json.Unmarshal(raw, &r); err != nil {
+		r, err := decodeRecord(raw)
+		if err != nil {
 			changes[i] = malformed(raw)
 			changes[i].Err = fmt.Errorf("record %d: %w", i, err)
 			continue
@@ -94,6 +94,19 @@ func DecodeEvent(payload []byte) ([]Change, error) {
 		changes[i] = FromLambdaRecord(r)
 	}
 	return changes, nil
+}
+
+// decodeRecord decodes one record. aws-lambda-go's attribute decoder
+// panics on some malformed values (a binary set of numbers), which must
+// reject that record, not crash the batch.
+func decodeRecord(raw json.RawMessage) (r events.DynamoDBEventRecord, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed attribute value: %v", p)
+		}
+	}()
+	err = json.Unmarshal(raw, &r)
+	return r, err
 }
 
 // malformed salvages the identifiers of a record that does not decode, so
