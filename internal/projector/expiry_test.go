@@ -2,10 +2,14 @@ package projector_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
+	"github.com/credbroker/credbroker/internal/projector"
+	"github.com/credbroker/credbroker/internal/testkit/brokertest"
+	"github.com/credbroker/credbroker/internal/testkit/memstore"
 )
 
 // memberUntil writes a membership record bounded by expiresAt (a raw
@@ -199,5 +203,54 @@ func TestReachingAnExpiryRemovesTheGrantWithoutRevoking(t *testing.T) {
 	f.member("alice", "p1", "read")
 	if resp := f.deliver(f.streamRecords()[n:]); len(resp.BatchItemFailures) != 1 {
 		t.Errorf("batch failures %v, want the change handed back when the timer cannot be armed", seqs(resp))
+	}
+}
+
+// slowBuckets makes each bucket read take 2 s of the projector's clock, as
+// a throttled and retried Query can.
+type slowBuckets struct {
+	*memstore.Store
+	clock *atomic.Int64
+}
+
+func (s slowBuckets) ProjectBuckets(ctx context.Context, project string) ([]broker.SourceItem, error) {
+	out, err := s.Store.ProjectBuckets(ctx, project)
+	s.clock.Add(int64(2 * time.Second))
+	return out, err
+}
+
+// A membership read while live whose expiry passes before the recompute
+// commits is in the new item: its timer must still be armed (it fires at
+// once), or the grant stays in the item until some other change.
+func TestAnExpiryPassingDuringTheRecomputeIsStillArmed(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var clock atomic.Int64
+	clock.Store(start.UnixNano())
+	mem := memstore.New()
+	var armed []time.Time
+	p := &projector.Projector{Source: slowBuckets{mem, &clock}, Store: mem, Index: mem, Checkpoints: mem,
+		Auditor: &brokertest.Auditor{}, Now: func() time.Time { return time.Unix(0, clock.Load()).UTC() },
+		Expiries: expiryTimerFunc(func(_ context.Context, _ string, at time.Time) error {
+			armed = append(armed, at)
+			return nil
+		})}
+	mem.PutSource(bucketItem("p1", "lake", ""))
+	expires := start.Add(time.Second)
+	it := broker.SourceItem{PK: "USER#alice", SK: "PROJECT#p1", Role: broker.StringAttr("read"), ExpiresAt: broker.StringAttr(expires.Format(time.RFC3339))}
+	mem.PutSource(it)
+	out := p.Process(ctx, []projector.Change{{EventID: "e1", EventName: "INSERT", SequenceNumber: "1", Keys: broker.SourceItem{PK: it.PK, SK: it.SK}, New: &it}})
+	if len(out.Failed) > 0 {
+		t.Fatalf("failed: %+v", out)
+	}
+	got, err := mem.GetPolicy(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.ByProject["p1"]) == 0 {
+		t.Fatalf("setup: the recompute did not read the membership as live")
+	}
+	if len(armed) != 1 || !armed[0].Equal(expires) {
+		t.Errorf("armed %v; want the passed expiry %v, which the item still holds", armed, expires)
 	}
 }

@@ -130,13 +130,16 @@ func (p *Projector) recomputeClaimed(ctx context.Context, claim broker.Claim, h 
 	return changed, nil
 }
 
-// armExpiry arms the expiry timer with the user's next membership expiry,
-// if any.
+// armExpiry arms the expiry timer with the earliest expiry in the user's
+// new item, if any. The item holds only memberships that were live when
+// they were read, so an expiry already past is one that passed during this
+// recompute: it is armed too (the timer fires at once), or nothing would
+// take the grant out of the item.
 func (p *Projector) armExpiry(ctx context.Context, userID string, next broker.UserPolicy) error {
 	if p.Expiries == nil {
 		return nil
 	}
-	at := next.NextExpiry(p.now())
+	at := next.NextExpiry(time.Time{})
 	if at.IsZero() {
 		return nil
 	}
