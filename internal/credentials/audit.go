@@ -101,10 +101,12 @@ func (s *Service) recordIssuance(ctx context.Context, log *slog.Logger, p broker
 // own derived from the invocation's context rather than the request's, so
 // a slow dependency does not also starve the audit record.
 func (s *Service) emit(ctx context.Context, detailType string, detail any) error {
-	actx, cancel := context.WithTimeout(ctx, cmp.Or(s.AuditTimeout, DefaultAuditTimeout))
+	actx, cancel := context.WithTimeout(ctx, s.auditTimeout())
 	defer cancel()
 	return s.Auditor.Emit(actx, s.event(detailType, detail))
 }
+
+func (s *Service) auditTimeout() time.Duration { return cmp.Or(s.AuditTimeout, DefaultAuditTimeout) }
 
 // background hands an event to the Background queue, or, without one,
 // sends it before answering; either way a failure is only logged.

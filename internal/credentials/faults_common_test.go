@@ -3,6 +3,7 @@ package credentials_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/credbroker/credbroker/internal/broker"
 	"github.com/credbroker/credbroker/internal/credentials"
@@ -38,6 +39,17 @@ func TestPanickingDependencyIs503(t *testing.T) {
 				return twoSetPolicy(u), nil
 			})
 			s.Issuer = issuerFunc(func(context.Context, broker.IssueRequest) (broker.Credentials, error) { panic("issuer bug") })
+		}},
+		// The issuance is recorded inside the shared mint, whose panic
+		// singleflight raises again where nothing recovers it.
+		{"panic in the auditor recording an issuance", func(s *credentials.Service) {
+			s.Policies = policyReaderFunc(func(_ context.Context, u string) (broker.UserPolicy, error) {
+				return twoSetPolicy(u), nil
+			})
+			s.Issuer = issuerFunc(func(_ context.Context, req broker.IssueRequest) (broker.Credentials, error) {
+				return broker.Credentials{AccessKeyID: "ASIAPANIC", SecretAccessKey: "s", SessionToken: "t", Expiration: time.Now().Add(req.Duration)}, nil
+			})
+			s.Auditor = broker.AuditorFunc(func(context.Context, ...broker.AuditEvent) error { panic("auditor bug") })
 		}},
 	}
 	for _, tt := range tests {

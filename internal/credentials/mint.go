@@ -79,27 +79,37 @@ type issuedSet struct {
 // it instead of calling AssumeRole themselves, and the flight records the
 // issuance (record) before any request hands the credentials out, so a
 // set withheld for want of an audit record is never served by anyone.
-func (s *Service) obtain(ctx, rctx context.Context, k answerKey, sets []broker.PolicySet,
+// AssumeRole must return by issueBy (the issue window of the read).
+func (s *Service) obtain(ctx, rctx context.Context, issueBy time.Time, k answerKey, sets []broker.PolicySet,
 	record func(context.Context, []issuedSet) error) ([]issuedSet, error) {
 	if out, ok := s.cached(k, len(sets)); ok {
 		return out, nil
 	}
 	// The flight outlives a caller that gives up, so that the others
 	// waiting for it still get their answer; it keeps the first caller's
-	// deadline for AssumeRole (the issue window of its read), and recording
-	// gets a deadline of its own.
-	deadline, _ := rctx.Deadline()
+	// deadline for AssumeRole, and recording gets a deadline of its own.
 	led := false
-	ch := s.flights.DoChan(k.flight(), func() (any, error) {
+	ch := s.flights.DoChan(k.flight(), func() (v any, err error) {
+		defer func() {
+			// singleflight panics again on a goroutine of its own, which
+			// no recover reaches: the auditor's panic must end here.
+			if r := recover(); r != nil {
+				v, err = nil, broker.Errorf(broker.Internal, "issue", "panic: %v\n%s", r, debug.Stack())
+			}
+		}()
 		led = true
 		base := context.WithoutCancel(ctx)
-		ictx, cancel := context.WithDeadline(base, deadline)
+		ictx, cancel := context.WithDeadline(base, issueBy)
 		defer cancel()
 		return s.mint(ictx, base, k, sets, record)
 	})
+	// The caller waits as long as the flight may take: credentials issued
+	// in the window and then recorded are an answer, not a 503.
+	wctx, cancel := context.WithDeadline(rctx, issueBy.Add(s.auditTimeout()))
+	defer cancel()
 	select {
-	case <-rctx.Done():
-		return nil, broker.Wrap(broker.Transient, "issue", rctx.Err())
+	case <-wctx.Done():
+		return nil, broker.Wrap(broker.Transient, "issue", wctx.Err())
 	case r := <-ch:
 		if r.Err != nil {
 			return nil, r.Err

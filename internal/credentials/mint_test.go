@@ -415,3 +415,32 @@ func TestAnAssumeRoleOutlastingTheIssueWindowHandsNothingOut(t *testing.T) {
 		t.Errorf("waited %v for STS: the issue window (%v) did not bound the call", waited, broker.IssueWindow)
 	}
 }
+
+// Credentials issued within the issue window and then recorded are an
+// answer, however long the record took within its own deadline: the
+// request waits for the shared mint as long as the mint may take, instead
+// of answering 503 for credentials that the bus has recorded and that
+// the next request gets from the cache.
+func TestARecordFinishingAfterTheIssueWindowStillAnswers(t *testing.T) {
+	f := newFakes(t, map[string]map[string][]broker.Place{"alice": {"p": {{Bucket: "lake", Access: broker.Read}}}})
+	const window = 100 * time.Millisecond
+	f.audit = func(ctx context.Context, _ ...broker.AuditEvent) error {
+		// A slow bus: the record lands after the window, within its own
+		// deadline (AuditTimeout, 1.5 s by default).
+		select {
+		case <-time.After(2 * window):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	svc := f.service()
+	credentials.SetIssueWindow(svc, window)
+	status, a := ask(t, svc, "alice", "")
+	if status != 200 {
+		t.Fatalf("status %d, want 200: the credentials were issued in the window and recorded", status)
+	}
+	if got := f.issued(); len(got) != 1 || len(a.CredentialSets) != 1 {
+		t.Errorf("%d CredentialsIssued events and %d sets, want 1 and 1", len(got), len(a.CredentialSets))
+	}
+}

@@ -265,16 +265,15 @@ func (s *Service) serve(ctx context.Context, ev events.APIGatewayV2HTTPRequest, 
 	}
 	// Credentials must be issued within broker.IssueWindow of the read, so
 	// that a revocation committed after the read covers them.
-	mctx, cancelMint := context.WithDeadline(rctx, readAt.Add(s.window()))
-	defer cancelMint()
-	issued, err := s.obtain(ctx, mctx, answer, sets, record)
+	issueBy := readAt.Add(s.window())
+	issued, err := s.obtain(ctx, rctx, issueBy, answer, sets, record)
 	if errors.Is(err, broker.ErrPolicyTooLarge) && !answer.split {
 		log.WarnContext(ctx, "STS refused a packed session policy as too large; splitting the sets, and remembering it for this policy version",
 			"userId", principal.UserID, "sets", len(sets))
 		s.splits.add(answer.policy())
 		answer.split = true
 		if grants, sets, err = s.split(grants, pol.Expires); err == nil {
-			issued, err = s.obtain(ctx, mctx, answer, sets, record)
+			issued, err = s.obtain(ctx, rctx, issueBy, answer, sets, record)
 		}
 	}
 	if err != nil {
