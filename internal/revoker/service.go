@@ -180,12 +180,39 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 		}
 	}
 	if err != nil {
+		s.distrustPages(ctx, err)
 		return nil, err
 	}
 	if err := s.announce(ctx, saved, entries); err != nil {
 		return nil, err
 	}
 	return entries, nil
+}
+
+// distrustPages raises the stored list's generation after a run failed
+// while putting pages, so that the next run reads every page instead of
+// trusting page 0's generation: this run may have put a page after a
+// concurrent run put a newer one and then failed before its page 0, and
+// page 0 alone would not show it. If it cannot, the next run trusts page 0
+// as before; the error says so.
+func (s *Service) distrustPages(ctx context.Context, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	var err error
+	for range 3 {
+		var cur List
+		if cur, err = s.Store.LoadDenyList(ctx); err != nil {
+			break
+		}
+		next := cur
+		next.Version, next.Generation = cur.Version+1, cur.Generation+1
+		if err = s.Store.SaveDenyList(ctx, cur.Version, next); err == nil || broker.KindOf(err) != broker.Conflict {
+			break
+		}
+	}
+	if err != nil {
+		s.logger().Error("a run failed while putting the deny list's pages and could not mark them for a full read; a page it put may be older than page 0 says until the pages change", "cause", cause, "err", err)
+	}
 }
 
 // roleView is what a run knows of the role's pages.

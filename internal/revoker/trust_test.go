@@ -579,3 +579,68 @@ func TestAListTooLargeToStoreFallsBackRatherThanStall(t *testing.T) {
 		t.Errorf("no fallback to revoking everyone: list %+v", l)
 	}
 }
+
+// raceRole holds run A's put of page 1 until the test releases it, and
+// throttles every put of page 0 at generation 6 (A's), as two concurrent
+// batches can interleave on IAM.
+type raceRole struct {
+	*role
+	mu    sync.Mutex
+	hold  chan struct{} // closed to release A's put of page 1
+	held  chan struct{} // closed when A reaches it
+	armed bool
+}
+
+func (r *raceRole) Apply(ctx context.Context, page int, doc string) error {
+	r.mu.Lock()
+	armed := r.armed && page == 1
+	if armed {
+		r.armed = false
+	}
+	r.mu.Unlock()
+	if armed {
+		close(r.held)
+		<-r.hold
+	}
+	if page == 0 && strings.Contains(doc, `"Untagged6"`) {
+		return broker.Errorf(broker.Transient, "put revocation policy", "Throttling")
+	}
+	return r.role.Apply(ctx, page, doc)
+}
+
+// Run A puts page 1 after run B has put pages 1 and 0 (newer), then fails
+// on its page 0. Page 0 then says every page is at B's generation, while
+// page 1 is A's, without B's entry. The runs that follow must find that
+// out rather than trust page 0.
+func TestAPagePutLateByAFailedRunIsRepaired(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.now = t0.Add(10 * time.Second)
+	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
+	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
+	for i := range 5 {
+		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rr := &raceRole{role: w.role, hold: make(chan struct{}), held: make(chan struct{}), armed: true}
+	w.svc.Role = rr
+	errA := make(chan error)
+	go func() { _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); errA <- err }()
+	<-rr.held
+	if _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(6))); err != nil { // run B
+		t.Fatal(err)
+	}
+	close(rr.hold)
+	if err := <-errA; err == nil {
+		t.Fatal("run A: want its throttled page 0 to fail it")
+	}
+	if _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); err != nil { // A's batch again
+		t.Fatal(err)
+	}
+	for _, i := range []int{5, 6} {
+		if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
+			t.Errorf("user %d's revoked session works after the retry succeeded:\n%q", i, w.role.current())
+		}
+	}
+}
