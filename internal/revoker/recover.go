@@ -107,8 +107,13 @@ func (l List) Restore(g Gap, cutoffs map[string]time.Time) List {
 	if l.Revoked == nil {
 		l.Revoked = map[string]Cutoff{}
 	}
+	// What comes back stays on the page it was read from, so that putting
+	// the pages moves nothing from one to another.
 	for _, r := range g.Revoked {
-		c := l.Revoked[r.Tag]
+		c, listed := l.Revoked[r.Tag]
+		if !listed {
+			c.Page = r.Page
+		}
 		c.Until, c.Unnamed = latest(c.Until, r.Until), true
 		l.Revoked[r.Tag] = c
 	}
@@ -120,7 +125,7 @@ func (l List) Restore(g Gap, cutoffs map[string]time.Time) List {
 		k := rawPrefix + p.User
 		c, listed := l.Users[k]
 		if !listed {
-			c.IssuedBefore = p.IssuedBefore
+			c.IssuedBefore, c.Page = p.IssuedBefore, p.Page
 		}
 		c.Tag, c.IssuedBefore, c.Until, c.Unnamed = p.Cutoff, laterBound(c.IssuedBefore, p.IssuedBefore), latest(c.Until, p.Until), true
 		l.Users[k] = c

@@ -209,6 +209,8 @@ type Enforced struct {
 type Revocation struct {
 	Tag   string
 	Until time.Time
+	// Page is the page it was read from.
+	Page int
 }
 
 // Pair is an entry of List.Users as a page shows it: the user's tag, the
@@ -219,10 +221,12 @@ type Pair struct {
 	User, Cutoff string
 	IssuedBefore time.Time
 	Until        time.Time
+	// Page is the page it was read from.
+	Page int
 }
 
 // ParseEnforced reads pages that Render wrote, or the previous revoker's
-// ("" is an empty one). A document of any other shape is an error: the
+// ("" is an empty one), pages[i] being page i. A document of any other shape is an error: the
 // revoker cannot tell what it denies, so it must not replace it.
 func ParseEnforced(pages []string) (Enforced, error) {
 	var e Enforced
@@ -230,8 +234,15 @@ func ParseEnforced(pages []string) (Enforced, error) {
 		if strings.TrimSpace(doc) == "" {
 			continue
 		}
+		revoked, pairs := len(e.Revoked), len(e.Pairs)
 		if err := e.parse(doc); err != nil {
 			return Enforced{}, fmt.Errorf("page %d of the role's revocation policies: %w", p, err)
+		}
+		for i := revoked; i < len(e.Revoked); i++ {
+			e.Revoked[i].Page = p
+		}
+		for i := pairs; i < len(e.Pairs); i++ {
+			e.Pairs[i].Page = p
 		}
 	}
 	return e, nil

@@ -487,7 +487,7 @@ func TestRenderIsStableAndCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantEnforced := revoker.Enforced{Generation: 7, Revoked: []revoker.Revocation{{Tag: revoked, Until: until}},
-		Pairs: []revoker.Pair{{User: au, Cutoff: ac, IssuedBefore: t0.Add(2 * time.Second), Until: until}, {User: bu, Cutoff: bc, IssuedBefore: t0, Until: until}}}
+		Pairs: []revoker.Pair{{User: au, Cutoff: ac, IssuedBefore: t0.Add(2 * time.Second), Until: until}, {User: bu, Cutoff: bc, IssuedBefore: t0, Until: until, Page: 1}}}
 	if diff := cmp.Diff(wantEnforced, got); diff != "" {
 		t.Errorf("parsed back (-want +got):\n%s", diff)
 	}

@@ -240,10 +240,10 @@ func (s *Service) read(ctx context.Context, r *roleView, pages ...int) error {
 		}
 		r.pages[i], r.known[i] = doc, true
 	}
-	var known []string
+	known := make([]string, len(r.pages)) // a page not read yet as empty
 	for i, doc := range r.pages {
 		if r.known[i] {
-			known = append(known, doc)
+			known[i] = doc
 		}
 	}
 	e, err := ParseEnforced(known)
@@ -408,21 +408,34 @@ func (s *Service) apply(ctx context.Context, loaded, saved List, docs []string, 
 	onRole := slices.Clone(role.pages)
 	known := slices.Clone(role.known)
 	for range cmp.Or(s.Attempts, 8) {
-		order := append(slices.Collect(func(yield func(int) bool) {
-			for i := 1; i < len(docs); i++ {
-				if !yield(i) {
-					return
-				}
+		order, ok := writeOrder(onRole, docs, known, s.now())
+		if !ok {
+			s.logger().Warn("entries move both into and out of page 0 in one run: some are off the role until its last page is put", "pages", len(docs))
+		}
+		for pos, i := range order {
+			doc := docs[i]
+			if i == 0 && pos < len(order)-1 {
+				// Page 0 goes before a managed page that gives up what it
+				// takes: with the generation it has, so that until the
+				// last page is put, no run takes page 0's generation as
+				// every page's.
+				early := saved
+				early.Generation = pageGeneration(onRole[0])
+				doc = Render(early, len(docs))[0]
 			}
-		}), 0)
-		for _, i := range order {
-			if known[i] && compact(docs[i]) == compact(onRole[i]) {
+			if known[i] && compact(doc) == compact(onRole[i]) {
 				continue
 			}
-			if err := s.Role.Apply(ctx, i, docs[i]); err != nil {
+			if err := s.Role.Apply(ctx, i, doc); err != nil {
 				return List{}, err
 			}
-			onRole[i], known[i] = docs[i], true
+			onRole[i], known[i] = doc, true
+		}
+		if compact(docs[0]) != compact(onRole[0]) {
+			if err := s.Role.Apply(ctx, 0, docs[0]); err != nil {
+				return List{}, err
+			}
+			onRole[0] = docs[0]
 		}
 		cur, err := s.Store.LoadDenyList(ctx)
 		if err != nil {
@@ -437,3 +450,112 @@ func (s *Service) apply(ctx context.Context, loaded, saved List, docs []string, 
 }
 
 func compact(doc string) string { return strings.Join(strings.Fields(doc), "") }
+
+// writeOrder orders the pages that differ from the role's so that no entry
+// still in force is off every page in between: a page that gives up an
+// entry another page takes goes after that page, and one that gives up an
+// entry that a fallback on page 0 now covers goes after page 0. Otherwise
+// the managed pages go first and page 0, which carries the generation,
+// last. ok is false when the moves form a cycle (entries moving both into
+// and out of page 0 at once); the default order is kept then.
+func writeOrder(onRole, docs []string, known []bool, now time.Time) (order []int, ok bool) {
+	var write []int
+	for i := 1; i < len(docs); i++ {
+		if !known[i] || compact(docs[i]) != compact(onRole[i]) {
+			write = append(write, i)
+		}
+	}
+	def := append(slices.Clone(write), 0)
+	if len(write) == 0 {
+		return def, true
+	}
+	gains, loses := map[int]map[string]bool{}, map[int]map[string]bool{}
+	for _, i := range def {
+		var before map[string]time.Time
+		if known[i] {
+			var ok bool
+			if before, ok = pageEntries(onRole[i]); !ok {
+				return def, true // not ours: read() refuses it before here
+			}
+		}
+		after, ok := pageEntries(docs[i])
+		if !ok {
+			return def, true
+		}
+		gains[i], loses[i] = map[string]bool{}, map[string]bool{}
+		for k, until := range after {
+			if _, had := before[k]; !had && until.After(now) {
+				gains[i][k] = true
+			}
+		}
+		for k, until := range before {
+			if _, has := after[k]; !has && until.After(now) {
+				loses[i][k] = true
+			}
+		}
+	}
+	fallback := slices.ContainsFunc(slices.Collect(maps.Keys(gains[0])), func(k string) bool {
+		return k == "all" || strings.HasPrefix(k, "resource ")
+	})
+	after := map[int]map[int]bool{} // after[i][j]: i goes after j
+	for _, i := range def {
+		after[i] = map[int]bool{}
+		for k := range loses[i] {
+			taken := false
+			for _, j := range def {
+				if j != i && gains[j][k] {
+					after[i][j], taken = true, true
+				}
+			}
+			if !taken && fallback && i != 0 {
+				after[i][0] = true
+			}
+		}
+	}
+	for len(order) < len(def) {
+		next := -1
+		for _, i := range def { // managed pages in order, page 0 last
+			if !slices.Contains(order, i) && !slices.ContainsFunc(slices.Collect(maps.Keys(after[i])), func(j int) bool { return !slices.Contains(order, j) }) {
+				next = i
+				break
+			}
+		}
+		if next < 0 {
+			return def, false
+		}
+		order = append(order, next)
+	}
+	return order, true
+}
+
+// pageEntries is what one page denies, each entry keyed, with how long it
+// stays; false when the page is not one the revoker wrote.
+func pageEntries(doc string) (map[string]time.Time, bool) {
+	e, err := ParseEnforced([]string{doc})
+	if err != nil {
+		return nil, false
+	}
+	m := map[string]time.Time{}
+	for _, r := range e.Revoked {
+		m["tag "+r.Tag] = r.Until
+	}
+	for _, p := range e.Pairs {
+		m["user "+p.User+" "+p.Cutoff] = p.Until
+	}
+	if !e.All.Before.IsZero() {
+		m["all"] = e.All.Until
+	}
+	for r, c := range e.Resource {
+		m["resource "+r] = c.Until
+	}
+	return m, true
+}
+
+// pageGeneration is the generation a page 0 carries (0 for none).
+func pageGeneration(doc string) int64 {
+	e, err := ParseEnforced([]string{doc})
+	if err != nil {
+		return 0
+	}
+	return e.Generation
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -642,5 +643,100 @@ func TestAPagePutLateByAFailedRunIsRepaired(t *testing.T) {
 		if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
 			t.Errorf("user %d's revoked session works after the retry succeeded:\n%q", i, w.role.current())
 		}
+	}
+}
+
+// pageZeroFails refuses every put of page 0 once armed (IAM throttling,
+// or the function timing out there).
+type pageZeroFails struct {
+	*role
+	armed bool
+}
+
+func (p *pageZeroFails) Apply(ctx context.Context, page int, doc string) error {
+	if p.armed && page == 0 {
+		return broker.Errorf(broker.Transient, "put revocation policy", "Throttling")
+	}
+	return p.role.Apply(ctx, page, doc)
+}
+
+// When a fallback on page 0 takes over what a managed page denied, page 0
+// is put first: no revoked session works in between, nor while page 0's
+// put fails and the batch waits for its retry.
+func TestAFallbackIsOnTheRoleBeforeTheEntriesItCoversLeave(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
+	w.svc.Store = smallItemStore{w.store, 6}
+	w.now = t0.Add(10 * time.Second)
+	pz := &pageZeroFails{role: w.role}
+	w.svc.Role = pz
+	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
+	for i := range 6 {
+		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !strings.Contains(w.role.current()[1], broker.CutoffTag(user(5), time.Time{})) || works(t, w.role.current(), user(5), cut(5).Add(-time.Second)) {
+		t.Fatalf("setup: user 5 not denied on page 1: %q", w.role.current())
+	}
+	lifted := false
+	w.role.apply = func(int, string) {
+		if works(t, w.role.current(), user(5), cut(5).Add(-time.Second)) {
+			lifted = true
+		}
+	}
+	pz.armed = true
+	if _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(6))); err == nil { // the seventh overflows the item: a fallback
+		t.Fatal("want the run to fail on page 0")
+	}
+	if works(t, w.role.current(), user(5), cut(5).Add(-time.Second)) {
+		t.Errorf("user 5's revoked session works while the batch waits for its retry:\n%q", w.role.current())
+	}
+	pz.armed = false
+	if _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(6))); err != nil {
+		t.Fatal(err)
+	}
+	if works(t, w.role.current(), user(5), cut(5).Add(-time.Second)) || works(t, w.role.current(), user(6), cut(6).Add(-time.Second)) {
+		t.Errorf("after the retry a revoked session works:\n%q", w.role.current())
+	}
+	if lifted {
+		t.Errorf("user 5's revoked session worked between two puts of a run")
+	}
+}
+
+// A recovery puts back what the pages deny and may place it on other pages
+// than before: no revoked session works between the puts either.
+func TestARecoveryMovesNoEntryOffTheRoleOnTheWay(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
+	w.now = t0.Add(10 * time.Second)
+	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
+	for i := range 6 {
+		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lifted := map[int]bool{}
+	w.role.apply = func(int, string) {
+		for i := range 6 {
+			if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
+				lifted[i] = true
+			}
+		}
+	}
+	w.store.DeleteDenyList()
+	w.now = t0.Add(20 * time.Second)
+	if _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(16))); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
+			t.Errorf("user %d's revoked session works after the recovery:\n%q", i, w.role.current())
+		}
+	}
+	if len(lifted) > 0 {
+		t.Errorf("revoked sessions of users %v worked between two puts of the recovery", slices.Sorted(maps.Keys(lifted)))
 	}
 }
