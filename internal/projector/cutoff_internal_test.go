@@ -50,7 +50,8 @@ func withCutoff(p broker.UserPolicy, c time.Time) broker.UserPolicy {
 // A narrowing dropped from a full outbox hands what it revoked to the
 // newest event kept: every tag, the latest cutoff and the earliest
 // previous one; should one of them not know its previous cutoff, the
-// merged event knows none, and the revoker denies by time.
+// merged event knows none, and the revoker denies by time. Its lists
+// are then marked truncated (what it removed is not all that was).
 func TestTheNewestEventKeptCarriesWhatTheDroppedNarrowingsRevoked(t *testing.T) {
 	c1 := time.Date(2026, 11, 30, 12, 0, 4, 0, time.UTC)
 	c2, c3 := c1.Add(time.Minute), c1.Add(2*time.Minute)
@@ -91,6 +92,11 @@ func TestTheNewestEventKeptCarriesWhatTheDroppedNarrowingsRevoked(t *testing.T) 
 			}
 			if diff := cmp.Diff(tc.wantTags, got.RevokedCutoffTags); diff != "" || !prev.Equal(tc.wantPrev) {
 				t.Errorf("tags (-want +got):\n%s\nprevious %v, want %v", diff, prev, tc.wantPrev)
+			}
+			// Its removed grants are not all the revocation took away: a
+			// fallback for it must not name them alone.
+			if !got.Truncated {
+				t.Errorf("the event carrying dropped narrowings is not marked truncated")
 			}
 		})
 	}

@@ -153,8 +153,12 @@ func (p *Projector) boundOutbox(userID string, outbox []broker.PolicyChangedDeta
 // carryNarrowings makes d revoke what the narrowings dropped revoked too:
 // the latest cutoff, every tag, and the earliest previous cutoff. Should
 // any of them not know its previous cutoff, d does not either: the revoker
-// then revokes every session of the user issued before the cutoff.
+// then revokes every session of the user issued before the cutoff. d's
+// lists no longer say all that the revocation took away, so d is marked
+// truncated: should the deny list overflow, the revoker's fallback for it
+// is everything, not d's removed grants alone.
 func carryNarrowings(d broker.PolicyChangedDetail, dropped []broker.PolicyChangedDetail) broker.PolicyChangedDetail {
+	d.Truncated = true
 	known := d.RevokeBefore == nil || len(d.RevokedCutoffTags) > 0
 	tags := slices.Clone(d.RevokedCutoffTags)
 	previous, none := d.PreviousRevokeBefore, d.RevokeBefore != nil && d.PreviousRevokeBefore == nil
