@@ -410,7 +410,7 @@ func (s *Service) apply(ctx context.Context, loaded, saved List, docs []string, 
 	for range cmp.Or(s.Attempts, 8) {
 		order, ok := writeOrder(onRole, docs, known, s.now())
 		if !ok {
-			s.logger().Warn("entries move both into and out of page 0 in one run: some are off the role until its last page is put", "pages", len(docs))
+			s.logger().Warn("entries move both ways between pages in one run: some are off the role until its last page is put", "pages", len(docs))
 		}
 		for pos, i := range order {
 			doc := docs[i]
@@ -445,6 +445,15 @@ func (s *Service) apply(ctx context.Context, loaded, saved List, docs []string, 
 			return saved, nil
 		}
 		saved, docs = cur, Render(cur, len(docs))
+		// Another run saved meanwhile: the pages may hold what it put, or
+		// what a failed run put late, rather than what this one last put.
+		for i := range docs {
+			doc, err := s.Role.Current(ctx, i)
+			if err != nil {
+				return List{}, err
+			}
+			onRole[i], known[i] = doc, true
+		}
 	}
 	return List{}, broker.Errorf(broker.Transient, "revoke", "the deny list kept changing while it was applied")
 }
@@ -495,7 +504,7 @@ func writeOrder(onRole, docs []string, known []bool, now time.Time) (order []int
 		}
 	}
 	fallback := slices.ContainsFunc(slices.Collect(maps.Keys(gains[0])), func(k string) bool {
-		return k == "all" || strings.HasPrefix(k, "resource ")
+		return strings.HasPrefix(k, "all ") || strings.HasPrefix(k, "resource ")
 	})
 	after := map[int]map[int]bool{} // after[i][j]: i goes after j
 	for _, i := range def {
@@ -542,11 +551,12 @@ func pageEntries(doc string) (map[string]time.Time, bool) {
 	for _, p := range e.Pairs {
 		m["user "+p.User+" "+p.Cutoff] = p.Until
 	}
+	// A fallback's key holds its time: widened, it is a new entry.
 	if !e.All.Before.IsZero() {
-		m["all"] = e.All.Until
+		m["all "+e.All.Before.Format(time.RFC3339)] = e.All.Until
 	}
 	for r, c := range e.Resource {
-		m["resource "+r] = c.Until
+		m["resource "+r+" "+c.Before.Format(time.RFC3339)] = c.Until
 	}
 	return m, true
 }

@@ -740,3 +740,124 @@ func TestARecoveryMovesNoEntryOffTheRoleOnTheWay(t *testing.T) {
 		t.Errorf("revoked sessions of users %v worked between two puts of the recovery", slices.Sorted(maps.Keys(lifted)))
 	}
 }
+
+// A fallback already on page 0, widened to a later time to take over the
+// entries of page 1, goes on the role before page 1 is emptied.
+func TestAWidenedFallbackIsOnTheRoleBeforeTheEntriesItCoversLeave(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
+	w.now = t0.Add(30 * time.Second)
+	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
+	w.svc.Store = smallItemStore{w.store, 3}
+	for i := range 4 { // the 4th overflows: All before cut(3)
+		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, _ := w.store.LoadDenyList(ctx)
+	if l.All.Before.IsZero() {
+		t.Fatalf("setup: no fallback %+v", l)
+	}
+	w.svc.Store = smallItemStore{w.store, 100}
+	for i := 4; i < 11; i++ {
+		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if works(t, w.role.current(), user(9), cut(9).Add(-time.Second)) || w.role.current()[1] == "" {
+		t.Fatalf("setup: user 9 not denied on page 1: %q", w.role.current())
+	}
+	lifted := false
+	w.role.apply = func(page int, doc string) {
+		if works(t, w.role.current(), user(9), cut(9).Add(-time.Second)) {
+			lifted = true
+		}
+	}
+	w.svc.Store = smallItemStore{w.store, 7} // the next one overflows: every entry to All
+	if _, err := w.svc.Revoke(ctx, narrowing(user(11), cut(11))); err != nil {
+		t.Fatal(err)
+	}
+	if works(t, w.role.current(), user(9), cut(9).Add(-time.Second)) {
+		t.Fatalf("after the run user 9 works: %q", w.role.current())
+	}
+	if lifted {
+		t.Errorf("user 9's revoked session worked between two puts of the run (page 1 emptied before page 0's widened fallback)")
+	}
+}
+
+// lateRecheckRole holds run A's put of page 1 until run B has put its page
+// 0, and B's return from that put until A has failed (and marked the pages
+// for a full read), so that B's last check finds the list A marked.
+type lateRecheckRole struct {
+	*role
+	mu       sync.Mutex
+	armedA   bool
+	releaseA chan struct{}
+	heldA    chan struct{}
+	doneA    chan struct{}
+	armedB   bool
+}
+
+func (r *lateRecheckRole) Apply(ctx context.Context, page int, doc string) error {
+	r.mu.Lock()
+	holdA := r.armedA && page == 1
+	if holdA {
+		r.armedA = false
+	}
+	r.mu.Unlock()
+	if holdA {
+		close(r.heldA)
+		<-r.releaseA
+	}
+	if page == 0 && strings.Contains(doc, `"Untagged6"`) {
+		return broker.Errorf(broker.Transient, "put revocation policy", "Throttling")
+	}
+	err := r.role.Apply(ctx, page, doc)
+	r.mu.Lock()
+	afterB := r.armedB && page == 0 && strings.Contains(doc, `"Untagged7"`)
+	if afterB {
+		r.armedB = false
+	}
+	r.mu.Unlock()
+	if afterB {
+		close(r.releaseA)
+		<-r.doneA
+	}
+	return err
+}
+
+// The run whose last check finds a list saved after its own re-reads the
+// pages: one put late by a failed run is rewritten, not hidden behind a new
+// page 0.
+func TestAConcurrentRunsLastCheckDoesNotHideAPagePutLate(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	w.now = t0.Add(10 * time.Second)
+	w.role.budgets = []int{1400, 2000}
+	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
+	for i := range 5 {
+		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lr := &lateRecheckRole{role: w.role, armedA: true, armedB: true, releaseA: make(chan struct{}), heldA: make(chan struct{}), doneA: make(chan struct{})}
+	w.svc.Role = lr
+	errA := make(chan error, 1)
+	go func() { _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); errA <- err; close(lr.doneA) }()
+	<-lr.heldA
+	if _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(6))); err != nil { // run B
+		t.Fatal(err)
+	}
+	if err := <-errA; err == nil {
+		t.Fatal("run A: want its throttled page 0 to fail it")
+	}
+	if _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); err != nil { // A's batch again
+		t.Fatal(err)
+	}
+	for _, i := range []int{5, 6} {
+		if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
+			t.Errorf("user %d's revoked session works after the retry succeeded:\n%q", i, w.role.current())
+		}
+	}
+}
