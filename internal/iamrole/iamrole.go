@@ -257,12 +257,22 @@ func (r *Role) Apply(ctx context.Context, page int, doc string) error {
 			return nil // no page, nothing to deny
 		}
 		return r.create(ctx, arn, page, content)
-	case isCode(err, "LimitExceeded"):
-		// Five versions at most: remove the oldest that is not the default.
+	}
+	// Five versions at most: remove the oldest that is not the default and
+	// try again. Another revoker doing the same on this page may take the
+	// freed place first, so a few times.
+	for range maxVersionTries {
+		if !versionLimit(err) {
+			break
+		}
 		if err := r.dropOldestVersion(ctx, arn); err != nil {
 			return err
 		}
 		_, err = r.Client.CreatePolicyVersion(ctx, &iam.CreatePolicyVersionInput{PolicyArn: aws.String(arn), PolicyDocument: aws.String(content), SetAsDefault: true})
+	}
+	if versionLimit(err) {
+		// Not a page too large: the batch is retried, never a fallback.
+		return broker.Wrap(broker.Transient, "put revocation page", err)
 	}
 	if err != nil {
 		return r.tooLarge(classify("put revocation page", err))
@@ -347,6 +357,20 @@ func (r *Role) tooLarge(err error) error {
 		r.mu.Unlock()
 	}
 	return err
+}
+
+// maxVersionTries bounds the versions a page's write drops to make room.
+const maxVersionTries = 5
+
+// versionLimit reports whether err is IAM's refusal of a sixth version of
+// a managed policy. IAM gives a document over its size quota the same
+// code, LimitExceeded, so the message tells them apart: "A managed policy
+// can have up to 5 versions", against "Cannot exceed quota for
+// PolicySize".
+func versionLimit(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode() == "LimitExceeded" &&
+		strings.Contains(strings.ToLower(apiErr.ErrorMessage()), "version")
 }
 
 func isCode(err error, code string) bool {
