@@ -590,6 +590,8 @@ type raceRole struct {
 	hold  chan struct{} // closed to release A's put of page 1
 	held  chan struct{} // closed when A reaches it
 	armed bool
+	// afterPut, when set, runs after each put that succeeded.
+	afterPut func(page int, doc string)
 }
 
 func (r *raceRole) Apply(ctx context.Context, page int, doc string) error {
@@ -606,7 +608,11 @@ func (r *raceRole) Apply(ctx context.Context, page int, doc string) error {
 	if page == 0 && strings.Contains(doc, `"Untagged6"`) {
 		return broker.Errorf(broker.Transient, "put revocation policy", "Throttling")
 	}
-	return r.role.Apply(ctx, page, doc)
+	err := r.role.Apply(ctx, page, doc)
+	if err == nil && r.afterPut != nil {
+		r.afterPut(page, doc)
+	}
+	return err
 }
 
 // Run A puts page 1 after run B has put pages 1 and 0 (newer), then fails
@@ -786,47 +792,6 @@ func TestAWidenedFallbackIsOnTheRoleBeforeTheEntriesItCoversLeave(t *testing.T) 
 	}
 }
 
-// lateRecheckRole holds run A's put of page 1 until run B has put its page
-// 0, and B's return from that put until A has failed (and marked the pages
-// for a full read), so that B's last check finds the list A marked.
-type lateRecheckRole struct {
-	*role
-	mu       sync.Mutex
-	armedA   bool
-	releaseA chan struct{}
-	heldA    chan struct{}
-	doneA    chan struct{}
-	armedB   bool
-}
-
-func (r *lateRecheckRole) Apply(ctx context.Context, page int, doc string) error {
-	r.mu.Lock()
-	holdA := r.armedA && page == 1
-	if holdA {
-		r.armedA = false
-	}
-	r.mu.Unlock()
-	if holdA {
-		close(r.heldA)
-		<-r.releaseA
-	}
-	if page == 0 && strings.Contains(doc, `"Untagged6"`) {
-		return broker.Errorf(broker.Transient, "put revocation policy", "Throttling")
-	}
-	err := r.role.Apply(ctx, page, doc)
-	r.mu.Lock()
-	afterB := r.armedB && page == 0 && strings.Contains(doc, `"Untagged7"`)
-	if afterB {
-		r.armedB = false
-	}
-	r.mu.Unlock()
-	if afterB {
-		close(r.releaseA)
-		<-r.doneA
-	}
-	return err
-}
-
 // The run whose last check finds a list saved after its own re-reads the
 // pages: one put late by a failed run is rewritten, not hidden behind a new
 // page 0.
@@ -841,11 +806,21 @@ func TestAConcurrentRunsLastCheckDoesNotHideAPagePutLate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	lr := &lateRecheckRole{role: w.role, armedA: true, armedB: true, releaseA: make(chan struct{}), heldA: make(chan struct{}), doneA: make(chan struct{})}
-	w.svc.Role = lr
+	// A's put of page 1 waits until B has put its page 0, and B's return
+	// from that put until A has failed (and marked the pages for a full
+	// read), so that B's last check finds the list A marked.
+	rr := &raceRole{role: w.role, hold: make(chan struct{}), held: make(chan struct{}), armed: true}
+	doneA := make(chan struct{})
+	var once sync.Once
+	rr.afterPut = func(page int, doc string) {
+		if page == 0 && strings.Contains(doc, `"Untagged7"`) {
+			once.Do(func() { close(rr.hold); <-doneA })
+		}
+	}
+	w.svc.Role = rr
 	errA := make(chan error, 1)
-	go func() { _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); errA <- err; close(lr.doneA) }()
-	<-lr.heldA
+	go func() { _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); errA <- err; close(doneA) }()
+	<-rr.held
 	if _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(6))); err != nil { // run B
 		t.Fatal(err)
 	}
