@@ -581,6 +581,28 @@ func TestAListTooLargeToStoreFallsBackRatherThanStall(t *testing.T) {
 	}
 }
 
+// twoPages is a world whose page 0 holds 5 revoked tags and page 1 the
+// rest, at t0 + 10 s.
+func twoPages() *world {
+	w := newWorld()
+	w.role.budgets = []int{1400, 2000}
+	w.now = t0.Add(10 * time.Second)
+	return w
+}
+
+// cut is user(i)'s cutoff in the tests of two pages.
+func cut(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
+
+// narrowUsers narrows users from to to-1, a batch each.
+func narrowUsers(t *testing.T, w *world, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if _, err := w.svc.Revoke(context.Background(), narrowing(user(i), cut(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // raceRole holds run A's put of page 1 until the test releases it, and
 // throttles every put of page 0 at generation 6 (A's), as two concurrent
 // batches can interleave on IAM.
@@ -621,15 +643,8 @@ func (r *raceRole) Apply(ctx context.Context, page int, doc string) error {
 // out rather than trust page 0.
 func TestAPagePutLateByAFailedRunIsRepaired(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld()
-	w.now = t0.Add(10 * time.Second)
-	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
-	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
-	for i := range 5 {
-		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := twoPages()
+	narrowUsers(t, w, 0, 5)
 	rr := &raceRole{role: w.role, hold: make(chan struct{}), held: make(chan struct{}), armed: true}
 	w.svc.Role = rr
 	errA := make(chan error)
@@ -671,18 +686,11 @@ func (p *pageZeroFails) Apply(ctx context.Context, page int, doc string) error {
 // put fails and the batch waits for its retry.
 func TestAFallbackIsOnTheRoleBeforeTheEntriesItCoversLeave(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld()
-	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
+	w := twoPages()
 	w.svc.Store = smallItemStore{w.store, 6}
-	w.now = t0.Add(10 * time.Second)
 	pz := &pageZeroFails{role: w.role}
 	w.svc.Role = pz
-	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
-	for i := range 6 {
-		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	narrowUsers(t, w, 0, 6)
 	if !strings.Contains(w.role.current()[1], broker.CutoffTag(user(5), time.Time{})) || works(t, w.role.current(), user(5), cut(5).Add(-time.Second)) {
 		t.Fatalf("setup: user 5 not denied on page 1: %q", w.role.current())
 	}
@@ -715,15 +723,8 @@ func TestAFallbackIsOnTheRoleBeforeTheEntriesItCoversLeave(t *testing.T) {
 // than before: no revoked session works between the puts either.
 func TestARecoveryMovesNoEntryOffTheRoleOnTheWay(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld()
-	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
-	w.now = t0.Add(10 * time.Second)
-	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
-	for i := range 6 {
-		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := twoPages()
+	narrowUsers(t, w, 0, 6)
 	lifted := map[int]bool{}
 	w.role.apply = func(int, string) {
 		for i := range 6 {
@@ -751,26 +752,16 @@ func TestARecoveryMovesNoEntryOffTheRoleOnTheWay(t *testing.T) {
 // entries of page 1, goes on the role before page 1 is emptied.
 func TestAWidenedFallbackIsOnTheRoleBeforeTheEntriesItCoversLeave(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld()
-	w.role.budgets = []int{1400, 2000} // page 0 holds 5 revoked tags
+	w := twoPages()
 	w.now = t0.Add(30 * time.Second)
-	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
 	w.svc.Store = smallItemStore{w.store, 3}
-	for i := range 4 { // the 4th overflows: All before cut(3)
-		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	narrowUsers(t, w, 0, 4) // the 4th overflows: All before cut(3)
 	l, _ := w.store.LoadDenyList(ctx)
 	if l.All.Before.IsZero() {
 		t.Fatalf("setup: no fallback %+v", l)
 	}
 	w.svc.Store = smallItemStore{w.store, 100}
-	for i := 4; i < 11; i++ {
-		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	narrowUsers(t, w, 4, 11)
 	if works(t, w.role.current(), user(9), cut(9).Add(-time.Second)) || w.role.current()[1] == "" {
 		t.Fatalf("setup: user 9 not denied on page 1: %q", w.role.current())
 	}
@@ -797,15 +788,8 @@ func TestAWidenedFallbackIsOnTheRoleBeforeTheEntriesItCoversLeave(t *testing.T) 
 // page 0.
 func TestAConcurrentRunsLastCheckDoesNotHideAPagePutLate(t *testing.T) {
 	ctx := context.Background()
-	w := newWorld()
-	w.now = t0.Add(10 * time.Second)
-	w.role.budgets = []int{1400, 2000}
-	cut := func(i int) time.Time { return t0.Add(time.Duration(i+4) * time.Second) }
-	for i := range 5 {
-		if _, err := w.svc.Revoke(ctx, narrowing(user(i), cut(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	w := twoPages()
+	narrowUsers(t, w, 0, 5)
 	// A's put of page 1 waits until B has put its page 0, and B's return
 	// from that put until A has failed (and marked the pages for a full
 	// read), so that B's last check finds the list A marked.
