@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -15,9 +16,11 @@ import (
 	"github.com/credbroker/credbroker/internal/broker"
 )
 
-// The deny list is one item of the policy table, beside the policy items:
+// The deny list is one item of the policy table, beside the policy items,
+// and the lease on the role's pages (revoker.PagesLease) another:
 //
-//	REVOCATIONS  DENYLIST  version (N), listGz (B, the list gzipped), allBefore (N)
+//	REVOCATIONS  DENYLIST    version (N), listGz (B, the list gzipped), allBefore (N)
+//	REVOCATIONS  PAGESLEASE  owner (S, "" when free), until (N, Unix ms)
 //
 // The list is the revoker's JSON, which this adapter stores and never
 // reads. It takes about 290 bytes an entry, so that DynamoDB's 400 KB item
@@ -27,9 +30,45 @@ import (
 // Scans of the policy table (rebuild, verify) skip the item: it has
 // neither of their key shapes.
 const (
-	denyListPK = "REVOCATIONS"
-	denyListSK = "DENYLIST"
+	denyListPK   = "REVOCATIONS"
+	denyListSK   = "DENYLIST"
+	pagesLeaseSK = "PAGESLEASE"
 )
+
+// TakePages takes the lease on the role's pages for owner until until,
+// on condition that no other owner holds one that has not run out at now
+// (a Conflict error otherwise).
+func (s *Store) TakePages(ctx context.Context, owner string, now, until time.Time) error {
+	item := key(denyListPK, pagesLeaseSK)
+	item["owner"] = str(owner)
+	item["until"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(until.UnixMilli(), 10)}
+	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.PolicyTable), Item: item,
+		ConditionExpression:      aws.String("attribute_not_exists(pk) OR #o = :o OR #o = :free OR #u < :now"),
+		ExpressionAttributeNames: map[string]string{"#o": "owner", "#u": "until"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(owner), ":free": str(""),
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)}},
+	})
+	return classify("take the deny list's pages", err)
+}
+
+// ReleasePages gives owner's lease on the pages back; a lease another
+// owner has taken since is left alone.
+func (s *Store) ReleasePages(ctx context.Context, owner string) error {
+	item := key(denyListPK, pagesLeaseSK)
+	item["owner"] = str("")
+	item["until"] = &types.AttributeValueMemberN{Value: "0"}
+	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.PolicyTable), Item: item,
+		ConditionExpression:       aws.String("#o = :o"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(owner)},
+	})
+	if broker.KindOf(classify("", err)) == broker.Conflict {
+		return nil
+	}
+	return classify("release the deny list's pages", err)
+}
 
 // LoadDenyList reads the deny list's record with a strongly consistent
 // read: the zero record when there is none. An item it cannot read comes

@@ -3,7 +3,10 @@ package revoker
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -51,6 +54,18 @@ type Role interface {
 	Apply(ctx context.Context, page int, doc string) error
 }
 
+// PagesLease lets one run at a time put the role's pages: IAM has no
+// conditional put, so a run's put that lands after another run's newer
+// one would take entries off the role that the other has announced.
+type PagesLease interface {
+	// TakePages takes the lease for owner until until, unless another
+	// owner holds one that has not run out at now: a Conflict error then.
+	TakePages(ctx context.Context, owner string, now, until time.Time) error
+	// ReleasePages gives owner's lease back; one it no longer holds is
+	// left alone.
+	ReleasePages(ctx context.Context, owner string) error
+}
+
 // Request asks for revocations, or, with no entries, only for expired
 // entries to be pruned.
 type Request struct {
@@ -87,6 +102,48 @@ type Service struct {
 	Margin time.Duration
 	// Attempts bounds the retries of a lost optimistic write (default 8).
 	Attempts int
+	// Lease, when set, makes runs take turns (PagesLease); nil lets them
+	// overlap.
+	Lease PagesLease
+}
+
+// A run holds the pages' lease at most leaseFor (well within the
+// function's 60 s timeout), and waits at most leaseWait for it.
+const (
+	leaseFor  = 20 * time.Second
+	leaseWait = 25 * time.Second
+)
+
+// takePages waits for the pages' lease and returns its release.
+func (s *Service) takePages(ctx context.Context) (func(), error) {
+	if s.Lease == nil {
+		return func() {}, nil
+	}
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	owner := hex.EncodeToString(id[:])
+	waited := time.Now() // the wait is real time, whatever clock the lease keeps
+	for attempt := 1; ; attempt++ {
+		now := s.now()
+		err := s.Lease.TakePages(ctx, owner, now, now.Add(leaseFor))
+		if err == nil {
+			return func() {
+				if err := s.Lease.ReleasePages(context.WithoutCancel(ctx), owner); err != nil {
+					// It runs out on its own within leaseFor.
+					s.logger().Warn("release the deny list's pages", "err", err)
+				}
+			}, nil
+		}
+		if broker.KindOf(err) != broker.Conflict {
+			return nil, err
+		}
+		if time.Since(waited) > leaseWait {
+			return nil, broker.Wrap(broker.Transient, "revoke", fmt.Errorf("another run held the deny list's pages for over %v: %w", leaseWait, err))
+		}
+		if err := backoff.Sleep(ctx, backoff.Jitter(attempt, 20*time.Millisecond, 500*time.Millisecond)); err != nil {
+			return nil, broker.Wrap(broker.Transient, "revoke", err)
+		}
+	}
 }
 
 func (s *Service) now() time.Time {
@@ -112,6 +169,11 @@ func (s *Service) count(metric string) {
 // already.) With no entries it prunes, and announces what other runs left
 // unannounced.
 func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
+	release, err := s.takePages(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	budgets, err := s.Role.Budgets(ctx)
 	if err != nil {
 		return nil, err

@@ -820,3 +820,52 @@ func TestAConcurrentRunsLastCheckDoesNotHideAPagePutLate(t *testing.T) {
 		}
 	}
 }
+
+// refusalSignal closes refused the first time the lease refuses a run.
+type refusalSignal struct {
+	revoker.PagesLease
+	refused chan struct{}
+	once    sync.Once
+}
+
+func (r *refusalSignal) TakePages(ctx context.Context, owner string, now, until time.Time) error {
+	err := r.PagesLease.TakePages(ctx, owner, now, until)
+	if broker.KindOf(err) == broker.Conflict {
+		r.once.Do(func() { close(r.refused) })
+	}
+	return err
+}
+
+// With the lease, a run waits while another puts pages: the first run's
+// slow put can no longer land after the second has put and announced a
+// newer page (IAM has no conditional put).
+func TestRunsTakeTurnsOnThePages(t *testing.T) {
+	ctx := context.Background()
+	w := twoPages()
+	lease := &refusalSignal{PagesLease: w.store, refused: make(chan struct{})}
+	w.svc.Lease = lease
+	narrowUsers(t, w, 0, 5)
+	rr := &raceRole{role: w.role, hold: make(chan struct{}), held: make(chan struct{}), armed: true}
+	w.svc.Role = rr
+	errA, errB := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); errA <- err }()
+	<-rr.held // run A is putting page 1
+	go func() { _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(6))); errB <- err }()
+	select {
+	case <-lease.refused: // run B waits for the pages
+	case err := <-errB:
+		t.Fatalf("run B finished while run A held the pages: %v", err)
+	}
+	close(rr.hold)
+	if err := <-errA; err == nil {
+		t.Fatal("run A: want its throttled page 0 to fail it")
+	}
+	if err := <-errB; err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{5, 6} {
+		if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
+			t.Errorf("user %d's revoked session works after both runs:\n%q", i, w.role.current())
+		}
+	}
+}

@@ -158,6 +158,7 @@ func Revoker(cfg revoker.Config, awsCfg aws.Config, log *slog.Logger, metrics io
 		Logger:     log,
 		Metric:     count,
 		MaxSession: cfg.MaxSession,
+		Lease:      store,
 	}}, nil
 }
 

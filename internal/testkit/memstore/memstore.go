@@ -31,6 +31,8 @@ type Store struct {
 	checkpoints     map[string]string
 	denyList        revoker.List
 	denyListCorrupt bool
+	pagesOwner      string
+	pagesUntil      time.Time
 
 	// Calls counts every store call, like DynamoDB calls.
 	Calls atomic.Int64
@@ -55,6 +57,7 @@ var (
 	_ broker.PolicyStore  = (*Store)(nil)
 	_ broker.MemberIndex  = (*Store)(nil)
 	_ broker.Checkpoints  = (*Store)(nil)
+	_ revoker.PagesLease  = (*Store)(nil)
 )
 
 // New returns an empty store.
@@ -431,6 +434,25 @@ func (s *Store) SaveDenyList(_ context.Context, prev int64, next revoker.List) e
 	next.Users = maps.Clone(next.Users)
 	next.Unannounced = slices.Clone(next.Unannounced)
 	s.denyList, s.denyListCorrupt = next, false
+	return nil
+}
+
+// TakePages implements revoker.PagesLease.
+func (s *Store) TakePages(_ context.Context, owner string, now, until time.Time) error {
+	defer s.lock()()
+	if s.pagesOwner != "" && s.pagesOwner != owner && !s.pagesUntil.Before(now) {
+		return broker.Errorf(broker.Conflict, "take the deny list's pages", "held until %s", s.pagesUntil.Format(time.RFC3339Nano))
+	}
+	s.pagesOwner, s.pagesUntil = owner, until
+	return nil
+}
+
+// ReleasePages implements revoker.PagesLease.
+func (s *Store) ReleasePages(_ context.Context, owner string) error {
+	defer s.lock()()
+	if s.pagesOwner == owner {
+		s.pagesOwner, s.pagesUntil = "", time.Time{}
+	}
 	return nil
 }
 

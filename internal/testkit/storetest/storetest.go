@@ -227,6 +227,37 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		}
 	})
 
+	t.Run("one owner at a time holds the lease on the role's pages", func(t *testing.T) {
+		h := newHarness(t)
+		l, ok := h.Store.(revoker.PagesLease)
+		if !ok {
+			t.Fatal("the store keeps no lease on the role's pages")
+		}
+		at := func(s int) time.Time { return now.Add(time.Duration(s) * time.Second) }
+		conflict := func(err error) bool { return broker.KindOf(err) == broker.Conflict }
+		steps := []struct {
+			name string
+			do   func() error
+			fail bool // with a Conflict
+		}{
+			{"a free lease is taken", func() error { return l.TakePages(ctx, "a", at(0), at(20)) }, false},
+			{"a held lease is refused", func() error { return l.TakePages(ctx, "b", at(1), at(21)) }, true},
+			{"its holder takes it again", func() error { return l.TakePages(ctx, "a", at(1), at(21)) }, false},
+			{"another owner's release leaves it alone", func() error { return l.ReleasePages(ctx, "b") }, false},
+			{"so it is still refused", func() error { return l.TakePages(ctx, "b", at(2), at(22)) }, true},
+			{"its holder releases it", func() error { return l.ReleasePages(ctx, "a") }, false},
+			{"a released lease is taken", func() error { return l.TakePages(ctx, "b", at(2), at(22)) }, false},
+			{"a lease that ran out is taken", func() error { return l.TakePages(ctx, "c", at(23), at(43)) }, false},
+			{"the previous holder's late release leaves it alone", func() error { return l.ReleasePages(ctx, "b") }, false},
+			{"so it is refused to others", func() error { return l.TakePages(ctx, "d", at(24), at(44)) }, true},
+		}
+		for _, st := range steps {
+			if err := st.do(); (err != nil) != st.fail || (st.fail && !conflict(err)) {
+				t.Errorf("%s: %v; want a conflict %v", st.name, err, st.fail)
+			}
+		}
+	})
+
 	t.Run("a tombstone reads as an empty policy with its version", func(t *testing.T) {
 		h := newHarness(t)
 		c, _ := h.Store.Claim(ctx, "alice", now)
