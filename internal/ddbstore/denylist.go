@@ -52,6 +52,22 @@ func (s *Store) TakePages(ctx context.Context, owner string, now, until time.Tim
 	return classify("take the deny list's pages", err)
 }
 
+// RenewPages extends owner's lease on the pages to until, on condition
+// that owner still holds it at now (a Conflict error otherwise).
+func (s *Store) RenewPages(ctx context.Context, owner string, now, until time.Time) error {
+	item := key(denyListPK, pagesLeaseSK)
+	item["owner"] = str(owner)
+	item["until"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(until.UnixMilli(), 10)}
+	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.PolicyTable), Item: item,
+		ConditionExpression:      aws.String("#o = :o AND #u >= :now"),
+		ExpressionAttributeNames: map[string]string{"#o": "owner", "#u": "until"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(owner),
+			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)}},
+	})
+	return classify("renew the deny list's pages", err)
+}
+
 // ReleasePages gives owner's lease on the pages back; a lease another
 // owner has taken since is left alone.
 func (s *Store) ReleasePages(ctx context.Context, owner string) error {

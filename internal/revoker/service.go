@@ -61,6 +61,10 @@ type PagesLease interface {
 	// TakePages takes the lease for owner until until, unless another
 	// owner holds one that has not run out at now: a Conflict error then.
 	TakePages(ctx context.Context, owner string, now, until time.Time) error
+	// RenewPages extends owner's lease to until, if owner still holds it
+	// at now; a Conflict error otherwise (it ran out, whoever took it
+	// since).
+	RenewPages(ctx context.Context, owner string, now, until time.Time) error
 	// ReleasePages gives owner's lease back; one it no longer holds is
 	// left alone.
 	ReleasePages(ctx context.Context, owner string) error
@@ -114,10 +118,11 @@ const (
 	leaseWait = 25 * time.Second
 )
 
-// takePages waits for the pages' lease and returns its release.
-func (s *Service) takePages(ctx context.Context) (func(), error) {
+// takePages waits for the pages' lease and returns its release, and the
+// renewal to call before each put: a run whose lease ran out stops there.
+func (s *Service) takePages(ctx context.Context) (release func(), renew func(context.Context) error, err error) {
 	if s.Lease == nil {
-		return func() {}, nil
+		return func() {}, func(context.Context) error { return nil }, nil
 	}
 	var id [8]byte
 	_, _ = rand.Read(id[:])
@@ -127,21 +132,30 @@ func (s *Service) takePages(ctx context.Context) (func(), error) {
 		now := s.now()
 		err := s.Lease.TakePages(ctx, owner, now, now.Add(leaseFor))
 		if err == nil {
-			return func() {
+			release = func() {
 				if err := s.Lease.ReleasePages(context.WithoutCancel(ctx), owner); err != nil {
 					// It runs out on its own within leaseFor.
 					s.logger().Warn("release the deny list's pages", "err", err)
 				}
-			}, nil
+			}
+			renew = func(ctx context.Context) error {
+				now := s.now()
+				err := s.Lease.RenewPages(ctx, owner, now, now.Add(leaseFor))
+				if broker.KindOf(err) == broker.Conflict {
+					return broker.Wrap(broker.Transient, "revoke", fmt.Errorf("this run's lease on the deny list's pages ran out: %w", err))
+				}
+				return err
+			}
+			return release, renew, nil
 		}
 		if broker.KindOf(err) != broker.Conflict {
-			return nil, err
+			return nil, nil, err
 		}
 		if time.Since(waited) > leaseWait {
-			return nil, broker.Wrap(broker.Transient, "revoke", fmt.Errorf("another run held the deny list's pages for over %v: %w", leaseWait, err))
+			return nil, nil, broker.Wrap(broker.Transient, "revoke", fmt.Errorf("another run held the deny list's pages for over %v: %w", leaseWait, err))
 		}
 		if err := backoff.Sleep(ctx, backoff.Jitter(attempt, 20*time.Millisecond, 500*time.Millisecond)); err != nil {
-			return nil, broker.Wrap(broker.Transient, "revoke", err)
+			return nil, nil, broker.Wrap(broker.Transient, "revoke", err)
 		}
 	}
 }
@@ -169,7 +183,7 @@ func (s *Service) count(metric string) {
 // already.) With no entries it prunes, and announces what other runs left
 // unannounced.
 func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
-	release, err := s.takePages(ctx)
+	release, renew, err := s.takePages(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +197,7 @@ func (s *Service) Revoke(ctx context.Context, req Request) ([]Entry, error) {
 	// read holds it too, unless the list was lost. Page 0 carries the
 	// generation of the list it was rendered from; the other pages are read
 	// only when that says the list lost something.
-	role := &roleView{pages: make([]string, len(budgets)), known: make([]bool, len(budgets))}
+	role := &roleView{pages: make([]string, len(budgets)), known: make([]bool, len(budgets)), renew: renew}
 	if err := s.read(ctx, role, 0); err != nil {
 		return nil, err
 	}
@@ -282,6 +296,18 @@ type roleView struct {
 	pages    []string
 	known    []bool
 	enforced Enforced // of the pages known
+	// renew extends the run's lease on the pages before each put.
+	renew func(context.Context) error
+}
+
+// put puts page i, the run's lease renewed first.
+func (s *Service) put(ctx context.Context, role *roleView, i int, doc string) error {
+	if role.renew != nil {
+		if err := role.renew(ctx); err != nil {
+			return err
+		}
+	}
+	return s.Role.Apply(ctx, i, doc)
 }
 
 func (r *roleView) all() bool { return !slices.Contains(r.known, false) }
@@ -488,13 +514,13 @@ func (s *Service) apply(ctx context.Context, loaded, saved List, docs []string, 
 			if known[i] && compact(doc) == compact(onRole[i]) {
 				continue
 			}
-			if err := s.Role.Apply(ctx, i, doc); err != nil {
+			if err := s.put(ctx, role, i, doc); err != nil {
 				return List{}, err
 			}
 			onRole[i], known[i] = doc, true
 		}
 		if compact(docs[0]) != compact(onRole[0]) {
-			if err := s.Role.Apply(ctx, 0, docs[0]); err != nil {
+			if err := s.put(ctx, role, 0, docs[0]); err != nil {
 				return List{}, err
 			}
 			onRole[0] = docs[0]

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -866,6 +867,63 @@ func TestRunsTakeTurnsOnThePages(t *testing.T) {
 	for _, i := range []int{5, 6} {
 		if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
 			t.Errorf("user %d's revoked session works after both runs:\n%q", i, w.role.current())
+		}
+	}
+}
+
+// holdRenewal holds the first renewal of a lease until hold is closed;
+// the others pass.
+type holdRenewal struct {
+	revoker.PagesLease
+	held, hold chan struct{}
+	first      atomic.Bool
+}
+
+func (h *holdRenewal) RenewPages(ctx context.Context, owner string, now, until time.Time) error {
+	if h.first.CompareAndSwap(false, true) {
+		close(h.held)
+		<-h.hold
+	}
+	return h.PagesLease.RenewPages(ctx, owner, now, until)
+}
+
+// A run stalled past its lease (IAM throttling, SDK retries) while another
+// run took the pages stops before its next put: put then, its older pages
+// would take the other run's announced entries off the role.
+func TestARunWhoseLeaseRanOutPutsNothingMore(t *testing.T) {
+	ctx := context.Background()
+	w := twoPages()
+	w.svc.Lease = w.store
+	narrowUsers(t, w, 0, 5)
+	lease := &holdRenewal{PagesLease: w.store, held: make(chan struct{}), hold: make(chan struct{})}
+	w.svc.Lease = lease
+	errA := make(chan error, 1)
+	go func() { _, err := w.svc.Revoke(ctx, narrowing(user(5), cut(5))); errA <- err }()
+	select {
+	case <-lease.held: // run A is about to put its first page
+	case err := <-errA:
+		t.Fatalf("run A finished (%v) without renewing its lease before a put", err)
+	}
+	w.now = w.now.Add(21 * time.Second)
+	if _, err := w.svc.Revoke(ctx, narrowing(user(6), cut(6))); err != nil { // run B takes the lease A let run out
+		t.Fatal(err)
+	}
+	w.role.mu.Lock()
+	puts := w.role.puts
+	w.role.mu.Unlock()
+	close(lease.hold)
+	if err := <-errA; err == nil {
+		t.Fatal("run A: want it to stop, its lease gone")
+	}
+	w.role.mu.Lock()
+	after := w.role.puts
+	w.role.mu.Unlock()
+	if after != puts {
+		t.Errorf("run A put %d pages after its lease ran out", after-puts)
+	}
+	for _, i := range []int{5, 6} {
+		if works(t, w.role.current(), user(i), cut(i).Add(-time.Second)) {
+			t.Errorf("user %d's revoked session works:\n%q", i, w.role.current())
 		}
 	}
 }

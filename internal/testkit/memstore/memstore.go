@@ -447,6 +447,16 @@ func (s *Store) TakePages(_ context.Context, owner string, now, until time.Time)
 	return nil
 }
 
+// RenewPages implements revoker.PagesLease.
+func (s *Store) RenewPages(_ context.Context, owner string, now, until time.Time) error {
+	defer s.lock()()
+	if s.pagesOwner != owner || s.pagesUntil.Before(now) {
+		return broker.Errorf(broker.Conflict, "renew the deny list's pages", "no longer held by %s", owner)
+	}
+	s.pagesUntil = until
+	return nil
+}
+
 // ReleasePages implements revoker.PagesLease.
 func (s *Store) ReleasePages(_ context.Context, owner string) error {
 	defer s.lock()()
