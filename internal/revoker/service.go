@@ -553,8 +553,8 @@ func compact(doc string) string { return strings.Join(strings.Fields(doc), "") }
 // entry another page takes goes after that page, and one that gives up an
 // entry that a fallback on page 0 now covers goes after page 0. Otherwise
 // the managed pages go first and page 0, which carries the generation,
-// last. ok is false when the moves form a cycle (entries moving both into
-// and out of page 0 at once); the default order is kept then.
+// last. ok is false when the moves form a cycle (entries moving both ways
+// between pages at once); the default order is kept then.
 func writeOrder(onRole, docs []string, known []bool, now time.Time) (order []int, ok bool) {
 	var write []int
 	for i := 1; i < len(docs); i++ {
