@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -39,51 +40,45 @@ const (
 // on condition that no other owner holds one that has not run out at now
 // (a Conflict error otherwise).
 func (s *Store) TakePages(ctx context.Context, owner string, now, until time.Time) error {
-	item := key(denyListPK, pagesLeaseSK)
-	item["owner"] = str(owner)
-	item["until"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(until.UnixMilli(), 10)}
-	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.PolicyTable), Item: item,
-		ConditionExpression:      aws.String("attribute_not_exists(pk) OR #o = :o OR #o = :free OR #u < :now"),
-		ExpressionAttributeNames: map[string]string{"#o": "owner", "#u": "until"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(owner), ":free": str(""),
-			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)}},
-	})
-	return classify("take the deny list's pages", err)
+	return s.putLease(ctx, "take the deny list's pages", owner, until,
+		"attribute_not_exists(pk) OR #o = :o OR #o = :free OR #u < :now",
+		map[string]types.AttributeValue{":o": str(owner), ":free": str(""), ":now": millis(now)})
 }
 
 // RenewPages extends owner's lease on the pages to until, on condition
 // that owner still holds it at now (a Conflict error otherwise).
 func (s *Store) RenewPages(ctx context.Context, owner string, now, until time.Time) error {
-	item := key(denyListPK, pagesLeaseSK)
-	item["owner"] = str(owner)
-	item["until"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(until.UnixMilli(), 10)}
-	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.PolicyTable), Item: item,
-		ConditionExpression:      aws.String("#o = :o AND #u >= :now"),
-		ExpressionAttributeNames: map[string]string{"#o": "owner", "#u": "until"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(owner),
-			":now": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.UnixMilli(), 10)}},
-	})
-	return classify("renew the deny list's pages", err)
+	return s.putLease(ctx, "renew the deny list's pages", owner, until,
+		"#o = :o AND #u >= :now", map[string]types.AttributeValue{":o": str(owner), ":now": millis(now)})
 }
 
 // ReleasePages gives owner's lease on the pages back; a lease another
 // owner has taken since is left alone.
 func (s *Store) ReleasePages(ctx context.Context, owner string) error {
-	item := key(denyListPK, pagesLeaseSK)
-	item["owner"] = str("")
-	item["until"] = &types.AttributeValueMemberN{Value: "0"}
-	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.PolicyTable), Item: item,
-		ConditionExpression:       aws.String("#o = :o"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":o": str(owner)},
-	})
-	if broker.KindOf(classify("", err)) == broker.Conflict {
+	err := s.putLease(ctx, "release the deny list's pages", "", time.UnixMilli(0),
+		"#o = :o", map[string]types.AttributeValue{":o": str(owner)})
+	if broker.KindOf(err) == broker.Conflict {
 		return nil
 	}
-	return classify("release the deny list's pages", err)
+	return err
+}
+
+// putLease writes the lease item as held by holder ("" when free) until
+// until, on condition cond over #o (its owner) and, if it names it, #u
+// (its until).
+func (s *Store) putLease(ctx context.Context, op, holder string, until time.Time, cond string, values map[string]types.AttributeValue) error {
+	item := key(denyListPK, pagesLeaseSK)
+	item["owner"] = str(holder)
+	item["until"] = millis(until)
+	names := map[string]string{"#o": "owner"}
+	if strings.Contains(cond, "#u") { // DynamoDB refuses a name the condition does not use
+		names["#u"] = "until"
+	}
+	_, err := s.Client.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.PolicyTable), Item: item, ConditionExpression: aws.String(cond),
+		ExpressionAttributeNames: names, ExpressionAttributeValues: values,
+	})
+	return classify(op, err)
 }
 
 // LoadDenyList reads the deny list's record with a strongly consistent
